@@ -1,0 +1,51 @@
+# The README's two commands are `make demo` and `make test`; both install what they need.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
+RUN := $(UV) run --frozen
+
+.PHONY: setup demo test check lint format types unit bench fuzz clean vectors
+
+# uv itself comes from PyPI when the machine lacks it; mosquitto from apt when missing.
+$(UV):
+	python3 -m venv .venv-tools && .venv-tools/bin/pip install --quiet uv
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --quiet
+	@touch $@
+
+mosquitto-bin:
+	@command -v mosquitto >/dev/null 2>&1 || command -v /usr/sbin/mosquitto >/dev/null 2>&1 || \
+	  { echo "installing mosquitto (apt-get)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; }
+
+setup: .venv/.synced mosquitto-bin
+
+demo: setup
+	$(RUN) python -m agents.memory_demo
+
+test: check
+
+check: setup lint types unit
+
+lint: .venv/.synced
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+
+types: .venv/.synced
+	$(RUN) mypy
+
+unit: .venv/.synced
+	$(RUN) pytest -q
+
+format: .venv/.synced
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+bench: .venv/.synced
+	$(RUN) python bench/protocol_costs.py
+
+vectors: .venv/.synced
+	$(RUN) python -m tests.vectors.generate
+
+clean:
+	rm -rf .venv .venv-tools .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,525 @@
+"""The broker's state machine: enrollment, redemption, on-line registration, queries.
+
+All transition rules for the broker live here. State changes only through ``apply`` of a
+``BrokerEvent``, both live and when the ledger replays history, so the state after a
+restart is exactly the state before it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from protocol import chain
+from protocol.broker_events import (
+    AccountOpened,
+    AnyBrokerEvent,
+    CertificateIssued,
+    CertificateRevoked,
+    CommitmentRegistered,
+    CreditLimitExceeded,
+    PaywordsRedeemed,
+    RedemptionRejected,
+    RegistrationRefused,
+)
+from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.credentials import (
+    VerifiedCommitment,
+    enroll_proof_data,
+    issue_certificate,
+    verify_commitment,
+)
+from protocol.crypto import (
+    TAG_ENROLL_PROOF,
+    Identity,
+    MacKey,
+    broker_token_secret,
+    enrollment_token,
+    token_key,
+    verify_signature,
+)
+from protocol.endpoint import BrokerInfo, Endpoint
+from protocol.envelope import Auth, Parsed, open_body, parse, verify_mac
+from protocol.errors import (
+    AuthenticationError,
+    CommitmentError,
+    EnrollmentError,
+    LocalProtocolError,
+    RedemptionError,
+    RemoteProtocolError,
+    UnexpectedMessageError,
+)
+from protocol.events import MessageRejected
+from protocol.messages import (
+    Balance,
+    BalanceQuery,
+    BrokerIdentity,
+    Certificate,
+    Commitment,
+    Enrolled,
+    EnrollRequest,
+    Invoice,
+    InvoiceLine,
+    InvoiceQuery,
+    Redeem,
+    Redeemed,
+    Register,
+    Registered,
+    RevocationList,
+    Role,
+)
+
+DAY = 86_400.0
+
+
+@dataclass(slots=True)
+class Account:
+    """One buyer's or vendor's account at the broker."""
+
+    name: str
+    role: Role
+    credit_limit: int
+    currency: str
+    token_nonce: bytes
+    certificate: bytes = b""
+    sign_key: bytes = b""
+    agree_key: bytes = b""
+    serial: int = 0
+
+
+@dataclass(slots=True)
+class ChainRecord:
+    """What the broker knows of one commitment."""
+
+    buyer: str
+    vendor: str
+    commitment: bytes
+    length: int
+    unit_value: int
+    root: bytes
+    reserved: int
+    index: int = 0
+    word: bytes = b""
+    amount: int = 0
+
+
+@dataclass(slots=True)
+class BrokerPolicy:
+    """Operator settings for certificates and redemption."""
+
+    certificate_lifetime: float = 365 * DAY
+    redemption_grace: float = 30 * DAY
+    max_chain_length: int = 1_000_000
+
+
+@dataclass(slots=True)
+class _Totals:
+    debited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    credited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    reserved: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    units: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    amounts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+
+class BrokerCore(Endpoint):
+    """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
+
+    def __init__(
+        self,
+        broker_id: str,
+        identity: Identity,
+        *,
+        policy: BrokerPolicy | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        **endpoint_options: float,
+    ) -> None:
+        super().__init__(broker_id, identity, **endpoint_options)  # type: ignore[arg-type]
+        self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+        self.policy = policy or BrokerPolicy()
+        self._random = random
+        self._token_secret = broker_token_secret(identity)
+        self.accounts: dict[str, Account] = {}
+        self.chains: dict[bytes, ChainRecord] = {}
+        self.revoked: dict[int, str] = {}
+        self.totals = _Totals()
+        self._next_serial = 1
+        self._pending: list[AnyBrokerEvent] = []
+
+    # --- state: the only place it changes ----------------------------------------------------
+
+    def apply(self, event: AnyBrokerEvent) -> None:
+        """Fold one event into the state (live or replayed from the ledger)."""
+        totals = self.totals
+        match event:
+            case AccountOpened():
+                self.accounts[event.account] = Account(
+                    event.account, event.role, event.credit_limit, event.currency, event.token_nonce
+                )
+            case CertificateIssued():
+                account = self.accounts[event.account]
+                certificate = _certificate_of(event.certificate)
+                account.certificate = event.certificate
+                account.sign_key = certificate.sign_key
+                account.agree_key = certificate.agree_key
+                account.serial = event.serial
+                self._next_serial = max(self._next_serial, event.serial + 1)
+                self._pair_keys.pop(event.account, None)
+            case CertificateRevoked():
+                self.revoked[event.serial] = event.account
+            case CommitmentRegistered():
+                commitment = _commitment_of(event.commitment)
+                self.chains[event.commitment_id] = ChainRecord(
+                    event.buyer,
+                    event.vendor,
+                    event.commitment,
+                    event.length,
+                    event.unit_value,
+                    commitment.root,
+                    event.reserved,
+                    word=commitment.root,
+                )
+                totals.reserved[event.buyer] += event.reserved
+            case PaywordsRedeemed():
+                record = self.chains[event.commitment_id]
+                record.index = event.index
+                record.word = event.payword
+                record.amount += event.amount
+                released = min(record.reserved, event.amount)
+                record.reserved -= released
+                totals.reserved[event.buyer] -= released
+                totals.debited[event.buyer] += event.amount
+                totals.credited[event.vendor] += event.amount
+                totals.units[event.buyer, event.vendor] += event.units
+                totals.amounts[event.buyer, event.vendor] += event.amount
+            case RegistrationRefused() | RedemptionRejected() | CreditLimitExceeded():
+                pass
+
+    def replay(self, events: Iterable[AnyBrokerEvent]) -> None:
+        """Rebuild the state from the ledger's history."""
+        for event in events:
+            self.apply(event)
+
+    def _record(self, event: AnyBrokerEvent) -> None:
+        self.apply(event)
+        self._pending.append(event)
+
+    def events_to_persist(self) -> list[AnyBrokerEvent]:
+        """Events since the last call; persist them before publishing ``data_to_send()``."""
+        out, self._pending = self._pending, []
+        return out
+
+    # --- operator actions --------------------------------------------------------------------
+
+    def open_account(
+        self, account: str, role: Role, credit_limit: int, currency: str, now: float
+    ) -> bytes:
+        """Open an account and return its one-time enrollment token (give it out of band)."""
+        if account in self.accounts:
+            raise LocalProtocolError(f"account {account!r} already exists")
+        if role == "broker" or credit_limit < 0 or account == self.account:
+            raise LocalProtocolError("accounts are buyers or vendors with a limit >= 0")
+        nonce = self._random(16)
+        self._record(
+            AccountOpened(
+                at=_ms(now),
+                account=account,
+                role=role,
+                credit_limit=credit_limit,
+                currency=currency,
+                token_nonce=nonce,
+            )
+        )
+        return enrollment_token(self._token_secret, account, nonce)
+
+    def revoke(self, account: str, now: float, reason: str = "operator") -> None:
+        """Revoke an account's current certificate and republish the revocation list."""
+        holder = self.accounts.get(account)
+        if holder is None or not holder.serial:
+            raise LocalProtocolError(f"{account!r} has no certificate to revoke")
+        if holder.serial not in self.revoked:
+            self._record(
+                CertificateRevoked(
+                    at=_ms(now), account=account, serial=holder.serial, reason=reason
+                )
+            )
+        self.publish_revocations(now)
+
+    def publish_identity(self, now: float) -> None:
+        """Queue the retained, signed broker identity."""
+        info = self.info
+        self.broadcast("identity", BrokerIdentity(info.id, info.sign_key, info.agree_key), now)
+
+    def publish_revocations(self, now: float) -> None:
+        """Queue the retained, signed revocation list."""
+        serials = sorted(self.revoked)
+        body = RevocationList(self.account, len(serials), _ms(now), serials)
+        self.broadcast("revocations", body, now)
+
+    # --- the network -------------------------------------------------------------------------
+
+    def receive(self, topic: str, payload: bytes, now: float) -> list[MessageRejected]:
+        """Handle one MQTT message; never raises for anything the peer did."""
+        sender = ""
+        try:
+            parsed = parse(payload, self.max_message_size)
+            sender = parsed.header.sender
+            self.check_addressing(topic, parsed)
+            key = self._key_for(parsed)
+            verify_mac(parsed, topic, key)
+            self.replay.check(parsed, now)
+            self._dispatch(parsed, key, now)
+        except RemoteProtocolError as error:
+            return [MessageRejected(topic, sender, error)]
+        return []
+
+    def _key_for(self, parsed: Parsed) -> MacKey:
+        account = self.accounts.get(parsed.header.sender)
+        if account is None:
+            raise AuthenticationError
+        if parsed.auth is Auth.TOKEN:
+            token = enrollment_token(self._token_secret, account.name, account.token_nonce)
+            return MacKey(token_key(token, account.name))
+        if parsed.auth is Auth.PAIR and account.agree_key:
+            return self.pair_key_with(account.name, account.agree_key)
+        raise AuthenticationError
+
+    def _dispatch(self, parsed: Parsed, key: MacKey, now: float) -> None:
+        body = open_body(parsed)
+        try:
+            match parsed.auth, body:
+                case Auth.TOKEN, EnrollRequest():
+                    self._enroll(parsed, body, key, now)
+                case Auth.PAIR, Redeem():
+                    self._redeem(parsed, body, key, now)
+                case Auth.PAIR, Register():
+                    self._register(parsed, body, key, now)
+                case Auth.PAIR, BalanceQuery():
+                    self._balance(parsed, key, now)
+                case Auth.PAIR, InvoiceQuery():
+                    self._invoice(parsed, key, now)
+                case _:
+                    raise UnexpectedMessageError(f"broker does not accept {parsed.header.type!r}")
+        except RemoteProtocolError as error:
+            self.reply_error(parsed, error.code, str(error), now, key)
+            raise
+
+    # --- enrollment ----------------------------------------------------------------------------
+
+    def _enroll(self, parsed: Parsed, request: EnrollRequest, key: MacKey, now: float) -> None:
+        account = self.accounts[parsed.header.sender]
+        if account.certificate:
+            if (account.sign_key, account.agree_key) != (request.sign_key, request.agree_key):
+                raise EnrollmentError("token already spent")
+            self._send_enrolled(parsed, account.certificate, key, now)
+            return
+        proof_data = enroll_proof_data(
+            account.name, self.account, request.sign_key, request.agree_key
+        )
+        try:
+            verify_signature(request.sign_key, TAG_ENROLL_PROOF, proof_data, request.proof)
+        except AuthenticationError as exc:
+            raise EnrollmentError("proof of possession does not verify") from exc
+        now_ms = _ms(now)
+        certificate = Certificate(
+            serial=self._next_serial,
+            subject=account.name,
+            role=account.role,
+            sign_key=request.sign_key,
+            agree_key=request.agree_key,
+            credit_limit=account.credit_limit,
+            currency=account.currency,
+            not_before=now_ms,
+            not_after=now_ms + int(self.policy.certificate_lifetime * 1000),
+            issuer=self.account,
+        )
+        signed = issue_certificate(self.identity, certificate)
+        self._record(
+            CertificateIssued(
+                at=now_ms, account=account.name, serial=certificate.serial, certificate=signed
+            )
+        )
+        self._send_enrolled(parsed, signed, key, now)
+
+    def _send_enrolled(self, parsed: Parsed, certificate: bytes, key: MacKey, now: float) -> None:
+        header = parsed.header
+        self.send(
+            header.sender, Enrolled(certificate), now, auth=Auth.TOKEN, key=key, corr=header.corr
+        )
+
+    # --- commitments and redemption ------------------------------------------------------------
+
+    def _verified(self, vendor: str, signed: bytes, now: float) -> VerifiedCommitment:
+        info = self.info
+        verified = verify_commitment(
+            signed, info.sign_key, info.id, now - self.policy.redemption_grace, vendor
+        )
+        if verified.commitment.length > self.policy.max_chain_length:
+            raise CommitmentError(f"chain longer than {self.policy.max_chain_length}")
+        buyer = self.accounts.get(verified.certificate.subject)
+        if buyer is None or buyer.role != "buyer":
+            raise CommitmentError("buyer has no account here")
+        return verified
+
+    def _ensure_registered(
+        self, verified: VerifiedCommitment, reserved: int, now: float
+    ) -> ChainRecord:
+        record = self.chains.get(verified.id)
+        if record is None:
+            commitment = verified.commitment
+            self._record(
+                CommitmentRegistered(
+                    at=_ms(now),
+                    commitment_id=verified.id,
+                    buyer=verified.certificate.subject,
+                    vendor=commitment.vendor,
+                    commitment=verified.signed,
+                    length=commitment.length,
+                    unit_value=commitment.unit_value,
+                    reserved=reserved,
+                )
+            )
+            record = self.chains[verified.id]
+        return record
+
+    def _redeem(self, parsed: Parsed, redeem: Redeem, key: MacKey, now: float) -> None:
+        vendor = parsed.header.sender
+        try:
+            verified = self._verified(vendor, redeem.commitment, now)
+            record = self.chains.get(verified.id)
+            if record is not None and redeem.index <= record.index:
+                self._send_redeemed(parsed, verified.id, record, key, now)
+                return
+            self._check_redeemable(verified, record, redeem)
+        except RemoteProtocolError as error:
+            self._record(
+                RedemptionRejected(
+                    at=_ms(now),
+                    vendor=vendor,
+                    reason=str(error),
+                    commitment=redeem.commitment,
+                    index=redeem.index,
+                    payword=redeem.payword,
+                )
+            )
+            raise RedemptionError(str(error)) from error
+        record = self._ensure_registered(verified, 0, now)
+        units = redeem.index - record.index
+        amount = units * record.unit_value
+        self._record(
+            PaywordsRedeemed(
+                at=_ms(now),
+                commitment_id=verified.id,
+                buyer=record.buyer,
+                vendor=vendor,
+                commitment=verified.signed,
+                from_index=record.index,
+                index=redeem.index,
+                payword=redeem.payword,
+                units=units,
+                amount=amount,
+            )
+        )
+        self._check_credit(record.buyer, now)
+        self._send_redeemed(parsed, verified.id, record, key, now)
+
+    @staticmethod
+    def _check_redeemable(
+        verified: VerifiedCommitment, record: ChainRecord | None, redeem: Redeem
+    ) -> None:
+        commitment = verified.commitment
+        if redeem.index > commitment.length:
+            raise RedemptionError(f"index {redeem.index} beyond chain length {commitment.length}")
+        index, word = (record.index, record.word) if record else (0, commitment.root)
+        if not chain.extends(redeem.payword, redeem.index, word, index):
+            raise RedemptionError(f"payword {redeem.index} does not hash to the chain")
+
+    def _check_credit(self, buyer: str, now: float) -> None:
+        limit = self.accounts[buyer].credit_limit
+        exposure = self.totals.debited[buyer] + self.totals.reserved[buyer]
+        if exposure > limit:
+            self._record(
+                CreditLimitExceeded(at=_ms(now), buyer=buyer, exposure=exposure, limit=limit)
+            )
+
+    def _send_redeemed(
+        self, parsed: Parsed, cid: bytes, record: ChainRecord, key: MacKey, now: float
+    ) -> None:
+        body = Redeemed(cid, record.index, record.amount)
+        self.send(parsed.header.sender, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+
+    def _register(self, parsed: Parsed, register: Register, key: MacKey, now: float) -> None:
+        vendor = parsed.header.sender
+        verified = self._verified(vendor, register.commitment, now)
+        commitment = verified.commitment
+        buyer = verified.certificate.subject
+        approved, reason = True, ""
+        if verified.id not in self.chains:
+            value = commitment.length * commitment.unit_value
+            exposure = self.totals.debited[buyer] + self.totals.reserved[buyer] + value
+            if verified.certificate.serial in self.revoked:
+                approved, reason = False, "certificate revoked"
+            elif exposure > self.accounts[buyer].credit_limit:
+                approved, reason = False, f"credit limit: exposure would be {exposure}"
+            if approved:
+                self._ensure_registered(verified, value, now)
+            else:
+                self._record(
+                    RegistrationRefused(
+                        at=_ms(now),
+                        commitment_id=verified.id,
+                        buyer=buyer,
+                        vendor=vendor,
+                        reason=reason,
+                    )
+                )
+        body = Registered(verified.id, approved, reason)
+        self.send(vendor, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def _balance(self, parsed: Parsed, key: MacKey, now: float) -> None:
+        account = self.accounts[parsed.header.sender]
+        totals = self.totals
+        body = Balance(
+            account.name,
+            account.currency,
+            totals.debited.get(account.name, 0),
+            totals.credited.get(account.name, 0),
+            totals.reserved.get(account.name, 0),
+        )
+        self.send(account.name, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+
+    def _invoice(self, parsed: Parsed, key: MacKey, now: float) -> None:
+        account = self.accounts[parsed.header.sender]
+        own = 0 if account.role == "buyer" else 1
+        lines = [
+            InvoiceLine(pair[1 - own], self.totals.units[pair], amount)
+            for pair, amount in sorted(self.totals.amounts.items())
+            if pair[own] == account.name
+        ]
+        body = Invoice(account.name, account.currency, lines, sum(line.amount for line in lines))
+        self.send(account.name, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """The broker has no protocol timers of its own (replay pruning is opportunistic)."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Forget idle replay windows."""
+        self.replay.prune(now)
+
+
+def _ms(now: float) -> int:
+    return int(now * 1000)
+
+
+def _certificate_of(signed: bytes) -> Certificate:
+    return decode_certificate(decode_signed(signed).body)
+
+
+def _commitment_of(signed: bytes) -> Commitment:
+    return decode_commitment(decode_signed(signed).body)

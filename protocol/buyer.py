@@ -1,0 +1,369 @@
+"""The buyer's state machine: enroll, read offers, commit to chains, pay, follow receipts.
+
+All transition rules for the buyer live here. The wallet's durable state is small: the
+certificate, and per chain the seed, the signed commitment and the highest index spent.
+Everything else is rebuilt from those.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol import topics
+from protocol.chain import HashChain
+from protocol.codec import decode_body, decode_signed
+from protocol.credentials import (
+    commitment_id,
+    sign_commitment,
+    verify_certificate,
+)
+from protocol.crypto import Identity, MacKey, chain_key
+from protocol.endpoint import AgentEndpoint, BrokerInfo
+from protocol.envelope import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SKEW,
+    Auth,
+    Parsed,
+    open_body,
+    parse,
+    verify_mac,
+    verify_signed,
+)
+from protocol.errors import (
+    AuthenticationError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    UnexpectedMessageError,
+)
+from protocol.events import (
+    BalanceReceived,
+    CertificateReceived,
+    ChannelOpened,
+    InvoiceReceived,
+    MessageRejected,
+    OfferReceived,
+    PaywordSpent,
+    PeerError,
+    ReceiptReceived,
+    RevocationsUpdated,
+)
+from protocol.messages import (
+    Balance,
+    BalanceQuery,
+    Certificate,
+    Commit,
+    Commitment,
+    Enrolled,
+    Error,
+    Invoice,
+    InvoiceQuery,
+    Offer,
+    Payment,
+    Receipt,
+    RevocationList,
+)
+
+BuyerEvent = (
+    CertificateReceived
+    | OfferReceived
+    | ReceiptReceived
+    | BalanceReceived
+    | InvoiceReceived
+    | RevocationsUpdated
+    | MessageRejected
+    | PeerError
+)
+
+
+@dataclass(slots=True)
+class Channel:
+    """One commitment to one vendor, and how far it has been spent and acknowledged."""
+
+    id: bytes
+    vendor: str
+    chain: HashChain
+    seed: bytes
+    commitment: bytes
+    unit_value: int
+    max_jump: int
+    key: MacKey
+    spent: int = 0
+    acknowledged: int = -1
+    retry_due: float | None = None
+    backoff: float = 0.0
+    last_item: str = ""
+
+    @property
+    def remaining(self) -> int:
+        """Units still payable on this chain."""
+        return self.chain.length - self.spent
+
+
+@dataclass(slots=True)
+class _VendorOffer:
+    offer: Offer
+    certificate: Certificate
+    timestamp: int
+
+
+class BuyerCore(AgentEndpoint):
+    """Bytes in, buyer events and bytes out. No I/O, no clock: ``now`` is an argument."""
+
+    role = "buyer"
+    retry_initial = 2.0
+    retry_max = 60.0
+
+    def __init__(  # noqa: PLR0913 - identity, trust anchor, limits
+        self,
+        account: str,
+        identity: Identity,
+        broker: BrokerInfo,
+        *,
+        random: Callable[[int], bytes] = os.urandom,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        super().__init__(
+            account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
+        )
+        self._random = random
+        self.offers: dict[str, _VendorOffer] = {}
+        self.channels: dict[bytes, Channel] = {}
+        self.revoked: frozenset[int] = frozenset()
+        self._revocation_sequence = -1
+
+    def subscriptions(self) -> list[str]:
+        """Also every vendor's retained offer."""
+        return [*super().subscriptions(), topics.public_filter("offer")]
+
+    # --- channels and payments -----------------------------------------------------------------
+
+    def open_channel(
+        self, vendor: str, length: int, now: float, lifetime: float = 86_400.0
+    ) -> ChannelOpened:
+        """Sign a commitment to a fresh chain for ``vendor``; persist the event, then send."""
+        if self.certified is None:
+            raise LocalProtocolError("enroll before opening a channel")
+        known = self.offers.get(vendor)
+        if known is None:
+            raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
+        offer = known.offer
+        if length > offer.max_length:
+            raise LocalProtocolError(f"{vendor} accepts chains of at most {offer.max_length}")
+        not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
+        seed = self._random(32)
+        chain = HashChain(seed, length)
+        commitment = Commitment(
+            vendor,
+            self.certificate,
+            chain.root,
+            length,
+            offer.unit_value,
+            offer.currency,
+            int(now * 1000),
+            not_after,
+        )
+        signed, cid = sign_commitment(self.identity, commitment)
+        self._install(cid, vendor, chain, seed, signed, 0)
+        self._send_commit(self.channels[cid], now)
+        return ChannelOpened(cid, vendor, seed, signed)
+
+    def restore_channel(
+        self, vendor: str, seed: bytes, commitment: bytes, length: int, spent: int
+    ) -> Channel:
+        """Reinstate a channel from the wallet after a restart."""
+        chain = HashChain(seed, length)
+        cid = commitment_id(decode_signed(commitment).body)
+        channel = self._install(cid, vendor, chain, seed, commitment, spent)
+        channel.acknowledged = -1
+        return channel
+
+    def _install(  # noqa: PLR0913
+        self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
+    ) -> Channel:
+        known = self.offers.get(vendor)
+        if known is None:
+            raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
+        key = MacKey(
+            chain_key(self.identity, known.certificate.agree_key, self.account, vendor, cid)
+        )
+        channel = Channel(
+            cid,
+            vendor,
+            chain,
+            seed,
+            signed,
+            known.offer.unit_value,
+            known.offer.max_jump,
+            key,
+            spent,
+        )
+        self.channels[cid] = channel
+        return channel
+
+    def _send_commit(self, channel: Channel, now: float) -> None:
+        self.send(
+            channel.vendor,
+            Commit(channel.commitment),
+            now,
+            auth=Auth.CHAIN,
+            key=channel.key,
+            ref=channel.id,
+        )
+        self._arm_retry(channel, now)
+
+    def pay(self, cid: bytes, units: int, now: float, item: str = "") -> PaywordSpent:
+        """Pay ``units`` on a chain; persist the returned event before publishing.
+
+        A jump larger than the vendor's maximum goes out as several payments.
+        """
+        channel = self.channels.get(cid)
+        if channel is None:
+            raise LocalProtocolError("unknown channel")
+        if units < 1 or units > channel.remaining:
+            raise LocalProtocolError(f"can pay 1..{channel.remaining} units on this chain")
+        target = channel.spent + units
+        while channel.spent < target:
+            channel.spent = min(channel.spent + channel.max_jump, target)
+            word = channel.chain.word(channel.spent)
+            payment = Payment(cid, channel.spent, word, item if channel.spent == target else "")
+            self.send(channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=cid)
+        channel.last_item = item
+        self._arm_retry(channel, now)
+        return PaywordSpent(cid, channel.spent)
+
+    def _arm_retry(self, channel: Channel, now: float) -> None:
+        if channel.retry_due is None:
+            channel.backoff = self.retry_initial
+            channel.retry_due = now + channel.backoff
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def query_balance(self, now: float, corr: bytes = b"") -> None:
+        """Ask the broker for this account's balance."""
+        self.send(
+            self.broker.id, BalanceQuery(), now, auth=Auth.PAIR, key=self.broker_key, corr=corr
+        )
+
+    def query_invoice(self, now: float, corr: bytes = b"") -> None:
+        """Ask the broker for this account's invoice of the open period."""
+        self.send(
+            self.broker.id, InvoiceQuery(), now, auth=Auth.PAIR, key=self.broker_key, corr=corr
+        )
+
+    # --- the network ---------------------------------------------------------------------------
+
+    def receive(self, topic: str, payload: bytes, now: float) -> list[BuyerEvent]:
+        """Handle one MQTT message; never raises for anything the peer did."""
+        sender = ""
+        try:
+            parsed = parse(payload, self.max_message_size)
+            sender = parsed.header.sender
+            self.check_addressing(topic, parsed)
+            match parsed.auth:
+                case Auth.SIGNED:
+                    return self._broadcast(topic, parsed)
+                case Auth.CHAIN:
+                    return self._from_vendor(topic, parsed, now)
+                case _:
+                    return self._from_broker(topic, parsed, now)
+        except RemoteProtocolError as error:
+            return [MessageRejected(topic, sender, error)]
+
+    def _broadcast(self, topic: str, parsed: Parsed) -> list[BuyerEvent]:
+        header = parsed.header
+        if header.sender == self.broker.id:
+            verify_signed(parsed, topic, self.broker.sign_key)
+            body = open_body(parsed)
+            if isinstance(body, RevocationList) and body.sequence > self._revocation_sequence:
+                self._revocation_sequence = body.sequence
+                self.revoked = frozenset(body.serials)
+                return [RevocationsUpdated(body.sequence, self.revoked)]
+            return []
+        if header.type != "offer":
+            raise UnexpectedMessageError(f"buyer does not read {header.type!r} broadcasts")
+        offer = decode_body(header.type, header.body)
+        assert isinstance(offer, Offer)  # noqa: S101 - decode_body returns the named type
+        broker = self.broker
+        certificate = verify_certificate(
+            offer.certificate, broker.sign_key, broker.id, header.timestamp / 1000, role="vendor"
+        )
+        if certificate.subject != header.sender:
+            raise AuthenticationError
+        verify_signed(parsed, topic, certificate.sign_key)
+        known = self.offers.get(header.sender)
+        if known is not None and known.timestamp >= header.timestamp:
+            return []
+        self.offers[header.sender] = _VendorOffer(offer, certificate, header.timestamp)
+        return [OfferReceived(header.sender, offer)]
+
+    def _from_vendor(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
+        channel = self.channels.get(parsed.header.ref)
+        if channel is None or channel.vendor != parsed.header.sender:
+            raise AuthenticationError
+        verify_mac(parsed, topic, channel.key)
+        self.replay.check(parsed, now)
+        body = open_body(parsed)
+        match body:
+            case Receipt() if body.commitment_id == channel.id:
+                if body.index <= channel.acknowledged:
+                    return []
+                channel.acknowledged = body.index
+                if channel.acknowledged >= channel.spent:
+                    channel.retry_due = None
+                return [ReceiptReceived(channel.id, body.index, body.amount)]
+            case Error():
+                channel.retry_due = None
+                return [PeerError(channel.vendor, body.code, body.detail, parsed.header.corr)]
+            case _:
+                raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
+
+    def _from_broker(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
+        key = self.broker_message_key(parsed)
+        verify_mac(parsed, topic, key)
+        self.replay.check(parsed, now)
+        body = open_body(parsed)
+        match body:
+            case Enrolled():
+                return [self.enrolled(parsed, body, now)]
+            case Balance():
+                return [BalanceReceived(body)]
+            case Invoice():
+                return [InvoiceReceived(body)]
+            case Error():
+                return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
+            case _:
+                raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
+
+    # --- timers --------------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When an unacknowledged commit or payment is next retransmitted."""
+        due = [c.retry_due for c in self.channels.values() if c.retry_due is not None]
+        return min(due) if due else None
+
+    def handle_timer(self, now: float) -> None:
+        """Retransmit what the vendor has not acknowledged (it answers repeats idempotently)."""
+        for channel in self.channels.values():
+            if channel.retry_due is None or channel.retry_due > now:
+                continue
+            if channel.acknowledged < 0:
+                self.send(
+                    channel.vendor,
+                    Commit(channel.commitment),
+                    now,
+                    auth=Auth.CHAIN,
+                    key=channel.key,
+                    ref=channel.id,
+                )
+            if channel.spent > max(channel.acknowledged, 0):
+                word = channel.chain.word(channel.spent)
+                payment = Payment(channel.id, channel.spent, word, channel.last_item)
+                self.send(
+                    channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=channel.id
+                )
+            channel.backoff = min(channel.backoff * 2, self.retry_max)
+            channel.retry_due = now + channel.backoff
+        self.replay.prune(now)

@@ -1,0 +1,67 @@
+"""MessagePack encoding and typed, bounded decoding.
+
+Decoding never returns an unvalidated object: bytes either become the struct the caller
+asked for or raise ``MalformedMessageError``. Nothing else escapes.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+from protocol.errors import MalformedMessageError
+from protocol.messages import MESSAGE_TYPES, TYPE_NAMES, Body, Certificate, Commitment, Signed
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_signed_decoder: Final = msgspec.msgpack.Decoder(Signed)
+_certificate_decoder: Final = msgspec.msgpack.Decoder(Certificate)
+_commitment_decoder: Final = msgspec.msgpack.Decoder(Commitment)
+_body_decoders: Final[dict[str, msgspec.msgpack.Decoder[Body]]] = {
+    name: msgspec.msgpack.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
+}
+
+
+def encode(value: msgspec.Struct) -> bytes:
+    """MessagePack bytes of a wire struct (msgspec's encoding is deterministic)."""
+    return _encoder.encode(value)
+
+
+def type_name(body: Body) -> str:
+    """The envelope ``type`` string for a body."""
+    return TYPE_NAMES[type(body)]
+
+
+def decode_body(message_type: str, data: bytes) -> Body:
+    """Decode a message body with the schema its envelope type names."""
+    decoder = _body_decoders.get(message_type)
+    if decoder is None:
+        raise MalformedMessageError(f"unknown message type {message_type!r}")
+    try:
+        return decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedMessageError(f"{message_type}: {exc}") from exc
+
+
+def decode_signed(data: bytes) -> Signed:
+    """Decode a ``Signed`` wrapper (signature not yet checked)."""
+    try:
+        return _signed_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedMessageError(f"signed object: {exc}") from exc
+
+
+def decode_certificate(data: bytes) -> Certificate:
+    """Decode certificate bytes (from inside a verified ``Signed``)."""
+    try:
+        return _certificate_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedMessageError(f"certificate: {exc}") from exc
+
+
+def decode_commitment(data: bytes) -> Commitment:
+    """Decode commitment bytes (from inside a verified ``Signed``)."""
+    try:
+        return _commitment_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise MalformedMessageError(f"commitment: {exc}") from exc

@@ -1,0 +1,230 @@
+"""Machinery every role shares: the outbox, counters, replay guard and key caches.
+
+The role modules (``buyer``, ``vendor``, ``broker``) hold all the transition rules; this
+module only moves bytes in and out in the checked order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol import topics
+from protocol.credentials import enroll_proof_data, verify_certificate
+from protocol.crypto import TAG_ENROLL_PROOF, Identity, MacKey, pair_key, token_key
+from protocol.envelope import (
+    BROADCAST,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SKEW,
+    Auth,
+    Counter,
+    Parsed,
+    ReplayGuard,
+    seal,
+)
+from protocol.errors import AuthenticationError, CertificateError, UnexpectedMessageError
+from protocol.events import CertificateReceived, Outgoing
+from protocol.messages import Body, Certificate, Enrolled, EnrollRequest, Error, Role
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    """The trust anchor every agent is configured with."""
+
+    id: str
+    sign_key: bytes
+    agree_key: bytes
+
+
+class Endpoint:
+    """An agent's sending side and its receive-side bookkeeping."""
+
+    def __init__(
+        self,
+        account: str,
+        identity: Identity,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        self.account = account
+        self.identity = identity
+        self.max_message_size = max_message_size
+        self.replay = ReplayGuard(max_skew)
+        self._counter = Counter()
+        self._outbox: list[Outgoing] = []
+        self._pair_keys: dict[str, MacKey] = {}
+
+    def subscriptions(self) -> list[str]:
+        """The MQTT topic filters this endpoint reads: its own inbox."""
+        return [topics.inbox_filter(self.account)]
+
+    def data_to_send(self) -> list[Outgoing]:
+        """Everything queued since the last call, in order; the shell publishes it."""
+        out, self._outbox = self._outbox, []
+        return out
+
+    def pair_key_with(self, peer: str, peer_agree_key: bytes) -> MacKey:
+        """The cached static MAC key with ``peer``."""
+        key = self._pair_keys.get(peer)
+        if key is None:
+            key = MacKey(pair_key(self.identity, self.account, peer_agree_key, peer))
+            self._pair_keys[peer] = key
+        return key
+
+    def send(  # noqa: PLR0913 - mirrors the envelope fields
+        self,
+        recipient: str,
+        body: Body,
+        now: float,
+        *,
+        auth: Auth,
+        key: MacKey,
+        ref: bytes = b"",
+        corr: bytes = b"",
+    ) -> None:
+        """Queue a MAC'd message to one recipient's inbox."""
+        topic = topics.inbox(recipient, self.account)
+        counter = self._counter.next(recipient, auth, ref, now)
+        payload = seal(
+            topic,
+            body,
+            auth=auth,
+            sender=self.account,
+            recipient=recipient,
+            counter=counter,
+            now=now,
+            key=key,
+            ref=ref,
+            corr=corr,
+        )
+        self._outbox.append(Outgoing(topic, payload))
+
+    def broadcast(self, kind: topics.PublicKind, body: Body, now: float) -> None:
+        """Queue a signed, retained broadcast."""
+        topic = topics.public(self.account, kind)
+        counter = self._counter.next(BROADCAST, Auth.SIGNED, b"", now)
+        payload = seal(
+            topic,
+            body,
+            auth=Auth.SIGNED,
+            sender=self.account,
+            recipient=BROADCAST,
+            counter=counter,
+            now=now,
+            signer=self.identity,
+        )
+        self._outbox.append(Outgoing(topic, payload, retain=True))
+
+    def reply_error(
+        self,
+        parsed: Parsed,
+        code: str,
+        detail: str,
+        now: float,
+        key: MacKey,
+    ) -> None:
+        """Answer an authenticated request with an ``Error`` on the same stream."""
+        self.send(
+            parsed.header.sender,
+            Error(code, detail[:256]),
+            now,
+            auth=parsed.auth,
+            key=key,
+            ref=parsed.header.ref,
+            corr=parsed.header.corr,
+        )
+
+    def check_addressing(self, topic: str, parsed: Parsed) -> None:
+        """The topic must match the header: inbox topics name recipient and sender.
+
+        The MAC covers the topic, so this is what ties the MQTT identity (which ACLs bind to
+        the topic) to the envelope's sender. A mismatch is an authentication failure.
+        """
+        parts = topics.split(topic)
+        header = parsed.header
+        if parts is None:
+            raise AuthenticationError
+        kind, first, second = parts
+        if kind == "in":
+            if first != self.account or header.recipient != self.account:
+                raise AuthenticationError
+            if second != header.sender or parsed.auth is Auth.SIGNED:
+                raise AuthenticationError
+        elif (
+            first != header.sender
+            or header.recipient != BROADCAST
+            or parsed.auth is not Auth.SIGNED
+        ):
+            raise AuthenticationError
+
+
+class AgentEndpoint(Endpoint):
+    """A buyer's or vendor's endpoint: knows its broker and enrolls with it."""
+
+    role: Role
+
+    def __init__(
+        self,
+        account: str,
+        identity: Identity,
+        broker: BrokerInfo,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        super().__init__(account, identity, max_message_size=max_message_size, max_skew=max_skew)
+        self.broker = broker
+        self.broker_key = self.pair_key_with(broker.id, broker.agree_key)
+        self.token_key: MacKey | None = None
+        self.certificate = b""
+        self.certified: Certificate | None = None
+
+    def subscriptions(self) -> list[str]:
+        """Its inbox and the broker's retained identity and revocation list."""
+        broker = self.broker.id
+        return [
+            *super().subscriptions(),
+            topics.public(broker, "identity"),
+            topics.public(broker, "revocations"),
+        ]
+
+    def enroll(self, token: bytes, now: float) -> None:
+        """Queue an enrollment request authenticated by the operator's one-time token."""
+        self.token_key = MacKey(token_key(token, self.account))
+        identity = self.identity
+        proof = identity.sign(
+            TAG_ENROLL_PROOF,
+            enroll_proof_data(self.account, self.broker.id, identity.sign_key, identity.agree_key),
+        )
+        request = EnrollRequest(identity.sign_key, identity.agree_key, proof)
+        self.send(self.broker.id, request, now, auth=Auth.TOKEN, key=self.token_key)
+
+    def restore_certificate(self, signed: bytes, now: float) -> Certificate:
+        """Adopt a certificate (from enrollment or the agent's store), checked in full."""
+        broker = self.broker
+        certificate = verify_certificate(signed, broker.sign_key, broker.id, now, role=self.role)
+        identity = self.identity
+        keys = (certificate.sign_key, certificate.agree_key)
+        if certificate.subject != self.account or keys != (identity.sign_key, identity.agree_key):
+            raise CertificateError("certificate is not for this agent's keys")
+        self.certificate = signed
+        self.certified = certificate
+        return certificate
+
+    def broker_message_key(self, parsed: Parsed) -> MacKey:
+        """The key of a MAC'd message from the broker (pairwise, or the enrollment token's)."""
+        if parsed.header.sender != self.broker.id:
+            raise AuthenticationError
+        if parsed.auth is Auth.PAIR:
+            return self.broker_key
+        if parsed.auth is Auth.TOKEN and self.token_key is not None:
+            return self.token_key
+        raise AuthenticationError
+
+    def enrolled(self, parsed: Parsed, body: Enrolled, now: float) -> CertificateReceived:
+        """Handle the broker's answer to ``enroll``."""
+        if parsed.auth is not Auth.TOKEN:
+            raise UnexpectedMessageError("certificates arrive on the enrollment stream only")
+        certificate = self.restore_certificate(body.certificate, now)
+        self.token_key = None
+        return CertificateReceived(body.certificate, certificate.serial)

@@ -1,0 +1,99 @@
+"""Errors split by whose fault they are.
+
+``LocalProtocolError`` means we misused the API (a bug on our side).
+``RemoteProtocolError`` means a peer sent something bad: log it, reject it, keep running.
+Every remote error carries a short stable ``code`` that goes on the wire in an ``Error`` message.
+"""
+
+from __future__ import annotations
+
+
+class MicropayError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    code = "error"
+
+
+class LocalProtocolError(MicropayError):
+    """The caller misused the API: a bug in our own code or configuration."""
+
+    code = "local"
+
+
+class RemoteProtocolError(MicropayError):
+    """A peer sent something we reject. Never fatal for the receiver."""
+
+    code = "remote"
+
+
+class AuthenticationError(RemoteProtocolError):
+    """One opaque error for every authentication failure.
+
+    Unknown key, bad MAC, bad signature and wrong recipient all look alike to
+    the peer, so a forger learns nothing from which check failed.
+    """
+
+    code = "auth"
+
+    def __init__(self) -> None:
+        super().__init__("authentication failed")
+
+
+class MessageTooLargeError(RemoteProtocolError):
+    """The payload is larger than the configured limit; nothing was decoded."""
+
+    code = "too-large"
+
+
+class MalformedMessageError(RemoteProtocolError):
+    """The bytes do not decode into the schema the message type demands."""
+
+    code = "malformed"
+
+
+class ReplayError(RemoteProtocolError):
+    """An authentic envelope whose counter was already seen (or fell out of the window)."""
+
+    code = "replay"
+
+
+class StaleMessageError(RemoteProtocolError):
+    """An authentic envelope whose timestamp is outside the allowed clock skew."""
+
+    code = "stale"
+
+
+class UnexpectedMessageError(RemoteProtocolError):
+    """A well-formed message this role does not accept, or not in this state."""
+
+    code = "unexpected"
+
+
+class CertificateError(RemoteProtocolError):
+    """A certificate that is forged, expired, revoked or of the wrong role."""
+
+    code = "certificate"
+
+
+class CommitmentError(RemoteProtocolError):
+    """A commitment that is forged, expired, for another vendor or out of limits."""
+
+    code = "commitment"
+
+
+class PaymentError(RemoteProtocolError):
+    """A payword that does not extend the chain as the rules require."""
+
+    code = "payment"
+
+
+class RedemptionError(RemoteProtocolError):
+    """A redemption the broker refuses to credit."""
+
+    code = "redemption"
+
+
+class EnrollmentError(RemoteProtocolError):
+    """An enrollment request with a spent token or a bad proof of possession."""
+
+    code = "enrollment"

@@ -1,0 +1,260 @@
+"""Every structure that crosses the wire, as frozen msgspec structs encoded as MessagePack arrays.
+
+Arrays, not maps: the field order below *is* the wire format (documented field by field in
+``docs/PROTOCOL.md``). New fields may only be appended, with defaults. Signed objects
+(certificates, commitments) travel as the exact bytes that were signed, wrapped in
+``Signed``, so nobody has to re-encode anything canonically to verify it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")]
+Key32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Sig64 = Annotated[bytes, msgspec.Meta(min_length=64, max_length=64)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Positive = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+Index = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Currency = Annotated[str, msgspec.Meta(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
+Text = Annotated[str, msgspec.Meta(max_length=256)]
+Blob = Annotated[bytes, msgspec.Meta(max_length=8192)]
+Corr = Annotated[bytes, msgspec.Meta(max_length=16)]
+Role = Literal["buyer", "vendor", "broker"]
+
+
+class Wire(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    """Base of all wire structs: positional, immutable, strict."""
+
+
+# --- signed objects -------------------------------------------------------------------------
+
+
+class Signed(Wire):
+    """The exact bytes of a signed object and the Ed25519 signature over ``tag || body``."""
+
+    body: Blob
+    signature: Sig64
+
+
+class Certificate(Wire):
+    """PayWord's user certificate, issued by the broker to buyers and vendors alike."""
+
+    serial: Positive
+    subject: Id
+    role: Role
+    sign_key: Key32
+    agree_key: Key32
+    credit_limit: Count
+    currency: Currency
+    not_before: Millis
+    not_after: Millis
+    issuer: Id
+
+
+class Commitment(Wire):
+    """PayWord's commitment M: the buyer binds one chain root to one vendor."""
+
+    vendor: Id
+    buyer_certificate: Blob
+    root: Key32
+    length: Annotated[int, msgspec.Meta(ge=1, le=2**32 - 1)]
+    unit_value: Positive
+    currency: Currency
+    issued_at: Millis
+    not_after: Millis
+
+
+# --- message bodies -------------------------------------------------------------------------
+
+
+class EnrollRequest(Wire):
+    """Agent to broker, MAC'd with the one-time token's key: "certify these public keys"."""
+
+    sign_key: Key32
+    agree_key: Key32
+    proof: Sig64
+
+
+class Enrolled(Wire):
+    """Broker to agent: the new certificate (``Signed`` bytes)."""
+
+    certificate: Blob
+
+
+class BrokerIdentity(Wire):
+    """Retained and signed by the broker: who it is and its two public keys."""
+
+    broker: Id
+    sign_key: Key32
+    agree_key: Key32
+
+
+class OfferItem(Wire):
+    """One priced item of a vendor's offer."""
+
+    item: Text
+    price: Positive
+
+
+class Offer(Wire):
+    """Retained and signed by the vendor: its price list and the terms it accepts."""
+
+    certificate: Blob
+    unit_value: Positive
+    currency: Currency
+    max_length: Positive
+    max_jump: Positive
+    online: bool
+    valid_until: Millis
+    items: Annotated[list[OfferItem], msgspec.Meta(max_length=256)]
+
+
+class Commit(Wire):
+    """Buyer to vendor: a signed commitment (``Signed`` bytes of a ``Commitment``)."""
+
+    commitment: Blob
+
+
+class Payment(Wire):
+    """Buyer to vendor: ``index`` units paid in total on this chain, proven by ``payword``."""
+
+    commitment_id: Key32
+    index: Index
+    payword: Key32
+    item: Text = ""
+
+
+class Receipt(Wire):
+    """Vendor to buyer: cumulative, the highest index accepted so far on the chain."""
+
+    commitment_id: Key32
+    index: Index
+    amount: Count
+
+
+class Redeem(Wire):
+    """Vendor to broker: the commitment and the highest payword it holds."""
+
+    commitment: Blob
+    index: Index
+    payword: Key32
+
+
+class Redeemed(Wire):
+    """Broker to vendor: the highest index credited on the chain and the total amount credited."""
+
+    commitment_id: Key32
+    index: Index
+    amount: Count
+
+
+class Register(Wire):
+    """Vendor to broker, on-line mode: "may I accept this commitment?"."""
+
+    commitment: Blob
+
+
+class Registered(Wire):
+    """Broker to vendor: the on-line verdict on a commitment."""
+
+    commitment_id: Key32
+    approved: bool
+    reason: Text = ""
+
+
+class BalanceQuery(Wire):
+    """Agent to broker: the sender's own balance."""
+
+
+class Balance(Wire):
+    """Broker to agent: what a buyer owes (debited) and a vendor is owed (credited)."""
+
+    account: Id
+    currency: Currency
+    debited: Count
+    credited: Count
+    reserved: Count
+
+
+class InvoiceQuery(Wire):
+    """Agent to broker: the invoice (buyer) or statement (vendor) of the open period."""
+
+
+class InvoiceLine(Wire):
+    """One counterparty's share of an invoice or statement."""
+
+    counterparty: Id
+    units: Count
+    amount: Count
+
+
+class Invoice(Wire):
+    """Broker to agent: lines per counterparty and their total."""
+
+    account: Id
+    currency: Currency
+    lines: Annotated[list[InvoiceLine], msgspec.Meta(max_length=4096)]
+    total: Count
+
+
+class RevocationList(Wire):
+    """Retained and signed by the broker: revoked certificate serials."""
+
+    issuer: Id
+    sequence: Count
+    issued_at: Millis
+    serials: Annotated[list[Positive], msgspec.Meta(max_length=100_000)]
+
+
+class Error(Wire):
+    """Any direction: the request with this correlation id was refused, and why."""
+
+    code: Text
+    detail: Text
+
+
+Body = (
+    EnrollRequest
+    | Enrolled
+    | BrokerIdentity
+    | Offer
+    | Commit
+    | Payment
+    | Receipt
+    | Redeem
+    | Redeemed
+    | Register
+    | Registered
+    | BalanceQuery
+    | Balance
+    | InvoiceQuery
+    | Invoice
+    | RevocationList
+    | Error
+)
+
+# The envelope's ``type`` field names the body's schema; these strings are the wire format.
+MESSAGE_TYPES: Final[dict[str, type[Body]]] = {
+    "enroll": EnrollRequest,
+    "enrolled": Enrolled,
+    "identity": BrokerIdentity,
+    "offer": Offer,
+    "commit": Commit,
+    "pay": Payment,
+    "receipt": Receipt,
+    "redeem": Redeem,
+    "redeemed": Redeemed,
+    "register": Register,
+    "registered": Registered,
+    "balance?": BalanceQuery,
+    "balance": Balance,
+    "invoice?": InvoiceQuery,
+    "invoice": Invoice,
+    "revocations": RevocationList,
+    "error": Error,
+}
+TYPE_NAMES: Final[dict[type[Body], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -1,0 +1,456 @@
+"""The vendor's state machine: accept commitments, verify paywords, redeem at the broker.
+
+All transition rules for the vendor live here. Payment verification is the hot path: one
+dict lookup, one HMAC, one typed decode and ``i - j`` hashes, with receipts coalesced per
+chain so a burst of payments costs one receipt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from protocol import chain
+from protocol.codec import decode_body
+from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
+from protocol.crypto import Identity, MacKey, chain_key
+from protocol.endpoint import AgentEndpoint, BrokerInfo
+from protocol.envelope import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SKEW,
+    Auth,
+    Parsed,
+    open_body,
+    parse,
+    verify_mac,
+    verify_signed,
+)
+from protocol.errors import (
+    AuthenticationError,
+    CommitmentError,
+    LocalProtocolError,
+    PaymentError,
+    RemoteProtocolError,
+    UnexpectedMessageError,
+)
+from protocol.events import (
+    CertificateReceived,
+    CommitmentAccepted,
+    MessageRejected,
+    Outgoing,
+    PaymentAccepted,
+    PeerError,
+    RedemptionConfirmed,
+    RevocationsUpdated,
+)
+from protocol.messages import (
+    Commit,
+    Enrolled,
+    Error,
+    Offer,
+    OfferItem,
+    Payment,
+    Receipt,
+    Redeem,
+    Redeemed,
+    Register,
+    Registered,
+    RevocationList,
+)
+
+VendorEvent = (
+    CertificateReceived
+    | CommitmentAccepted
+    | PaymentAccepted
+    | RedemptionConfirmed
+    | RevocationsUpdated
+    | MessageRejected
+    | PeerError
+)
+
+
+@dataclass(frozen=True, slots=True)
+class VendorTerms:
+    """What the vendor accepts; published as its offer."""
+
+    unit_value: int = 1
+    currency: str = "EUR"
+    max_length: int = 100_000
+    max_jump: int = 1_000
+    online: bool = False
+    items: tuple[OfferItem, ...] = ()
+    offer_lifetime: float = 86_400.0
+    redeem_interval: float = 60.0
+    redeem_retry: float = 5.0
+    redeem_retry_max: float = 300.0
+
+
+@dataclass(slots=True)
+class VendorChain:
+    """One accepted commitment: the last payword held and what the broker has credited."""
+
+    verified: VerifiedCommitment
+    key: MacKey
+    buyer: str
+    buyer_serial: int
+    index: int
+    word: bytes
+    redeemed: int = 0
+    redeem_due: float = 0.0
+    redeem_backoff: float = 0.0
+    in_flight: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A commitment waiting for the broker's on-line verdict."""
+
+    verified: VerifiedCommitment
+    key: MacKey
+    buyer: str
+    parsed_corr: bytes
+    waiters: list[bytes] = field(default_factory=list)
+
+
+class VendorCore(AgentEndpoint):
+    role = "vendor"
+
+    """Bytes in, vendor events and bytes out. No I/O, no clock: ``now`` is an argument."""
+
+    def __init__(  # noqa: PLR0913 - identity, credentials, trust anchor, terms
+        self,
+        account: str,
+        identity: Identity,
+        broker: BrokerInfo,
+        terms: VendorTerms | None = None,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        super().__init__(
+            account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
+        )
+        self.terms = terms or VendorTerms()
+        self.chains: dict[bytes, VendorChain] = {}
+        self.revoked: frozenset[int] = frozenset()
+        self._revocation_sequence = -1
+        self._pending: dict[bytes, _Pending] = {}
+        self._receipts: dict[bytes, tuple[VendorChain, float]] = {}
+
+    # --- outgoing ------------------------------------------------------------------------------
+
+    def publish_offer(self, now: float) -> None:
+        """Queue the retained, signed offer that buyers read before committing."""
+        if not self.certificate:
+            raise LocalProtocolError("enroll before publishing an offer")
+        terms = self.terms
+        offer = Offer(
+            self.certificate,
+            terms.unit_value,
+            terms.currency,
+            terms.max_length,
+            terms.max_jump,
+            terms.online,
+            int((now + terms.offer_lifetime) * 1000),
+            list(terms.items),
+        )
+        self.broadcast("offer", offer, now)
+
+    def data_to_send(self) -> list[Outgoing]:
+        """Queued messages, plus one coalesced receipt per chain paid since the last call."""
+        for cid, (state, now) in self._receipts.items():
+            body = Receipt(cid, state.index, state.index * state.verified.commitment.unit_value)
+            self.send(state.buyer, body, now, auth=Auth.CHAIN, key=state.key, ref=cid)
+        self._receipts.clear()
+        return super().data_to_send()
+
+    # --- restore after restart -----------------------------------------------------------------
+
+    def restore_chain(
+        self, commitment: bytes, buyer: str, index: int, word: bytes, redeemed: int, now: float
+    ) -> None:
+        """Reinstate a chain from the vendor's store (its signatures are re-checked)."""
+        verified = verify_commitment(
+            commitment, self.broker.sign_key, self.broker.id, now - 86_400 * 365, self.account
+        )
+        if verified.certificate.subject != buyer:
+            raise LocalProtocolError("stored buyer does not match the commitment")
+        self._install(verified, index, word, redeemed, now)
+
+    def _install(
+        self, verified: VerifiedCommitment, index: int, word: bytes, redeemed: int, now: float
+    ) -> VendorChain:
+        buyer = verified.certificate.subject
+        key = MacKey(
+            chain_key(
+                self.identity, verified.certificate.agree_key, buyer, self.account, verified.id
+            )
+        )
+        state = VendorChain(
+            verified, key, buyer, verified.certificate.serial, index, word, redeemed, now
+        )
+        self.chains[verified.id] = state
+        return state
+
+    # --- the network ---------------------------------------------------------------------------
+
+    def receive(self, topic: str, payload: bytes, now: float) -> list[VendorEvent]:
+        """Handle one MQTT message; never raises for anything the peer did."""
+        sender = ""
+        try:
+            parsed = parse(payload, self.max_message_size)
+            sender = parsed.header.sender
+            self.check_addressing(topic, parsed)
+            if parsed.auth is Auth.CHAIN:
+                return self._from_buyer(topic, parsed, now)
+            if parsed.auth is Auth.SIGNED:
+                if parsed.header.sender != self.broker.id:
+                    raise AuthenticationError
+                verify_signed(parsed, topic, self.broker.sign_key)
+                return self._from_broker_broadcast(parsed)
+            verify_mac(parsed, topic, self.broker_message_key(parsed))
+            self.replay.check(parsed, now)
+            return self._from_broker(parsed, now)
+        except RemoteProtocolError as error:
+            return [MessageRejected(topic, sender, error)]
+
+    def _from_buyer(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+        header = parsed.header
+        state = self.chains.get(header.ref)
+        if state is not None:
+            key = state.key
+        elif header.type == "commit":
+            # The one message whose MAC key comes from its own body: the commitment's
+            # signatures are verified (and cached) before the key is derived from it.
+            body = decode_body(header.type, header.body)
+            assert isinstance(body, Commit)  # noqa: S101 - decode_body returns the named type
+            verified = self._verify_commit(body, now)
+            if verified.id != header.ref or verified.certificate.subject != header.sender:
+                raise AuthenticationError
+            key = MacKey(
+                chain_key(
+                    self.identity,
+                    verified.certificate.agree_key,
+                    header.sender,
+                    self.account,
+                    verified.id,
+                )
+            )
+            verify_mac(parsed, topic, key)
+            self.replay.check(parsed, now)
+            return self._commit(parsed, verified, key, now)
+        elif header.ref in self._pending:
+            key = self._pending[header.ref].key
+        else:
+            raise AuthenticationError
+        verify_mac(parsed, topic, key)
+        self.replay.check(parsed, now)
+        body = open_body(parsed)
+        try:
+            match body:
+                case Payment() if state is not None:
+                    return self._pay(state, body, now)
+                case Commit():
+                    if state is not None:
+                        self._queue_receipt(state, now)
+                    return []
+                case _:
+                    raise UnexpectedMessageError(f"vendor does not accept {header.type!r} here")
+        except RemoteProtocolError as error:
+            self.reply_error(parsed, error.code, str(error), now, key)
+            raise
+
+    def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
+        broker = self.broker
+        verified = verify_commitment(
+            commit.commitment, broker.sign_key, broker.id, now, self.account, self.revoked
+        )
+        verify_certificate(
+            verified.commitment.buyer_certificate,
+            broker.sign_key,
+            broker.id,
+            now,
+            role="buyer",
+            revoked=self.revoked,
+        )
+        return verified
+
+    def _commit(
+        self, parsed: Parsed, verified: VerifiedCommitment, key: MacKey, now: float
+    ) -> list[VendorEvent]:
+        commitment = verified.commitment
+        terms = self.terms
+        try:
+            if commitment.unit_value != terms.unit_value or commitment.currency != terms.currency:
+                raise CommitmentError("unit value or currency differs from the offer")
+            if commitment.length > terms.max_length:
+                raise CommitmentError(f"chain longer than {terms.max_length}")
+        except CommitmentError as error:
+            self.reply_error(parsed, error.code, str(error), now, key)
+            raise
+        if terms.online:
+            pending = self._pending.get(verified.id)
+            if pending is None:
+                self._pending[verified.id] = _Pending(
+                    verified, key, parsed.header.sender, parsed.header.corr
+                )
+                self.send(
+                    self.broker.id,
+                    Register(verified.signed),
+                    now,
+                    auth=Auth.PAIR,
+                    key=self.broker_key,
+                    corr=verified.id[:16],
+                )
+            return []
+        return self._accept(verified, key, now)
+
+    def _accept(self, verified: VerifiedCommitment, key: MacKey, now: float) -> list[VendorEvent]:
+        commitment = verified.commitment
+        state = self._install(verified, 0, commitment.root, 0, now + self.terms.redeem_interval)
+        self._queue_receipt(state, now)
+        return [CommitmentAccepted(verified.id, state.buyer, verified.signed)]
+
+    def _pay(self, state: VendorChain, payment: Payment, now: float) -> list[VendorEvent]:
+        index, last = payment.index, state.index
+        if payment.commitment_id != state.verified.id:
+            raise PaymentError("payment names another commitment than its envelope")
+        if index == last and payment.payword == state.word:
+            self._queue_receipt(state, now)
+            return []
+        if index <= last:
+            raise PaymentError(f"index {index} not above the last accepted {last}")
+        if index > state.verified.commitment.length:
+            raise PaymentError(
+                f"index {index} beyond chain length {state.verified.commitment.length}"
+            )
+        if index - last > self.terms.max_jump:
+            raise PaymentError(f"jump of {index - last} exceeds the maximum {self.terms.max_jump}")
+        if state.buyer_serial in self.revoked:
+            raise PaymentError("buyer certificate revoked")
+        if int(now * 1000) > state.verified.commitment.not_after:
+            raise PaymentError("commitment expired")
+        if not chain.extends(payment.payword, index, state.word, last):
+            raise PaymentError(f"payword {index} does not hash to payword {last}")
+        units = index - last
+        state.index, state.word = index, payment.payword
+        self._queue_receipt(state, now)
+        unit_value = state.verified.commitment.unit_value
+        return [
+            PaymentAccepted(
+                state.verified.id,
+                state.buyer,
+                index,
+                payment.payword,
+                units,
+                units * unit_value,
+                payment.item,
+            )
+        ]
+
+    def _queue_receipt(self, state: VendorChain, now: float) -> None:
+        self._receipts[state.verified.id] = (state, now)
+
+    def _from_broker_broadcast(self, parsed: Parsed) -> list[VendorEvent]:
+        body = open_body(parsed)
+        if isinstance(body, RevocationList) and body.sequence > self._revocation_sequence:
+            self._revocation_sequence = body.sequence
+            self.revoked = frozenset(body.serials)
+            return [RevocationsUpdated(body.sequence, self.revoked)]
+        return []
+
+    def _from_broker(self, parsed: Parsed, now: float) -> list[VendorEvent]:
+        body = open_body(parsed)
+        match body:
+            case Enrolled():
+                return [self.enrolled(parsed, body, now)]
+            case Redeemed():
+                return self._redeemed(body, now)
+            case Registered():
+                return self._registered(body, now)
+            case Error():
+                self._redemption_refused(parsed.header.corr, now)
+                return [PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)]
+            case _:
+                raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r}")
+
+    def _registered(self, registered: Registered, now: float) -> list[VendorEvent]:
+        pending = self._pending.pop(registered.commitment_id, None)
+        if pending is None:
+            return []
+        if not registered.approved:
+            self.send(
+                pending.buyer,
+                Error("commitment", f"refused by the broker: {registered.reason}"),
+                now,
+                auth=Auth.CHAIN,
+                key=pending.key,
+                ref=registered.commitment_id,
+                corr=pending.parsed_corr,
+            )
+            return []
+        return self._accept(pending.verified, pending.key, now)
+
+    # --- redemption ----------------------------------------------------------------------------
+
+    def _redeemed(self, redeemed: Redeemed, now: float) -> list[VendorEvent]:
+        state = self.chains.get(redeemed.commitment_id)
+        if state is None or redeemed.index <= state.redeemed:
+            if state is not None:
+                state.in_flight = 0
+            return []
+        state.redeemed = redeemed.index
+        state.in_flight = 0
+        state.redeem_backoff = 0.0
+        state.redeem_due = now + self.terms.redeem_interval
+        return [RedemptionConfirmed(redeemed.commitment_id, redeemed.index, redeemed.amount)]
+
+    def _redemption_refused(self, corr: bytes, now: float) -> None:
+        for cid, state in self.chains.items():
+            if cid[:16] == corr:
+                state.in_flight = 0
+                state.redeem_due = now + self.terms.redeem_retry_max
+
+    def redeem_all(self, now: float) -> int:
+        """Queue a redemption for every chain holding unredeemed paywords (e.g. at shutdown)."""
+        count = 0
+        for state in self.chains.values():
+            if state.index > state.redeemed:
+                self._send_redeem(state, now)
+                count += 1
+        return count
+
+    def _send_redeem(self, state: VendorChain, now: float) -> None:
+        terms = self.terms
+        state.in_flight = state.index
+        state.redeem_backoff = min(
+            max(state.redeem_backoff * 2, terms.redeem_retry), terms.redeem_retry_max
+        )
+        state.redeem_due = now + state.redeem_backoff
+        body = Redeem(state.verified.signed, state.index, state.word)
+        self.send(
+            self.broker.id,
+            body,
+            now,
+            auth=Auth.PAIR,
+            key=self.broker_key,
+            corr=state.verified.id[:16],
+        )
+
+    def get_timer(self) -> float | None:
+        """When the next redemption (or retry) falls due."""
+        due = [s.redeem_due for s in self.chains.values() if s.index > s.redeemed]
+        return min(due) if due else None
+
+    def handle_timer(self, now: float) -> None:
+        """Send due redemptions; unanswered ones are retried with exponential backoff."""
+        for state in self.chains.values():
+            if state.index > state.redeemed and state.redeem_due <= now:
+                self._send_redeem(state, now)
+        self.replay.prune(now)
+
+    @property
+    def unredeemed_amount(self) -> int:
+        """Value held in paywords the broker has not yet credited."""
+        return sum(
+            (s.index - s.redeemed) * s.verified.commitment.unit_value for s in self.chains.values()
+        )
