@@ -1,0 +1,1 @@
+"""Buyer, vendor and broker daemons: thin asyncio shells around the protocol cores."""

@@ -1,0 +1,1 @@
+"""The broker's event-sourced, tamper-evident ledger."""

@@ -196,7 +196,7 @@ class BrokerCore(Endpoint):
             case RegistrationRefused() | RedemptionRejected() | CreditLimitExceeded():
                 pass
 
-    def replay(self, events: Iterable[AnyBrokerEvent]) -> None:
+    def rebuild(self, events: Iterable[AnyBrokerEvent]) -> None:
         """Rebuild the state from the ledger's history."""
         for event in events:
             self.apply(event)
@@ -268,7 +268,7 @@ class BrokerCore(Endpoint):
             self.check_addressing(topic, parsed)
             key = self._key_for(parsed)
             verify_mac(parsed, topic, key)
-            self.replay.check(parsed, now)
+            self.replay_guard.check(parsed, now)
             self._dispatch(parsed, key, now)
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
@@ -510,7 +510,7 @@ class BrokerCore(Endpoint):
 
     def handle_timer(self, now: float) -> None:
         """Forget idle replay windows."""
-        self.replay.prune(now)
+        self.replay_guard.prune(now)
 
 
 def _ms(now: float) -> int:

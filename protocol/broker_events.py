@@ -20,7 +20,7 @@ class BrokerEvent(msgspec.Struct, frozen=True, tag_field="type", kw_only=True):
     at: int
 
 
-class AccountOpened(BrokerEvent, tag="account-opened"):
+class AccountOpened(BrokerEvent, frozen=True, tag="account-opened"):
     """The operator opened an account; ``token_nonce`` re-derives its enrollment token."""
 
     account: str
@@ -30,7 +30,7 @@ class AccountOpened(BrokerEvent, tag="account-opened"):
     token_nonce: bytes
 
 
-class CertificateIssued(BrokerEvent, tag="certificate-issued"):
+class CertificateIssued(BrokerEvent, frozen=True, tag="certificate-issued"):
     """The broker certified an account's keys."""
 
     account: str
@@ -38,7 +38,7 @@ class CertificateIssued(BrokerEvent, tag="certificate-issued"):
     certificate: bytes
 
 
-class CertificateRevoked(BrokerEvent, tag="certificate-revoked"):
+class CertificateRevoked(BrokerEvent, frozen=True, tag="certificate-revoked"):
     """A certificate is on the revocation list from now on."""
 
     account: str
@@ -46,7 +46,7 @@ class CertificateRevoked(BrokerEvent, tag="certificate-revoked"):
     reason: str
 
 
-class CommitmentRegistered(BrokerEvent, tag="commitment-registered"):
+class CommitmentRegistered(BrokerEvent, frozen=True, tag="commitment-registered"):
     """First sight of a commitment (on-line registration or first redemption)."""
 
     commitment_id: bytes
@@ -58,7 +58,7 @@ class CommitmentRegistered(BrokerEvent, tag="commitment-registered"):
     reserved: int
 
 
-class RegistrationRefused(BrokerEvent, tag="registration-refused"):
+class RegistrationRefused(BrokerEvent, frozen=True, tag="registration-refused"):
     """On-line mode: the broker refused a commitment (credit limit, revocation)."""
 
     commitment_id: bytes
@@ -67,7 +67,7 @@ class RegistrationRefused(BrokerEvent, tag="registration-refused"):
     reason: str
 
 
-class PaywordsRedeemed(BrokerEvent, tag="paywords-redeemed"):
+class PaywordsRedeemed(BrokerEvent, frozen=True, tag="paywords-redeemed"):
     """A vendor was credited (and its buyer debited) for ``index - from_index`` units."""
 
     commitment_id: bytes
@@ -81,7 +81,7 @@ class PaywordsRedeemed(BrokerEvent, tag="paywords-redeemed"):
     amount: int
 
 
-class RedemptionRejected(BrokerEvent, tag="redemption-rejected"):
+class RedemptionRejected(BrokerEvent, frozen=True, tag="redemption-rejected"):
     """A redemption that credited nothing, with the reason and the evidence presented."""
 
     vendor: str
@@ -91,7 +91,7 @@ class RedemptionRejected(BrokerEvent, tag="redemption-rejected"):
     payword: bytes
 
 
-class CreditLimitExceeded(BrokerEvent, tag="credit-limit-exceeded"):
+class CreditLimitExceeded(BrokerEvent, frozen=True, tag="credit-limit-exceeded"):
     """A buyer's debits passed its credit limit (the vendor is still paid)."""
 
     buyer: str

@@ -304,7 +304,7 @@ class BuyerCore(AgentEndpoint):
         if channel is None or channel.vendor != parsed.header.sender:
             raise AuthenticationError
         verify_mac(parsed, topic, channel.key)
-        self.replay.check(parsed, now)
+        self.replay_guard.check(parsed, now)
         body = open_body(parsed)
         match body:
             case Receipt() if body.commitment_id == channel.id:
@@ -323,7 +323,7 @@ class BuyerCore(AgentEndpoint):
     def _from_broker(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
         key = self.broker_message_key(parsed)
         verify_mac(parsed, topic, key)
-        self.replay.check(parsed, now)
+        self.replay_guard.check(parsed, now)
         body = open_body(parsed)
         match body:
             case Enrolled():
@@ -366,4 +366,4 @@ class BuyerCore(AgentEndpoint):
                 )
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff
-        self.replay.prune(now)
+        self.replay_guard.prune(now)

@@ -59,7 +59,7 @@ def _verified_certificate(signed_bytes: bytes, broker_sign_key: bytes) -> Certif
     return decode_certificate(signed.body)
 
 
-def verify_certificate(
+def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
     signed_bytes: bytes,
     broker_sign_key: bytes,
     broker_id: str,
@@ -105,14 +105,15 @@ def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
     signed_bytes: bytes,
     broker_sign_key: bytes,
     broker_id: str,
-    now: float,
+    now: float | None,
     vendor: str,
     revoked: frozenset[int] | set[int] = frozenset(),
 ) -> VerifiedCommitment:
-    """A commitment to ``vendor`` by a currently certified buyer, not yet expired.
+    """A commitment to ``vendor`` by a certified buyer, not expired at ``now``.
 
     The buyer's certificate must be valid when the commitment was issued and the
-    commitment itself must be valid at ``now``.
+    commitment itself must be valid at ``now`` (``None``: skip the expiry check, for
+    restoring stored chains).
     """
     cid, commitment, certificate_bytes = _verified_commitment(signed_bytes, broker_sign_key)
     if commitment.vendor != vendor:
@@ -125,8 +126,7 @@ def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
         role="buyer",
         revoked=revoked,
     )
-    now_ms = int(now * 1000)
-    if now_ms > commitment.not_after:
+    if now is not None and int(now * 1000) > commitment.not_after:
         raise CommitmentError(f"commitment expired at {commitment.not_after}")
     if commitment.not_after > certificate.not_after:
         raise CommitmentError("commitment outlives the buyer's certificate")

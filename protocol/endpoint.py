@@ -49,7 +49,7 @@ class Endpoint:
         self.account = account
         self.identity = identity
         self.max_message_size = max_message_size
-        self.replay = ReplayGuard(max_skew)
+        self.replay_guard = ReplayGuard(max_skew)
         self._counter = Counter()
         self._outbox: list[Outgoing] = []
         self._pair_keys: dict[str, MacKey] = {}

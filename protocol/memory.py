@@ -8,6 +8,7 @@ including cores attached later), so flows run end to end without a network.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Protocol
 
 from protocol import topics
@@ -23,7 +24,7 @@ class Core(Protocol):
         """Topic filters the core reads."""
         ...
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[object]:
+    def receive(self, topic: str, payload: bytes, now: float) -> Sequence[object]:
         """Handle one message."""
         ...
 
@@ -88,7 +89,7 @@ class MemoryNetwork:
         self.delivered += 1
         self.events[core.account].extend(core.receive(topic, payload, now))
 
-    def inject(self, recipient: str, topic: str, payload: bytes, now: float) -> list[object]:
+    def inject(self, recipient: str, topic: str, payload: bytes, now: float) -> Sequence[object]:
         """Hand raw bytes to one core, as an attacker on the broker could."""
         events = self.cores[recipient].receive(topic, payload, now)
         self.events[recipient].extend(events)

@@ -33,14 +33,14 @@ class Wire(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=T
 # --- signed objects -------------------------------------------------------------------------
 
 
-class Signed(Wire):
+class Signed(Wire, frozen=True):
     """The exact bytes of a signed object and the Ed25519 signature over ``tag || body``."""
 
     body: Blob
     signature: Sig64
 
 
-class Certificate(Wire):
+class Certificate(Wire, frozen=True):
     """PayWord's user certificate, issued by the broker to buyers and vendors alike."""
 
     serial: Positive
@@ -55,7 +55,7 @@ class Certificate(Wire):
     issuer: Id
 
 
-class Commitment(Wire):
+class Commitment(Wire, frozen=True):
     """PayWord's commitment M: the buyer binds one chain root to one vendor."""
 
     vendor: Id
@@ -71,7 +71,7 @@ class Commitment(Wire):
 # --- message bodies -------------------------------------------------------------------------
 
 
-class EnrollRequest(Wire):
+class EnrollRequest(Wire, frozen=True):
     """Agent to broker, MAC'd with the one-time token's key: "certify these public keys"."""
 
     sign_key: Key32
@@ -79,13 +79,13 @@ class EnrollRequest(Wire):
     proof: Sig64
 
 
-class Enrolled(Wire):
+class Enrolled(Wire, frozen=True):
     """Broker to agent: the new certificate (``Signed`` bytes)."""
 
     certificate: Blob
 
 
-class BrokerIdentity(Wire):
+class BrokerIdentity(Wire, frozen=True):
     """Retained and signed by the broker: who it is and its two public keys."""
 
     broker: Id
@@ -93,14 +93,14 @@ class BrokerIdentity(Wire):
     agree_key: Key32
 
 
-class OfferItem(Wire):
+class OfferItem(Wire, frozen=True):
     """One priced item of a vendor's offer."""
 
     item: Text
     price: Positive
 
 
-class Offer(Wire):
+class Offer(Wire, frozen=True):
     """Retained and signed by the vendor: its price list and the terms it accepts."""
 
     certificate: Blob
@@ -113,13 +113,13 @@ class Offer(Wire):
     items: Annotated[list[OfferItem], msgspec.Meta(max_length=256)]
 
 
-class Commit(Wire):
+class Commit(Wire, frozen=True):
     """Buyer to vendor: a signed commitment (``Signed`` bytes of a ``Commitment``)."""
 
     commitment: Blob
 
 
-class Payment(Wire):
+class Payment(Wire, frozen=True):
     """Buyer to vendor: ``index`` units paid in total on this chain, proven by ``payword``."""
 
     commitment_id: Key32
@@ -128,7 +128,7 @@ class Payment(Wire):
     item: Text = ""
 
 
-class Receipt(Wire):
+class Receipt(Wire, frozen=True):
     """Vendor to buyer: cumulative, the highest index accepted so far on the chain."""
 
     commitment_id: Key32
@@ -136,7 +136,7 @@ class Receipt(Wire):
     amount: Count
 
 
-class Redeem(Wire):
+class Redeem(Wire, frozen=True):
     """Vendor to broker: the commitment and the highest payword it holds."""
 
     commitment: Blob
@@ -144,7 +144,7 @@ class Redeem(Wire):
     payword: Key32
 
 
-class Redeemed(Wire):
+class Redeemed(Wire, frozen=True):
     """Broker to vendor: the highest index credited on the chain and the total amount credited."""
 
     commitment_id: Key32
@@ -152,13 +152,13 @@ class Redeemed(Wire):
     amount: Count
 
 
-class Register(Wire):
+class Register(Wire, frozen=True):
     """Vendor to broker, on-line mode: "may I accept this commitment?"."""
 
     commitment: Blob
 
 
-class Registered(Wire):
+class Registered(Wire, frozen=True):
     """Broker to vendor: the on-line verdict on a commitment."""
 
     commitment_id: Key32
@@ -166,11 +166,11 @@ class Registered(Wire):
     reason: Text = ""
 
 
-class BalanceQuery(Wire):
+class BalanceQuery(Wire, frozen=True):
     """Agent to broker: the sender's own balance."""
 
 
-class Balance(Wire):
+class Balance(Wire, frozen=True):
     """Broker to agent: what a buyer owes (debited) and a vendor is owed (credited)."""
 
     account: Id
@@ -180,11 +180,11 @@ class Balance(Wire):
     reserved: Count
 
 
-class InvoiceQuery(Wire):
+class InvoiceQuery(Wire, frozen=True):
     """Agent to broker: the invoice (buyer) or statement (vendor) of the open period."""
 
 
-class InvoiceLine(Wire):
+class InvoiceLine(Wire, frozen=True):
     """One counterparty's share of an invoice or statement."""
 
     counterparty: Id
@@ -192,7 +192,7 @@ class InvoiceLine(Wire):
     amount: Count
 
 
-class Invoice(Wire):
+class Invoice(Wire, frozen=True):
     """Broker to agent: lines per counterparty and their total."""
 
     account: Id
@@ -201,7 +201,7 @@ class Invoice(Wire):
     total: Count
 
 
-class RevocationList(Wire):
+class RevocationList(Wire, frozen=True):
     """Retained and signed by the broker: revoked certificate serials."""
 
     issuer: Id
@@ -210,7 +210,7 @@ class RevocationList(Wire):
     serials: Annotated[list[Positive], msgspec.Meta(max_length=100_000)]
 
 
-class Error(Wire):
+class Error(Wire, frozen=True):
     """Any direction: the request with this correlation id was refused, and why."""
 
     code: Text

@@ -7,7 +7,7 @@ chain so a burst of payments costs one receipt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from protocol import chain
 from protocol.codec import decode_body
@@ -107,14 +107,13 @@ class _Pending:
     verified: VerifiedCommitment
     key: MacKey
     buyer: str
-    parsed_corr: bytes
-    waiters: list[bytes] = field(default_factory=list)
+    corr: bytes
 
 
 class VendorCore(AgentEndpoint):
-    role = "vendor"
-
     """Bytes in, vendor events and bytes out. No I/O, no clock: ``now`` is an argument."""
+
+    role = "vendor"
 
     def __init__(  # noqa: PLR0913 - identity, credentials, trust anchor, terms
         self,
@@ -166,27 +165,45 @@ class VendorCore(AgentEndpoint):
     # --- restore after restart -----------------------------------------------------------------
 
     def restore_chain(
-        self, commitment: bytes, buyer: str, index: int, word: bytes, redeemed: int, now: float
-    ) -> None:
-        """Reinstate a chain from the vendor's store (its signatures are re-checked)."""
-        verified = verify_commitment(
-            commitment, self.broker.sign_key, self.broker.id, now - 86_400 * 365, self.account
-        )
-        if verified.certificate.subject != buyer:
-            raise LocalProtocolError("stored buyer does not match the commitment")
-        self._install(verified, index, word, redeemed, now)
-
-    def _install(
-        self, verified: VerifiedCommitment, index: int, word: bytes, redeemed: int, now: float
+        self, commitment: bytes, index: int, word: bytes, redeemed: int, now: float
     ) -> VendorChain:
-        buyer = verified.certificate.subject
-        key = MacKey(
+        """Reinstate a chain from the vendor's store (signatures re-checked, expiry not).
+
+        An expired chain still holds paywords to redeem, so it is restored all the same;
+        it simply accepts no further payments.
+        """
+        broker = self.broker
+        verified = verify_commitment(commitment, broker.sign_key, broker.id, None, self.account)
+        key = self._chain_key(verified)
+        return self._install(verified, key, index, word, redeemed, now + self.terms.redeem_retry)
+
+    def _chain_key(self, verified: VerifiedCommitment) -> MacKey:
+        certificate = verified.certificate
+        return MacKey(
             chain_key(
-                self.identity, verified.certificate.agree_key, buyer, self.account, verified.id
+                self.identity, certificate.agree_key, certificate.subject, self.account, verified.id
             )
         )
+
+    def _install(  # noqa: PLR0913 - one argument per chain field
+        self,
+        verified: VerifiedCommitment,
+        key: MacKey,
+        index: int,
+        word: bytes,
+        redeemed: int,
+        redeem_due: float,
+    ) -> VendorChain:
+        certificate = verified.certificate
         state = VendorChain(
-            verified, key, buyer, verified.certificate.serial, index, word, redeemed, now
+            verified,
+            key,
+            certificate.subject,
+            certificate.serial,
+            index,
+            word,
+            redeemed,
+            redeem_due,
         )
         self.chains[verified.id] = state
         return state
@@ -208,7 +225,7 @@ class VendorCore(AgentEndpoint):
                 verify_signed(parsed, topic, self.broker.sign_key)
                 return self._from_broker_broadcast(parsed)
             verify_mac(parsed, topic, self.broker_message_key(parsed))
-            self.replay.check(parsed, now)
+            self.replay_guard.check(parsed, now)
             return self._from_broker(parsed, now)
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
@@ -226,24 +243,16 @@ class VendorCore(AgentEndpoint):
             verified = self._verify_commit(body, now)
             if verified.id != header.ref or verified.certificate.subject != header.sender:
                 raise AuthenticationError
-            key = MacKey(
-                chain_key(
-                    self.identity,
-                    verified.certificate.agree_key,
-                    header.sender,
-                    self.account,
-                    verified.id,
-                )
-            )
+            key = self._chain_key(verified)
             verify_mac(parsed, topic, key)
-            self.replay.check(parsed, now)
+            self.replay_guard.check(parsed, now)
             return self._commit(parsed, verified, key, now)
         elif header.ref in self._pending:
             key = self._pending[header.ref].key
         else:
             raise AuthenticationError
         verify_mac(parsed, topic, key)
-        self.replay.check(parsed, now)
+        self.replay_guard.check(parsed, now)
         body = open_body(parsed)
         try:
             match body:
@@ -306,7 +315,8 @@ class VendorCore(AgentEndpoint):
 
     def _accept(self, verified: VerifiedCommitment, key: MacKey, now: float) -> list[VendorEvent]:
         commitment = verified.commitment
-        state = self._install(verified, 0, commitment.root, 0, now + self.terms.redeem_interval)
+        due = now + self.terms.redeem_interval
+        state = self._install(verified, key, 0, commitment.root, 0, due)
         self._queue_receipt(state, now)
         return [CommitmentAccepted(verified.id, state.buyer, verified.signed)]
 
@@ -385,7 +395,7 @@ class VendorCore(AgentEndpoint):
                 auth=Auth.CHAIN,
                 key=pending.key,
                 ref=registered.commitment_id,
-                corr=pending.parsed_corr,
+                corr=pending.corr,
             )
             return []
         return self._accept(pending.verified, pending.key, now)
@@ -446,7 +456,7 @@ class VendorCore(AgentEndpoint):
         for state in self.chains.values():
             if state.index > state.redeemed and state.redeem_due <= now:
                 self._send_redeem(state, now)
-        self.replay.prune(now)
+        self.replay_guard.prune(now)
 
     @property
     def unredeemed_amount(self) -> int:
