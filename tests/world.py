@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from protocol.broker import BrokerCore
 from protocol.buyer import BuyerCore
@@ -14,6 +15,7 @@ from protocol.messages import OfferItem
 from protocol.vendor import VendorCore, VendorTerms
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+E = TypeVar("E")
 
 
 def seeded_identity(name: str) -> Identity:
@@ -96,3 +98,8 @@ def make_world(vendors: int = 1, buyers: int = 1) -> World:
     for index in range(buyers):
         world.enroll_buyer(f"buyer{index + 1}")
     return world
+
+
+def events_of(world: World, account: str, kind: type[E]) -> list[E]:
+    """The events of one kind a core has reported so far."""
+    return [event for event in world.net.events[account] if isinstance(event, kind)]
