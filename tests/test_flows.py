@@ -6,6 +6,7 @@ import random
 
 from protocol.broker import BrokerCore
 from protocol.broker_events import CreditLimitExceeded, PaywordsRedeemed
+from protocol.envelope import open_body, parse
 from protocol.events import (
     BalanceReceived,
     InvoiceReceived,
@@ -16,7 +17,7 @@ from protocol.events import (
     RedemptionConfirmed,
 )
 from protocol.messages import Redeem
-from protocol.vendor import VendorTerms
+from protocol.vendor import VendorCore, VendorTerms
 from tests.world import World, default_terms, events_of, make_world, seeded_identity
 
 
@@ -173,9 +174,8 @@ def test_broker_state_rebuilt_from_its_events_answers_duplicates_the_same(world:
     assert restarted.chains[opened.commitment_id].index == 30
 
     world.net.cores["broker"] = restarted
-    vendor.redeem_all(world.now)  # the vendor never saw the receipt: it asks again
-    chain_state = vendor.chains[opened.commitment_id]
-    chain_state.redeemed = 0
+    # The vendor lost the receipt (crashed before storing it) and asks again.
+    vendor.chains[opened.commitment_id].redeemed = 0
     vendor.redeem_all(world.now)
     world.pump()
     assert restarted.totals.credited["vendor1"] == 30
@@ -189,8 +189,6 @@ def test_vendor_restored_from_its_store_keeps_accepting(world: World) -> None:
     buyer.pay(opened.commitment_id, 10, world.now)
     world.pump()
     stored = vendor.chains[opened.commitment_id]
-
-    from protocol.vendor import VendorCore  # noqa: PLC0415 - the restarted process
 
     restarted = VendorCore(
         "vendor1", seeded_identity("vendor1"), world.broker.info, default_terms()
@@ -214,8 +212,6 @@ def test_redeem_message_carries_the_commitment_and_the_last_payword(world: World
     world.pump()
     vendor.redeem_all(world.now)
     out = vendor.data_to_send()
-    from protocol.envelope import open_body, parse  # noqa: PLC0415
-
     body = open_body(parse(out[0].payload))
     assert isinstance(body, Redeem)
     assert body.commitment == opened.commitment
