@@ -134,7 +134,7 @@ def build() -> dict[str, dict[str, Any]]:
             "signed_bytes": signed_certificate.hex(),
         },
         "commitment": {
-            "description": "alice commits to the chain vector for vendor shop, 5 minor units a word",
+            "description": "alice commits to the chain vector for shop, 5 minor units a word",
             "commitment_bytes": encode(commitment).hex(),
             "signed_bytes": signed_commitment.hex(),
             "commitment_id": cid.hex(),
