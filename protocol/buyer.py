@@ -94,6 +94,8 @@ class Channel:
     retry_due: float | None = None
     backoff: float = 0.0
     last_item: str = ""
+    refused: bool = False
+    futile_rounds: int = 0
 
     @property
     def remaining(self) -> int:
@@ -114,6 +116,7 @@ class BuyerCore(AgentEndpoint):
     role = "buyer"
     retry_initial = 2.0
     retry_max = 60.0
+    max_futile_rounds = 5
 
     def __init__(  # noqa: PLR0913 - identity, trust anchor, limits
         self,
@@ -234,6 +237,21 @@ class BuyerCore(AgentEndpoint):
         self._arm_retry(channel, now)
         return PaywordSpent(cid, channel.spent)
 
+    def _resend_payments(self, channel: Channel, now: float) -> None:
+        """Re-send what is unacknowledged, in steps the vendor accepts, ending at ``spent``.
+
+        The vendor re-acknowledges the step it already holds and accepts the rest, so a
+        retransmission can neither be refused as too large a jump nor credit anything twice.
+        """
+        index = max(channel.acknowledged, 0)
+        while index < channel.spent:
+            index = min(index + channel.max_jump, channel.spent)
+            item = channel.last_item if index == channel.spent else ""
+            payment = Payment(channel.id, index, channel.chain.word(index), item)
+            self.send(
+                channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=channel.id
+            )
+
     def _arm_retry(self, channel: Channel, now: float) -> None:
         if channel.retry_due is None:
             channel.backoff = self.retry_initial
@@ -311,11 +329,14 @@ class BuyerCore(AgentEndpoint):
                 if body.index <= channel.acknowledged:
                     return []
                 channel.acknowledged = body.index
+                channel.futile_rounds = 0
                 if channel.acknowledged >= channel.spent:
                     channel.retry_due = None
                 return [ReceiptReceived(channel.id, body.index, body.amount)]
             case Error():
-                channel.retry_due = None
+                # A refusal may be transient (a jump over a lost payment is refused until the
+                # retransmission fills the gap); the timer gives up after a few futile rounds.
+                channel.refused = True
                 return [PeerError(channel.vendor, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
@@ -349,6 +370,12 @@ class BuyerCore(AgentEndpoint):
         for channel in self.channels.values():
             if channel.retry_due is None or channel.retry_due > now:
                 continue
+            if channel.refused:
+                channel.refused = False
+                channel.futile_rounds += 1
+                if channel.futile_rounds > self.max_futile_rounds:
+                    channel.retry_due = None
+                    continue
             if channel.acknowledged < 0:
                 self.send(
                     channel.vendor,
@@ -358,12 +385,7 @@ class BuyerCore(AgentEndpoint):
                     key=channel.key,
                     ref=channel.id,
                 )
-            if channel.spent > max(channel.acknowledged, 0):
-                word = channel.chain.word(channel.spent)
-                payment = Payment(channel.id, channel.spent, word, channel.last_item)
-                self.send(
-                    channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=channel.id
-                )
+            self._resend_payments(channel, now)
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff
         self.replay_guard.prune(now)

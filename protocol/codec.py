@@ -39,7 +39,7 @@ def decode_body(message_type: str, data: bytes) -> Body:
         raise MalformedMessageError(f"unknown message type {message_type!r}")
     try:
         return decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"{message_type}: {exc}") from exc
 
 
@@ -47,7 +47,7 @@ def decode_signed(data: bytes) -> Signed:
     """Decode a ``Signed`` wrapper (signature not yet checked)."""
     try:
         return _signed_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"signed object: {exc}") from exc
 
 
@@ -55,7 +55,7 @@ def decode_certificate(data: bytes) -> Certificate:
     """Decode certificate bytes (from inside a verified ``Signed``)."""
     try:
         return _certificate_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"certificate: {exc}") from exc
 
 
@@ -63,5 +63,5 @@ def decode_commitment(data: bytes) -> Commitment:
     """Decode commitment bytes (from inside a verified ``Signed``)."""
     try:
         return _commitment_decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"commitment: {exc}") from exc

@@ -134,7 +134,7 @@ def parse(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Parsed:
     signed_part = payload[:-trailer_size]
     try:
         header = _header_decoder.decode(signed_part[1:])
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"envelope header: {exc}") from exc
     return Parsed(auth, header, signed_part, payload[-trailer_size:])
 

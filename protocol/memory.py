@@ -36,7 +36,9 @@ class Core(Protocol):
 class MemoryNetwork:
     """Delivers every queued message until all cores are quiet."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, record: bool = False) -> None:
+        self.record = record
+        self.log: list[tuple[str, str, bytes]] = []
         self.cores: dict[str, Core] = {}
         self.retained: dict[str, bytes] = {}
         self.events: dict[str, list[object]] = defaultdict(list)
@@ -87,6 +89,8 @@ class MemoryNetwork:
 
     def _deliver(self, core: Core, topic: str, payload: bytes, now: float) -> None:
         self.delivered += 1
+        if self.record:
+            self.log.append((core.account, topic, payload))
         self.events[core.account].extend(core.receive(topic, payload, now))
 
     def inject(self, recipient: str, topic: str, payload: bytes, now: float) -> Sequence[object]:

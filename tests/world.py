@@ -86,9 +86,9 @@ def default_terms() -> VendorTerms:
     )
 
 
-def make_world(vendors: int = 1, buyers: int = 1) -> World:
+def make_world(vendors: int = 1, buyers: int = 1, *, record: bool = False) -> World:
     broker = BrokerCore("broker", seeded_identity("broker"), random=SeededRandom("broker"))
-    net = MemoryNetwork()
+    net = MemoryNetwork(record=record)
     world = World(net, broker)
     net.attach(broker, world.now)
     broker.publish_identity(world.now)
