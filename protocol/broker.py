@@ -8,6 +8,7 @@ restart is exactly the state before it.
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -41,7 +42,15 @@ from protocol.crypto import (
     verify_signature,
 )
 from protocol.endpoint import BrokerInfo, Endpoint
-from protocol.envelope import Auth, Parsed, open_body, parse, verify_mac
+from protocol.envelope import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SKEW,
+    Auth,
+    Parsed,
+    open_body,
+    parse,
+    verify_mac,
+)
 from protocol.errors import (
     AuthenticationError,
     CommitmentError,
@@ -72,6 +81,8 @@ from protocol.messages import (
 )
 
 DAY = 86_400.0
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+CURRENCY = re.compile(r"[A-Z]{3}")
 
 
 @dataclass(slots=True)
@@ -126,16 +137,17 @@ class _Totals:
 class BrokerCore(Endpoint):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
         self,
         broker_id: str,
         identity: Identity,
         *,
         policy: BrokerPolicy | None = None,
         random: Callable[[int], bytes] = os.urandom,
-        **endpoint_options: float,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
-        super().__init__(broker_id, identity, **endpoint_options)  # type: ignore[arg-type]
+        super().__init__(broker_id, identity, max_message_size=max_message_size, max_skew=max_skew)
         self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
         self.policy = policy or BrokerPolicy()
         self._random = random
@@ -220,6 +232,10 @@ class BrokerCore(Endpoint):
             raise LocalProtocolError(f"account {account!r} already exists")
         if role == "broker" or credit_limit < 0 or account == self.account:
             raise LocalProtocolError("accounts are buyers or vendors with a limit >= 0")
+        if not ACCOUNT_NAME.fullmatch(account) or not CURRENCY.fullmatch(currency):
+            raise LocalProtocolError(
+                "account names are 1-64 of A-Z a-z 0-9 . _ - and currencies 3 capitals"
+            )
         nonce = self._random(16)
         self._record(
             AccountOpened(
@@ -360,6 +376,11 @@ class BrokerCore(Endpoint):
         buyer = self.accounts.get(verified.certificate.subject)
         if buyer is None or buyer.role != "buyer":
             raise CommitmentError("buyer has no account here")
+        seller = self.accounts[vendor]
+        if seller.role != "vendor":
+            raise CommitmentError(f"{vendor!r} is not a vendor account")
+        if verified.commitment.currency != seller.currency:
+            raise CommitmentError("commitment currency differs from the vendor's account")
         return verified
 
     def _ensure_registered(

@@ -282,7 +282,7 @@ class BuyerCore(AgentEndpoint):
             self.check_addressing(topic, parsed)
             match parsed.auth:
                 case Auth.SIGNED:
-                    return self._broadcast(topic, parsed)
+                    return self._broadcast(topic, parsed, now)
                 case Auth.CHAIN:
                     return self._from_vendor(topic, parsed, now)
                 case _:
@@ -290,7 +290,7 @@ class BuyerCore(AgentEndpoint):
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
 
-    def _broadcast(self, topic: str, parsed: Parsed) -> list[BuyerEvent]:
+    def _broadcast(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
         header = parsed.header
         if header.sender == self.broker.id:
             verify_signed(parsed, topic, self.broker.sign_key)
@@ -306,11 +306,13 @@ class BuyerCore(AgentEndpoint):
         assert isinstance(offer, Offer)  # noqa: S101 - decode_body returns the named type
         broker = self.broker
         certificate = verify_certificate(
-            offer.certificate, broker.sign_key, broker.id, header.timestamp / 1000, role="vendor"
+            offer.certificate, broker.sign_key, broker.id, now, "vendor", self.revoked
         )
         if certificate.subject != header.sender:
             raise AuthenticationError
         verify_signed(parsed, topic, certificate.sign_key)
+        if offer.valid_until < int(now * 1000):
+            raise UnexpectedMessageError(f"offer of {header.sender} expired")
         known = self.offers.get(header.sender)
         if known is not None and known.timestamp >= header.timestamp:
             return []
