@@ -205,8 +205,8 @@ class BrokerCore(Endpoint):
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
                 totals.amounts[event.buyer, event.vendor] += event.amount
-            case RegistrationRefused() | RedemptionRejected() | CreditLimitExceeded():
-                pass
+            case _:
+                pass  # refusals, alerts and billing change no protocol state
 
     def rebuild(self, events: Iterable[AnyBrokerEvent]) -> None:
         """Rebuild the state from the ledger's history."""

@@ -99,6 +99,56 @@ class CreditLimitExceeded(BrokerEvent, frozen=True, tag="credit-limit-exceeded")
     limit: int
 
 
+class BillingLine(msgspec.Struct, frozen=True, array_like=True):
+    """One counterparty's share of an invoice or statement."""
+
+    counterparty: str
+    units: int
+    amount: int
+
+
+class InvoiceIssued(BrokerEvent, frozen=True, tag="invoice-issued"):
+    """A buyer's invoice for one billing period: one line per vendor."""
+
+    period: str
+    buyer: str
+    currency: str
+    lines: list[BillingLine]
+    total: int
+
+
+class StatementIssued(BrokerEvent, frozen=True, tag="statement-issued"):
+    """A vendor's statement for one billing period: gross, the broker's fee, net."""
+
+    period: str
+    vendor: str
+    currency: str
+    lines: list[BillingLine]
+    gross: int
+    fee: int
+    net: int
+
+
+class PeriodClosed(BrokerEvent, frozen=True, tag="period-closed"):
+    """A billing period covers ledger events ``after_sequence < seq <= through_sequence``."""
+
+    period: str
+    after_sequence: int
+    through_sequence: int
+    fee_basis_points: int
+    debited: int
+    credited: int
+    fees: int
+
+
+class SettlementRecorded(BrokerEvent, frozen=True, tag="settlement-recorded"):
+    """Money moved outside the system: a buyer paid an invoice or a vendor was paid out."""
+
+    account: str
+    amount: int
+    reference: str
+
+
 AnyBrokerEvent = (
     AccountOpened
     | CertificateIssued
@@ -108,6 +158,10 @@ AnyBrokerEvent = (
     | PaywordsRedeemed
     | RedemptionRejected
     | CreditLimitExceeded
+    | InvoiceIssued
+    | StatementIssued
+    | PeriodClosed
+    | SettlementRecorded
 )
 BROKER_EVENT_TYPES: Final = (
     AccountOpened,
@@ -118,4 +172,28 @@ BROKER_EVENT_TYPES: Final = (
     PaywordsRedeemed,
     RedemptionRejected,
     CreditLimitExceeded,
+    InvoiceIssued,
+    StatementIssued,
+    PeriodClosed,
+    SettlementRecorded,
 )
+
+
+def stream_of(event: AnyBrokerEvent) -> str:
+    """The stream an event belongs to: its account, its commitment or its billing period."""
+    match event:
+        case (
+            AccountOpened()
+            | CertificateIssued()
+            | CertificateRevoked()
+            | SettlementRecorded()
+        ):
+            return f"account:{event.account}"
+        case CreditLimitExceeded():
+            return f"account:{event.buyer}"
+        case CommitmentRegistered() | RegistrationRefused() | PaywordsRedeemed():
+            return f"commitment:{event.commitment_id.hex()}"
+        case RedemptionRejected():
+            return f"rejections:{event.vendor}"
+        case InvoiceIssued() | StatementIssued() | PeriodClosed():
+            return f"period:{event.period}"

@@ -1,0 +1,100 @@
+"""The event-store contract, written once; each backend runs it by subclassing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from broker_ledger.format import GENESIS, link_hash
+from broker_ledger.store import ConcurrencyError, EventStore, StreamAppend
+from protocol.broker_events import AccountOpened, SettlementRecorded
+from tests.ledger.helpers import opened, settled
+from tests.world import seeded_identity
+
+
+class EventStoreContract:
+    """What every event store must do. Subclasses provide the ``store`` fixture."""
+
+    @pytest.mark.asyncio
+    async def test_append_then_read_the_stream_back(self, store: EventStore) -> None:
+        stored = await store.append("account:alice", [opened("alice"), settled("alice", 5)], 0)
+        assert [(e.seq, e.version) for e in stored] == [(1, 1), (2, 2)]
+        events = [store.decode(e) for e in await store.read_stream("account:alice")]
+        assert isinstance(events[0], AccountOpened)
+        assert isinstance(events[1], SettlementRecorded)
+        assert events[1].amount == 5
+        assert await store.stream_version("account:alice") == 2
+        assert await store.stream_version("account:nobody") == 0
+
+    @pytest.mark.asyncio
+    async def test_a_stale_expected_version_is_a_concurrency_error(self, store: EventStore) -> None:
+        await store.append("account:alice", [opened("alice")], 0)
+        with pytest.raises(ConcurrencyError):
+            await store.append("account:alice", [settled("alice", 1)], 0)
+        await store.append("account:alice", [settled("alice", 1)], 1)
+        assert await store.stream_version("account:alice") == 2
+
+    @pytest.mark.asyncio
+    async def test_read_all_from_a_position(self, store: EventStore) -> None:
+        for name in ("a", "b", "c", "d"):
+            await store.append(f"account:{name}", [opened(name)])
+        after_two = await store.read_all(after=2)
+        assert [e.seq for e in after_two] == [3, 4]
+        assert [e.stream for e in after_two] == ["account:c", "account:d"]
+        assert [e.seq async for e in store.iterate(after=1, chunk=2)] == [2, 3, 4]
+
+    @pytest.mark.asyncio
+    async def test_group_commit_is_atomic_per_request(self, store: EventStore) -> None:
+        await store.append("account:taken", [opened("taken")], 0)
+        results = await asyncio.gather(
+            store.append("account:x", [opened("x")], 0),
+            store.append_many(
+                [
+                    StreamAppend("account:y", [opened("y")], 0),
+                    StreamAppend("account:taken", [settled("taken", 9)], 0),  # stale
+                ]
+            ),
+            store.append("account:z", [opened("z")], 0),
+            return_exceptions=True,
+        )
+        assert isinstance(results[1], ConcurrencyError)
+        assert not isinstance(results[0], BaseException)
+        assert not isinstance(results[2], BaseException)
+        assert await store.read_stream("account:y") == []  # all-or-nothing
+        assert await store.stream_version("account:taken") == 1
+        seqs = [e.seq for e in await store.read_all()]
+        assert seqs == list(range(1, len(seqs) + 1))
+
+    @pytest.mark.asyncio
+    async def test_many_concurrent_appends_share_transactions(self, store: EventStore) -> None:
+        await asyncio.gather(
+            *(store.append(f"account:n{i}", [opened(f"n{i}")]) for i in range(300))
+        )
+        assert store.head[0] == 300
+        assert store.transactions < 300
+
+    @pytest.mark.asyncio
+    async def test_every_row_is_hash_linked_to_the_previous(self, store: EventStore) -> None:
+        await store.append_events([opened("a"), opened("b"), settled("a", 3)])
+        previous = GENESIS
+        for row in await store.read_all():
+            expected = link_hash(
+                previous, row.seq, row.stream, row.version, row.type, row.schema, row.at, row.body
+            )
+            assert row.hash == expected
+            previous = row.hash
+        assert store.head == (3, previous)
+
+
+class TestSqliteEventStore(EventStoreContract):
+    @pytest_asyncio.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[EventStore]:
+        store = await EventStore.open(
+            tmp_path / "ledger.db", "broker", signer=seeded_identity("broker")
+        )
+        yield store
+        await store.close()
