@@ -46,10 +46,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     signature BLOB NOT NULL,
     at INTEGER NOT NULL
 ) STRICT;
-CREATE TABLE IF NOT EXISTS tracking (
-    projection TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-) STRICT;
 """
 
 
@@ -113,6 +109,14 @@ SELECT_STREAM: Final = (
 SELECT_AFTER: Final = (
     "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
     " WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+SELECT_TYPE: Final = (
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    " WHERE type = ? AND seq > ? AND seq <= ? ORDER BY seq"
+)
+SELECT_LAST_OF_TYPE: Final = (
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    " WHERE type = ? ORDER BY seq DESC LIMIT 1"
 )
 SELECT_VERSIONS: Final = (
     "SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream"
@@ -385,6 +389,25 @@ class EventStore:
             for row in rows:
                 yield row
             position = rows[-1].seq
+
+    async def read_type(
+        self, event_type: str, after: int = 0, through: int | None = None
+    ) -> list[StoredEvent]:
+        """Every event of one type with ``after < seq <= through``, in order."""
+        limit = self._seq if through is None else through
+        rows = await self._db.execute_fetchall(SELECT_TYPE, (event_type, after, limit))
+        return [_row(r) for r in rows]
+
+    async def last_of_type(self, event_type: str) -> StoredEvent | None:
+        """The most recent event of one type, if any."""
+        async with self._db.execute(SELECT_LAST_OF_TYPE, (event_type,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else _row(row)
+
+    async def flush(self) -> None:
+        """Wait until every queued append is committed (or refused)."""
+        if self._writer is not None:
+            await self._queue.join()
 
     async def stream_version(self, stream: str) -> int:
         """The current version of a stream (0 when it has no events)."""

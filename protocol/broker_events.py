@@ -182,12 +182,7 @@ BROKER_EVENT_TYPES: Final = (
 def stream_of(event: AnyBrokerEvent) -> str:
     """The stream an event belongs to: its account, its commitment or its billing period."""
     match event:
-        case (
-            AccountOpened()
-            | CertificateIssued()
-            | CertificateRevoked()
-            | SettlementRecorded()
-        ):
+        case AccountOpened() | CertificateIssued() | CertificateRevoked() | SettlementRecorded():
             return f"account:{event.account}"
         case CreditLimitExceeded():
             return f"account:{event.buyer}"

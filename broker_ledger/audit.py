@@ -1,0 +1,300 @@
+"""Re-verify a ledger from nothing but its bytes and the broker's public key.
+
+One pass in sequence order checks the hash links, stream versions and every event's
+evidence: certificate and commitment signatures (on a thread pool: Ed25519 verification
+releases the GIL, so two cores verify at once), each redemption's payword against the
+commitment's chain, the billing of every closed period, and the money invariants. The
+read models are recomputed with the same ``fold`` the projector uses and compared with
+the stored tables. Checkpoint signatures pin the chain's head to the broker's key.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from broker_ledger import checks
+from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
+from broker_ledger.format import GENESIS, link_hash
+from broker_ledger.projections import PROJECTION, ReadModels
+from broker_ledger.store import FORMAT
+
+Progress = Callable[[int, int], None]
+CHUNK: Final = 20_000
+MAX_FINDINGS: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One thing that does not hold; ``seq`` is the event it was found at (if any)."""
+
+    seq: int | None
+    check: str
+    detail: str
+
+
+@dataclass(slots=True)
+class AuditReport:
+    """Everything the audit counted, recomputed and found."""
+
+    path: str
+    broker_id: str = ""
+    key_source: str = ""
+    events: int = 0
+    streams: int = 0
+    accounts: int = 0
+    certificates: int = 0
+    commitments: int = 0
+    redemptions: int = 0
+    hashes_checked: int = 0
+    signatures_verified: int = 0
+    checkpoints: int = 0
+    unsigned_tail: int = 0
+    periods: int = 0
+    debited: int = 0
+    credited: int = 0
+    fees: int = 0
+    settled: int = 0
+    projection_position: int | None = None
+    seconds: float = 0.0
+    passed: dict[str, bool] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    findings_total: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True only when every check held."""
+        return self.findings_total == 0
+
+    @property
+    def first_failure(self) -> Finding | None:
+        """The failure with the lowest sequence number (ledger-wide ones first)."""
+        if not self.findings:
+            return None
+        return min(self.findings, key=lambda f: -1 if f.seq is None else f.seq)
+
+    def fail(self, seq: int | None, check: str, detail: str) -> None:
+        """Record a finding under a named check."""
+        self.passed[check] = False
+        self.findings_total += 1
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(Finding(seq, check, detail))
+
+
+CHECK_NAMES: Final = (
+    "hash-links",
+    "sequence",
+    "stream-versions",
+    "event-schemas",
+    "checkpoint-signatures",
+    "certificate-signatures",
+    "commitment-signatures",
+    "payword-chains",
+    "redemption-arithmetic",
+    "no-over-credit",
+    "billing",
+    "debits-equal-credits",
+    "projections",
+)
+
+
+class LedgerAudit:
+    """One audit run over one ledger file."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        broker_key: bytes | None = None,
+        *,
+        codec: EventCodec = DEFAULT_CODEC,
+        workers: int = 2,
+        progress: Progress | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.report = AuditReport(str(path))
+        self.report.passed = dict.fromkeys(CHECK_NAMES, True)
+        self._broker_key = broker_key
+        self._codec = codec
+        self._workers = workers
+        self._progress = progress
+
+    def run(self) -> AuditReport:
+        """Audit the file; never raises for what is in it (everything becomes a finding)."""
+        started = time.perf_counter()
+        report = self.report
+        if not self.path.is_file():
+            report.fail(None, "sequence", f"no ledger file at {self.path}")
+            return report
+        uri = f"file:{self.path.resolve()}?mode=ro"
+        try:
+            with sqlite3.connect(uri, uri=True) as db:
+                self._audit(db)
+        except sqlite3.DatabaseError as exc:
+            report.fail(None, "sequence", f"cannot read the ledger: {exc}")
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _audit(self, db: sqlite3.Connection) -> None:
+        report = self.report
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            report.fail(None, "event-schemas", f"not a {FORMAT} file")
+            return
+        report.broker_id = meta.get("broker_id", "")
+        key = self._broker_key
+        if key is None:
+            stored = meta.get("broker_sign_key")
+            key = bytes.fromhex(stored) if stored else None
+            report.key_source = "taken from the ledger itself: pass --broker-key to trust nothing"
+        else:
+            report.key_source = "given on the command line"
+        if key is None:
+            report.fail(None, "checkpoint-signatures", "no broker public key to verify against")
+            key = bytes(32)
+        checkpoints = {
+            int(seq): (bytes(head), bytes(signature))
+            for seq, head, signature in db.execute("SELECT seq, head, signature FROM checkpoints")
+        }
+        total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        position = _tracking_position(db)
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="audit-verify") as pool:
+            verifier = checks.Verifier(report.broker_id, key, pool, report, position)
+            computed = self._scan(db, verifier, set(checkpoints), total)
+            verifier.finish()
+        self._check_checkpoints(checkpoints, computed, key)
+        self._check_projections(db, verifier)
+
+    def _scan(
+        self,
+        db: sqlite3.Connection,
+        verifier: checks.Verifier,
+        checkpoint_seqs: set[int],
+        total: int,
+    ) -> dict[int, bytes]:
+        report = self.report
+        decode = self._codec.decode
+        versions: dict[str, int] = {}
+        computed_at: dict[int, bytes] = {}
+        previous_stored = previous_computed = GENESIS
+        expected_seq = 1
+        cursor = db.execute(
+            "SELECT seq, stream, version, type, schema, at, body, hash FROM events ORDER BY seq"
+        )
+        while rows := cursor.fetchmany(CHUNK):
+            for seq, stream, version, kind, schema, at, body, stored_hash in rows:
+                if seq != expected_seq:
+                    report.fail(
+                        expected_seq, "sequence", f"event {expected_seq} is missing (next: {seq})"
+                    )
+                expected_seq = seq + 1
+                # Chain from the stored hash too, so only the tampered row is reported.
+                link = link_hash(previous_stored, seq, stream, version, kind, schema, at, body)
+                if link != stored_hash:
+                    report.fail(seq, "hash-links", "stored hash does not match the row's bytes")
+                previous_computed = link_hash(
+                    previous_computed, seq, stream, version, kind, schema, at, body
+                )
+                previous_stored = stored_hash
+                if seq in checkpoint_seqs:
+                    computed_at[seq] = previous_computed
+                if version != versions.get(stream, 0) + 1:
+                    report.fail(seq, "stream-versions", f"{stream} jumps to version {version}")
+                versions[stream] = version
+                try:
+                    event = decode(kind, schema, body)
+                except EventDecodeError as exc:
+                    report.fail(seq, "event-schemas", str(exc))
+                    continue
+                verifier.check(seq, event)
+            report.events += len(rows)
+            if self._progress is not None:
+                self._progress(report.events, total)
+        report.streams = len(versions)
+        computed_at[-1] = previous_computed
+        return computed_at
+
+    def _check_checkpoints(
+        self, checkpoints: dict[int, tuple[bytes, bytes]], computed: dict[int, bytes], key: bytes
+    ) -> None:
+        report = self.report
+        last_event = report.events
+        for seq in sorted(checkpoints):
+            head, signature = checkpoints[seq]
+            if not checks.checkpoint_signed(report.broker_id, key, seq, head, signature):
+                report.fail(seq, "checkpoint-signatures", "checkpoint signature does not verify")
+                continue
+            report.checkpoints += 1
+            if seq not in computed:
+                report.fail(
+                    last_event + 1,
+                    "checkpoint-signatures",
+                    f"the ledger ends at {last_event} but a signed checkpoint covers {seq}:"
+                    " events were truncated",
+                )
+            elif computed[seq] != head:
+                report.fail(seq, "checkpoint-signatures", "history differs from the signed head")
+        signed = [s for s in checkpoints if s in computed]
+        report.unsigned_tail = last_event - max(signed, default=0)
+
+    def _check_projections(self, db: sqlite3.Connection, verifier: checks.Verifier) -> None:
+        report = self.report
+        position = _tracking_position(db)
+        if position is None:
+            report.passed.pop("projections", None)
+            return
+        report.projection_position = position
+        expected = verifier.models_at(position)
+        if expected is None:
+            report.fail(position, "projections", f"tracking position {position} is past the end")
+            return
+        for problem in compare_models(db, expected):
+            report.fail(position, "projections", problem)
+
+
+def _tracking_position(db: sqlite3.Connection) -> int | None:
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    if "tracking" not in tables:
+        return None
+    found = db.execute(
+        "SELECT position FROM tracking WHERE projection = ?", (PROJECTION,)
+    ).fetchone()
+    return int(found[0]) if found else 0
+
+
+def compare_models(db: sqlite3.Connection, expected: ReadModels) -> list[str]:
+    """Differences between stored read-model tables and recomputed ones."""
+    problems = []
+    balances = {row[0]: tuple(row[1:]) for row in db.execute("SELECT * FROM balances")}
+    for account, row in expected.balances.items():
+        want = (row.debited, row.credited, row.reserved, row.settled, row.fees)
+        if balances.pop(account, None) != want:
+            problems.append(f"balance of {account} differs from the events")
+    problems.extend(f"balance of {a} has no events behind it" for a in balances)
+    chains = {bytes(row[0]): tuple(row[1:]) for row in db.execute("SELECT * FROM chains")}
+    for cid, chain in expected.chains.items():
+        want_chain = (
+            chain.buyer,
+            chain.vendor,
+            chain.length,
+            chain.unit_value,
+            chain.redeemed_index,
+            chain.amount,
+            chain.reserved,
+        )
+        if chains.pop(cid, None) != want_chain:
+            problems.append(f"chain {cid.hex()[:16]} differs from the events")
+    problems.extend(f"chain {c.hex()[:16]} has no events behind it" for c in chains)
+    lines = {
+        (row[0], row[1], row[3]): (row[2], row[4], row[5])
+        for row in db.execute("SELECT * FROM invoice_lines")
+    }
+    for line_key, line in expected.lines.items():
+        if lines.pop(line_key, None) != line:
+            problems.append(f"invoice line {line_key} differs from the events")
+    problems.extend(f"invoice line {k} has no events behind it" for k in lines)
+    return problems

@@ -1,0 +1,183 @@
+"""Closing a billing period: one invoice per buyer, one statement per vendor, balanced.
+
+A period covers every redemption recorded since the previous period closed. Closing
+appends the invoices, statements and a ``PeriodClosed`` marker to the period's own stream
+at expected version 0, so closing the same period twice (even concurrently) changes
+nothing. Amounts are integers: the broker's fee is ``gross * basis_points // 10_000`` per
+vendor statement, so ``debited == credited + fees`` holds exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from dataclasses import dataclass
+
+from broker_ledger.store import ConcurrencyError, EventStore, StreamAppend
+from protocol.broker_events import (
+    AccountOpened,
+    AnyBrokerEvent,
+    BillingLine,
+    InvoiceIssued,
+    PaywordsRedeemed,
+    PeriodClosed,
+    StatementIssued,
+)
+
+BASIS_POINTS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodSummary:
+    """What a closed period billed; ``newly_closed`` is False when it was closed before."""
+
+    period: str
+    after_sequence: int
+    through_sequence: int
+    invoices: int
+    statements: int
+    debited: int
+    credited: int
+    fees: int
+    newly_closed: bool
+
+
+def fee_of(gross: int, basis_points: int) -> int:
+    """The broker's fee on a vendor's gross, rounded down to a whole minor unit."""
+    return gross * basis_points // BASIS_POINTS
+
+
+def bill(  # noqa: PLR0913 - the period's bounds and terms
+    redemptions: list[PaywordsRedeemed],
+    period: str,
+    after: int,
+    through: int,
+    basis_points: int,
+    currency_of: dict[str, str],
+    at: int,
+) -> list[AnyBrokerEvent]:
+    """The invoices, statements and closing marker for a set of redemptions."""
+    units: dict[tuple[str, str], int] = defaultdict(int)
+    amounts: dict[tuple[str, str], int] = defaultdict(int)
+    for event in redemptions:
+        units[event.buyer, event.vendor] += event.units
+        amounts[event.buyer, event.vendor] += event.amount
+    events: list[AnyBrokerEvent] = []
+    for buyer in sorted({b for b, _ in amounts}):
+        lines = [
+            BillingLine(v, units[b, v], amounts[b, v]) for b, v in sorted(amounts) if b == buyer
+        ]
+        total = sum(line.amount for line in lines)
+        events.append(
+            InvoiceIssued(
+                at=at,
+                period=period,
+                buyer=buyer,
+                currency=currency_of.get(buyer, "EUR"),
+                lines=lines,
+                total=total,
+            )
+        )
+    fees = 0
+    for vendor in sorted({v for _, v in amounts}):
+        lines = [
+            BillingLine(b, units[b, v], amounts[b, v]) for b, v in sorted(amounts) if v == vendor
+        ]
+        gross = sum(line.amount for line in lines)
+        fee = fee_of(gross, basis_points)
+        fees += fee
+        events.append(
+            StatementIssued(
+                at=at,
+                period=period,
+                vendor=vendor,
+                currency=currency_of.get(vendor, "EUR"),
+                lines=lines,
+                gross=gross,
+                fee=fee,
+                net=gross - fee,
+            )
+        )
+    debited = sum(amounts.values())
+    events.append(
+        PeriodClosed(
+            at=at,
+            period=period,
+            after_sequence=after,
+            through_sequence=through,
+            fee_basis_points=basis_points,
+            debited=debited,
+            credited=debited - fees,
+            fees=fees,
+        )
+    )
+    return events
+
+
+async def close_period(
+    store: EventStore, period: str, *, at: int, basis_points: int = 0
+) -> PeriodSummary:
+    """Close ``period`` over everything redeemed since the last close (idempotent)."""
+    if not 0 <= basis_points <= BASIS_POINTS:
+        raise ValueError("the fee is 0..10000 basis points")
+    stream = f"period:{period}"
+    existing = await _summary(store, stream)
+    if existing is not None:
+        return existing
+    await store.flush()
+    last = await store.last_of_type("period-closed")
+    after = 0
+    if last is not None:
+        marker = store.decode(last)
+        assert isinstance(marker, PeriodClosed)  # noqa: S101 - the query selected the type
+        after = marker.through_sequence
+    through = store.head[0]
+    redemptions = []
+    for row in await store.read_type("paywords-redeemed", after, through):
+        event = store.decode(row)
+        assert isinstance(event, PaywordsRedeemed)  # noqa: S101 - the query selected the type
+        redemptions.append(event)
+    currencies = await _currencies(store)
+    events = bill(redemptions, period, after, through, basis_points, currencies, at)
+    try:
+        await store.append_many([StreamAppend(stream, events, expected_version=0)])
+    except ConcurrencyError:
+        pass  # closed by somebody else meanwhile: theirs stands
+    else:
+        summary = await _summary(store, stream)
+        assert summary is not None  # noqa: S101 - just written
+        return dataclasses.replace(summary, newly_closed=True)
+    summary = await _summary(store, stream)
+    if summary is None:
+        raise ConcurrencyError(f"period {period} could not be closed")
+    return summary
+
+
+async def _summary(store: EventStore, stream: str) -> PeriodSummary | None:
+    rows = await store.read_stream(stream)
+    if not rows:
+        return None
+    events = [store.decode(row) for row in rows]
+    marker = events[-1]
+    if not isinstance(marker, PeriodClosed):
+        return None
+    return PeriodSummary(
+        period=marker.period,
+        after_sequence=marker.after_sequence,
+        through_sequence=marker.through_sequence,
+        invoices=sum(isinstance(e, InvoiceIssued) for e in events),
+        statements=sum(isinstance(e, StatementIssued) for e in events),
+        debited=marker.debited,
+        credited=marker.credited,
+        fees=marker.fees,
+        newly_closed=False,
+    )
+
+
+async def _currencies(store: EventStore) -> dict[str, str]:
+    currencies = {}
+    for row in await store.read_type("account-opened"):
+        event = store.decode(row)
+        if isinstance(event, AccountOpened):
+            currencies[event.account] = event.currency
+    return currencies
