@@ -366,11 +366,9 @@ class BrokerCore(Endpoint):
 
     # --- commitments and redemption ------------------------------------------------------------
 
-    def _verified(self, vendor: str, signed: bytes, now: float) -> VerifiedCommitment:
+    def _verified(self, vendor: str, signed: bytes, now: float, grace: float) -> VerifiedCommitment:
         info = self.info
-        verified = verify_commitment(
-            signed, info.sign_key, info.id, now - self.policy.redemption_grace, vendor
-        )
+        verified = verify_commitment(signed, info.sign_key, info.id, now - grace, vendor)
         if verified.commitment.length > self.policy.max_chain_length:
             raise CommitmentError(f"chain longer than {self.policy.max_chain_length}")
         buyer = self.accounts.get(verified.certificate.subject)
@@ -407,7 +405,7 @@ class BrokerCore(Endpoint):
     def _redeem(self, parsed: Parsed, redeem: Redeem, key: MacKey, now: float) -> None:
         vendor = parsed.header.sender
         try:
-            verified = self._verified(vendor, redeem.commitment, now)
+            verified = self._verified(vendor, redeem.commitment, now, self.policy.redemption_grace)
             record = self.chains.get(verified.id)
             if record is not None and redeem.index <= record.index:
                 self._send_redeemed(parsed, verified.id, record, key, now)
@@ -472,7 +470,7 @@ class BrokerCore(Endpoint):
 
     def _register(self, parsed: Parsed, register: Register, key: MacKey, now: float) -> None:
         vendor = parsed.header.sender
-        verified = self._verified(vendor, register.commitment, now)
+        verified = self._verified(vendor, register.commitment, now, 0.0)
         commitment = verified.commitment
         buyer = verified.certificate.subject
         approved, reason = True, ""

@@ -347,6 +347,7 @@ class BuyerCore(AgentEndpoint):
         key = self.broker_message_key(parsed)
         verify_mac(parsed, topic, key)
         self.replay_guard.check(parsed, now)
+        self.check_token_use(parsed)
         body = open_body(parsed)
         match body:
             case Enrolled():

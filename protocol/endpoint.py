@@ -221,6 +221,11 @@ class AgentEndpoint(Endpoint):
             return self.token_key
         raise AuthenticationError
 
+    def check_token_use(self, parsed: Parsed) -> None:
+        """The enrollment token authenticates only the enrollment answer (or its refusal)."""
+        if parsed.auth is Auth.TOKEN and parsed.header.type not in ("enrolled", "error"):
+            raise UnexpectedMessageError("only enrollment travels under the token key")
+
     def enrolled(self, parsed: Parsed, body: Enrolled, now: float) -> CertificateReceived:
         """Handle the broker's answer to ``enroll``."""
         if parsed.auth is not Auth.TOKEN:

@@ -136,6 +136,8 @@ def parse(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Parsed:
         header = _header_decoder.decode(signed_part[1:])
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise MalformedMessageError(f"envelope header: {exc}") from exc
+    if header.version != PROTOCOL_VERSION:
+        raise MalformedMessageError(f"protocol version {header.version} is not supported")
     return Parsed(auth, header, signed_part, payload[-trailer_size:])
 
 

@@ -108,6 +108,8 @@ class _Pending:
     key: MacKey
     buyer: str
     corr: bytes
+    retry_due: float = 0.0
+    backoff: float = 0.0
 
 
 class VendorCore(AgentEndpoint):
@@ -226,6 +228,7 @@ class VendorCore(AgentEndpoint):
                 return self._from_broker_broadcast(parsed)
             verify_mac(parsed, topic, self.broker_message_key(parsed))
             self.replay_guard.check(parsed, now)
+            self.check_token_use(parsed)
             return self._from_broker(parsed, now)
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
@@ -234,6 +237,8 @@ class VendorCore(AgentEndpoint):
         header = parsed.header
         state = self.chains.get(header.ref)
         if state is not None:
+            if header.sender != state.buyer:
+                raise AuthenticationError
             key = state.key
         elif header.type == "commit":
             # The one message whose MAC key comes from its own body: the commitment's
@@ -247,7 +252,7 @@ class VendorCore(AgentEndpoint):
             verify_mac(parsed, topic, key)
             self.replay_guard.check(parsed, now)
             return self._commit(parsed, verified, key, now)
-        elif header.ref in self._pending:
+        elif header.ref in self._pending and header.sender == self._pending[header.ref].buyer:
             key = self._pending[header.ref].key
         else:
             raise AuthenticationError
@@ -297,19 +302,10 @@ class VendorCore(AgentEndpoint):
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
         if terms.online:
-            pending = self._pending.get(verified.id)
-            if pending is None:
-                self._pending[verified.id] = _Pending(
-                    verified, key, parsed.header.sender, parsed.header.corr
-                )
-                self.send(
-                    self.broker.id,
-                    Register(verified.signed),
-                    now,
-                    auth=Auth.PAIR,
-                    key=self.broker_key,
-                    corr=verified.id[:16],
-                )
+            if verified.id not in self._pending:
+                pending = _Pending(verified, key, parsed.header.sender, parsed.header.corr)
+                self._pending[verified.id] = pending
+                self._send_register(pending, now)
             return []
         return self._accept(verified, key, now)
 
@@ -383,22 +379,39 @@ class VendorCore(AgentEndpoint):
             case _:
                 raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r}")
 
+    def _send_register(self, pending: _Pending, now: float) -> None:
+        """Ask the broker (again); unanswered requests are resent with backoff."""
+        terms = self.terms
+        pending.backoff = min(max(pending.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
+        pending.retry_due = now + pending.backoff
+        self.send(
+            self.broker.id,
+            Register(pending.verified.signed),
+            now,
+            auth=Auth.PAIR,
+            key=self.broker_key,
+            corr=pending.verified.id[:16],
+        )
+
     def _registered(self, registered: Registered, now: float) -> list[VendorEvent]:
         pending = self._pending.pop(registered.commitment_id, None)
         if pending is None:
             return []
         if not registered.approved:
-            self.send(
-                pending.buyer,
-                Error("commitment", f"refused by the broker: {registered.reason}"),
-                now,
-                auth=Auth.CHAIN,
-                key=pending.key,
-                ref=registered.commitment_id,
-                corr=pending.corr,
-            )
+            self._refuse_pending(pending, f"refused by the broker: {registered.reason}", now)
             return []
         return self._accept(pending.verified, pending.key, now)
+
+    def _refuse_pending(self, pending: _Pending, detail: str, now: float) -> None:
+        self.send(
+            pending.buyer,
+            Error("commitment", detail),
+            now,
+            auth=Auth.CHAIN,
+            key=pending.key,
+            ref=pending.verified.id,
+            corr=pending.corr,
+        )
 
     # --- redemption ----------------------------------------------------------------------------
 
@@ -415,6 +428,10 @@ class VendorCore(AgentEndpoint):
         return [RedemptionConfirmed(redeemed.commitment_id, redeemed.index, redeemed.amount)]
 
     def _redemption_refused(self, corr: bytes, now: float) -> None:
+        for cid, pending in list(self._pending.items()):
+            if cid[:16] == corr:  # the broker refused to even consider the commitment
+                del self._pending[cid]
+                self._refuse_pending(pending, "refused by the broker", now)
         for cid, state in self.chains.items():
             if cid[:16] == corr:
                 state.in_flight = 0
@@ -449,6 +466,7 @@ class VendorCore(AgentEndpoint):
     def get_timer(self) -> float | None:
         """When the next redemption (or retry) falls due."""
         due = [s.redeem_due for s in self.chains.values() if s.index > s.redeemed]
+        due.extend(p.retry_due for p in self._pending.values())
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
@@ -456,6 +474,9 @@ class VendorCore(AgentEndpoint):
         for state in self.chains.values():
             if state.index > state.redeemed and state.redeem_due <= now:
                 self._send_redeem(state, now)
+        for pending in self._pending.values():
+            if pending.retry_due <= now:
+                self._send_register(pending, now)
         self.replay_guard.prune(now)
 
     @property

@@ -217,3 +217,23 @@ def test_redeem_message_carries_the_commitment_and_the_last_payword(world: World
     assert body.commitment == opened.commitment
     assert body.index == 7
     assert body.payword == buyer.channels[opened.commitment_id].chain.word(7)
+
+
+def test_on_line_registration_lost_on_the_way_is_resent() -> None:
+    world = make_world(vendors=0, buyers=0)
+    terms = VendorTerms(unit_value=1, currency="EUR", max_length=1000, max_jump=50, online=True)
+    vendor = world.enroll_vendor("kiosk", terms)
+    buyer = world.enroll_buyer("alice", credit_limit=10_000)
+    opened = buyer.open_channel("kiosk", 100, world.now)
+    (commit,) = buyer.data_to_send()
+    world.net.inject("kiosk", commit.topic, commit.payload, world.now)
+    (register,) = vendor.data_to_send()  # lost on its way to the broker
+    assert register.topic.endswith("/in/broker/kiosk")
+    timer = vendor.get_timer()
+    assert timer is not None
+    world.now = timer
+    vendor.handle_timer(world.now)
+    world.pump()
+    assert opened.commitment_id in vendor.chains
+    assert events_of(world, "alice", ReceiptReceived)[-1].commitment_id == opened.commitment_id
+    assert vendor.get_timer() is None
