@@ -1,0 +1,142 @@
+"""``micropay``: one entry point, a sub-command per job, ``--help`` on each."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from agents.progress import ProgressBar
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _broker_key(value: str) -> bytes:
+    """A 32-byte Ed25519 public key as 64 hex digits, or ``@FILE`` holding them."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text().strip()
+        except OSError as exc:
+            raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {exc.strerror}") from exc
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("expected 64 hex digits") from exc
+    if len(key) != 32:
+        raise argparse.ArgumentTypeError("an Ed25519 public key is 32 bytes (64 hex digits)")
+    return key
+
+
+def _existing_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no such file: {value}")
+    return path
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Replay and re-verify a ledger; exit 0 only if everything holds."""
+    from broker_ledger.audit import LedgerAudit  # noqa: PLC0415 - keep --help fast
+    from broker_ledger.report import as_json, as_text  # noqa: PLC0415
+
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = ProgressBar("auditing") if show else None
+    report = LedgerAudit(
+        args.ledger, args.broker_key, workers=args.workers, progress=progress
+    ).run()
+    print(as_json(report) if args.json else as_text(report))  # noqa: T201 - the command's output
+    for target, writer_name in ((args.export_jsonl, "write_jsonl"), (args.export_csv, "write_csv")):
+        if target is not None:
+            _export(args.ledger, target, writer_name, show)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _export(ledger: Path, target: Path, writer_name: str, show: bool) -> None:
+    from broker_ledger import export  # noqa: PLC0415
+
+    def progress(count: int) -> None:
+        sys.stderr.write(f"\r  exported {count:,} events")
+
+    writer: Callable[..., int] = getattr(export, writer_name)
+    try:
+        with target.open("w", newline="") as out:
+            count = writer(ledger, out, progress if show else None)
+    except OSError as exc:
+        sys.stderr.write(f"micropay audit: cannot write {target}: {exc.strerror}\n")
+        return
+    sys.stderr.write(f"\rexported {count:,} events to {target}\n")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the in-memory demo."""
+    from agents import memory_demo  # noqa: PLC0415
+
+    return memory_demo.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full command tree."""
+    parser = argparse.ArgumentParser(
+        prog="micropay",
+        description="PayWord micropayments between buyers, vendors and a broker over MQTT.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    audit = commands.add_parser(
+        "audit",
+        help="re-verify a broker ledger from its events",
+        description=(
+            "Replay every event of a ledger: hash links, checkpoint signatures, certificate"
+            " and commitment signatures, every redemption's payword chain, billing, and the"
+            " stored balances and invoices. Exit 0 only when everything holds; otherwise"
+            " exit 1 and name the first bad sequence number."
+        ),
+    )
+    audit.add_argument("ledger", type=_existing_file, help="the ledger's SQLite file")
+    audit.add_argument(
+        "--broker-key",
+        type=_broker_key,
+        metavar="HEX|@FILE",
+        help="the broker's Ed25519 public key to trust (default: the one stored in the ledger)",
+    )
+    audit.add_argument("--json", action="store_true", help="print the report as JSON")
+    audit.add_argument(
+        "--workers", type=int, default=2, help="threads verifying signatures (default 2)"
+    )
+    audit.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar on stderr (default: when stderr is a terminal)",
+    )
+    audit.add_argument(
+        "--export-jsonl", type=Path, metavar="FILE", help="also write events as JSONL"
+    )
+    audit.add_argument("--export-csv", type=Path, metavar="FILE", help="also write events as CSV")
+    audit.set_defaults(handler=cmd_audit)
+
+    demo = commands.add_parser(
+        "demo", help="run the whole payment life cycle in memory and print the totals"
+    )
+    demo.add_argument("--payments", type=int, default=10_000, help="payments (default 10000)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the payment mix")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        parser.error("--workers must be at least 1")
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
