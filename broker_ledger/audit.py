@@ -160,7 +160,7 @@ class LedgerAudit:
             int(seq): (bytes(head), bytes(signature))
             for seq, head, signature in db.execute("SELECT seq, head, signature FROM checkpoints")
         }
-        total = db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        total = db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0]
         position = _tracking_position(db)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="audit-verify") as pool:
             verifier = checks.Verifier(report.broker_id, key, pool, report, position)
@@ -183,7 +183,7 @@ class LedgerAudit:
         previous_stored = previous_computed = GENESIS
         expected_seq = 1
         cursor = db.execute(
-            "SELECT seq, stream, version, type, schema, at, body, hash FROM events ORDER BY seq"
+            "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log ORDER BY seq"
         )
         while rows := cursor.fetchmany(CHUNK):
             for seq, stream, version, kind, schema, at, body, stored_hash in rows:
@@ -192,13 +192,17 @@ class LedgerAudit:
                         expected_seq, "sequence", f"event {expected_seq} is missing (next: {seq})"
                     )
                 expected_seq = seq + 1
-                # Chain from the stored hash too, so only the tampered row is reported.
+                # Chain from the stored hash too, so only the tampered row is reported; the
+                # chain from genesis is what the signed checkpoints are compared with.
                 link = link_hash(previous_stored, seq, stream, version, kind, schema, at, body)
                 if link != stored_hash:
                     report.fail(seq, "hash-links", "stored hash does not match the row's bytes")
-                previous_computed = link_hash(
-                    previous_computed, seq, stream, version, kind, schema, at, body
-                )
+                if previous_computed == previous_stored:
+                    previous_computed = link
+                else:
+                    previous_computed = link_hash(
+                        previous_computed, seq, stream, version, kind, schema, at, body
+                    )
                 previous_stored = stored_hash
                 if seq in checkpoint_seqs:
                     computed_at[seq] = previous_computed

@@ -21,6 +21,7 @@ from protocol.broker_events import (
     InvoiceIssued,
     PaywordsRedeemed,
     PeriodClosed,
+    SettlementRecorded,
     StatementIssued,
 )
 
@@ -62,11 +63,14 @@ def bill(  # noqa: PLR0913 - the period's bounds and terms
     for event in redemptions:
         units[event.buyer, event.vendor] += event.units
         amounts[event.buyer, event.vendor] += event.amount
+    by_buyer: dict[str, list[BillingLine]] = defaultdict(list)
+    by_vendor: dict[str, list[BillingLine]] = defaultdict(list)
+    for buyer, vendor in sorted(amounts):
+        by_buyer[buyer].append(BillingLine(vendor, units[buyer, vendor], amounts[buyer, vendor]))
+    for vendor, buyer in sorted((v, b) for b, v in amounts):
+        by_vendor[vendor].append(BillingLine(buyer, units[buyer, vendor], amounts[buyer, vendor]))
     events: list[AnyBrokerEvent] = []
-    for buyer in sorted({b for b, _ in amounts}):
-        lines = [
-            BillingLine(v, units[b, v], amounts[b, v]) for b, v in sorted(amounts) if b == buyer
-        ]
+    for buyer, lines in by_buyer.items():
         total = sum(line.amount for line in lines)
         events.append(
             InvoiceIssued(
@@ -79,10 +83,7 @@ def bill(  # noqa: PLR0913 - the period's bounds and terms
             )
         )
     fees = 0
-    for vendor in sorted({v for _, v in amounts}):
-        lines = [
-            BillingLine(b, units[b, v], amounts[b, v]) for b, v in sorted(amounts) if v == vendor
-        ]
+    for vendor, lines in by_vendor.items():
         gross = sum(line.amount for line in lines)
         fee = fee_of(gross, basis_points)
         fees += fee
@@ -181,3 +182,16 @@ async def _currencies(store: EventStore) -> dict[str, str]:
         if isinstance(event, AccountOpened):
             currencies[event.account] = event.currency
     return currencies
+
+
+async def record_settlement(
+    store: EventStore, account: str, amount: int, reference: str, *, at: int
+) -> None:
+    """Record money that moved outside the system (an invoice paid, a payout made)."""
+    if amount <= 0:
+        raise ValueError("a settlement moves a positive amount")
+    if await store.stream_version(f"account:{account}") == 0:
+        raise ValueError(f"no account {account!r}")
+    await store.append_events(
+        [SettlementRecorded(at=at, account=account, amount=amount, reference=reference)]
+    )

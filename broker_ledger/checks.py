@@ -97,12 +97,15 @@ class Verifier:
         self._last_through = 0
         self.models = ReadModels()
         self.snapshot_at = snapshot_at
-        self._snapshot: ReadModels | None = ReadModels() if snapshot_at == 0 else None
+        self._snapshot: ReadModels | None = None
 
     # --- the dispatcher ------------------------------------------------------------------------
 
     def check(self, seq: int, event: AnyBrokerEvent) -> None:
         """Apply the rules for one event, then fold it into the recomputed read models."""
+        if self._snapshot is None and self.snapshot_at is not None and seq > self.snapshot_at:
+            # History goes on past the projection's position: keep the state as of there.
+            self._snapshot = copy.deepcopy(self.models)
         match event:
             case AccountOpened():
                 self._account(seq, event)
@@ -122,8 +125,6 @@ class Verifier:
             fold(self.models, seq, event)
         except KeyError as exc:
             self.report.fail(seq, "redemption-arithmetic", f"event refers to unknown {exc}")
-        if seq == self.snapshot_at:
-            self._snapshot = copy.deepcopy(self.models)
 
     def models_at(self, position: int) -> ReadModels | None:
         """The recomputed read models as of ``position`` (None if never reached)."""
@@ -131,7 +132,9 @@ class Verifier:
             return self.models
         if position == 0:
             return ReadModels()
-        return self._snapshot if self.snapshot_at == position else None
+        if self._snapshot is not None and self._snapshot.position == position:
+            return self._snapshot
+        return None
 
     def finish(self) -> None:
         """Collect every outstanding signature verdict and the ledger-wide invariants."""

@@ -43,13 +43,14 @@ class EventCodec:
         self.versions = dict(versions or dict.fromkeys(EVENT_CLASSES, 1))
         self.upcasters = dict(upcasters or {})
         self._encoder = msgspec.msgpack.Encoder()
+        self._tags: dict[type[Any], str] = {cls: name for name, cls in EVENT_CLASSES.items()}
         self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {
             name: msgspec.msgpack.Decoder(cls) for name, cls in EVENT_CLASSES.items()
         }
 
     def encode(self, event: AnyBrokerEvent) -> tuple[str, int, bytes]:
         """(type, schema version, body bytes) of an event."""
-        name = _tag(type(event))
+        name = self._tags[type(event)]
         body = self._encoder.encode(event)
         return name, self.versions[name], body
 

@@ -35,7 +35,7 @@ def records(path: Path, codec: EventCodec = DEFAULT_CODEC) -> Iterator[dict[str,
     """Every event as a JSON-ready dict, in sequence order."""
     with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
         cursor = db.execute(
-            "SELECT seq, stream, version, type, schema, at, body, hash FROM events ORDER BY seq"
+            "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log ORDER BY seq"
         )
         while rows := cursor.fetchmany(10_000):
             for seq, stream, version, kind, schema, at, body, digest in rows:

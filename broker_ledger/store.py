@@ -29,17 +29,22 @@ FORMAT: Final = "micropay-ledger/1"
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS streams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
-    stream TEXT NOT NULL,
+    stream_id INTEGER NOT NULL REFERENCES streams (id),
     version INTEGER NOT NULL,
     type TEXT NOT NULL,
     schema INTEGER NOT NULL,
     at INTEGER NOT NULL,
     body BLOB NOT NULL,
     hash BLOB NOT NULL,
-    UNIQUE (stream, version)
+    UNIQUE (stream_id, version)
 ) STRICT;
+CREATE VIEW IF NOT EXISTS event_log AS
+    SELECT events.seq, streams.name AS stream, events.version, events.type, events.schema,
+           events.at, events.body, events.hash
+    FROM events JOIN streams ON streams.id = events.stream_id;
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq INTEGER PRIMARY KEY,
     head BLOB NOT NULL,
@@ -99,27 +104,30 @@ class _Request:
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 INSERT_EVENT: Final = (
-    "INSERT INTO events (seq, stream, version, type, schema, at, body, hash)"
+    "INSERT INTO events (seq, stream_id, version, type, schema, at, body, hash)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_STREAM: Final = "INSERT INTO streams (id, name) VALUES (?, ?)"
 SELECT_STREAM: Final = (
-    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log"
     " WHERE stream = ? ORDER BY version"
 )
 SELECT_AFTER: Final = (
-    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log"
     " WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 SELECT_TYPE: Final = (
-    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log"
     " WHERE type = ? AND seq > ? AND seq <= ? ORDER BY seq"
 )
 SELECT_LAST_OF_TYPE: Final = (
-    "SELECT seq, stream, version, type, schema, at, body, hash FROM events"
+    "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log"
     " WHERE type = ? ORDER BY seq DESC LIMIT 1"
 )
-SELECT_VERSIONS: Final = (
-    "SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream"
+SELECT_STREAMS: Final = (
+    "SELECT streams.name, streams.id, MAX(events.version) FROM streams"
+    " LEFT JOIN events ON events.stream_id = streams.id"
+    " WHERE streams.name IN ({marks}) GROUP BY streams.id"
 )
 
 
@@ -142,7 +150,8 @@ class EventStore:
         self._signer = signer
         self.checkpoint_every = checkpoint_every
         self.max_batch = max_batch
-        self._versions: dict[str, int] = {}
+        self._streams: dict[str, tuple[int, int]] = {}  # name -> (id, version); id 0: new
+        self._next_stream_id = 1
         self._seq = 0
         self._head = GENESIS
         self._checkpointed = 0
@@ -212,6 +221,9 @@ class EventStore:
         async with self._db.execute("SELECT MAX(seq) FROM checkpoints") as cur:
             row = await cur.fetchone()
         self._checkpointed = int(row[0]) if row and row[0] is not None else 0
+        async with self._db.execute("SELECT MAX(id) FROM streams") as cur:
+            row = await cur.fetchone()
+        self._next_stream_id = (int(row[0]) if row and row[0] is not None else 0) + 1
 
     async def close(self) -> None:
         """Finish queued appends, write a final checkpoint, close the file."""
@@ -273,50 +285,79 @@ class EventStore:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Request]) -> None:
-        await self._load_versions({a.stream for r in batch for a in r.appends})
-        versions = dict(self._versions)
+        await self._load_streams({a.stream for r in batch for a in r.appends})
+        streams = dict(self._streams)
+        next_id = self._next_stream_id
         seq, head = self._seq, self._head
-        rows: list[tuple[int, str, int, str, int, int, bytes, bytes]] = []
+        rows: list[tuple[int, int, int, str, int, int, bytes, bytes]] = []
+        new_streams: list[tuple[int, str]] = []
         accepted: list[tuple[_Request, list[StoredEvent]]] = []
+        refused: list[tuple[_Request, LedgerError]] = []
+        encode = self.codec.encode
         for request in batch:
             clash = next(
                 (
                     a
                     for a in request.appends
-                    if a.expected_version is not None
-                    and versions.get(a.stream, 0) != a.expected_version
+                    if a.expected_version is not None and streams[a.stream][1] != a.expected_version
                 ),
                 None,
             )
             if clash is not None:
-                request.future.set_exception(
-                    ConcurrencyError(
-                        f"stream {clash.stream} is at version {versions.get(clash.stream, 0)},"
-                        f" not {clash.expected_version}"
+                current = streams[clash.stream][1]
+                refused.append(
+                    (
+                        request,
+                        ConcurrencyError(
+                            f"stream {clash.stream} is at version {current},"
+                            f" not {clash.expected_version}"
+                        ),
                     )
                 )
                 continue
             stored: list[StoredEvent] = []
             for append in request.appends:
+                name = append.stream
+                stream_id, version = streams[name]
+                if stream_id == 0:
+                    stream_id, next_id = next_id, next_id + 1
+                    new_streams.append((stream_id, name))
                 for event in append.events:
                     seq += 1
-                    version = versions.get(append.stream, 0) + 1
-                    versions[append.stream] = version
-                    name, schema, body = self.codec.encode(event)
-                    head = link_hash(
-                        head, seq, append.stream, version, name, schema, event.at, body
+                    version += 1
+                    kind, schema, body = encode(event)
+                    head = link_hash(head, seq, name, version, kind, schema, event.at, body)
+                    stored.append(
+                        StoredEvent(seq, name, version, kind, schema, event.at, body, head)
                     )
-                    row = StoredEvent(
-                        seq, append.stream, version, name, schema, event.at, body, head
-                    )
-                    stored.append(row)
-                    rows.append((seq, append.stream, version, name, schema, event.at, body, head))
+                    rows.append((seq, stream_id, version, kind, schema, event.at, body, head))
+                streams[name] = (stream_id, version)
             accepted.append((request, stored))
-        if not rows:
-            return
+        if rows:
+            await self._write(rows, new_streams, seq, head, accepted, refused)
+            if accepted:
+                self._streams, self._next_stream_id = streams, next_id
+                for request, stored in accepted:
+                    request.future.set_result(stored)
+        # Refusals are reported only once the batch is durable, so a refused writer that
+        # reads back sees the winner's events.
+        for request, error in refused:
+            request.future.set_exception(error)
+
+    async def _write(  # noqa: PLR0913 - the batch and where it leaves the chain
+        self,
+        rows: list[tuple[int, int, int, str, int, int, bytes, bytes]],
+        new_streams: list[tuple[int, str]],
+        seq: int,
+        head: bytes,
+        accepted: list[tuple[_Request, list[StoredEvent]]],
+        refused: list[tuple[_Request, LedgerError]],
+    ) -> None:
         previous = (self._seq, self._head, self._checkpointed)
         try:
             await self._db.execute("BEGIN IMMEDIATE")
+            if new_streams:
+                await self._db.executemany(INSERT_STREAM, new_streams)
             await self._db.executemany(INSERT_EVENT, rows)
             self._seq, self._head = seq, head
             if self._signer is not None and seq - self._checkpointed >= self.checkpoint_every:
@@ -326,29 +367,24 @@ class EventStore:
             self._seq, self._head, self._checkpointed = previous
             with contextlib.suppress(sqlite3.Error):
                 await self._db.execute("ROLLBACK")
-            self._versions.clear()
+            self._streams.clear()
             kind = ConcurrencyError if isinstance(exc, sqlite3.IntegrityError) else LedgerError
             for request, _ in accepted:
-                request.future.set_exception(kind(f"append failed, nothing written: {exc}"))
+                refused.append((request, kind(f"append failed, nothing written: {exc}")))
+            accepted.clear()
             return
         self.transactions += 1
-        self._versions = versions
-        for request, stored in accepted:
-            request.future.set_result(stored)
 
-    async def _load_versions(self, streams: set[str]) -> None:
-        unknown = [s for s in streams if s not in self._versions]
+    async def _load_streams(self, names: set[str]) -> None:
+        unknown = [name for name in names if name not in self._streams]
         for start in range(0, len(unknown), 500):
             chunk = unknown[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found = dict.fromkeys(chunk, 0)
-            query = (
-                f"SELECT stream, MAX(version) FROM events WHERE stream IN ({marks}) GROUP BY stream"  # noqa: S608 - placeholders only
-            )
+            found = dict.fromkeys(chunk, (0, 0))
+            query = SELECT_STREAMS.format(marks=",".join("?" * len(chunk)))
             async with self._db.execute(query, chunk) as cursor:
-                async for stream, version in cursor:
-                    found[str(stream)] = int(version)
-            self._versions.update(found)
+                async for name, stream_id, version in cursor:
+                    found[str(name)] = (int(stream_id), int(version or 0))
+            self._streams.update(found)
 
     async def _insert_checkpoint(self) -> None:
         if self._signer is None:
@@ -411,8 +447,8 @@ class EventStore:
 
     async def stream_version(self, stream: str) -> int:
         """The current version of a stream (0 when it has no events)."""
-        await self._load_versions({stream})
-        return self._versions[stream]
+        await self._load_streams({stream})
+        return self._streams[stream][1]
 
     async def checkpoints(self) -> list[Checkpoint]:
         """Every signed checkpoint, in order."""

@@ -128,7 +128,7 @@ def test_a_rewritten_history_with_recomputed_hashes_is_caught_by_the_checkpoint(
         db.execute("UPDATE events SET at = at + 1 WHERE seq = 12")
         previous = GENESIS
         rows = db.execute(
-            "SELECT seq, stream, version, type, schema, at, body FROM events ORDER BY seq"
+            "SELECT seq, stream, version, type, schema, at, body FROM event_log ORDER BY seq"
         ).fetchall()
         for seq, stream, version, kind, schema, at, body in rows:
             previous = link_hash(previous, seq, stream, version, kind, schema, at, body)

@@ -143,9 +143,9 @@ async def test_old_event_schemas_are_upcast_on_read(tmp_path: Path) -> None:
     from broker_ledger.format import GENESIS, link_hash
 
     digest = link_hash(GENESIS, 1, "account:alice", 1, "account-opened", 1, 5, old_body)
+    await store.connection.execute("INSERT INTO streams VALUES (1, 'account:alice')")
     await store.connection.execute(
-        "INSERT INTO events VALUES (1, 'account:alice', 1, 'account-opened', 1, 5, ?, ?)",
-        (old_body, digest),
+        "INSERT INTO events VALUES (1, 1, 1, 'account-opened', 1, 5, ?, ?)", (old_body, digest)
     )
     await store.close()
 
@@ -171,3 +171,19 @@ async def test_old_event_schemas_are_upcast_on_read(tmp_path: Path) -> None:
     report = LedgerAudit(path, codec=codec).run()
     assert report.passed["event-schemas"]
     assert report.passed["hash-links"]
+
+
+@pytest.mark.asyncio
+async def test_settlements_are_recorded_and_projected(tmp_path: Path) -> None:
+    from broker_ledger.billing import record_settlement
+
+    run = await build_ledger(tmp_path / "l.db", payments=20)
+    store = await EventStore.open(run.path, "broker", signer=seeded_identity("broker"))
+    await record_settlement(store, "buyer1", 40, "bank transfer 2026-02-01", at=10)
+    with pytest.raises(ValueError, match="no account"):
+        await record_settlement(store, "nobody", 1, "x", at=11)
+    with pytest.raises(ValueError, match="positive"):
+        await record_settlement(store, "buyer1", 0, "x", at=11)
+    models = fold_all(await decoded(store))
+    await store.close()
+    assert models.balances["buyer1"].settled == 40
