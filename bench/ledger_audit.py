@@ -46,7 +46,7 @@ from broker_ledger.audit import AuditReport, LedgerAudit
 from broker_ledger.billing import close_period
 from broker_ledger.codec import EVENT_CLASSES, EventCodec
 from broker_ledger.projections import Projector
-from broker_ledger.store import EventStore
+from broker_ledger.store import FORMAT, SCHEMA, EventStore
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -91,7 +91,10 @@ class Params:
     @property
     def key(self) -> str:
         """A short stable digest of the parameters and the generator version."""
-        text = json.dumps({"generator": GENERATOR, **asdict(self)}, sort_keys=True)
+        text = json.dumps(
+            {"generator": GENERATOR, "format": FORMAT, "schema": SCHEMA, **asdict(self)},
+            sort_keys=True,
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

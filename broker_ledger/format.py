@@ -15,11 +15,15 @@ that point on. A signed checkpoint pins (sequence, head hash) to the broker's ke
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Final
 
 TAG_LINK: Final = b"micropay/v1/ledger-link\x00"
 TAG_CHECKPOINT: Final = b"micropay/v1/ledger-checkpoint\x00"
 GENESIS: Final = bytes(32)
+_U64 = struct.Struct(">Q").pack
+_U16 = struct.Struct(">H").pack
+_TAIL = struct.Struct(">IQI").pack  # schema, at, body length
 
 
 def _lp16(text: str) -> bytes:
@@ -38,18 +42,19 @@ def link_hash(  # noqa: PLR0913 - one argument per hashed column
     body: bytes,
 ) -> bytes:
     """The hash that chains one event to everything before it."""
+    name, kind = stream.encode(), event_type.encode()
     return hashlib.sha256(
         b"".join(
             (
                 TAG_LINK,
                 previous,
-                seq.to_bytes(8, "big"),
-                _lp16(stream),
-                version.to_bytes(8, "big"),
-                _lp16(event_type),
-                schema.to_bytes(4, "big"),
-                at.to_bytes(8, "big"),
-                len(body).to_bytes(4, "big"),
+                _U64(seq),
+                _U16(len(name)),
+                name,
+                _U64(version),
+                _U16(len(kind)),
+                kind,
+                _TAIL(schema, at, len(body)),
                 body,
             )
         )
