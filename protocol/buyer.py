@@ -171,7 +171,7 @@ class BuyerCore(AgentEndpoint):
         signed, cid = sign_commitment(self.identity, commitment)
         self._install(cid, vendor, chain, seed, signed, 0)
         self._send_commit(self.channels[cid], now)
-        return ChannelOpened(cid, vendor, seed, signed)
+        return ChannelOpened(cid, vendor, seed, signed, length)
 
     def restore_channel(
         self, vendor: str, seed: bytes, commitment: bytes, length: int, spent: int

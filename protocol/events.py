@@ -68,6 +68,7 @@ class ChannelOpened:
     vendor: str
     seed: bytes
     commitment: bytes
+    length: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class CommitmentAccepted:
     commitment_id: bytes
     buyer: str
     commitment: bytes
+    root: bytes
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,7 +314,7 @@ class VendorCore(AgentEndpoint):
         due = now + self.terms.redeem_interval
         state = self._install(verified, key, 0, commitment.root, 0, due)
         self._queue_receipt(state, now)
-        return [CommitmentAccepted(verified.id, state.buyer, verified.signed)]
+        return [CommitmentAccepted(verified.id, state.buyer, verified.signed, commitment.root)]
 
     def _pay(self, state: VendorChain, payment: Payment, now: float) -> list[VendorEvent]:
         index, last = payment.index, state.index

@@ -1,0 +1,201 @@
+"""Durable state of a buyer's wallet and a vendor's accepted paywords, in SQLite.
+
+Both are written in one transaction per batch, before anything the batch produced is
+published: the buyer records the highest index it will reveal before the payword leaves,
+and the vendor records the paywords it accepted before the receipt (or the service) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
+
+from protocol.events import (
+    CertificateReceived,
+    ChannelOpened,
+    CommitmentAccepted,
+    PaymentAccepted,
+    PaywordSpent,
+    RedemptionConfirmed,
+)
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS channels (
+    commitment_id BLOB PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    seed BLOB NOT NULL,
+    commitment BLOB NOT NULL,
+    length INTEGER NOT NULL,
+    spent INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS chains (
+    commitment_id BLOB PRIMARY KEY,
+    buyer TEXT NOT NULL,
+    commitment BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    word BLOB NOT NULL,
+    redeemed INTEGER NOT NULL,
+    amount INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS served (
+    commitment_id BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (commitment_id, idx)
+) STRICT;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChannel:
+    """A buyer's channel as kept in the wallet."""
+
+    commitment_id: bytes
+    vendor: str
+    seed: bytes
+    commitment: bytes
+    length: int
+    spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChain:
+    """A vendor's chain as kept in its store."""
+
+    commitment_id: bytes
+    buyer: str
+    commitment: bytes
+    index: int
+    word: bytes
+    redeemed: int
+
+
+class AgentStore:
+    """One SQLite file per agent (WAL, synchronous=FULL)."""
+
+    def __init__(self, connection: aiosqlite.Connection) -> None:
+        self._db = connection
+        self.transactions = 0
+
+    @classmethod
+    async def open(cls, path: Path) -> AgentStore:
+        """Open or create the store."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = await aiosqlite.connect(path, isolation_level=None)
+        await connection.execute("PRAGMA journal_mode=WAL")
+        await connection.execute("PRAGMA synchronous=FULL")
+        await connection.executescript(SCHEMA)
+        return cls(connection)
+
+    async def close(self) -> None:
+        """Close the file."""
+        await self._db.close()
+
+    async def get(self, key: str) -> bytes | None:
+        """A value from the meta table."""
+        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else bytes(row[0])
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Store a value in the meta table (durably)."""
+        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    async def record(self, events: list[object]) -> None:  # noqa: C901 - one arm per event
+        """Persist what a batch of core events changed, in one transaction.
+
+        Statements are grouped (one ``executemany`` each) and a chain's payments collapse
+        to its highest index, so a batch costs a handful of round trips, not one per event.
+        """
+        meta: list[tuple[str, bytes]] = []
+        channels: list[tuple[bytes, str, bytes, bytes, int]] = []
+        spent: dict[bytes, int] = {}
+        chains: list[tuple[bytes, str, bytes, bytes]] = []
+        paid: dict[bytes, tuple[int, bytes, int]] = {}
+        served: list[tuple[bytes, int, str, int]] = []
+        redeemed: dict[bytes, int] = {}
+        for event in events:
+            match event:
+                case CertificateReceived():
+                    meta.append(("certificate", event.certificate))
+                case ChannelOpened():
+                    channels.append(
+                        (
+                            event.commitment_id,
+                            event.vendor,
+                            event.seed,
+                            event.commitment,
+                            event.length,
+                        )
+                    )
+                case PaywordSpent():
+                    spent[event.commitment_id] = max(spent.get(event.commitment_id, 0), event.index)
+                case CommitmentAccepted():
+                    chains.append((event.commitment_id, event.buyer, event.commitment, event.root))
+                case PaymentAccepted():
+                    _, _, amount = paid.get(event.commitment_id, (0, b"", 0))
+                    paid[event.commitment_id] = (event.index, event.payword, amount + event.amount)
+                    if event.item:
+                        served.append((event.commitment_id, event.index, event.item, event.amount))
+                case RedemptionConfirmed():
+                    redeemed[event.commitment_id] = event.index
+                case _:
+                    pass
+        batches: list[tuple[str, list[tuple[object, ...]]]] = [
+            ("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta)),
+            ("INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, 0)", list(channels)),
+            (
+                "UPDATE channels SET spent = MAX(spent, ?) WHERE commitment_id = ?",
+                [(index, cid) for cid, index in spent.items()],
+            ),
+            ("INSERT OR IGNORE INTO chains VALUES (?, ?, ?, 0, ?, 0, 0)", list(chains)),
+            (
+                (
+                    "UPDATE chains SET idx = ?, word = ?, amount = amount + ?"
+                    " WHERE commitment_id = ? AND idx < ?"
+                ),
+                [(i, word, amount, cid, i) for cid, (i, word, amount) in paid.items()],
+            ),
+            ("INSERT OR IGNORE INTO served VALUES (?, ?, ?, ?)", list(served)),
+            (
+                "UPDATE chains SET redeemed = MAX(redeemed, ?) WHERE commitment_id = ?",
+                [(index, cid) for cid, index in redeemed.items()],
+            ),
+        ]
+        batches = [(sql, rows) for sql, rows in batches if rows]
+        if not batches:
+            return
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in batches:
+                await self._db.executemany(sql, rows)
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+        self.transactions += 1
+
+    async def channels(self) -> list[StoredChannel]:
+        """The wallet's channels."""
+        rows = await self._db.execute_fetchall("SELECT * FROM channels")
+        return [
+            StoredChannel(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
+        ]
+
+    async def chains(self) -> list[StoredChain]:
+        """The vendor's chains."""
+        rows = await self._db.execute_fetchall(
+            "SELECT commitment_id, buyer, commitment, idx, word, redeemed FROM chains"
+        )
+        return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
+
+    async def totals(self) -> tuple[int, int]:
+        """(amount accepted, number of chains) for the vendor."""
+        async with self._db.execute("SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM chains") as c:
+            row = await c.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -1,0 +1,206 @@
+"""The thin asyncio shell around a protocol core: pump messages, re-arm timers, persist, publish.
+
+Ordering is the whole point. Whatever a core returns for a batch of messages is persisted
+(``persist``) *before* anything the core queued in that batch is published, so no receipt,
+acknowledgement or payword leaves the process ahead of its durable record. Messages are
+read in batches (everything already received, up to ``batch``), so one transaction covers
+many payments. Publishing happens in its own task, never inside the receive loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
+
+from agents.mqtt import LinkError, MqttLink
+from protocol.events import MessageRejected, Outgoing, PeerError
+
+log = logging.getLogger("micropay.loop")
+
+MAX_IN_FLIGHT = 256
+RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
+
+
+class Core(Protocol):
+    """What the loop needs of a protocol core."""
+
+    account: str
+
+    def subscriptions(self) -> list[str]:
+        """Topic filters to read."""
+        ...
+
+    def receive(self, topic: str, payload: bytes, now: float) -> Sequence[object]:
+        """Handle one message."""
+        ...
+
+    def data_to_send(self) -> list[Outgoing]:
+        """Drain the outbox."""
+        ...
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` is next due."""
+        ...
+
+    def handle_timer(self, now: float) -> object:
+        """Run due timers."""
+        ...
+
+
+Persist = Callable[[list[object]], Awaitable[None]]
+
+
+class AgentLoop:
+    """Runs one core against one MQTT connection, reconnecting until stopped."""
+
+    def __init__(  # noqa: PLR0913 - the core, its link and its hooks
+        self,
+        core: Core,
+        link: MqttLink,
+        persist: Persist,
+        *,
+        batch: int = 512,
+        clock: Callable[[], float] = time.time,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        self.core = core
+        self.link = link
+        self.persist = persist
+        self.batch = batch
+        self.clock = clock
+        self.on_connect = on_connect
+        self.connected = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.received = 0
+        self.rejected = 0
+        self._lock = asyncio.Lock()
+        self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._publishing: set[asyncio.Task[None]] = set()
+
+    # --- driving the core from outside (commands, shutdown) ------------------------------------
+
+    async def act(self, action: Callable[[], object]) -> object:
+        """Run a core method (e.g. ``pay``), persist what it returned, then queue its output."""
+        async with self._lock:
+            result = action()
+            await self._persist_and_queue([result] if result is not None else [])
+        return result
+
+    async def flush(self) -> None:
+        """Queue whatever the core has to send (after persisting nothing new)."""
+        async with self._lock:
+            await self._persist_and_queue([])
+
+    async def drain(self, within: float = 10.0) -> bool:
+        """Wait until everything queued is acknowledged by the broker; False after ``within`` s."""
+        try:
+            async with asyncio.timeout(within):
+                await self._outbox.join()
+        except TimeoutError:
+            return False
+        return True
+
+    async def _persist_and_queue(self, events: list[object]) -> None:
+        await self.persist(events)
+        for out in self.core.data_to_send():
+            self._outbox.put_nowait(out)
+
+    # --- the connection ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, serve, reconnect with backoff; return once ``stopping`` is set."""
+        delay = RECONNECT_MIN
+        while not self.stopping.is_set():
+            lost: BaseException | None = None
+            try:
+                async with self.link:
+                    await self.link.subscribe(self.core.subscriptions())
+                    self.connected.set()
+                    delay = RECONNECT_MIN
+                    log.info("%s connected to MQTT", self.core.account)
+                    if self.on_connect is not None:
+                        self.on_connect()
+                        await self.flush()
+                    await self._serve()
+            except* LinkError as group:
+                lost = group.exceptions[0]
+            self.connected.clear()
+            if lost is None or self.stopping.is_set():
+                continue
+            log.warning("MQTT connection lost (%s); reconnecting in %.1f s", lost, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self.stopping.wait()
+            delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _serve(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            workers = [
+                tasks.create_task(self._read(), name="mqtt-read"),
+                tasks.create_task(self._timers(), name="core-timers"),
+                tasks.create_task(self._publish(), name="mqtt-publish"),
+            ]
+            await self.stopping.wait()
+            await self.drain()
+            for task in workers:
+                task.cancel()
+
+    async def _read(self) -> None:
+        events: list[object] = []
+        count = 0
+        async for topic, payload in self.link.messages():
+            self.received += 1
+            async with self._lock:
+                for event in self.core.receive(topic, payload, self.clock()):
+                    if isinstance(event, MessageRejected):
+                        self.rejected += 1
+                        log.warning(
+                            "rejected message on %s from %r: %s (%s)",
+                            event.topic,
+                            event.sender,
+                            event.error,
+                            event.error.code,
+                        )
+                    elif isinstance(event, PeerError):
+                        log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
+                    events.append(event)
+                count += 1
+                if count >= self.batch or self.link.pending() == 0:
+                    await self._persist_and_queue(events)
+                    events, count = [], 0
+
+    async def _timers(self) -> None:
+        while True:
+            due = self.core.get_timer()
+            now = self.clock()
+            wait = 1.0 if due is None else min(max(due - now, 0.0), 1.0)
+            await asyncio.sleep(wait)
+            due = self.core.get_timer()
+            if due is not None and due <= self.clock():
+                async with self._lock:
+                    self.core.handle_timer(self.clock())
+                    await self._persist_and_queue([])
+
+    async def _publish(self) -> None:
+        while True:
+            out = await self._outbox.get()
+            await self._in_flight.acquire()
+            task = asyncio.create_task(self._publish_one(out))
+            self._publishing.add(task)
+            task.add_done_callback(self._publishing.discard)
+
+    async def _publish_one(self, out: Outgoing) -> None:
+        try:
+            await self.link.publish(out.topic, out.payload, retain=out.retain)
+        except LinkError as error:
+            # The core retransmits whatever matters (commits, payments, redemptions) from
+            # its own timers; a lost receipt is re-sent when the duplicate payment arrives.
+            log.warning("publish to %s failed: %s", out.topic, error)
+        finally:
+            self._in_flight.release()
+            self._outbox.task_done()

@@ -1,0 +1,176 @@
+"""Running Mosquitto for micropay: render its config into a data directory, manage users.
+
+The project's ``mosquitto.conf`` and ``mosquitto.acl`` are the source; ``render`` rewrites
+only the listener port and the file locations, so the demo, the tests and a system
+install all run the same settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+PROJECT = Path(__file__).resolve().parent.parent
+TEMPLATE = PROJECT / "mosquitto.conf"
+ACL_TEMPLATE = PROJECT / "mosquitto.acl"
+
+
+class MosquittoError(Exception):
+    """Mosquitto is missing, failed to start, or refused a command."""
+
+
+def binary(name: str = "mosquitto") -> str:
+    """The path of a Mosquitto program (also looked for in /usr/sbin)."""
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+    if found is None:
+        raise MosquittoError(f"{name} is not installed (Debian: apt-get install mosquitto)")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class MosquittoFiles:
+    """Where one broker instance keeps its configuration and state."""
+
+    directory: Path
+
+    @property
+    def config(self) -> Path:
+        """The rendered mosquitto.conf."""
+        return self.directory / "mosquitto.conf"
+
+    @property
+    def passwords(self) -> Path:
+        """The password file (mosquitto_passwd format)."""
+        return self.directory / "passwd"
+
+    @property
+    def acl(self) -> Path:
+        """The ACL file."""
+        return self.directory / "acl"
+
+
+def render(directory: Path, port: int, host: str = "127.0.0.1") -> MosquittoFiles:
+    """Write mosquitto.conf, the ACL and an empty password file into ``directory``."""
+    files = MosquittoFiles(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "state").mkdir(exist_ok=True)
+    replacements = {
+        "password_file": f"password_file {files.passwords}",
+        "acl_file": f"acl_file {files.acl}",
+        "listener": f"listener {port} {host}",
+        "persistence_location": f"persistence_location {directory / 'state'}/",
+    }
+    lines = []
+    for line in TEMPLATE.read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        lines.append(replacements.get(key, line))
+    files.config.write_text("\n".join(lines) + "\n")
+    shutil.copy(ACL_TEMPLATE, files.acl)
+    if not files.passwords.exists():
+        files.passwords.touch(mode=0o600)
+    _hand_to_broker_user(files)
+    return files
+
+
+def _hand_to_broker_user(files: MosquittoFiles) -> None:
+    """Started as root, Mosquitto drops to the ``mosquitto`` user: let it read its files."""
+    if os.geteuid() != 0:
+        return
+    try:
+        account = pwd.getpwnam("mosquitto")
+    except KeyError:
+        return
+    for path in (files.directory, files.directory / "state", files.passwords, files.acl):
+        os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def add_user(files: MosquittoFiles, username: str, password: str) -> None:
+    """Create or update an MQTT user with ``mosquitto_passwd`` (the ACL is pattern-based)."""
+    done = subprocess.run(  # noqa: S603 - fixed program, arguments are data
+        [binary("mosquitto_passwd"), "-b", str(files.passwords), username, password],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise MosquittoError(f"mosquitto_passwd refused {username!r}: {done.stderr.strip()}")
+    _hand_to_broker_user(files)
+
+
+class MosquittoProcess:
+    """A Mosquitto started from rendered files; stopped on ``stop()`` or context exit."""
+
+    def __init__(self, files: MosquittoFiles, port: int, log: Path | None = None) -> None:
+        self.files = files
+        self.port = port
+        self.log = log or files.directory / "mosquitto.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start it and wait until it accepts connections."""
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(  # noqa: S603 - fixed program
+                [binary(), "-c", str(self.files.config)], stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise MosquittoError(f"mosquitto exited: see {self.log}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
+            ):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise MosquittoError(f"mosquitto did not listen on port {self.port} within {timeout} s")
+
+    def reload(self) -> None:
+        """Make it re-read the password and ACL files (SIGHUP)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM and wait (it saves its persistence file on a clean exit)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def generated_password() -> str:
+    """A random MQTT password."""
+    return os.urandom(18).hex()

@@ -1,0 +1,109 @@
+"""The one module that imports the MQTT client library (aiomqtt 2.x over paho).
+
+Everything else speaks to ``MqttLink``: connect (MQTT 5, TCP_NODELAY, a persistent
+session), subscribe at QoS 1, iterate ``(topic, payload)`` pairs, publish at QoS 1. Keeping
+the library behind this seam means a faster client can replace it without touching the
+agents.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+LinkError = aiomqtt.MqttError
+SESSION_EXPIRY = 86_400  # seconds the broker keeps our subscriptions and QoS 1 backlog
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    """Where and as whom to connect."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    tls_ca: str | None = None
+    keepalive: int = 30
+    clean: bool = False
+
+
+class MqttLink:
+    """One connection; use ``async with`` (re-enterable after a disconnect)."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self.settings = settings
+        self._client: aiomqtt.Client | None = None
+
+    def _make_client(self) -> aiomqtt.Client:
+        settings = self.settings
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 0 if settings.clean else SESSION_EXPIRY
+        tls = None
+        if settings.tls_ca is not None:
+            tls = aiomqtt.TLSParameters(ca_certs=settings.tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+        return aiomqtt.Client(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+            identifier=settings.client_id or settings.username,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=settings.clean,
+            properties=properties,
+            keepalive=settings.keepalive,
+            tls_params=tls,
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
+            timeout=10,
+        )
+
+    async def __aenter__(self) -> Self:
+        self._client = self._make_client()
+        await self._client.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.__aexit__(kind, error, trace)
+
+    @property
+    def client(self) -> aiomqtt.Client:
+        """The connected client (only inside ``async with``)."""
+        if self._client is None:
+            raise LinkError("not connected")
+        return self._client
+
+    async def subscribe(self, filters: list[str]) -> None:
+        """Subscribe to every filter at QoS 1."""
+        if filters:
+            await self.client.subscribe([(topic_filter, 1) for topic_filter in filters])
+
+    async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
+        """Received messages until the connection drops (then ``LinkError``)."""
+        async for message in self.client.messages:
+            payload = message.payload
+            if isinstance(payload, bytes | bytearray):
+                yield message.topic.value, bytes(payload)
+
+    def pending(self) -> int:
+        """Messages already received and waiting to be read."""
+        return len(self.client.messages)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and wait for the broker's acknowledgement."""
+        await self.client.publish(topic, payload, qos=1, retain=retain)
