@@ -14,12 +14,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from agents.mqtt import LinkError, MqttLink
 from protocol.events import MessageRejected, Outgoing, PeerError
 
 log = logging.getLogger("micropay.loop")
+T = TypeVar("T")
 
 MAX_IN_FLIGHT = 256
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
@@ -89,6 +90,13 @@ class AgentLoop:
         async with self._lock:
             result = action()
             await self._persist_and_queue([result] if result is not None else [])
+        return result
+
+    async def act_async(self, action: Callable[[], Awaitable[T]]) -> T:
+        """Like ``act`` for an action that does its own persisting (operator commands)."""
+        async with self._lock:
+            result = await action()
+            await self._persist_and_queue([])
         return result
 
     async def flush(self) -> None:

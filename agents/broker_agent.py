@@ -1,0 +1,310 @@
+"""The broker: its files, its operator actions, and its daemon.
+
+A broker's data directory holds its key file, its public identity (what agents are
+configured with) and its ledger. The protocol core is rebuilt from the ledger at start;
+every event the core emits is appended (durably, group-committed) before the reply that
+depends on it is published. Operator actions (open an account, revoke, close a period)
+go through the running daemon's admin socket, or straight to the ledger when it is not
+running, so the daemon's state and the ledger never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from agents.keystore import create_identity, load_identity
+from agents.loop import AgentLoop
+from agents.mqtt import MqttLink, MqttSettings
+from broker_ledger.billing import PeriodSummary, close_period
+from broker_ledger.projections import Projector
+from broker_ledger.store import EventStore
+from protocol.broker import BrokerCore, BrokerPolicy
+from protocol.endpoint import BrokerInfo
+from protocol.messages import Role
+
+log = logging.getLogger("micropay.broker")
+
+KEY_FILE: Final = "broker.key"
+PUBLIC_FILE: Final = "broker.pub.json"
+LEDGER_FILE: Final = "ledger.db"
+ADMIN_SOCKET: Final = "admin.sock"
+
+
+class BrokerSetupError(Exception):
+    """The data directory is missing or not a broker's."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """The layout of a broker's data directory."""
+
+    directory: Path
+
+    @property
+    def key(self) -> Path:
+        """The private key file."""
+        return self.directory / KEY_FILE
+
+    @property
+    def public(self) -> Path:
+        """The public identity agents are configured with."""
+        return self.directory / PUBLIC_FILE
+
+    @property
+    def ledger(self) -> Path:
+        """The ledger file."""
+        return self.directory / LEDGER_FILE
+
+    @property
+    def admin(self) -> Path:
+        """The daemon's admin socket."""
+        return self.directory / ADMIN_SOCKET
+
+
+def write_public(path: Path, info: BrokerInfo) -> None:
+    """The broker's public identity as JSON (hex keys)."""
+    data = {"broker": info.id, "sign_key": info.sign_key.hex(), "agree_key": info.agree_key.hex()}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def read_public(path: Path) -> BrokerInfo:
+    """Read a broker's public identity file."""
+    try:
+        data = json.loads(path.read_text())
+        return BrokerInfo(
+            data["broker"], bytes.fromhex(data["sign_key"]), bytes.fromhex(data["agree_key"])
+        )
+    except FileNotFoundError as exc:
+        raise BrokerSetupError(f"no broker identity at {path}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrokerSetupError(f"{path} is not a broker identity file: {exc}") from exc
+
+
+async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
+    """Create keys, the public identity file and an empty ledger."""
+    files = BrokerFiles(directory)
+    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at setup
+    identity = create_identity(files.key)
+    info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+    write_public(files.public, info)
+    store = await EventStore.open(files.ledger, broker_id, signer=identity)
+    await store.close()
+    return info
+
+
+class BrokerService:
+    """The broker core, its ledger and its read models, opened together."""
+
+    def __init__(self, files: BrokerFiles, core: BrokerCore, store: EventStore) -> None:
+        self.files = files
+        self.core = core
+        self.store = store
+        self._projector: Projector | None = None
+
+    @classmethod
+    async def open(cls, directory: Path, policy: BrokerPolicy | None = None) -> BrokerService:
+        """Load keys and rebuild the core from the ledger."""
+        files = BrokerFiles(directory)
+        if not files.key.exists():
+            raise BrokerSetupError(f"{directory} has no broker keys: run `micropay broker init`")
+        identity = load_identity(files.key)
+        info = read_public(files.public)
+        store = await EventStore.open(files.ledger, info.id, signer=identity)
+        core = BrokerCore(info.id, identity, policy=policy)
+        async for row in store.iterate():
+            core.apply(store.decode(row))
+        return cls(files, core, store)
+
+    async def persist(self, _events: list[object]) -> None:
+        """Append what the core decided; called before its replies are published."""
+        events = self.core.events_to_persist()
+        if events:
+            await self.store.append_events(events)
+
+    async def project(self) -> int:
+        """Bring the read-model tables up to date."""
+        if self._projector is None:
+            self._projector = await Projector.open(self.files.ledger)
+        position = self._projector.models.position
+        rows = await self.store.read_all(after=position, limit=1_000_000_000)
+        return await self._projector.catch_up((row.seq, self.store.decode(row)) for row in rows)
+
+    async def close(self) -> None:
+        """Project, sign the head, close the files."""
+        await self.project()
+        if self._projector is not None:
+            await self._projector.close()
+        await self.store.close()
+
+    # --- operator actions --------------------------------------------------------------------
+
+    async def open_account(
+        self, account: str, role: Role, credit_limit: int, currency: str
+    ) -> bytes:
+        """Open an account; returns its one-time enrollment token."""
+        token = self.core.open_account(account, role, credit_limit, currency, time.time())
+        await self.persist([])
+        return token
+
+    async def revoke(self, account: str, reason: str) -> None:
+        """Revoke an account's certificate (the revocation list is republished)."""
+        self.core.revoke(account, time.time(), reason)
+        await self.persist([])
+
+    async def close_period(self, period: str, basis_points: int) -> PeriodSummary:
+        """Close a billing period and update the read models."""
+        summary = await close_period(
+            self.store, period, at=int(time.time() * 1000), basis_points=basis_points
+        )
+        await self.project()
+        return summary
+
+
+async def run_admin_request(  # noqa: PLR0911 - one answer per command
+    service: BrokerService, request: dict[str, Any]
+) -> dict[str, Any]:
+    """Execute one operator request (from the admin socket or the offline CLI)."""
+    command = request.get("command")
+    try:
+        if command == "open-account":
+            token = await service.open_account(
+                str(request["account"]),
+                request["role"],
+                int(request["credit_limit"]),
+                str(request.get("currency", "EUR")),
+            )
+            return {"ok": True, "token": token.hex()}
+        if command == "revoke":
+            await service.revoke(str(request["account"]), str(request.get("reason", "operator")))
+            return {"ok": True}
+        if command == "close-period":
+            summary = await service.close_period(
+                str(request["period"]), int(request.get("fee_basis_points", 0))
+            )
+            return {"ok": True, "summary": summary_dict(summary)}
+        if command == "status":
+            totals = service.core.totals
+            return {
+                "ok": True,
+                "accounts": len(service.core.accounts),
+                "commitments": len(service.core.chains),
+                "debited": sum(totals.debited.values()),
+                "credited": sum(totals.credited.values()),
+                "ledger_head": service.store.head[0],
+            }
+    except (KeyError, ValueError, TypeError) as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except Exception as exc:  # noqa: BLE001 - report every refusal to the operator
+        return {"ok": False, "error": str(exc)}
+    return {"ok": False, "error": f"unknown command {command!r}"}
+
+
+def summary_dict(summary: PeriodSummary) -> dict[str, Any]:
+    """A period summary as JSON-ready data."""
+    return {
+        "period": summary.period,
+        "through_sequence": summary.through_sequence,
+        "invoices": summary.invoices,
+        "statements": summary.statements,
+        "debited": summary.debited,
+        "credited": summary.credited,
+        "fees": summary.fees,
+        "newly_closed": summary.newly_closed,
+    }
+
+
+async def send_admin_request(socket_path: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Ask a running daemon; ``None`` when no daemon listens on the socket."""
+    try:
+        reader, writer = await asyncio.open_unix_connection(str(socket_path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        line = await reader.readline()
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    answer: dict[str, Any] = json.loads(line)
+    return answer
+
+
+async def operator_request(directory: Path, request: dict[str, Any]) -> dict[str, Any]:
+    """Through the running daemon if there is one, else directly on the ledger."""
+    files = BrokerFiles(directory)
+    answer = await send_admin_request(files.admin, request)
+    if answer is not None:
+        return answer
+    service = await BrokerService.open(directory)
+    try:
+        return await run_admin_request(service, request)
+    finally:
+        await service.close()
+
+
+class BrokerDaemon:
+    """The long-running broker: MQTT loop, admin socket, periodic projection."""
+
+    def __init__(self, service: BrokerService, mqtt: MqttSettings) -> None:
+        self.service = service
+        self.loop = AgentLoop(
+            service.core,
+            MqttLink(mqtt),
+            service.persist,
+            on_connect=self._announce,
+        )
+
+    def _announce(self) -> None:
+        core = self.service.core
+        now = time.time()
+        core.publish_identity(now)
+        core.publish_revocations(now)
+
+    async def _admin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readline()
+            request = json.loads(line) if line else {}
+            answer = await self.loop.act_async(lambda: run_admin_request(self.service, request))
+        except (ValueError, ConnectionError) as exc:
+            answer = {"ok": False, "error": str(exc)}
+        writer.write(json.dumps(answer).encode() + b"\n")
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    async def _project_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(2.0)
+            await self.service.project()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT; then finish in-flight work and sign the head."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.loop.stopping.set)
+        admin_path = self.service.files.admin
+        admin_path.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self._admin, path=str(admin_path))
+        admin_path.chmod(0o600)
+        projector = asyncio.create_task(self._project_periodically(), name="projector")
+        log.info(
+            "broker %s serving (ledger %s)", self.service.core.account, self.service.files.ledger
+        )
+        try:
+            await self.loop.run()
+        finally:
+            server.close()
+            projector.cancel()
+            admin_path.unlink(missing_ok=True)
+            await self.service.close()
+            log.info("broker stopped; ledger head %s signed", self.service.store.head[0])

@@ -1,0 +1,230 @@
+"""The buyer: a wallet on disk and short-lived sessions that enroll, pay or query.
+
+The wallet keeps the certificate and, per channel, the chain seed, the signed commitment
+and the highest index spent. ``pay`` records the new index before the payword is
+published, so a crash loses at most the paywords of the payment in flight; restarting
+resumes the channel from the stored index (the vendor accepts the jump).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+from agents.agent_store import AgentStore
+from agents.keystore import create_identity, load_identity
+from agents.loop import AgentLoop
+from agents.mqtt import MqttLink, MqttSettings
+from protocol.buyer import BuyerCore
+from protocol.endpoint import BrokerInfo
+from protocol.errors import LocalProtocolError
+from protocol.events import (
+    BalanceReceived,
+    CertificateReceived,
+    ChannelOpened,
+    InvoiceReceived,
+    OfferReceived,
+    PeerError,
+    ReceiptReceived,
+)
+from protocol.messages import Balance, Invoice
+
+T = TypeVar("T")
+KEY_FILE: Final = "agent.key"
+STORE_FILE: Final = "wallet.db"
+
+
+class BuyerError(Exception):
+    """A buyer command could not finish (not enrolled, no offer, refused, timed out)."""
+
+
+@dataclass
+class PayResult:
+    """What a ``pay`` session did."""
+
+    payments: int
+    units: int
+    acknowledged: int
+    seconds: float
+
+
+class BuyerAgent:
+    """A buyer core with its wallet, connected for the length of one command."""
+
+    def __init__(self, core: BuyerCore, store: AgentStore, mqtt: MqttSettings) -> None:
+        self.core = core
+        self.store = store
+        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist)
+        self._waiters: list[tuple[Callable[[object], bool], asyncio.Future[object]]] = []
+        self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}
+
+    @classmethod
+    async def open(
+        cls, directory: Path, account: str, broker: BrokerInfo, mqtt: MqttSettings
+    ) -> BuyerAgent:
+        """Load (or create) keys and the wallet."""
+        key_path = directory / KEY_FILE
+        identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+        store = await AgentStore.open(directory / STORE_FILE)
+        core = BuyerCore(account, identity, broker)
+        certificate = await store.get("certificate")
+        if certificate is not None:
+            core.restore_certificate(certificate, time.time())
+        agent = cls(core, store, mqtt)
+        for channel in await store.channels():
+            agent._stored_channels.setdefault(channel.vendor, []).append(
+                (
+                    channel.commitment_id,
+                    channel.seed,
+                    channel.commitment,
+                    channel.length,
+                    channel.spent,
+                )
+            )
+        return agent
+
+    async def _persist(self, events: list[object]) -> None:
+        await self.store.record(events)
+        for event in events:
+            if isinstance(event, OfferReceived):
+                self._restore_channels(event.vendor)
+            for predicate, future in list(self._waiters):
+                if not future.done() and predicate(event):
+                    future.set_result(event)
+
+    def _restore_channels(self, vendor: str) -> None:
+        for cid, seed, commitment, length, spent in self._stored_channels.pop(vendor, []):
+            if cid not in self.core.channels:
+                self.core.restore_channel(vendor, seed, commitment, length, spent)
+
+    async def wait_for(self, predicate: Callable[[object], bool], timeout: float) -> object:  # noqa: ASYNC109
+        """The next event matching ``predicate``."""
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        entry = (predicate, future)
+        self._waiters.append(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError as exc:
+            raise BuyerError(f"no answer within {timeout} s") from exc
+        finally:
+            self._waiters.remove(entry)
+
+    async def run(self, job: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:  # noqa: ASYNC109
+        """Connect, run ``job``, wait for the publishes to be acknowledged, disconnect."""
+        runner = asyncio.create_task(self.loop.run(), name="buyer-loop")
+        try:
+            async with asyncio.timeout(timeout):
+                await self.loop.connected.wait()
+            result = await job()
+            await self.loop.drain()
+        except TimeoutError as exc:
+            raise BuyerError(f"could not reach the MQTT broker within {timeout} s") from exc
+        finally:
+            self.loop.stopping.set()
+            with contextlib.suppress(Exception):
+                await runner
+            await self.store.close()
+        return result
+
+    # --- commands ------------------------------------------------------------------------------
+
+    async def enroll(self, token: bytes, timeout: float = 15.0) -> int:  # noqa: ASYNC109
+        """Enroll with the operator's token; returns the certificate serial."""
+        if self.core.certified is not None:
+            return self.core.certified.serial
+        waiting = asyncio.ensure_future(
+            self.wait_for(lambda e: isinstance(e, CertificateReceived | PeerError), timeout)
+        )
+        await self.loop.act(lambda: self.core.enroll(token, time.time()))
+        event = await waiting
+        if isinstance(event, PeerError):
+            raise BuyerError(f"enrollment refused: {event.code}: {event.detail}")
+        assert isinstance(event, CertificateReceived)  # noqa: S101 - the predicate above
+        return event.serial
+
+    async def _offer(self, vendor: str, timeout: float) -> None:  # noqa: ASYNC109
+        if vendor in self.core.offers:
+            return
+        await self.wait_for(lambda e: isinstance(e, OfferReceived) and e.vendor == vendor, timeout)
+
+    async def _channel(self, vendor: str, units: int, length: int, timeout: float) -> bytes:  # noqa: ASYNC109
+        for known, channel in self.core.channels.items():
+            if channel.vendor == vendor and channel.remaining >= units:
+                return known
+        opened = await self.loop.act(lambda: self.core.open_channel(vendor, length, time.time()))
+        if not isinstance(opened, ChannelOpened):
+            raise BuyerError("the channel could not be opened")
+        cid = opened.commitment_id
+        event = await self.wait_for(
+            lambda e: (
+                (isinstance(e, ReceiptReceived) and e.commitment_id == cid)
+                or isinstance(e, PeerError)
+            ),
+            timeout,
+        )
+        if isinstance(event, PeerError):
+            raise BuyerError(f"{vendor} refused the commitment: {event.code}: {event.detail}")
+        return cid
+
+    async def pay(  # noqa: PLR0913 - the payment plan
+        self,
+        vendor: str,
+        payments: int,
+        units: int = 1,
+        *,
+        mixed: bool = False,
+        length: int = 100_000,
+        item: str = "",
+        timeout: float = 30.0,  # noqa: ASYNC109
+        rng: random.Random | None = None,
+    ) -> PayResult:
+        """Make ``payments`` payments of ``units`` (or a mix of 1..units) and wait for receipts."""
+        if self.core.certified is None:
+            raise BuyerError("not enrolled: run `micropay buyer enroll --token ...` first")
+        started = time.monotonic()
+        await self._offer(vendor, timeout)
+        rng = rng or random.Random()  # noqa: S311 - a payment mix, not a secret
+        plan = [rng.randint(1, units) if mixed else units for _ in range(payments)]
+        cid = await self._channel(vendor, sum(plan), max(length, sum(plan)), timeout)
+        channel = self.core.channels[cid]
+        for amount in plan:
+            try:
+                await self.loop.act(lambda a=amount: self.core.pay(cid, a, time.time(), item))  # type: ignore[misc]
+            except LocalProtocolError as exc:
+                raise BuyerError(str(exc)) from exc
+        target = channel.spent
+        if channel.acknowledged < target:
+            await self.wait_for(
+                lambda e: (
+                    isinstance(e, ReceiptReceived) and e.commitment_id == cid and e.index >= target
+                ),
+                timeout,
+            )
+        return PayResult(len(plan), sum(plan), channel.acknowledged, time.monotonic() - started)
+
+    async def balance(self, timeout: float = 15.0) -> Balance:  # noqa: ASYNC109
+        """The broker's view of this account."""
+        waiting = asyncio.ensure_future(
+            self.wait_for(lambda e: isinstance(e, BalanceReceived), timeout)
+        )
+        await self.loop.act(lambda: self.core.query_balance(time.time()))
+        event = await waiting
+        assert isinstance(event, BalanceReceived)  # noqa: S101 - the predicate above
+        return event.balance
+
+    async def invoice(self, timeout: float = 15.0) -> Invoice:  # noqa: ASYNC109
+        """The broker's invoice of the open period for this account."""
+        waiting = asyncio.ensure_future(
+            self.wait_for(lambda e: isinstance(e, InvoiceReceived), timeout)
+        )
+        await self.loop.act(lambda: self.core.query_invoice(time.time()))
+        event = await waiting
+        assert isinstance(event, InvoiceReceived)  # noqa: S101 - the predicate above
+        return event.invoice

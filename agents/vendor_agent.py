@@ -1,0 +1,129 @@
+"""The vendor daemon: accept commitments, verify paywords, store them, redeem them.
+
+State lives in the vendor's SQLite store: its certificate, and per chain the commitment,
+the highest payword accepted and what the broker has credited. Accepted paywords are
+stored (one transaction per batch of messages) before the receipts go out. Redemption
+runs on the core's timer, is retried with backoff while the broker is unreachable
+(store-and-forward), and runs once more at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from agents.agent_store import AgentStore
+from agents.keystore import create_identity, load_identity
+from agents.loop import AgentLoop
+from agents.mqtt import MqttLink, MqttSettings
+from protocol.endpoint import BrokerInfo
+from protocol.events import CertificateReceived, PaymentAccepted
+from protocol.vendor import VendorCore, VendorTerms
+
+log = logging.getLogger("micropay.vendor")
+
+KEY_FILE: Final = "agent.key"
+STORE_FILE: Final = "store.db"
+
+
+@dataclass
+class VendorCounters:
+    """What the daemon has done since it started."""
+
+    payments: int = 0
+    amount: int = 0
+
+
+class VendorAgent:
+    """A vendor core with its store and MQTT loop."""
+
+    def __init__(self, core: VendorCore, store: AgentStore, mqtt: MqttSettings) -> None:
+        self.core = core
+        self.store = store
+        self.counters = VendorCounters()
+        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist, on_connect=self._announce)
+        self.token: bytes | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        directory: Path,
+        account: str,
+        broker: BrokerInfo,
+        terms: VendorTerms,
+        mqtt: MqttSettings,
+    ) -> VendorAgent:
+        """Load (or create) keys, reopen the store, restore every chain."""
+        key_path = directory / KEY_FILE
+        identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+        store = await AgentStore.open(directory / STORE_FILE)
+        core = VendorCore(account, identity, broker, terms)
+        now = time.time()
+        certificate = await store.get("certificate")
+        if certificate is not None:
+            core.restore_certificate(certificate, now)
+        for chain in await store.chains():
+            core.restore_chain(chain.commitment, chain.index, chain.word, chain.redeemed, now)
+        return cls(core, store, mqtt)
+
+    async def _persist(self, events: list[object]) -> None:
+        await self.store.record(events)
+        for event in events:
+            if isinstance(event, PaymentAccepted):
+                self.counters.payments += 1
+                self.counters.amount += event.amount
+            elif isinstance(event, CertificateReceived):
+                log.info("enrolled: certificate %s", event.serial)
+                self.core.publish_offer(time.time())
+
+    def _announce(self) -> None:
+        now = time.time()
+        if self.core.certificate:
+            self.core.publish_offer(now)
+        elif self.token is not None:
+            self.core.enroll(self.token, now)
+        else:
+            log.error("not enrolled: start once with --token from the broker's operator")
+
+    async def shutdown(self, within: float = 10.0) -> None:
+        """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
+        if self.loop.connected.is_set():
+            await self.loop.act(lambda: self.core.redeem_all(time.time()) and None)
+            deadline = time.monotonic() + within
+            while self.core.unredeemed_amount and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        if self.core.unredeemed_amount:
+            log.warning(
+                "stopping with %s unredeemed (kept in the store, sent at next start)",
+                self.core.unredeemed_amount,
+            )
+        self.loop.stopping.set()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM/SIGINT, then redeem and stop."""
+        loop = asyncio.get_running_loop()
+        stop_requested = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop_requested.set)
+
+        async def stop_when_asked() -> None:
+            await stop_requested.wait()
+            await self.shutdown()
+
+        stopper = asyncio.create_task(stop_when_asked(), name="vendor-shutdown")
+        try:
+            await self.loop.run()
+        finally:
+            stopper.cancel()
+            await self.store.close()
+            log.info(
+                "vendor %s stopped: %s payments, %s accepted this run",
+                self.core.account,
+                self.counters.payments,
+                self.counters.amount,
+            )
