@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -81,24 +80,15 @@ def render(directory: Path, port: int, host: str = "127.0.0.1") -> MosquittoFile
     for line in TEMPLATE.read_text().splitlines():
         key = line.split(" ", 1)[0]
         lines.append(replacements.get(key, line))
+    if os.geteuid() == 0:
+        # Started as root, Mosquitto would drop to the ``mosquitto`` user, which cannot
+        # reach files under a private directory of root's (a demo's or a test's).
+        lines.append("user root")
     files.config.write_text("\n".join(lines) + "\n")
     shutil.copy(ACL_TEMPLATE, files.acl)
     if not files.passwords.exists():
         files.passwords.touch(mode=0o600)
-    _hand_to_broker_user(files)
     return files
-
-
-def _hand_to_broker_user(files: MosquittoFiles) -> None:
-    """Started as root, Mosquitto drops to the ``mosquitto`` user: let it read its files."""
-    if os.geteuid() != 0:
-        return
-    try:
-        account = pwd.getpwnam("mosquitto")
-    except KeyError:
-        return
-    for path in (files.directory, files.directory / "state", files.passwords, files.acl):
-        os.chown(path, account.pw_uid, account.pw_gid)
 
 
 def add_user(files: MosquittoFiles, username: str, password: str) -> None:
@@ -111,7 +101,6 @@ def add_user(files: MosquittoFiles, username: str, password: str) -> None:
     )
     if done.returncode != 0:
         raise MosquittoError(f"mosquitto_passwd refused {username!r}: {done.stderr.strip()}")
-    _hand_to_broker_user(files)
 
 
 class MosquittoProcess:
