@@ -195,6 +195,9 @@ async def run_admin_request(  # noqa: PLR0911 - one answer per command
             return {
                 "ok": True,
                 "accounts": len(service.core.accounts),
+                "enrolled": sorted(
+                    name for name, account in service.core.accounts.items() if account.serial
+                ),
                 "commitments": len(service.core.chains),
                 "debited": sum(totals.debited.values()),
                 "credited": sum(totals.credited.values()),

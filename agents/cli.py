@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from agents.commands import USER_ERRORS, register
 from agents.progress import ProgressBar
 
 EXIT_OK = 0
@@ -125,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--payments", type=int, default=10_000, help="payments (default 10000)")
     demo.add_argument("--seed", type=int, default=1, help="seed of the payment mix")
     demo.set_defaults(handler=cmd_demo)
+    register(commands)
     return parser
 
 
@@ -135,7 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "workers", 1) < 1:
         parser.error("--workers must be at least 1")
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except USER_ERRORS as error:
+        sys.stderr.write(f"micropay: error: {error}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":
