@@ -21,7 +21,7 @@ mosquitto-bin:
 setup: .venv/.synced mosquitto-bin
 
 demo: setup
-	$(RUN) python -m agents.memory_demo
+	$(RUN) micropay demo
 
 test: check
 

@@ -73,10 +73,17 @@ def _export(ledger: Path, target: Path, writer_name: str, show: bool) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Run the in-memory demo."""
-    from agents import memory_demo  # noqa: PLC0415
+    """Run the demo: real processes over a private Mosquitto (or in memory)."""
+    if args.payments < 1:
+        sys.stderr.write("micropay demo: error: --payments must be at least 1\n")
+        return EXIT_USAGE
+    if args.in_memory:
+        from agents import memory_demo  # noqa: PLC0415
 
-    return memory_demo.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+        return memory_demo.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+    from agents.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(args.payments, args.data_dir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,10 +128,26 @@ def build_parser() -> argparse.ArgumentParser:
     audit.set_defaults(handler=cmd_audit)
 
     demo = commands.add_parser(
-        "demo", help="run the whole payment life cycle in memory and print the totals"
+        "demo",
+        help="run broker, 2 vendors and 3 buyers on a private Mosquitto and print the totals",
+        description=(
+            "Start Mosquitto from the project's mosquitto.conf on a free port, a broker, two"
+            " vendors and three buyers as separate processes; make the payments; redeem;"
+            " close the billing period; audit the ledger; print a summary; stop everything."
+            " Exit 0 only if the audit passes and the totals balance."
+        ),
     )
     demo.add_argument("--payments", type=int, default=10_000, help="payments (default 10000)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the payment mix")
+    demo.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="keep everything written (ledger, wallets, stores, logs, Mosquitto config) here",
+    )
+    demo.add_argument(
+        "--in-memory", action="store_true", help="run the protocol cores in one process instead"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="seed of the in-memory payment mix")
     demo.set_defaults(handler=cmd_demo)
     register(commands)
     return parser

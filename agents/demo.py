@@ -1,0 +1,299 @@
+"""``micropay demo``: the whole system as separate processes on a private Mosquitto.
+
+Starts Mosquitto from the project's ``mosquitto.conf`` on a free port, a broker daemon,
+two vendor daemons and three buyers (each its own process), makes the payments, has the
+vendors redeem as they shut down, closes the billing period, audits the ledger, prints a
+summary and stops everything it started. Exit 0 only if the audit passes and the totals
+balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from agents.broker_agent import init_broker, operator_request
+from agents.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
+from broker_ledger.audit import LedgerAudit
+
+VENDORS: Final = {"news-stand": (1, 50, "article=5"), "charger-7": (2, 200, "kWh=30")}
+BUYERS: Final = ("alice", "bob", "carol")
+
+
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    sys.stderr.write(f"[demo] {text}\n")
+    sys.stderr.flush()
+
+
+@dataclass
+class Demo:
+    """Everything the demo started, so that it can all be stopped."""
+
+    root: Path
+    payments: int
+    port: int = field(default_factory=free_port)
+    passwords: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    mosquitto: MosquittoProcess | None = None
+    paid: dict[tuple[str, str], int] = field(default_factory=dict)
+    count: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @property
+    def broker_dir(self) -> Path:
+        """The broker's data directory."""
+        return self.root / "broker"
+
+    def env(self, name: str) -> dict[str, str]:
+        """The environment of an agent process."""
+        return {
+            **os.environ,
+            "MICROPAY_MQTT_PORT": str(self.port),
+            "MICROPAY_MQTT_PASSWORD": self.passwords[name],
+            "MICROPAY_LOG_LEVEL": "info",
+        }
+
+    def command(self, *arguments: str) -> list[str]:
+        """A ``micropay`` command line run by this interpreter."""
+        return [sys.executable, "-m", "agents.cli", *arguments]
+
+    def spawn(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
+        """Start a daemon whose output goes to ``logs/<name>.log``."""
+        log = (self.root / "logs" / f"{name}.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.command(*arguments), env=self.env(name), stdout=log, stderr=log
+        )
+        self.processes[name] = process
+        return process
+
+    def run(self, name: str, *arguments: str) -> dict[str, Any]:
+        """Run a short command as ``name`` and return its JSON output."""
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            self.command(*arguments), env=self.env(name), capture_output=True, check=False
+        )
+        with (self.root / "logs" / f"{name}.log").open("ab") as log:
+            log.write(done.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: {' '.join(arguments[:2])} failed: {done.stderr[-500:]!r}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def stop(self, name: str, timeout: float = 30.0) -> None:
+        """SIGTERM a daemon and wait for it to finish its shutdown work."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f"{name} did not stop within {timeout} s; killing it")
+            process.kill()
+            process.wait()
+
+    def stop_all(self) -> None:
+        """Stop whatever is still running, daemons first, Mosquitto last."""
+        for name in list(self.processes):
+            self.stop(name, timeout=10)
+        if self.mosquitto is not None:
+            self.mosquitto.stop()
+
+
+def _operator(demo: Demo, request: dict[str, Any]) -> dict[str, Any]:
+    answer = asyncio.run(operator_request(demo.broker_dir, request))
+    if not answer.get("ok"):
+        raise RuntimeError(f"broker refused {request['command']}: {answer.get('error')}")
+    return answer
+
+
+def _wait_enrolled(demo: Demo, names: list[str], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        enrolled = set(_operator(demo, {"command": "status"})["enrolled"])
+        if set(names) <= enrolled:
+            return
+        for name, process in demo.processes.items():
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited early: see logs/{name}.log")
+        time.sleep(0.1)
+    raise RuntimeError(f"{names} did not enroll within {timeout} s")
+
+
+def start(demo: Demo) -> None:
+    """Mosquitto, the broker daemon, the accounts, the vendor daemons, the buyers' wallets."""
+    (demo.root / "logs").mkdir(parents=True, exist_ok=True)
+    files = render(demo.root / "mosquitto", demo.port)
+    for name in ("broker", *VENDORS, *BUYERS):
+        demo.passwords[name] = generated_password()
+        add_user(files, name, demo.passwords[name])
+    demo.mosquitto = MosquittoProcess(files, demo.port, demo.root / "logs" / "mosquitto.log")
+    demo.mosquitto.start()
+    say(f"mosquitto listening on 127.0.0.1:{demo.port} (config {files.config})")
+    asyncio.run(init_broker(demo.broker_dir, "broker"))
+    demo.spawn("broker", "broker", "run", "--data-dir", str(demo.broker_dir))
+    say("broker daemon started")
+    deadline = time.monotonic() + 20
+    while not (demo.broker_dir / "admin.sock").exists():
+        if time.monotonic() > deadline or demo.processes["broker"].poll() is not None:
+            raise RuntimeError("the broker did not start: see logs/broker.log")
+        time.sleep(0.05)
+    pub = str(demo.broker_dir / "broker.pub.json")
+    for name, (unit_value, max_jump, item) in VENDORS.items():
+        opened = _operator(
+            demo,
+            {"command": "open-account", "account": name, "role": "vendor", "credit_limit": 0},
+        )
+        demo.spawn(
+            name,
+            *("vendor", "run", "--name", name, "--broker-pub", pub),
+            *("--data-dir", str(demo.root / name), "--token", opened["token"]),
+            *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
+        )
+    _wait_enrolled(demo, list(VENDORS))
+    say(f"vendors {', '.join(VENDORS)} enrolled and offering")
+    for name in BUYERS:
+        opened = _operator(
+            demo,
+            {"command": "open-account", "account": name, "role": "buyer", "credit_limit": 10**9},
+        )
+        demo.run(
+            name,
+            *("buyer", "enroll", "--name", name, "--broker-pub", pub),
+            *("--data-dir", str(demo.root / name), "--token", opened["token"]),
+        )
+    say(f"buyers {', '.join(BUYERS)} enrolled")
+
+
+def pay(demo: Demo) -> float:
+    """Every buyer pays every vendor, buyers in parallel; returns the seconds it took."""
+    pub = str(demo.broker_dir / "broker.pub.json")
+    pairs = [(b, v) for b in BUYERS for v in VENDORS]
+    share = {pair: demo.payments // len(pairs) for pair in pairs}
+    for pair in pairs[: demo.payments % len(pairs)]:
+        share[pair] += 1
+    started = time.monotonic()
+    scripts = []
+    for buyer in BUYERS:
+        steps = [
+            " ".join(
+                [
+                    *demo.command("buyer", "pay", vendor, "--name", buyer, "--broker-pub", pub),
+                    *("--data-dir", str(demo.root / buyer)),
+                    *("--payments", str(share[buyer, vendor]), "--units", "10", "--mixed"),
+                ]
+            )
+            for vendor in VENDORS
+            if share[buyer, vendor]
+        ]
+        scripts.append((buyer, steps))
+    running = []
+    for buyer, steps in scripts:
+        out = (demo.root / "logs" / f"{buyer}-pay.json").open("wb")
+        err = (demo.root / "logs" / f"{buyer}.log").open("ab")
+        process = subprocess.Popen(  # noqa: S603 - a shell line built from our own command
+            ["/bin/sh", "-ec", " && ".join(steps) or "true"],
+            env=demo.env(buyer),
+            stdout=out,
+            stderr=err,
+        )
+        running.append((buyer, process))
+    say(f"{demo.payments:,} payments: {len(BUYERS)} buyers paying {len(VENDORS)} vendors ...")
+    for buyer, process in running:
+        if process.wait() != 0:
+            raise RuntimeError(f"{buyer} failed to pay: see logs/{buyer}.log")
+    seconds = time.monotonic() - started
+    for buyer in BUYERS:
+        text = (demo.root / "logs" / f"{buyer}-pay.json").read_text()
+        for chunk in _json_objects(text):
+            pair = (buyer, chunk["vendor"])
+            demo.count[pair] = demo.count.get(pair, 0) + chunk["payments"]
+            demo.paid[pair] = demo.paid.get(pair, 0) + chunk["units"] * VENDORS[chunk["vendor"]][0]
+    return seconds
+
+
+def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+    decoder = json.JSONDecoder()
+    position = 0
+    while position < len(text):
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text):
+            return
+        value, position = decoder.raw_decode(text, position)
+        yield value
+
+
+def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
+    """Vendors redeem as they stop, the period closes, the broker stops, the ledger is audited."""
+    for name in VENDORS:
+        demo.stop(name)
+    say("vendors stopped (they redeem what they hold on the way out)")
+    closed = _operator(
+        demo, {"command": "close-period", "period": time.strftime("%Y-%m"), "fee_basis_points": 100}
+    )
+    status = _operator(demo, {"command": "status"})
+    demo.stop("broker")
+    say("billing period closed, broker stopped; auditing the ledger ...")
+    report = LedgerAudit(demo.broker_dir / "ledger.db").run()
+    return {**closed["summary"], "status": status}, report
+
+
+def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) -> bool:  # noqa: ANN401
+    """Print the table; whether everything balances and the audit passed."""
+    out = sys.stdout.write
+    total_payments = sum(demo.count.values())
+    out(f"\n{total_payments:,} payments in {seconds:.2f} s ")
+    out(f"({total_payments / seconds:,.0f}/s over MQTT, buyers in parallel)\n\n")
+    out(f"{'buyer':<8}{'vendor':<13}{'payments':>10}{'paid':>10}\n")
+    for (buyer, vendor), amount in sorted(demo.paid.items()):
+        out(f"{buyer:<8}{vendor:<13}{demo.count[buyer, vendor]:>10,}{amount:>10,}\n")
+    paid = sum(demo.paid.values())
+    out(f"\n{'billing period':<21}{summary['period']:>20}\n")
+    out(f"{'buyers paid':<21}{paid:>20,}\n")
+    out(f"{'invoiced (debited)':<21}{summary['debited']:>20,}\n")
+    out(f"{'vendors credited':<21}{summary['credited']:>20,}\n")
+    out(f"{'broker fee (1%)':<21}{summary['fees']:>20,}\n")
+    out(f"{'audit':<21}{('PASSED' if report.ok else 'FAILED'):>20}")
+    out(f"  ({report.events:,} events, {report.signatures_verified:,} signatures)\n")
+    balanced = paid == summary["debited"] == summary["credited"] + summary["fees"]
+    ok = bool(report.ok) and balanced
+    out(f"\nresult: {'BALANCED' if ok else 'NOT BALANCED'}\n")
+    if not report.ok and report.first_failure is not None:
+        out(f"first audit failure: {report.first_failure}\n")
+    return ok
+
+
+def run_demo(payments: int, data_dir: Path | None) -> int:
+    """The demo, start to finish; returns the exit code."""
+    keep = data_dir is not None
+    root = data_dir or Path(tempfile.mkdtemp(prefix="micropay-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    demo = Demo(root.resolve(), payments)
+    try:
+        start(demo)
+        seconds = pay(demo)
+        summary, report = finish(demo)
+        ok = summarize(demo, summary, report, seconds)
+    except (RuntimeError, OSError) as error:
+        say(f"failed: {error}")
+        ok = False
+    finally:
+        with contextlib.suppress(Exception):
+            demo.stop_all()
+        if keep:
+            say(f"everything it wrote is in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    return 0 if ok else 1
