@@ -199,6 +199,10 @@ class BuyerAgent:
                 await self.loop.act(lambda a=amount: self.core.pay(cid, a, time.time(), item))  # type: ignore[misc]
             except LocalProtocolError as exc:
                 raise BuyerError(str(exc)) from exc
+            # One payment at a time between the wallet and Mosquitto: a crash can then
+            # lose at most the paywords of the payment in flight.
+            if not await self.loop.drain(timeout):
+                raise BuyerError(f"Mosquitto did not acknowledge a payment within {timeout} s")
         target = channel.spent
         if channel.acknowledged < target:
             await self.wait_for(

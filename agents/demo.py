@@ -71,10 +71,10 @@ class Demo:
 
     def spawn(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
         """Start a daemon whose output goes to ``logs/<name>.log``."""
-        log = (self.root / "logs" / f"{name}.log").open("ab")
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            self.command(*arguments), env=self.env(name), stdout=log, stderr=log
-        )
+        with (self.root / "logs" / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                self.command(*arguments), env=self.env(name), stdout=log, stderr=log
+            )
         self.processes[name] = process
         return process
 
@@ -200,14 +200,16 @@ def pay(demo: Demo) -> float:
         scripts.append((buyer, steps))
     running = []
     for buyer, steps in scripts:
-        out = (demo.root / "logs" / f"{buyer}-pay.json").open("wb")
-        err = (demo.root / "logs" / f"{buyer}.log").open("ab")
-        process = subprocess.Popen(  # noqa: S603 - a shell line built from our own command
-            ["/bin/sh", "-ec", " && ".join(steps) or "true"],
-            env=demo.env(buyer),
-            stdout=out,
-            stderr=err,
-        )
+        with (
+            (demo.root / "logs" / f"{buyer}-pay.json").open("wb") as out,
+            (demo.root / "logs" / f"{buyer}.log").open("ab") as err,
+        ):
+            process = subprocess.Popen(  # noqa: S603 - a shell line built from our own command
+                ["/bin/sh", "-ec", " && ".join(steps) or "true"],
+                env=demo.env(buyer),
+                stdout=out,
+                stderr=err,
+            )
         running.append((buyer, process))
     say(f"{demo.payments:,} payments: {len(BUYERS)} buyers paying {len(VENDORS)} vendors ...")
     for buyer, process in running:
