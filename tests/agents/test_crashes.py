@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,7 +159,7 @@ def test_operator_commands_reach_the_running_daemon(demo: Demo) -> None:
     assert set(status["enrolled"]) == {"news-stand", "charger-7", "alice", "bob", "carol"}
 
 
-async def _status(demo: Demo) -> dict[str, object]:
+async def _status(demo: Demo) -> dict[str, Any]:
     from agents.broker_agent import operator_request
 
     return await operator_request(demo.broker_dir, {"command": "status"})
