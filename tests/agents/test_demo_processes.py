@@ -1,0 +1,21 @@
+"""``micropay demo`` end to end, small: real processes, real Mosquitto, audit at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.cli import main
+
+
+def test_demo_balances_and_keeps_its_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--payments", "120", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "result: BALANCED" in out
+    assert "PASSED" in out
+    for kept in ("broker/ledger.db", "alice/wallet.db", "news-stand/store.db", "logs/broker.log"):
+        assert (tmp_path / kept).is_file(), kept
+    assert (tmp_path / "mosquitto" / "mosquitto.conf").is_file()
