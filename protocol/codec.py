@@ -6,12 +6,14 @@ asked for or raise ``MalformedMessageError``. Nothing else escapes.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, TypeVar
 
 import msgspec
 
 from protocol.errors import MalformedMessageError
 from protocol.messages import MESSAGE_TYPES, TYPE_NAMES, Body, Certificate, Commitment, Signed
+
+T = TypeVar("T")
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _signed_decoder: Final = msgspec.msgpack.Decoder(Signed)
@@ -32,36 +34,32 @@ def type_name(body: Body) -> str:
     return TYPE_NAMES[type(body)]
 
 
+def _decode(decoder: msgspec.msgpack.Decoder[T], data: bytes, what: str) -> T:
+    """The one place decode errors (including invalid UTF-8) become a protocol error."""
+    try:
+        return decoder.decode(data)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise MalformedMessageError(f"{what}: {exc}") from exc
+
+
 def decode_body(message_type: str, data: bytes) -> Body:
     """Decode a message body with the schema its envelope type names."""
     decoder = _body_decoders.get(message_type)
     if decoder is None:
         raise MalformedMessageError(f"unknown message type {message_type!r}")
-    try:
-        return decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise MalformedMessageError(f"{message_type}: {exc}") from exc
+    return _decode(decoder, data, message_type)
 
 
 def decode_signed(data: bytes) -> Signed:
     """Decode a ``Signed`` wrapper (signature not yet checked)."""
-    try:
-        return _signed_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise MalformedMessageError(f"signed object: {exc}") from exc
+    return _decode(_signed_decoder, data, "signed object")
 
 
 def decode_certificate(data: bytes) -> Certificate:
     """Decode certificate bytes (from inside a verified ``Signed``)."""
-    try:
-        return _certificate_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise MalformedMessageError(f"certificate: {exc}") from exc
+    return _decode(_certificate_decoder, data, "certificate")
 
 
 def decode_commitment(data: bytes) -> Commitment:
     """Decode commitment bytes (from inside a verified ``Signed``)."""
-    try:
-        return _commitment_decoder.decode(data)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise MalformedMessageError(f"commitment: {exc}") from exc
+    return _decode(_commitment_decoder, data, "commitment")
