@@ -12,7 +12,9 @@ import pytest
 BENCH = Path(__file__).parent.parent / "bench"
 
 
-@pytest.mark.parametrize("script", ["protocol_costs.py", "ledger_append.py", "ledger_audit.py"])
+@pytest.mark.parametrize(
+    "script", ["protocol_costs.py", "ledger_append.py", "ledger_audit.py", "vendor_throughput.py"]
+)
 def test_benchmark_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
     arguments = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "ledger_audit.py":

@@ -1,0 +1,1499 @@
+"""Verified, durable payments per second at one vendor, against the raw MQTT ceiling.
+
+Everything runs on this machine over one Mosquitto started from the project's
+``mosquitto.conf`` (via ``agents.mosquitto``) on a free loopback port:
+
+(a) raw ceiling: plain QoS 1 messages as large as a payment envelope, one publisher process
+    to one subscriber process that reads through ``MqttLink`` (the vendor's own receive
+    path): one-way, and once more with cumulative acknowledgements and the same window as
+    the one-buyer case of (b).
+(b) payments at ONE real ``VendorAgent`` (its own process, its SQLite store in WAL mode with
+    ``synchronous=FULL``), enrolled at a real broker daemon (its own process), paid by real
+    buyers: ``BuyerCore`` with real certificates and signed commitments, enrolled at the
+    broker. To measure the vendor and not the buyers' wallets, the load processes pre-compute
+    every payment envelope (``BuyerCore.pay`` + ``data_to_send``) once the vendor has
+    accepted the commitment, then publish them as fast as the vendor acknowledges: each
+    buyer keeps at most ``--window`` payments beyond the vendor's last cumulative receipt.
+    Each receipt is verified by ``BuyerCore.receive``. Run with 1 buyer and with 16 buyers.
+(c) the ratio (b) / (a).
+(d) the vendor's CPU time (user + system, all its threads, from /proc/<pid>/stat) per payment.
+(e) latency from the publish of a payment to the receipt that covers it, p50 / p99.
+
+Then it stops the vendor (which redeems at the broker), reads the vendor's ``store.db``
+(``AgentStore.totals``) and checks it holds exactly what the buyers paid, that no payment
+was rejected, and that the broker credited the same amount.
+
+Both load generators, (a)'s publisher and (b)'s buyers, publish through the same
+``MqttLink`` connection settings (MQTT 5, TCP_NODELAY) and the same non-blocking paho
+publish at QoS 1, so the ratio compares like with like.
+
+Run: ``uv run --frozen python bench/vendor_throughput.py [--payments N] [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import logging
+import math
+import os
+import platform
+import pstats
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from array import array
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Final, TypeVar
+
+import msgspec
+from paho.mqtt.client import MQTTMessageInfo
+
+from agents.agent_store import AgentStore
+from agents.broker_agent import (
+    PUBLIC_FILE,
+    BrokerDaemon,
+    BrokerService,
+    init_broker,
+    operator_request,
+)
+from agents.broker_agent import read_public as read_broker_public
+from agents.mosquitto import (
+    MosquittoFiles,
+    MosquittoProcess,
+    add_user,
+    binary,
+    free_port,
+    generated_password,
+    render,
+)
+from agents.mqtt import LinkError, MqttLink, MqttSettings
+from agents.vendor_agent import STORE_FILE, VendorAgent
+from protocol import topics
+from protocol.buyer import BuyerCore
+from protocol.crypto import Identity
+from protocol.endpoint import BrokerInfo
+from protocol.events import (
+    CertificateReceived,
+    MessageRejected,
+    OfferReceived,
+    PeerError,
+    ReceiptReceived,
+)
+from protocol.vendor import VendorTerms
+
+T = TypeVar("T")
+
+SCRIPT: Final = str(Path(__file__).resolve())
+CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+BROKER_ID: Final = "broker"
+UNIT_VALUE: Final = 1
+CREDIT: Final = 10**12
+READY_TIMEOUT: Final = 120.0  # enrolling and building chains
+STALL_TIMEOUT: Final = 30.0  # no receipt (or raw message) for this long: give up
+RAW_QUEUE_LIMIT: Final = 90_000  # under mosquitto.conf's max_queued_messages (100,000)
+DEFAULT_PAYMENTS: Final = 100_000
+QUICK_PAYMENTS: Final = 4_000
+DEFAULT_WINDOWS: Final = {1: 128, 16: 16}  # payments in flight per buyer, by buyer count
+DEFAULT_WINDOW_TOTAL: Final = 256  # other buyer counts: this many in flight in all
+DEFAULT_LOAD_PROCESSES: Final = 2
+TARGET_RATIO: Final = 0.8
+TARGET_CPU_US: Final = 60.0
+YIELD_EVERY: Final = 64  # an unthrottled publisher lets paho write every this many messages
+MAX_UNACKNOWLEDGED: Final = 4_096  # an unthrottled publisher waits beyond this many in paho
+
+
+class BenchError(Exception):
+    """A worker failed, stalled or reported something inconsistent."""
+
+
+# --- what the orchestrator and its worker processes tell each other (JSON lines) -------------
+
+
+class MqttConf(msgspec.Struct, frozen=True):
+    """Connection settings of one worker connection."""
+
+    port: int
+    username: str
+    password: str
+    clean: bool = True
+
+    def settings(self) -> MqttSettings:
+        """``MqttSettings`` as the agents build them (daemons keep a persistent session)."""
+        return MqttSettings(
+            port=self.port, username=self.username, password=self.password, clean=self.clean
+        )
+
+
+class BrokerConf(msgspec.Struct, frozen=True):
+    """The broker daemon's data directory and MQTT user."""
+
+    directory: str
+    mqtt: MqttConf
+
+
+class VendorConf(msgspec.Struct, frozen=True):
+    """One vendor daemon."""
+
+    directory: str
+    account: str
+    broker_public: str
+    mqtt: MqttConf
+    token: str
+    max_length: int
+    profile: str = ""
+
+
+class BuyerConf(msgspec.Struct, frozen=True):
+    """One buyer inside a load process."""
+
+    account: str
+    password: str
+    token: str
+    payments: int
+
+
+class LoadConf(msgspec.Struct, frozen=True):
+    """A load process: its buyers, the vendor they pay, the window per buyer."""
+
+    port: int
+    broker_public: str
+    vendor: str
+    buyers: list[BuyerConf]
+    window: int
+    latency_file: str
+
+
+class RawConf(msgspec.Struct, frozen=True):
+    """One end of the raw pipe; ``window`` 0 means one-way (no acknowledgements)."""
+
+    mqtt: MqttConf
+    peer: str
+    count: int
+    size: int
+    window: int
+
+
+class Ready(msgspec.Struct, frozen=True, tag="ready"):
+    """The worker is set up and waits (load and raw publishers wait for ``go``)."""
+
+    pid: int
+    payload_size: int = 0
+
+
+class Failed(msgspec.Struct, frozen=True, tag="failed"):
+    """The worker hit an error; the traceback."""
+
+    error: str
+
+
+class LoadReport(msgspec.Struct, frozen=True, tag="load"):
+    """What one load process saw."""
+
+    buyers: int
+    payments: int
+    acknowledged: int
+    paid: int
+    receipts: int
+    rejected: int
+    errors: list[str]
+    first_publish: float
+    last_receipt: float
+    cpu_s: float
+
+
+class RawReport(msgspec.Struct, frozen=True, tag="raw"):
+    """One end of the raw pipe: messages moved, first and last, CPU in between."""
+
+    messages: int
+    first: float
+    last: float
+    cpu_s: float
+    acks: int
+
+
+class VendorReport(msgspec.Struct, frozen=True, tag="vendor"):
+    """The vendor daemon's own counters at exit."""
+
+    payments: int
+    amount: int
+    received: int
+    rejected: int
+    transactions: int
+    unredeemed: int
+
+
+WorkerMessage = Ready | Failed | LoadReport | RawReport | VendorReport
+_decoder: Final = msgspec.json.Decoder(WorkerMessage)
+
+
+def emit(message: WorkerMessage) -> None:
+    """Send one message to the orchestrator (stdout is reserved for these)."""
+    sys.stdout.buffer.write(msgspec.json.encode(message) + b"\n")
+    sys.stdout.buffer.flush()
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process, all threads."""
+    usage = os.times()
+    return usage.user + usage.system
+
+
+async def stdin_lines() -> asyncio.StreamReader:
+    """Our stdin as a non-blocking stream (EOF when the orchestrator goes away)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def wait_for_go(stdin: asyncio.StreamReader) -> bool:
+    """Whether the orchestrator said ``go`` (rather than closing our stdin)."""
+    return (await stdin.readline()).strip() == b"go"
+
+
+def nowait_publisher(link: MqttLink) -> Callable[[str, bytes], MQTTMessageInfo]:
+    """paho's non-blocking QoS 1 publish on the link's connection.
+
+    aiomqtt offers only a coroutine that waits for each PUBACK (a task, an event and a
+    timer per message: 86 vs 47 us of CPU per message here), so a load generator that
+    keeps many messages in flight calls the paho client underneath. Returns a function
+    giving paho's ``MQTTMessageInfo`` (``is_published()`` once acknowledged).
+    """
+    paho = link.client._client  # noqa: SLF001 - aiomqtt has no non-blocking publish
+
+    def publish(topic: str, payload: bytes) -> MQTTMessageInfo:
+        info = paho.publish(topic, payload, qos=1)
+        if info.rc != 0:
+            raise LinkError(f"publish refused by paho: rc={info.rc}")
+        return info
+
+    return publish
+
+
+# --- worker: the broker daemon -------------------------------------------------------------
+
+
+async def broker_worker(conf: BrokerConf) -> None:
+    """A real ``BrokerDaemon`` until SIGTERM (or the orchestrator's stdin closes)."""
+    stdin = await stdin_lines()
+    service = await BrokerService.open(Path(conf.directory))
+    daemon = BrokerDaemon(service, conf.mqtt.settings())
+    runner = asyncio.create_task(daemon.run(), name="broker")
+    async with asyncio.timeout(READY_TIMEOUT):
+        await daemon.loop.connected.wait()
+    emit(Ready(os.getpid()))
+    await stop_on_eof(stdin, runner)
+
+
+async def stop_on_eof(stdin: asyncio.StreamReader, runner: asyncio.Task[None]) -> None:
+    """Await a daemon that stops on SIGTERM; SIGTERM it ourselves if stdin closes first."""
+    watcher = asyncio.create_task(stdin.read(), name="stdin-eof")
+    done, _ = await asyncio.wait((runner, watcher), return_when=asyncio.FIRST_COMPLETED)
+    if watcher in done:
+        os.kill(os.getpid(), signal.SIGTERM)
+    await runner
+    watcher.cancel()
+
+
+# --- worker: the vendor daemon -------------------------------------------------------------
+
+
+async def vendor_worker(conf: VendorConf) -> None:
+    """A real ``VendorAgent``: enroll with the operator's token, serve until SIGTERM."""
+    stdin = await stdin_lines()
+    info = read_broker_public(Path(conf.broker_public))
+    terms = VendorTerms(unit_value=UNIT_VALUE, max_length=conf.max_length)
+    agent = await VendorAgent.open(
+        Path(conf.directory), conf.account, info, terms, conf.mqtt.settings()
+    )
+    agent.token = bytes.fromhex(conf.token)
+    runner = asyncio.create_task(agent.run(), name="vendor")
+    async with asyncio.timeout(READY_TIMEOUT):
+        while not agent.core.certificate:  # noqa: ASYNC110 - polling the core's state
+            await asyncio.sleep(0.02)
+    profiler = cProfile.Profile() if conf.profile else None
+    if profiler is not None:
+        profiler.enable()
+    emit(Ready(os.getpid()))
+    try:
+        await stop_on_eof(stdin, runner)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(conf.profile)
+    emit(
+        VendorReport(
+            agent.counters.payments,
+            agent.counters.amount,
+            agent.loop.received,
+            agent.loop.rejected,
+            agent.store.transactions,
+            agent.core.unredeemed_amount,
+        )
+    )
+
+
+# --- worker: a load process of real buyers -------------------------------------------------
+
+
+class LoadBuyer:
+    """One enrolled buyer with one channel to the vendor and its pre-computed payments."""
+
+    def __init__(self, conf: BuyerConf, port: int, info: BrokerInfo, window: int) -> None:
+        self.conf = conf
+        self.core = BuyerCore(conf.account, Identity.generate(), info)
+        self.link = MqttLink(MqttConf(port, conf.account, conf.password).settings())
+        self.window = window
+        self.cid = b""
+        self.vendor = ""
+        self.topic = ""
+        self.payloads: list[bytes] = []
+        self.sent_at = array("d")
+        self.latencies = array("d")
+        self.sent = 0
+        self.acked = 0
+        self.paid = 0
+        self.receipts = 0
+        self.errors: list[str] = []
+        self.first_publish = 0.0
+        self.last_receipt = 0.0
+        self.certified = asyncio.Event()
+        self.offered = asyncio.Event()
+        self.committed = asyncio.Event()
+        self.progress = asyncio.Event()
+
+    async def _send_queued(self) -> None:
+        for out in self.core.data_to_send():
+            await self.link.publish(out.topic, out.payload, retain=out.retain)
+
+    async def receive(self) -> None:
+        """Every message through ``BuyerCore.receive`` (MAC, replay and order checks)."""
+        clock = time.monotonic
+        async for topic, payload in self.link.messages():
+            for event in self.core.receive(topic, payload, time.time()):
+                if isinstance(event, ReceiptReceived) and event.commitment_id == self.cid:
+                    if event.index == 0:
+                        self.committed.set()
+                        continue
+                    now = clock()
+                    sent_at, latencies = self.sent_at, self.latencies
+                    for index in range(self.acked + 1, event.index + 1):
+                        latencies.append(now - sent_at[index])
+                    self.acked = event.index
+                    self.paid = event.amount
+                    self.receipts += 1
+                    self.last_receipt = now
+                    self.progress.set()
+                elif isinstance(event, CertificateReceived):
+                    self.certified.set()
+                elif isinstance(event, OfferReceived) and event.vendor == self.vendor:
+                    self.offered.set()
+                elif isinstance(event, MessageRejected):
+                    self.errors.append(f"{self.conf.account} rejected a message: {event.error}")
+                    self.progress.set()
+                elif isinstance(event, PeerError):
+                    self.errors.append(f"{event.peer} refused: {event.code} {event.detail}")
+                    self.progress.set()
+
+    async def setup(self, vendor: str, max_length: int) -> None:
+        """Enroll, read the vendor's offer, commit, and pre-compute every payment."""
+        self.vendor = vendor
+        await self.link.subscribe(self.core.subscriptions())
+        self.core.enroll(bytes.fromhex(self.conf.token), time.time())
+        await self._send_queued()
+        async with asyncio.timeout(READY_TIMEOUT):
+            await self.certified.wait()
+            await self.offered.wait()
+        count = self.conf.payments
+        opened = self.core.open_channel(vendor, min(count, max_length), time.time())
+        self.cid = opened.commitment_id
+        await self._send_queued()
+        async with asyncio.timeout(READY_TIMEOUT):
+            await self.committed.wait()
+        if self.errors:
+            raise BenchError("; ".join(self.errors))
+        now = time.time()
+        for _ in range(count):
+            self.core.pay(self.cid, 1, now)
+            (out,) = self.core.data_to_send()
+            self.payloads.append(out.payload)
+            self.topic = out.topic
+        self.sent_at = array("d", bytes(8 * (count + 1)))
+
+    async def run(self) -> None:
+        """Publish as the receipts allow: at most ``window`` payments beyond the last one."""
+        publish = nowait_publisher(self.link)
+        payloads, sent_at, topic, clock = self.payloads, self.sent_at, self.topic, time.monotonic
+        count = len(payloads)
+        self.first_publish = clock()
+        while self.acked < count:
+            limit = min(count, self.acked + self.window)
+            for index in range(self.sent, limit):
+                sent_at[index + 1] = clock()
+                publish(topic, payloads[index])
+            self.sent = max(self.sent, limit)
+            if self.errors:
+                raise BenchError("; ".join(self.errors[:5]))
+            self.progress.clear()
+            try:
+                async with asyncio.timeout(STALL_TIMEOUT):
+                    await self.progress.wait()
+            except TimeoutError as exc:
+                raise BenchError(
+                    f"{self.conf.account}: no receipt for {STALL_TIMEOUT} s "
+                    f"(sent {self.sent}, acknowledged {self.acked})"
+                ) from exc
+
+
+def write_latencies(path: Path, parts: list[array[float]]) -> None:
+    """Every payment's latency in seconds, as native doubles."""
+    with path.open("wb") as out:
+        for part in parts:
+            part.tofile(out)
+
+
+async def load_worker(conf: LoadConf) -> None:
+    """Buyers in one process: set up, say ready, wait for ``go``, pay, report."""
+    stdin = await stdin_lines()
+    info = read_broker_public(Path(conf.broker_public))
+    buyers = [LoadBuyer(b, conf.port, info, conf.window) for b in conf.buyers]
+    async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tasks:
+        for buyer in buyers:
+            await stack.enter_async_context(buyer.link)
+        readers = [tasks.create_task(b.receive(), name=b.conf.account) for b in buyers]
+        await asyncio.gather(*(b.setup(conf.vendor, 10**9) for b in buyers))
+        emit(Ready(os.getpid(), len(buyers[0].payloads[0])))
+        if not await wait_for_go(stdin):
+            for reader in readers:
+                reader.cancel()
+            return
+        started = cpu_seconds()
+        await asyncio.gather(*(b.run() for b in buyers))
+        used = cpu_seconds() - started
+        for reader in readers:
+            reader.cancel()
+    write_latencies(Path(conf.latency_file), [b.latencies for b in buyers])
+    emit(
+        LoadReport(
+            len(buyers),
+            sum(len(b.payloads) for b in buyers),
+            sum(b.acked for b in buyers),
+            sum(b.paid for b in buyers),
+            sum(b.receipts for b in buyers),
+            sum(len(b.errors) for b in buyers),
+            [e for b in buyers for e in b.errors][:10],
+            min(b.first_publish for b in buyers),
+            max(b.last_receipt for b in buyers),
+            used,
+        )
+    )
+
+
+# --- workers: the raw pipe -----------------------------------------------------------------
+
+
+async def raw_subscriber(conf: RawConf) -> None:
+    """Read ``count`` messages through ``MqttLink``; optionally ack cumulatively like a vendor.
+
+    With a window, a cumulative count goes back (in its own task, as ``AgentLoop`` does)
+    whenever nothing more is waiting or 512 messages were read, like a coalesced receipt.
+    """
+    link = MqttLink(conf.mqtt.settings())
+    me = conf.mqtt.username
+    ack_topic = topics.inbox(conf.peer, me)
+    pending: set[asyncio.Task[None]] = set()
+    async with link:
+        await link.subscribe([topics.inbox_filter(me)])
+        emit(Ready(os.getpid()))
+        count = acks = since_ack = 0
+        first = last = started = 0.0
+        clock = time.monotonic
+        async with asyncio.timeout(READY_TIMEOUT + STALL_TIMEOUT + conf.count / 500):
+            async for _topic, _payload in link.messages():
+                count += 1
+                if count == 1:
+                    first, started = clock(), cpu_seconds()
+                since_ack += 1
+                if conf.window and (since_ack >= 512 or link.pending() == 0):
+                    task = asyncio.create_task(link.publish(ack_topic, count.to_bytes(8, "big")))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                    acks += 1
+                    since_ack = 0
+                if count >= conf.count:
+                    last = clock()
+                    break
+        used = cpu_seconds() - started
+        if pending:
+            await asyncio.wait(pending, timeout=10)
+    emit(RawReport(count, first, last, used, acks))
+
+
+class RawSender:
+    """The raw pipe's publishing side: one-way, or within a window of cumulative acks."""
+
+    def __init__(self, conf: RawConf, link: MqttLink) -> None:
+        self.conf = conf
+        self.link = link
+        self.topic = topics.inbox(conf.peer, conf.mqtt.username)
+        self.payloads = [os.urandom(conf.size) for _ in range(256)]
+        self.acked = 0
+        self.progress = asyncio.Event()
+
+    async def read_acks(self) -> None:
+        """Cumulative counts from the subscriber."""
+        async for _topic, payload in self.link.messages():
+            self.acked = max(self.acked, int.from_bytes(payload, "big"))
+            self.progress.set()
+
+    async def send_all(self) -> int:
+        """Publish every message; return once the broker acknowledged the last one."""
+        conf, payloads, topic = self.conf, self.payloads, self.topic
+        publish = nowait_publisher(self.link)
+        infos: deque[MQTTMessageInfo] = deque()
+        sent = 0
+        while sent < conf.count:
+            if conf.window:
+                limit = min(conf.count, self.acked + conf.window)
+            else:
+                limit = min(conf.count, sent + YIELD_EVERY)
+            for index in range(sent, limit):
+                infos.append(publish(topic, payloads[index & 255]))
+            sent = max(sent, limit)
+            while infos and infos[0].is_published():
+                infos.popleft()
+            if conf.window and self.acked < conf.count:
+                self.progress.clear()
+                await self.progress.wait()
+            elif len(infos) > MAX_UNACKNOWLEDGED:
+                await asyncio.sleep(0.001)  # paho's 16-bit message ids must not wrap
+            else:
+                await asyncio.sleep(0)
+        while infos and not infos[-1].is_published():  # noqa: ASYNC110 - paho has no future
+            await asyncio.sleep(0.001)
+        return sent
+
+
+async def raw_publisher(conf: RawConf) -> None:
+    """Publish ``count`` plain messages when told ``go``; report; wait to be stopped."""
+    stdin = await stdin_lines()
+    link = MqttLink(conf.mqtt.settings())
+    sender = RawSender(conf, link)
+    async with link, asyncio.TaskGroup() as tasks:
+        await link.subscribe([topics.inbox_filter(conf.mqtt.username)])
+        reader = tasks.create_task(sender.read_acks())
+        emit(Ready(os.getpid()))
+        if not await wait_for_go(stdin):
+            reader.cancel()
+            return
+        started, first = cpu_seconds(), time.monotonic()
+        async with asyncio.timeout(STALL_TIMEOUT + conf.count / 500):
+            sent = await sender.send_all()
+        last, used = time.monotonic(), cpu_seconds() - started
+        emit(RawReport(sent, first, last, used, sender.acked))
+        await wait_for_go(stdin)  # stay connected until the orchestrator is done
+        reader.cancel()
+
+
+def run_worker(role: str, raw_conf: str) -> int:
+    """Entry point of a worker process (``--worker ROLE CONFIG``)."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    try:
+        if role == "broker":
+            asyncio.run(broker_worker(msgspec.json.decode(raw_conf, type=BrokerConf)))
+        elif role == "vendor":
+            asyncio.run(vendor_worker(msgspec.json.decode(raw_conf, type=VendorConf)))
+        elif role == "load":
+            asyncio.run(load_worker(msgspec.json.decode(raw_conf, type=LoadConf)))
+        elif role == "raw-sub":
+            asyncio.run(raw_subscriber(msgspec.json.decode(raw_conf, type=RawConf)))
+        elif role == "raw-pub":
+            asyncio.run(raw_publisher(msgspec.json.decode(raw_conf, type=RawConf)))
+        else:
+            raise BenchError(f"unknown worker role {role!r}")
+    except BaseException as exc:  # noqa: BLE001 - reported to the orchestrator, then exit
+        if isinstance(exc, KeyboardInterrupt):
+            return 130
+        emit(Failed("".join(traceback.format_exception(exc))))
+        return 1
+    return 0
+
+
+# --- the orchestrator ----------------------------------------------------------------------
+
+
+class Worker:
+    """A worker process in its own session; talks JSON lines on stdout, listens on stdin."""
+
+    def __init__(self, name: str, process: asyncio.subprocess.Process, log: Path) -> None:
+        self.name = name
+        self.process = process
+        self.log = log
+
+    @classmethod
+    async def start(cls, name: str, role: str, conf: msgspec.Struct, logs: Path) -> Worker:
+        """Start ``python vendor_throughput.py --worker ROLE CONFIG``."""
+        log = logs / f"{name}.log"
+        with log.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                SCRIPT,
+                "--worker",
+                role,
+                msgspec.json.encode(conf).decode(),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,  # Ctrl-C reaches us only; we stop the workers in order
+            )
+        return cls(name, process, log)
+
+    @property
+    def pid(self) -> int:
+        """The worker's process id."""
+        return self.process.pid
+
+    def _failure(self, what: str) -> BenchError:
+        tail = self.log.read_text(errors="replace").splitlines()[-25:] if self.log.exists() else []
+        return BenchError("\n".join([f"{self.name}: {what}", *tail]))
+
+    async def expect(self, kind: type[T], timeout: float) -> T:  # noqa: ASYNC109
+        """The next message, which must be a ``kind``."""
+        assert self.process.stdout is not None  # noqa: S101 - created with PIPE
+        try:
+            async with asyncio.timeout(timeout):
+                line = await self.process.stdout.readline()
+        except TimeoutError:
+            raise self._failure(f"no {kind.__name__} within {timeout:.0f} s") from None
+        if not line:
+            code = await self.process.wait()
+            raise self._failure(f"exited ({code}) before sending {kind.__name__}")
+        message = _decoder.decode(line)
+        if isinstance(message, Failed):
+            raise BenchError(f"{self.name} failed:\n{message.error}")
+        if not isinstance(message, kind):
+            raise self._failure(f"sent {type(message).__name__}, expected {kind.__name__}")
+        return message
+
+    def send(self, line: str) -> None:
+        """One command line (``go``)."""
+        assert self.process.stdin is not None  # noqa: S101 - created with PIPE
+        self.process.stdin.write(line.encode() + b"\n")
+
+    async def stop(self, timeout: float = 20.0) -> None:  # noqa: ASYNC109
+        """SIGTERM (the daemons stop cleanly on it), SIGKILL after ``timeout``."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            await self.process.wait()
+
+
+def thread_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(main thread, all other threads) CPU seconds of a process, from /proc."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            raw = (task / "stat").read_text()
+            fields = raw[raw.rindex(")") + 2 :].split()
+            used = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            if int(task.name) == pid:
+                main += used
+            else:
+                other += used
+    return main, other
+
+
+def mosquitto_pid(files: MosquittoFiles) -> int | None:
+    """The pid of the Mosquitto running from ``files`` (found by its config path)."""
+    wanted = str(files.config).encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if wanted in (entry / "cmdline").read_bytes().split(b"\0"):
+                    return int(entry.name)
+    return None
+
+
+def percentile(ordered: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of sorted data."""
+    if not ordered:
+        return float("nan")
+    rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
+    return ordered[rank]
+
+
+def read_latencies(paths: list[Path]) -> list[float]:
+    """Every payment's latency (seconds) written by the load processes, sorted."""
+    latencies = array("d")
+    for path in paths:
+        latencies.frombytes(path.read_bytes())
+    return sorted(latencies)
+
+
+# --- profiling the vendor --------------------------------------------------------------------
+
+PROFILE_RATE: Final = 100  # py-spy samples per second
+IDLE_FRAMES: Final = ("EpollSelector.select", "_worker (concurrent/futures/thread.py")
+
+
+PROFILE_BUCKETS: Final = (
+    (("agent_store.py",), "AgentStore.record on the loop (aiosqlite hand-offs)"),
+    (("data_to_send",), "receipts: VendorCore.data_to_send (seal, MAC)"),
+    (
+        ("_publish_one", "_publish (agents/loop.py"),
+        "receipts: AgentLoop publish tasks (aiomqtt publish)",
+    ),
+    (("protocol/vendor.py",), "VendorCore.receive (parse, MAC, replay window, decode, hash)"),
+    (("loop_read",), "paho read: recv syscalls, PUBLISH decode, v5 properties, queue PUBACK"),
+    (("loop_write",), "paho write: one send() per PUBACK (and receipts)"),
+    (
+        ("aiomqtt/client.py", "agents/mqtt.py"),
+        "aiomqtt iterator: a task + asyncio.wait per message",
+    ),
+    (("agents/loop.py",), "AgentLoop._read (lock, counters, batching)"),
+)
+
+
+def profile_bucket(stack: str) -> str:
+    """Which part of the vendor's event-loop thread a py-spy stack belongs to."""
+    for needles, name in PROFILE_BUCKETS:
+        if any(needle in stack for needle in needles):
+            return name
+    return "asyncio loop (callbacks, self-pipe wakeups, selector changes)"
+
+
+def summarize_py_spy(path: Path, main_us: float) -> list[str]:
+    """Shares of the event-loop thread's busy samples, turned into us per payment."""
+    buckets: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    busy = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        if not count.isdigit() or "MainThread" not in frames[0]:
+            continue
+        if frames[-1].startswith(IDLE_FRAMES):
+            continue
+        samples = int(count)
+        busy += samples
+        bucket = profile_bucket(stack)
+        buckets[bucket] = buckets.get(bucket, 0) + samples
+        leaves[frames[-1]] = leaves.get(frames[-1], 0) + samples
+    if not busy:
+        return ["    (no samples)"]
+    lines = [f"    event-loop thread, {busy:,} busy samples, {main_us:.1f} us/payment in all:"]
+    for name, samples in sorted(buckets.items(), key=lambda item: -item[1]):
+        share = samples / busy
+        lines.append(f"      {share:6.1%} {share * main_us:6.1f} us  {name}")
+    lines.append("    hottest functions (own time):")
+    for name, samples in sorted(leaves.items(), key=lambda item: -item[1])[:12]:
+        lines.append(f"      {samples / busy:6.1%}  {name}")
+    return lines
+
+
+def summarize_cprofile(path: Path, top: int = 15) -> list[str]:
+    """The vendor's hottest functions by own time (cProfile inflates small calls)."""
+    sink = io.StringIO()
+    stats = pstats.Stats(str(path), stream=sink)
+    stats.sort_stats("tottime").print_stats(top)
+    return ["    " + line for line in sink.getvalue().splitlines() if line.strip()]
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Raw:
+    """One raw-pipe run."""
+
+    mode: str
+    window: int
+    messages: int
+    rate: float
+    subscriber_cpu_us: float
+    publisher_rate: float
+    publisher_cpu_us: float
+    mosquitto_cpu_us: float
+    acks: int
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready."""
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in vars(self).items()}
+
+
+@dataclass
+class Case:
+    """One vendor run."""
+
+    buyers: int
+    load_processes: int
+    window: int
+    payments: int
+    acknowledged: int
+    seconds: float
+    rate: float
+    vendor_cpu_us: float
+    vendor_main_us: float
+    vendor_threads_us: float
+    vendor_busy: float
+    load_cpu_us: float
+    mosquitto_cpu_us: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    latency_max_ms: float
+    receipts: int
+    transactions: int
+    rejected: int
+    paid: int
+    stored_total: int
+    stored_chains: int
+    broker_credited: int
+    vendor_counted: int
+    errors: list[str] = field(default_factory=list)
+    profile: list[str] = field(default_factory=list)
+
+    @property
+    def consistent(self) -> bool:
+        """Every payment acknowledged and stored once, nothing rejected, the broker agrees."""
+        return (
+            self.rejected == 0
+            and not self.errors
+            and self.acknowledged == self.payments
+            and self.paid == self.payments * UNIT_VALUE
+            and self.stored_total == self.paid
+            and self.vendor_counted == self.paid
+            and self.broker_credited == self.paid
+        )
+
+    def as_dict(self, ceiling: float) -> dict[str, object]:
+        """JSON-ready, with the ratio to the raw ceiling."""
+        data: dict[str, object] = {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in vars(self).items()
+            if k != "profile"
+        }
+        data["ratio"] = round(self.rate / ceiling, 3)
+        data["consistent"] = self.consistent
+        return data
+
+
+@dataclass
+class Results:
+    """Everything one run measured."""
+
+    payload_size: int
+    cases: list[Case]
+    raw: list[Raw]
+
+    @property
+    def ceiling(self) -> Raw:
+        """The faster raw pipe."""
+        return max(self.raw, key=lambda r: r.rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What to run."""
+
+    payments: int
+    buyer_counts: tuple[int, ...]
+    load_processes: int
+    windows: dict[int, int]
+    pin: bool
+    profile: bool
+
+    def processes_for(self, buyers: int) -> int:
+        """Load processes for a case (one buyer needs one)."""
+        return 1 if buyers == 1 else min(self.load_processes, buyers)
+
+
+class Bench:
+    """Runs every case against one Mosquitto and one broker daemon; cleans everything up."""
+
+    def __init__(self, root: Path, plan: Plan, say: Callable[[str], None]) -> None:
+        self.root = root
+        self.plan = plan
+        self.say = say
+        self.logs = root / "logs"
+        self.logs.mkdir()
+        self.port = free_port()
+        self.files = render(root / "mosquitto", self.port)
+        self.mosquitto = MosquittoProcess(self.files, self.port)
+        self.mosquitto_pid: int | None = None
+        self.passwords: dict[str, str] = {}
+        self.workers: list[Worker] = []
+        self.samplers: list[asyncio.subprocess.Process] = []
+        self.broker_dir = root / "broker"
+        self.payload_size = 0
+        cpus = sorted(os.sched_getaffinity(0))
+        self.alone = {cpus[-1]}
+        self.others = set(cpus[:-1]) or self.alone
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def conf(self, user: str, *, clean: bool = True) -> MqttConf:
+        """Connection settings of an MQTT user created at start."""
+        return MqttConf(self.port, user, self.passwords[user], clean)
+
+    def users(self) -> list[str]:
+        """Every MQTT user the run needs (created before Mosquitto starts: no reloads)."""
+        names = [BROKER_ID, "rawpub", "rawsub"]
+        for buyers in self.plan.buyer_counts:
+            names.append(f"vendor-{buyers}b")
+            names.extend(f"b{buyers}-buyer{i:02d}" for i in range(1, buyers + 1))
+        return names
+
+    def pin(self, pid: int | None, *, alone: bool) -> None:
+        """With ``--pin``: the measured process on the last CPU, everything else elsewhere."""
+        if self.plan.pin and pid is not None:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, self.alone if alone else self.others)
+
+    async def start(self) -> None:
+        """Mosquitto, then the broker daemon."""
+        for user in self.users():
+            self.passwords[user] = generated_password()
+            add_user(self.files, user, self.passwords[user])
+        self.mosquitto.start()
+        self.mosquitto_pid = mosquitto_pid(self.files)
+        self.pin(self.mosquitto_pid, alone=False)
+        await init_broker(self.broker_dir, BROKER_ID)
+        broker = await self.spawn(
+            "broker",
+            "broker",
+            BrokerConf(str(self.broker_dir), self.conf(BROKER_ID, clean=False)),
+            alone=False,
+        )
+        await broker.expect(Ready, READY_TIMEOUT)
+
+    async def spawn(self, name: str, role: str, conf: msgspec.Struct, *, alone: bool) -> Worker:
+        """Start a worker and keep it for cleanup."""
+        worker = await Worker.start(name, role, conf, self.logs)
+        self.workers.append(worker)
+        self.pin(worker.pid, alone=alone)
+        return worker
+
+    async def retire(self, *workers: Worker) -> None:
+        """Stop workers and forget them."""
+        await asyncio.gather(*(w.stop() for w in workers))
+        for worker in workers:
+            self.workers.remove(worker)
+
+    async def close(self) -> None:
+        """Stop the samplers, every worker (the broker last), then Mosquitto."""
+        for sampler in self.samplers:
+            with contextlib.suppress(ProcessLookupError):
+                sampler.kill()
+            await sampler.wait()
+        self.samplers.clear()
+        for worker in reversed(self.workers):
+            with contextlib.suppress(Exception):
+                await worker.stop()
+        self.workers.clear()
+        self.mosquitto.stop()
+
+    def mosquitto_cpu(self) -> float:
+        """Mosquitto's CPU seconds so far (0 if it cannot be found)."""
+        if self.mosquitto_pid is None:
+            return 0.0
+        with contextlib.suppress(OSError):
+            return sum(thread_cpu_seconds(self.mosquitto_pid))
+        return 0.0
+
+    async def operator(self, request: dict[str, object]) -> dict[str, object]:
+        """An operator request through the broker daemon's admin socket."""
+        answer = await operator_request(self.broker_dir, request)
+        if not answer.get("ok"):
+            raise BenchError(f"operator request {request} refused: {answer}")
+        return answer
+
+    async def open_account(self, account: str, role: str, credit: int) -> str:
+        """Open an account; its enrollment token (hex)."""
+        answer = await self.operator(
+            {"command": "open-account", "account": account, "role": role, "credit_limit": credit}
+        )
+        return str(answer["token"])
+
+    async def credited(self) -> int:
+        """Everything the broker has credited to vendors so far."""
+        value = (await self.operator({"command": "status"}))["credited"]
+        return value if isinstance(value, int) else 0
+
+    async def start_sampler(self, pid: int, output: Path) -> asyncio.subprocess.Process | None:
+        """py-spy on the vendor, if installed and asked for."""
+        program = shutil.which("py-spy")
+        if not self.plan.profile or program is None:
+            return None
+        with (self.logs / "py-spy.log").open("ab") as log:
+            sampler = await asyncio.create_subprocess_exec(
+                program,
+                *("record", "--pid", str(pid), "--rate", str(PROFILE_RATE), "--threads"),
+                *("--format", "raw", "--output", str(output)),
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        self.samplers.append(sampler)
+        self.pin(sampler.pid, alone=False)
+        await asyncio.sleep(0.5)  # attached
+        return sampler
+
+    async def stop_sampler(self, sampler: asyncio.subprocess.Process | None) -> None:
+        """SIGINT makes py-spy write its samples."""
+        if sampler is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            sampler.send_signal(signal.SIGINT)
+        try:
+            async with asyncio.timeout(30):
+                await sampler.wait()
+        except TimeoutError:
+            sampler.kill()
+            await sampler.wait()
+        self.samplers.remove(sampler)
+
+    # --- (a) --------------------------------------------------------------------------------
+
+    async def raw(self, window: int) -> Raw:
+        """One raw-pipe run: ``window`` 0 is one-way."""
+        count = self.plan.payments if window else min(self.plan.payments, RAW_QUEUE_LIMIT)
+        size = self.payload_size
+        sub = await self.spawn(
+            "raw-sub",
+            "raw-sub",
+            RawConf(self.conf("rawsub", clean=False), "rawpub", count, size, window),
+            alone=True,
+        )
+        await sub.expect(Ready, READY_TIMEOUT)
+        pub = await self.spawn(
+            "raw-pub",
+            "raw-pub",
+            RawConf(self.conf("rawpub"), "rawsub", count, size, window),
+            alone=False,
+        )
+        await pub.expect(Ready, READY_TIMEOUT)
+        mosquitto_before = self.mosquitto_cpu()
+        pub.send("go")
+        limit = STALL_TIMEOUT + count / 200
+        got, sent = await asyncio.gather(sub.expect(RawReport, limit), pub.expect(RawReport, limit))
+        mosquitto_used = self.mosquitto_cpu() - mosquitto_before
+        pub.send("go")
+        await self.retire(sub, pub)
+        if got.messages != count:
+            raise BenchError(f"raw subscriber got {got.messages} of {count}")
+        return Raw(
+            "one-way" if not window else "acked",
+            window,
+            count,
+            (count - 1) / (got.last - got.first),
+            got.cpu_s / (count - 1) * 1e6,
+            sent.messages / (sent.last - sent.first),
+            sent.cpu_s / sent.messages * 1e6,
+            mosquitto_used / count * 1e6,
+            got.acks,
+        )
+
+    # --- (b) to (e) -------------------------------------------------------------------------
+
+    async def start_vendor(self, name: str, max_length: int) -> Worker:
+        """Open the vendor's account, start its daemon, wait until it is enrolled."""
+        token = await self.open_account(name, "vendor", 0)
+        profile = ""
+        if self.plan.profile and shutil.which("py-spy") is None:
+            profile = str(self.root / f"{name}.prof")
+        conf = VendorConf(
+            str(self.root / name),
+            name,
+            str(self.broker_dir / PUBLIC_FILE),
+            self.conf(name, clean=False),
+            token,
+            max_length,
+            profile,
+        )
+        vendor = await self.spawn(name, "vendor", conf, alone=True)
+        await vendor.expect(Ready, READY_TIMEOUT)
+        return vendor
+
+    async def start_loads(
+        self, buyers: int, vendor: str, counts: list[int]
+    ) -> tuple[list[Worker], list[Path]]:
+        """Open the buyers' accounts; start the load processes; wait until all committed."""
+        confs: list[BuyerConf] = []
+        for index, count in enumerate(counts, start=1):
+            account = f"b{buyers}-buyer{index:02d}"
+            token = await self.open_account(account, "buyer", CREDIT)
+            confs.append(BuyerConf(account, self.passwords[account], token, count))
+        loads: list[Worker] = []
+        files: list[Path] = []
+        processes = self.plan.processes_for(buyers)
+        for number in range(processes):
+            files.append(self.root / f"latency-{buyers}b-{number}.bin")
+            conf = LoadConf(
+                self.port,
+                str(self.broker_dir / PUBLIC_FILE),
+                vendor,
+                confs[number::processes],
+                self.plan.windows[buyers],
+                str(files[-1]),
+            )
+            loads.append(await self.spawn(f"load-{buyers}b-{number}", "load", conf, alone=False))
+        readies = await asyncio.gather(*(w.expect(Ready, READY_TIMEOUT) for w in loads))
+        self.payload_size = self.payload_size or readies[0].payload_size
+        return loads, files
+
+    async def case(self, buyers: int) -> Case:
+        """One vendor paid by ``buyers`` buyers."""
+        share, extra = divmod(self.plan.payments, buyers)
+        counts = [share + (1 if i < extra else 0) for i in range(buyers)]
+        name = f"vendor-{buyers}b"
+        vendor = await self.start_vendor(name, max(counts))
+        loads, latency_files = await self.start_loads(buyers, name, counts)
+
+        credited_before = await self.credited()
+        sampler = await self.start_sampler(vendor.pid, self.root / f"{name}.pyspy")
+        main_before, threads_before = thread_cpu_seconds(vendor.pid)
+        mosquitto_before = self.mosquitto_cpu()
+        for load in loads:
+            load.send("go")
+        limit = STALL_TIMEOUT + self.plan.payments / 200
+        reports = await asyncio.gather(*(w.expect(LoadReport, limit) for w in loads))
+        main_after, threads_after = thread_cpu_seconds(vendor.pid)
+        mosquitto_used = self.mosquitto_cpu() - mosquitto_before
+        await self.stop_sampler(sampler)
+        await self.retire(*loads)
+
+        await vendor.stop()
+        vendor_report = await vendor.expect(VendorReport, 5)
+        self.workers.remove(vendor)
+        store = await AgentStore.open(self.root / name / STORE_FILE)
+        try:
+            stored_total, stored_chains = await store.totals()
+        finally:
+            await store.close()
+        credited = await self.credited() - credited_before
+
+        ordered = read_latencies(latency_files)
+        seconds = max(r.last_receipt for r in reports) - min(r.first_publish for r in reports)
+        acknowledged = sum(r.acknowledged for r in reports)
+        per_payment = 1e6 / max(acknowledged, 1)
+        main_us = (main_after - main_before) * per_payment
+        threads_us = (threads_after - threads_before) * per_payment
+        profile: list[str] = []
+        if sampler is not None:
+            profile = summarize_py_spy(self.root / f"{name}.pyspy", main_us)
+        elif self.plan.profile:
+            profile = summarize_cprofile(self.root / f"{name}.prof")
+        return Case(
+            buyers=buyers,
+            load_processes=len(loads),
+            window=self.plan.windows[buyers],
+            payments=sum(r.payments for r in reports),
+            acknowledged=acknowledged,
+            seconds=seconds,
+            rate=acknowledged / seconds,
+            vendor_cpu_us=main_us + threads_us,
+            vendor_main_us=main_us,
+            vendor_threads_us=threads_us,
+            vendor_busy=(main_us + threads_us) * acknowledged / 1e6 / seconds,
+            load_cpu_us=sum(r.cpu_s for r in reports) * per_payment,
+            mosquitto_cpu_us=mosquitto_used * per_payment,
+            latency_p50_ms=percentile(ordered, 0.50) * 1e3,
+            latency_p99_ms=percentile(ordered, 0.99) * 1e3,
+            latency_max_ms=percentile(ordered, 1.0) * 1e3,
+            receipts=sum(r.receipts for r in reports),
+            transactions=vendor_report.transactions,
+            rejected=sum(r.rejected for r in reports) + vendor_report.rejected,
+            paid=sum(r.paid for r in reports),
+            stored_total=stored_total,
+            stored_chains=stored_chains,
+            broker_credited=credited,
+            vendor_counted=vendor_report.amount,
+            errors=[e for r in reports for e in r.errors],
+            profile=profile,
+        )
+
+
+async def run_all(plan: Plan, root: Path, say: Callable[[str], None]) -> Results:
+    """Start everything; the vendor cases, then the raw pipe; stop everything."""
+    bench = Bench(root, plan, say)
+    try:
+        await bench.start()
+        cases: list[Case] = []
+        for buyers in plan.buyer_counts:
+            say(f"(b) {buyers} buyer(s), {plan.payments:,} payments ...")
+            cases.append(await bench.case(buyers))
+        raws: list[Raw] = []
+        for window in (0, plan.windows[plan.buyer_counts[0]] * plan.buyer_counts[0]):
+            say(f"(a) raw pipe, {'one-way' if not window else f'window {window}'} ...")
+            raws.append(await bench.raw(window))
+        return Results(bench.payload_size, cases, raws)
+    finally:
+        await bench.close()
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    """The software measured."""
+    found = {"python": platform.python_version()}
+    for name in ("aiomqtt", "paho-mqtt", "aiosqlite"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    with contextlib.suppress(Exception):
+        done = subprocess.run(  # noqa: S603 - fixed program
+            [binary(), "-h"], capture_output=True, text=True, check=False, timeout=5
+        )
+        found["mosquitto"] = (done.stdout or done.stderr).splitlines()[0].split()[-1]
+    return found
+
+
+def columns(rows: list[tuple[str, list[str]]], indent: int = 4) -> list[str]:
+    """A label column and one right-aligned column per case."""
+    label = max(len(name) for name, _ in rows)
+    width = max(len(cell) for _, cells in rows for cell in cells) + 3
+    return [
+        " " * indent + name.ljust(label) + "".join(cell.rjust(width) for cell in cells)
+        for name, cells in rows
+    ]
+
+
+def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
+    """The figures, for people."""
+    cores = len(os.sched_getaffinity(0))
+    ceiling = results.ceiling
+    size = results.payload_size
+    cases = results.cases
+    lines = [
+        "vendor throughput: verified, durable payments at ONE vendor over a real Mosquitto",
+        "  " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; {cores} cores"
+        f"{' (vendor pinned alone on one)' if plan.pin else ''}; payment envelope {size} B",
+        "",
+        (
+            f"(a) raw ceiling: plain {size}-B messages, QoS 1, 1 publisher process -> 1 subscriber"
+            " process reading through MqttLink"
+        ),
+    ]
+    for raw in results.raw:
+        label = "one-way" if raw.mode == "one-way" else f"cumulative acks, window {raw.window}"
+        lines.append(
+            f"    {label:<27}{raw.messages:>8,} msgs {raw.rate:>8,.0f} msg/s"
+            f"   subscriber {raw.subscriber_cpu_us:5.1f} us/msg CPU"
+            f"   publisher {raw.publisher_cpu_us:4.1f} us/msg   mosquitto"
+            f" {raw.mosquitto_cpu_us:4.1f} us/msg"
+        )
+    lines += [
+        f"    ceiling = the faster: {ceiling.rate:,.0f} msg/s ({ceiling.mode})",
+        "",
+        "(b) verified + durable payments at one vendor, (c) ratio, (d) vendor CPU, (e) latency",
+    ]
+    rows: list[tuple[str, list[str]]] = [
+        ("buyers", [f"{c.buyers}" for c in cases]),
+        (
+            "load processes x buyers each",
+            [f"{c.load_processes} x {math.ceil(c.buyers / c.load_processes)}" for c in cases],
+        ),
+        ("window per buyer (in flight)", [f"{c.window} ({c.window * c.buyers})" for c in cases]),
+        ("payments verified + stored", [f"{c.acknowledged:,}" for c in cases]),
+        ("seconds", [f"{c.seconds:.1f}" for c in cases]),
+        ("(b) payments/s", [f"{c.rate:,.0f}" for c in cases]),
+        ("(c) (b) / (a)", [f"{c.rate / ceiling.rate:.2f}" for c in cases]),
+        ("(d) vendor CPU us/payment", [f"{c.vendor_cpu_us:.1f}" for c in cases]),
+        ("    event-loop thread", [f"{c.vendor_main_us:.1f}" for c in cases]),
+        ("    other threads (SQLite)", [f"{c.vendor_threads_us:.1f}" for c in cases]),
+        (
+            "    above the raw subscriber",
+            [f"{c.vendor_cpu_us - ceiling.subscriber_cpu_us:+.1f}" for c in cases],
+        ),
+        ("    vendor busy (cores)", [f"{c.vendor_busy:.2f}" for c in cases]),
+        ("(e) latency p50 ms", [f"{c.latency_p50_ms:.1f}" for c in cases]),
+        ("    p99 ms", [f"{c.latency_p99_ms:.1f}" for c in cases]),
+        ("    max ms", [f"{c.latency_max_ms:.1f}" for c in cases]),
+        ("receipts received", [f"{c.receipts:,}" for c in cases]),
+        ("vendor store transactions", [f"{c.transactions:,}" for c in cases]),
+        ("load CPU us/payment", [f"{c.load_cpu_us:.1f}" for c in cases]),
+        ("mosquitto CPU us/payment", [f"{c.mosquitto_cpu_us:.1f}" for c in cases]),
+        (
+            f"all three / {cores} cores' budget",
+            [
+                f"{c.vendor_cpu_us + c.load_cpu_us + c.mosquitto_cpu_us:.0f}"
+                f" / {cores * 1e6 / c.rate:.0f}"
+                for c in cases
+            ],
+        ),
+    ]
+    lines += columns(rows)
+    lines += ["", "checks:"]
+    for case in cases:
+        lines.append(
+            f"    {case.buyers} buyer(s): {case.acknowledged:,} of {case.payments:,} payments"
+            f" verified and acknowledged, {case.rejected} rejected; buyers paid {case.paid:,};"
+            f" vendor store.db total {case.stored_total:,} on {case.stored_chains} chain(s);"
+            f" vendor counted {case.vendor_counted:,}; broker credited {case.broker_credited:,}"
+            f" -> {'ok' if case.consistent else 'FAILED'}"
+        )
+        lines.extend(f"      error: {e}" for e in case.errors[:5])
+    worst_ratio = min(c.rate / ceiling.rate for c in cases)
+    worst_cpu = max(c.vendor_cpu_us for c in cases)
+    lines += [
+        "",
+        "targets:",
+        (
+            f"    (b)/(a) >= {TARGET_RATIO}: "
+            f"{'met' if worst_ratio >= TARGET_RATIO else 'MISSED'} (worst {worst_ratio:.2f})"
+        ),
+        (
+            f"    vendor CPU <= {TARGET_CPU_US:.0f} us/payment: "
+            f"{'met' if worst_cpu <= TARGET_CPU_US else 'MISSED'} (worst {worst_cpu:.1f} us;"
+            f" the raw subscriber alone costs {ceiling.subscriber_cpu_us:.1f} us/msg)"
+        ),
+    ]
+    for case in cases:
+        if case.profile:
+            lines += ["", f"vendor profile, {case.buyers} buyer(s):", *case.profile]
+    return "\n".join(lines)
+
+
+def to_json(results: Results, plan: Plan, info: dict[str, str]) -> dict[str, object]:
+    """Everything measured, as JSON-ready data."""
+    ceiling = results.ceiling.rate
+    return {
+        "versions": info,
+        "cores": len(os.sched_getaffinity(0)),
+        "pinned": plan.pin,
+        "payload_size": results.payload_size,
+        "raw": [r.as_dict() for r in results.raw],
+        "ceiling": round(ceiling, 1),
+        "cases": [c.as_dict(ceiling) for c in results.cases],
+        "targets": {"ratio": TARGET_RATIO, "vendor_cpu_us": TARGET_CPU_US},
+        "profiles": {str(c.buyers): c.profile for c in results.cases if c.profile},
+    }
+
+
+def buyer_list(text: str) -> tuple[int, ...]:
+    """``1,16`` -> (1, 16)."""
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of buyer counts: {text!r}") from exc
+    if not counts or min(counts) < 1 or max(counts) > 99:
+        raise argparse.ArgumentTypeError("buyer counts are 1..99")
+    return counts
+
+
+def default_window(buyers: int) -> int:
+    """Payments in flight per buyer unless ``--window`` says otherwise."""
+    return DEFAULT_WINDOWS.get(buyers, max(4, DEFAULT_WINDOW_TOTAL // buyers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options, run every case, print the figures."""
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0] if __doc__ else None,
+        epilog="Starts Mosquitto, a broker daemon, a vendor and load processes on loopback,"
+        " and stops them and removes its temporary directory on exit, Ctrl-C included."
+        " Exit status 1 if any payment was rejected or the totals disagree.",
+    )
+    parser.add_argument(
+        "--payments",
+        type=int,
+        help=f"payments per vendor case, split over its buyers, and messages per raw run"
+        f" (default {DEFAULT_PAYMENTS:,}; with --quick {QUICK_PAYMENTS:,}; one-way raw runs"
+        f" send at most {RAW_QUEUE_LIMIT:,})",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--buyers",
+        type=buyer_list,
+        default=(1, 16),
+        help="the vendor cases, as buyer counts (default 1,16)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        help="payments in flight per buyer beyond its last receipt (default "
+        + ", ".join(f"{w} with {b} buyer(s)" for b, w in DEFAULT_WINDOWS.items())
+        + f", else {DEFAULT_WINDOW_TOTAL} / buyers)",
+    )
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        choices=(1, 2),
+        default=DEFAULT_LOAD_PROCESSES,
+        help=f"processes several buyers are split over (default {DEFAULT_LOAD_PROCESSES})",
+    )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin the vendor (and the raw subscriber) alone on the last CPU, the rest elsewhere",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the vendor with py-spy if on PATH (else cProfile inside it) and print"
+        " where its time goes; slows the vendor down",
+    )
+    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        return run_worker(args.worker[0], args.worker[1])
+
+    payments = args.payments or (QUICK_PAYMENTS if args.quick else DEFAULT_PAYMENTS)
+    if payments < max(args.buyers):
+        parser.error("--payments must be at least the number of buyers")
+    if args.window is not None and args.window < 1:
+        parser.error("--window must be at least 1")
+    plan = Plan(
+        payments=payments,
+        buyer_counts=args.buyers,
+        load_processes=args.load_processes,
+        windows={b: args.window or default_window(b) for b in args.buyers},
+        pin=args.pin,
+        profile=args.profile,
+    )
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(text, file=sys.stderr, flush=True)
+
+    info = versions()
+    root = Path(tempfile.mkdtemp(prefix="micropay-vendor-bench-"))
+    try:
+        results = asyncio.run(run_all(plan, root, say))
+    except KeyboardInterrupt:
+        print("interrupted: every process stopped, temporary files removed", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"vendor_throughput failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(msgspec.json.encode(to_json(results, plan, info)).decode())
+    else:
+        print(report(results, plan, info))
+    return 0 if all(c.consistent for c in results.cases) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
