@@ -7,11 +7,13 @@ and the vendor records the paywords it accepted before the receipt (or the servi
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
-
-import aiosqlite
+from typing import Final, TypeVar
 
 from protocol.events import (
     CertificateReceived,
@@ -21,6 +23,8 @@ from protocol.events import (
     PaywordSpent,
     RedemptionConfirmed,
 )
+
+T = TypeVar("T")
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
@@ -76,35 +80,55 @@ class StoredChain:
 
 
 class AgentStore:
-    """One SQLite file per agent (WAL, synchronous=FULL)."""
+    """One SQLite file per agent (WAL, synchronous=FULL), driven from one worker thread.
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    Each call is a single hop to that thread, so a batch's transaction (BEGIN, the
+    grouped statements, COMMIT and its fsync) costs one hand-off, not one per statement.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, worker: ThreadPoolExecutor) -> None:
         self._db = connection
+        self._worker = worker
         self.transactions = 0
 
     @classmethod
     async def open(cls, path: Path) -> AgentStore:
         """Open or create the store."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        connection = await aiosqlite.connect(path, isolation_level=None)
-        await connection.execute("PRAGMA journal_mode=WAL")
-        await connection.execute("PRAGMA synchronous=FULL")
-        await connection.executescript(SCHEMA)
-        return cls(connection)
+        worker = ThreadPoolExecutor(1, thread_name_prefix="agent-store")
+
+        def connect() -> sqlite3.Connection:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.executescript(SCHEMA)
+            return connection
+
+        connection = await asyncio.get_running_loop().run_in_executor(worker, connect)
+        return cls(connection, worker)
+
+    async def _run(self, job: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
     async def close(self) -> None:
         """Close the file."""
-        await self._db.close()
+        await self._run(self._db.close)
+        self._worker.shutdown(wait=True)
 
     async def get(self, key: str) -> bytes | None:
         """A value from the meta table."""
-        async with self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else bytes(row[0])
+
+        def read() -> bytes | None:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else bytes(row[0])
+
+        return await self._run(read)
 
     async def put(self, key: str, value: bytes) -> None:
         """Store a value in the meta table (durably)."""
-        await self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        await self._run(
+            lambda: self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        )
 
     async def record(self, events: list[object]) -> None:  # noqa: C901 - one arm per event
         """Persist what a batch of core events changed, in one transaction.
@@ -170,32 +194,41 @@ class AgentStore:
         batches = [(sql, rows) for sql, rows in batches if rows]
         if not batches:
             return
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, rows in batches:
-                await self._db.executemany(sql, rows)
-            await self._db.execute("COMMIT")
-        except BaseException:
-            await self._db.execute("ROLLBACK")
-            raise
+
+        def write() -> None:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, rows in batches:
+                    self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
         self.transactions += 1
 
     async def channels(self) -> list[StoredChannel]:
         """The wallet's channels."""
-        rows = await self._db.execute_fetchall("SELECT * FROM channels")
+        rows = await self._run(lambda: self._db.execute("SELECT * FROM channels").fetchall())
         return [
             StoredChannel(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
         ]
 
     async def chains(self) -> list[StoredChain]:
         """The vendor's chains."""
-        rows = await self._db.execute_fetchall(
-            "SELECT commitment_id, buyer, commitment, idx, word, redeemed FROM chains"
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT commitment_id, buyer, commitment, idx, word, redeemed FROM chains"
+            ).fetchall()
         )
         return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
 
     async def totals(self) -> tuple[int, int]:
         """(amount accepted, number of chains) for the vendor."""
-        async with self._db.execute("SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM chains") as c:
-            row = await c.fetchone()
+        row = await self._run(
+            lambda: self._db.execute(
+                "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM chains"
+            ).fetchone()
+        )
         return (int(row[0]), int(row[1])) if row else (0, 0)

@@ -8,6 +8,7 @@ agents.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -94,11 +95,24 @@ class MqttLink:
             await self.client.subscribe([(topic_filter, 1) for topic_filter in filters])
 
     async def messages(self) -> AsyncIterator[tuple[str, bytes]]:
-        """Received messages until the connection drops (then ``LinkError``)."""
-        async for message in self.client.messages:
-            payload = message.payload
-            if isinstance(payload, bytes | bytearray):
-                yield message.topic.value, bytes(payload)
+        """Received messages until the connection drops (then ``LinkError``).
+
+        aiomqtt's iterator starts a task and an ``asyncio.wait`` for every message; once
+        one has arrived, whatever else is already queued is taken straight from the
+        client's queue, which under load is most messages.
+        """
+        client = self.client
+        queue: asyncio.Queue[aiomqtt.Message] = client._queue  # noqa: SLF001 - see above
+        async for first in client.messages:
+            message = first
+            while True:
+                payload = message.payload
+                if isinstance(payload, bytes | bytearray):
+                    yield message.topic.value, bytes(payload)
+                try:
+                    message = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
 
     def pending(self) -> int:
         """Messages already received and waiting to be read."""

@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import hashlib
 import io
 import logging
 import math
@@ -44,6 +45,7 @@ import platform
 import pstats
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -112,6 +114,8 @@ DEFAULT_LOAD_PROCESSES: Final = 2
 TARGET_RATIO: Final = 0.8
 TARGET_CPU_US: Final = 60.0
 YIELD_EVERY: Final = 64  # an unthrottled publisher lets paho write every this many messages
+CPU_FIGURES: Final = ("vendor_cpu_us", "load_cpu_us", "mosquitto_cpu_us")
+PROBE_HASHES: Final = 100_000  # the CPU-speed probe: this many SHA-256 of 32 bytes
 MAX_UNACKNOWLEDGED: Final = 4_096  # an unthrottled publisher waits beyond this many in paho
 
 
@@ -897,17 +901,60 @@ class Case:
 
 
 @dataclass
-class Results:
-    """Everything one run measured."""
+class Round:
+    """The vendor cases and the raw pipe, measured back to back."""
 
-    payload_size: int
     cases: list[Case]
     raw: list[Raw]
+    probe_ms: list[float]
 
     @property
     def ceiling(self) -> Raw:
-        """The faster raw pipe."""
+        """The faster raw pipe of this round."""
         return max(self.raw, key=lambda r: r.rate)
+
+
+@dataclass
+class Results:
+    """Every round of one run."""
+
+    payload_size: int
+    rounds: list[Round]
+
+    def cases(self, index: int) -> list[Case]:
+        """One vendor case (by position) in every round."""
+        return [r.cases[index] for r in self.rounds]
+
+    def ratios(self, index: int) -> list[float]:
+        """(b)/(a) of one vendor case in every round, against that round's ceiling."""
+        return [r.cases[index].rate / r.ceiling.rate for r in self.rounds]
+
+    def median(self, index: int, attribute: str) -> float:
+        """The median of one figure of one vendor case over the rounds."""
+        return statistics.median(float(getattr(c, attribute)) for c in self.cases(index))
+
+    def raw_median(self, index: int, attribute: str) -> float:
+        """The median of one figure of one raw mode over the rounds."""
+        return statistics.median(float(getattr(r.raw[index], attribute)) for r in self.rounds)
+
+    @property
+    def ceiling(self) -> float:
+        """The median of the rounds' ceilings."""
+        return statistics.median(r.ceiling.rate for r in self.rounds)
+
+    @property
+    def consistent(self) -> bool:
+        """Every case of every round checked out."""
+        return all(c.consistent for r in self.rounds for c in r.cases)
+
+
+def cpu_probe_ms() -> float:
+    """How long this machine takes for a fixed piece of CPU work now (noisy hosts vary)."""
+    digest, data = hashlib.sha256, b"x" * 32
+    started = time.perf_counter()
+    for _ in range(PROBE_HASHES):
+        digest(data).digest()
+    return (time.perf_counter() - started) * 1e3
 
 
 @dataclass(frozen=True, slots=True)
@@ -915,6 +962,7 @@ class Plan:
     """What to run."""
 
     payments: int
+    rounds: int
     buyer_counts: tuple[int, ...]
     load_processes: int
     windows: dict[int, int]
@@ -944,6 +992,7 @@ class Bench:
         self.samplers: list[asyncio.subprocess.Process] = []
         self.broker_dir = root / "broker"
         self.payload_size = 0
+        self.round = 0
         cpus = sorted(os.sched_getaffinity(0))
         self.alone = {cpus[-1]}
         self.others = set(cpus[:-1]) or self.alone
@@ -954,12 +1003,21 @@ class Bench:
         """Connection settings of an MQTT user created at start."""
         return MqttConf(self.port, user, self.passwords[user], clean)
 
+    def vendor_name(self, buyers: int, round_: int | None = None) -> str:
+        """The vendor account of a case (fresh in every round)."""
+        return f"r{self.round if round_ is None else round_}-vendor-{buyers}b"
+
+    def buyer_name(self, buyers: int, index: int, round_: int | None = None) -> str:
+        """A buyer account of a case."""
+        return f"r{self.round if round_ is None else round_}-b{buyers}-buyer{index:02d}"
+
     def users(self) -> list[str]:
         """Every MQTT user the run needs (created before Mosquitto starts: no reloads)."""
         names = [BROKER_ID, "rawpub", "rawsub"]
-        for buyers in self.plan.buyer_counts:
-            names.append(f"vendor-{buyers}b")
-            names.extend(f"b{buyers}-buyer{i:02d}" for i in range(1, buyers + 1))
+        for round_ in range(self.plan.rounds):
+            for buyers in self.plan.buyer_counts:
+                names.append(self.vendor_name(buyers, round_))
+                names.extend(self.buyer_name(buyers, i, round_) for i in range(1, buyers + 1))
         return names
 
     def pin(self, pid: int | None, *, alone: bool) -> None:
@@ -1139,14 +1197,14 @@ class Bench:
         """Open the buyers' accounts; start the load processes; wait until all committed."""
         confs: list[BuyerConf] = []
         for index, count in enumerate(counts, start=1):
-            account = f"b{buyers}-buyer{index:02d}"
+            account = self.buyer_name(buyers, index)
             token = await self.open_account(account, "buyer", CREDIT)
             confs.append(BuyerConf(account, self.passwords[account], token, count))
         loads: list[Worker] = []
         files: list[Path] = []
         processes = self.plan.processes_for(buyers)
         for number in range(processes):
-            files.append(self.root / f"latency-{buyers}b-{number}.bin")
+            files.append(self.root / f"latency-r{self.round}-{buyers}b-{number}.bin")
             conf = LoadConf(
                 self.port,
                 str(self.broker_dir / PUBLIC_FILE),
@@ -1155,7 +1213,8 @@ class Bench:
                 self.plan.windows[buyers],
                 str(files[-1]),
             )
-            loads.append(await self.spawn(f"load-{buyers}b-{number}", "load", conf, alone=False))
+            name = f"load-r{self.round}-{buyers}b-{number}"
+            loads.append(await self.spawn(name, "load", conf, alone=False))
         readies = await asyncio.gather(*(w.expect(Ready, READY_TIMEOUT) for w in loads))
         self.payload_size = self.payload_size or readies[0].payload_size
         return loads, files
@@ -1164,7 +1223,7 @@ class Bench:
         """One vendor paid by ``buyers`` buyers."""
         share, extra = divmod(self.plan.payments, buyers)
         counts = [share + (1 if i < extra else 0) for i in range(buyers)]
-        name = f"vendor-{buyers}b"
+        name = self.vendor_name(buyers)
         vendor = await self.start_vendor(name, max(counts))
         loads, latency_files = await self.start_loads(buyers, name, counts)
 
@@ -1233,19 +1292,31 @@ class Bench:
 
 
 async def run_all(plan: Plan, root: Path, say: Callable[[str], None]) -> Results:
-    """Start everything; the vendor cases, then the raw pipe; stop everything."""
+    """Start everything; each round: the vendor cases, then the raw pipe; stop everything."""
+    main_task = asyncio.current_task()
+    if main_task is not None:  # SIGTERM cleans up as Ctrl-C does
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     bench = Bench(root, plan, say)
+    rounds: list[Round] = []
+    acked_window = plan.windows[plan.buyer_counts[0]] * plan.buyer_counts[0]
     try:
         await bench.start()
-        cases: list[Case] = []
-        for buyers in plan.buyer_counts:
-            say(f"(b) {buyers} buyer(s), {plan.payments:,} payments ...")
-            cases.append(await bench.case(buyers))
-        raws: list[Raw] = []
-        for window in (0, plan.windows[plan.buyer_counts[0]] * plan.buyer_counts[0]):
-            say(f"(a) raw pipe, {'one-way' if not window else f'window {window}'} ...")
-            raws.append(await bench.raw(window))
-        return Results(bench.payload_size, cases, raws)
+        for round_ in range(plan.rounds):
+            bench.round = round_
+            prefix = f"round {round_ + 1}/{plan.rounds}: " if plan.rounds > 1 else ""
+            probes = [cpu_probe_ms()]
+            cases: list[Case] = []
+            for buyers in plan.buyer_counts:
+                say(f"{prefix}(b) {buyers} buyer(s), {plan.payments:,} payments ...")
+                cases.append(await bench.case(buyers))
+                probes.append(cpu_probe_ms())
+            raws: list[Raw] = []
+            for window in (0, acked_window):
+                say(f"{prefix}(a) raw pipe, {'one-way' if not window else f'window {window}'} ...")
+                raws.append(await bench.raw(window))
+                probes.append(cpu_probe_ms())
+            rounds.append(Round(cases, raws, probes))
+        return Results(bench.payload_size, rounds)
     finally:
         await bench.close()
 
@@ -1277,83 +1348,137 @@ def columns(rows: list[tuple[str, list[str]]], indent: int = 4) -> list[str]:
     ]
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """Per-round values, for the rows that show them."""
+    return " / ".join(format(v, fmt) for v in values)
+
+
+def raw_lines(results: Results) -> list[str]:
+    """(a): each raw mode, medians over the rounds."""
+    lines: list[str] = []
+    first = results.rounds[0]
+    for index, raw in enumerate(first.raw):
+        label = "one-way" if raw.mode == "one-way" else f"cumulative acks, window {raw.window}"
+        rates = [r.raw[index].rate for r in results.rounds]
+        each = f"  (rounds: {spread(rates, ',.0f')})" if len(rates) > 1 else ""
+        lines.append(
+            f"    {label:<27}{raw.messages:>8,} msgs {statistics.median(rates):>8,.0f} msg/s"
+            f"   subscriber {results.raw_median(index, 'subscriber_cpu_us'):5.1f} us/msg CPU"
+            f"   publisher {results.raw_median(index, 'publisher_cpu_us'):4.1f} us/msg"
+            f"   mosquitto {results.raw_median(index, 'mosquitto_cpu_us'):4.1f} us/msg{each}"
+        )
+    return lines
+
+
+def case_rows(results: Results, cores: int) -> list[tuple[str, list[str]]]:
+    """(b) to (e) and the CPU budget, one column per vendor case, medians over the rounds."""
+    count = len(results.rounds[0].cases)
+    first = results.rounds[0].cases
+    cols = range(count)
+
+    def row(label: str, attribute: str, fmt: str) -> tuple[str, list[str]]:
+        return label, [format(results.median(i, attribute), fmt) for i in cols]
+
+    subscriber = statistics.median(r.ceiling.subscriber_cpu_us for r in results.rounds)
+    rows: list[tuple[str, list[str]]] = [
+        ("buyers", [f"{c.buyers}" for c in first]),
+        (
+            "load processes x buyers each",
+            [f"{c.load_processes} x {math.ceil(c.buyers / c.load_processes)}" for c in first],
+        ),
+        ("window per buyer (in flight)", [f"{c.window} ({c.window * c.buyers})" for c in first]),
+        ("payments per round", [f"{c.payments:,}" for c in first]),
+        row("seconds", "seconds", ".1f"),
+        row("(b) payments/s", "rate", ",.0f"),
+        ("(c) (b) / (a)", [f"{statistics.median(results.ratios(i)):.2f}" for i in cols]),
+        row("(d) vendor CPU us/payment", "vendor_cpu_us", ".1f"),
+        row("    event-loop thread", "vendor_main_us", ".1f"),
+        row("    other threads (SQLite)", "vendor_threads_us", ".1f"),
+        (
+            "    above the raw subscriber",
+            [f"{results.median(i, 'vendor_cpu_us') - subscriber:+.1f}" for i in cols],
+        ),
+        row("    vendor busy (cores)", "vendor_busy", ".2f"),
+        row("(e) latency p50 ms", "latency_p50_ms", ".1f"),
+        row("    p99 ms", "latency_p99_ms", ".1f"),
+        row("    max ms", "latency_max_ms", ".1f"),
+        row("receipts received", "receipts", ",.0f"),
+        row("vendor store transactions", "transactions", ",.0f"),
+        row("load CPU us/payment", "load_cpu_us", ".1f"),
+        row("mosquitto CPU us/payment", "mosquitto_cpu_us", ".1f"),
+        (
+            f"CPU used / {cores} cores' budget us",
+            [
+                f"{sum(results.median(i, a) for a in CPU_FIGURES):.0f}"
+                f" / {cores * 1e6 / results.median(i, 'rate'):.0f}"
+                for i in cols
+            ],
+        ),
+    ]
+    if len(results.rounds) > 1:
+        rows += [
+            ("(b) each round", [spread([c.rate for c in results.cases(i)], ",.0f") for i in cols]),
+            ("(c) each round", [spread(results.ratios(i), ".2f") for i in cols]),
+            (
+                "(d) each round",
+                [spread([c.vendor_cpu_us for c in results.cases(i)], ".0f") for i in cols],
+            ),
+        ]
+    return rows
+
+
+def check_lines(results: Results) -> list[str]:
+    """What the vendor stored against what the buyers paid, per case over all rounds."""
+    lines: list[str] = []
+    for index in range(len(results.rounds[0].cases)):
+        cases = results.cases(index)
+        ok = all(c.consistent for c in cases)
+        lines.append(
+            f"    {cases[0].buyers} buyer(s): {sum(c.acknowledged for c in cases):,} of"
+            f" {sum(c.payments for c in cases):,} payments verified and acknowledged,"
+            f" {sum(c.rejected for c in cases)} rejected; buyers paid"
+            f" {sum(c.paid for c in cases):,}; vendor store.db total"
+            f" {sum(c.stored_total for c in cases):,} on"
+            f" {sum(c.stored_chains for c in cases)} chain(s); vendor counted"
+            f" {sum(c.vendor_counted for c in cases):,}; broker credited"
+            f" {sum(c.broker_credited for c in cases):,} -> {'ok' if ok else 'FAILED'}"
+        )
+        lines.extend(f"      error: {e}" for c in cases for e in c.errors[:5])
+    return lines
+
+
 def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
     """The figures, for people."""
     cores = len(os.sched_getaffinity(0))
-    ceiling = results.ceiling
     size = results.payload_size
-    cases = results.cases
+    rounds = len(results.rounds)
+    probes = [p for r in results.rounds for p in r.probe_ms]
     lines = [
         "vendor throughput: verified, durable payments at ONE vendor over a real Mosquitto",
         "  " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; {cores} cores"
         f"{' (vendor pinned alone on one)' if plan.pin else ''}; payment envelope {size} B",
+        (
+            f"  {rounds} round(s), medians shown; CPU-speed probe ({PROBE_HASHES:,} SHA-256)"
+            f" {min(probes):.0f}-{max(probes):.0f} ms during the run (a wide range: noisy host)"
+        ),
         "",
         (
             f"(a) raw ceiling: plain {size}-B messages, QoS 1, 1 publisher process -> 1 subscriber"
             " process reading through MqttLink"
         ),
-    ]
-    for raw in results.raw:
-        label = "one-way" if raw.mode == "one-way" else f"cumulative acks, window {raw.window}"
-        lines.append(
-            f"    {label:<27}{raw.messages:>8,} msgs {raw.rate:>8,.0f} msg/s"
-            f"   subscriber {raw.subscriber_cpu_us:5.1f} us/msg CPU"
-            f"   publisher {raw.publisher_cpu_us:4.1f} us/msg   mosquitto"
-            f" {raw.mosquitto_cpu_us:4.1f} us/msg"
-        )
-    lines += [
-        f"    ceiling = the faster: {ceiling.rate:,.0f} msg/s ({ceiling.mode})",
+        *raw_lines(results),
+        f"    ceiling = the faster of the two: {results.ceiling:,.0f} msg/s",
         "",
         "(b) verified + durable payments at one vendor, (c) ratio, (d) vendor CPU, (e) latency",
+        *columns(case_rows(results, cores)),
+        "",
+        "checks:",
+        *check_lines(results),
     ]
-    rows: list[tuple[str, list[str]]] = [
-        ("buyers", [f"{c.buyers}" for c in cases]),
-        (
-            "load processes x buyers each",
-            [f"{c.load_processes} x {math.ceil(c.buyers / c.load_processes)}" for c in cases],
-        ),
-        ("window per buyer (in flight)", [f"{c.window} ({c.window * c.buyers})" for c in cases]),
-        ("payments verified + stored", [f"{c.acknowledged:,}" for c in cases]),
-        ("seconds", [f"{c.seconds:.1f}" for c in cases]),
-        ("(b) payments/s", [f"{c.rate:,.0f}" for c in cases]),
-        ("(c) (b) / (a)", [f"{c.rate / ceiling.rate:.2f}" for c in cases]),
-        ("(d) vendor CPU us/payment", [f"{c.vendor_cpu_us:.1f}" for c in cases]),
-        ("    event-loop thread", [f"{c.vendor_main_us:.1f}" for c in cases]),
-        ("    other threads (SQLite)", [f"{c.vendor_threads_us:.1f}" for c in cases]),
-        (
-            "    above the raw subscriber",
-            [f"{c.vendor_cpu_us - ceiling.subscriber_cpu_us:+.1f}" for c in cases],
-        ),
-        ("    vendor busy (cores)", [f"{c.vendor_busy:.2f}" for c in cases]),
-        ("(e) latency p50 ms", [f"{c.latency_p50_ms:.1f}" for c in cases]),
-        ("    p99 ms", [f"{c.latency_p99_ms:.1f}" for c in cases]),
-        ("    max ms", [f"{c.latency_max_ms:.1f}" for c in cases]),
-        ("receipts received", [f"{c.receipts:,}" for c in cases]),
-        ("vendor store transactions", [f"{c.transactions:,}" for c in cases]),
-        ("load CPU us/payment", [f"{c.load_cpu_us:.1f}" for c in cases]),
-        ("mosquitto CPU us/payment", [f"{c.mosquitto_cpu_us:.1f}" for c in cases]),
-        (
-            f"all three / {cores} cores' budget",
-            [
-                f"{c.vendor_cpu_us + c.load_cpu_us + c.mosquitto_cpu_us:.0f}"
-                f" / {cores * 1e6 / c.rate:.0f}"
-                for c in cases
-            ],
-        ),
-    ]
-    lines += columns(rows)
-    lines += ["", "checks:"]
-    for case in cases:
-        lines.append(
-            f"    {case.buyers} buyer(s): {case.acknowledged:,} of {case.payments:,} payments"
-            f" verified and acknowledged, {case.rejected} rejected; buyers paid {case.paid:,};"
-            f" vendor store.db total {case.stored_total:,} on {case.stored_chains} chain(s);"
-            f" vendor counted {case.vendor_counted:,}; broker credited {case.broker_credited:,}"
-            f" -> {'ok' if case.consistent else 'FAILED'}"
-        )
-        lines.extend(f"      error: {e}" for e in case.errors[:5])
-    worst_ratio = min(c.rate / ceiling.rate for c in cases)
-    worst_cpu = max(c.vendor_cpu_us for c in cases)
+    count = len(results.rounds[0].cases)
+    worst_ratio = min(statistics.median(results.ratios(i)) for i in range(count))
+    worst_cpu = max(results.median(i, "vendor_cpu_us") for i in range(count))
+    subscriber = statistics.median(r.ceiling.subscriber_cpu_us for r in results.rounds)
     lines += [
         "",
         "targets:",
@@ -1364,28 +1489,48 @@ def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
         (
             f"    vendor CPU <= {TARGET_CPU_US:.0f} us/payment: "
             f"{'met' if worst_cpu <= TARGET_CPU_US else 'MISSED'} (worst {worst_cpu:.1f} us;"
-            f" the raw subscriber alone costs {ceiling.subscriber_cpu_us:.1f} us/msg)"
+            f" the raw subscriber alone costs {subscriber:.1f} us/msg)"
         ),
     ]
-    for case in cases:
-        if case.profile:
-            lines += ["", f"vendor profile, {case.buyers} buyer(s):", *case.profile]
+    for round_ in results.rounds:
+        for case in round_.cases:
+            if case.profile:
+                lines += ["", f"vendor profile, {case.buyers} buyer(s):", *case.profile]
     return "\n".join(lines)
 
 
 def to_json(results: Results, plan: Plan, info: dict[str, str]) -> dict[str, object]:
-    """Everything measured, as JSON-ready data."""
-    ceiling = results.ceiling.rate
+    """Everything measured, as JSON-ready data (medians, and every round)."""
+    count = len(results.rounds[0].cases)
     return {
         "versions": info,
         "cores": len(os.sched_getaffinity(0)),
         "pinned": plan.pin,
         "payload_size": results.payload_size,
-        "raw": [r.as_dict() for r in results.raw],
-        "ceiling": round(ceiling, 1),
-        "cases": [c.as_dict(ceiling) for c in results.cases],
+        "ceiling": round(results.ceiling, 1),
+        "summary": [
+            {
+                "buyers": results.rounds[0].cases[i].buyers,
+                "rate": round(results.median(i, "rate"), 1),
+                "ratio": round(statistics.median(results.ratios(i)), 3),
+                "vendor_cpu_us": round(results.median(i, "vendor_cpu_us"), 2),
+                "latency_p50_ms": round(results.median(i, "latency_p50_ms"), 2),
+                "latency_p99_ms": round(results.median(i, "latency_p99_ms"), 2),
+                "consistent": all(c.consistent for c in results.cases(i)),
+            }
+            for i in range(count)
+        ],
+        "rounds": [
+            {
+                "ceiling": round(r.ceiling.rate, 1),
+                "probe_ms": [round(p, 1) for p in r.probe_ms],
+                "raw": [x.as_dict() for x in r.raw],
+                "cases": [c.as_dict(r.ceiling.rate) for c in r.cases],
+                "profiles": {str(c.buyers): c.profile for c in r.cases if c.profile},
+            }
+            for r in results.rounds
+        ],
         "targets": {"ratio": TARGET_RATIO, "vendor_cpu_us": TARGET_CPU_US},
-        "profiles": {str(c.buyers): c.profile for c in results.cases if c.profile},
     }
 
 
@@ -1421,6 +1566,13 @@ def main(argv: list[str] | None = None) -> int:
         f" send at most {RAW_QUEUE_LIMIT:,})",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="repeat everything this many times and report medians (default 1; this host's"
+        " speed drifts, so 3 gives steadier figures)",
+    )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
         "--buyers",
@@ -1463,8 +1615,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--payments must be at least the number of buyers")
     if args.window is not None and args.window < 1:
         parser.error("--window must be at least 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     plan = Plan(
         payments=payments,
+        rounds=args.rounds,
         buyer_counts=args.buyers,
         load_processes=args.load_processes,
         windows={b: args.window or default_window(b) for b in args.buyers},
@@ -1480,7 +1635,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="micropay-vendor-bench-"))
     try:
         results = asyncio.run(run_all(plan, root, say))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: every process stopped, temporary files removed", file=sys.stderr)
         return 130
     except BenchError as exc:
@@ -1492,7 +1647,7 @@ def main(argv: list[str] | None = None) -> int:
         print(msgspec.json.encode(to_json(results, plan, info)).decode())
     else:
         print(report(results, plan, info))
-    return 0 if all(c.consistent for c in results.cases) else 1
+    return 0 if results.consistent else 1
 
 
 if __name__ == "__main__":
