@@ -60,7 +60,7 @@ class BuyerAgent:
     def __init__(self, core: BuyerCore, store: AgentStore, mqtt: MqttSettings) -> None:
         self.core = core
         self.store = store
-        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist)
+        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist, react=self._react)
         self._waiters: list[tuple[Callable[[object], bool], asyncio.Future[object]]] = []
         self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}
 
@@ -89,11 +89,13 @@ class BuyerAgent:
             )
         return agent
 
+    def _react(self, event: object) -> None:
+        if isinstance(event, OfferReceived):
+            self._restore_channels(event.vendor)
+
     async def _persist(self, events: list[object]) -> None:
         await self.store.record(events)
         for event in events:
-            if isinstance(event, OfferReceived):
-                self._restore_channels(event.vendor)
             for predicate, future in list(self._waiters):
                 if not future.done() and predicate(event):
                     future.set_result(event)

@@ -4,7 +4,10 @@ Ordering is the whole point. Whatever a core returns for a batch of messages is 
 (``persist``) *before* anything the core queued in that batch is published, so no receipt,
 acknowledgement or payword leaves the process ahead of its durable record. Messages are
 read in batches (everything already received, up to ``batch``), so one transaction covers
-many payments. Publishing happens in its own task, never inside the receive loop.
+many payments. A batch's output is taken from the core when the batch ends and handed,
+with its events, to a committer task: the reader goes on with the next batch while the
+previous one is being made durable, and the committer releases each batch's messages to
+the publisher only after its transaction. Publishing never happens in the receive loop.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class AgentLoop:
         batch: int = 512,
         clock: Callable[[], float] = time.time,
         on_connect: Callable[[], None] | None = None,
+        react: Callable[[object], None] | None = None,
     ) -> None:
         self.core = core
         self.link = link
@@ -74,12 +78,15 @@ class AgentLoop:
         self.batch = batch
         self.clock = clock
         self.on_connect = on_connect
+        self.react = react
         self.connected = asyncio.Event()
         self.stopping = asyncio.Event()
         self.received = 0
         self.rejected = 0
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._commits: asyncio.Queue[tuple[list[object], list[Outgoing]]] = asyncio.Queue(64)
+        self._committer: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._publishing: set[asyncio.Task[None]] = set()
 
@@ -105,24 +112,61 @@ class AgentLoop:
             await self._persist_and_queue([])
 
     async def drain(self, within: float = 10.0) -> bool:
-        """Wait until everything queued is acknowledged by the broker; False after ``within`` s."""
+        """Wait until everything staged is durable and acknowledged; False after ``within`` s."""
         try:
             async with asyncio.timeout(within):
+                await self._commits.join()
                 await self._outbox.join()
         except TimeoutError:
             return False
         return True
 
     async def _persist_and_queue(self, events: list[object]) -> None:
-        await self.persist(events)
-        for out in self.core.data_to_send():
-            self._outbox.put_nowait(out)
+        """Close a batch: take the core's output now, hand both to the committer."""
+        committer = self._ensure_committer()
+        if committer.done():
+            committer.result()  # a store that failed stops the agent, loudly
+        await self._commits.put((events, self.core.data_to_send()))
+
+    def _ensure_committer(self) -> asyncio.Task[None]:
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_loop(), name="store-commit")
+        return self._committer
+
+    async def _commit_loop(self) -> None:
+        """Persist every batch staged so far in one transaction, then release their output."""
+        while True:
+            batches = [await self._commits.get()]
+            while not self._commits.empty():
+                batches.append(self._commits.get_nowait())
+            try:
+                await self.persist([event for events, _ in batches for event in events])
+            except BaseException:
+                for _ in batches:
+                    self._commits.task_done()
+                raise
+            for _, outgoing in batches:
+                for out in outgoing:
+                    self._outbox.put_nowait(out)
+                self._commits.task_done()
 
     # --- the connection ----------------------------------------------------------------------
 
     async def run(self) -> None:
         """Connect, serve, reconnect with backoff; return once ``stopping`` is set."""
         delay = RECONNECT_MIN
+        committer = self._ensure_committer()
+        try:
+            await self._reconnect_loop(delay)
+        finally:
+            if committer.done():
+                committer.result()
+            committer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await committer
+            self._committer = None
+
+    async def _reconnect_loop(self, delay: float) -> None:
         while not self.stopping.is_set():
             lost: BaseException | None = None
             try:
@@ -176,6 +220,8 @@ class AgentLoop:
                         )
                     elif isinstance(event, PeerError):
                         log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
+                    if self.react is not None:
+                        self.react(event)  # may queue more output into this same batch
                     events.append(event)
                 count += 1
                 if count >= self.batch or self.link.pending() == 0:

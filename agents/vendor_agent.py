@@ -46,7 +46,9 @@ class VendorAgent:
         self.core = core
         self.store = store
         self.counters = VendorCounters()
-        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist, on_connect=self._announce)
+        self.loop = AgentLoop(
+            core, MqttLink(mqtt), store.record, on_connect=self._announce, react=self._react
+        )
         self.token: bytes | None = None
 
     @classmethod
@@ -71,15 +73,13 @@ class VendorAgent:
             core.restore_chain(chain.commitment, chain.index, chain.word, chain.redeemed, now)
         return cls(core, store, mqtt)
 
-    async def _persist(self, events: list[object]) -> None:
-        await self.store.record(events)
-        for event in events:
-            if isinstance(event, PaymentAccepted):
-                self.counters.payments += 1
-                self.counters.amount += event.amount
-            elif isinstance(event, CertificateReceived):
-                log.info("enrolled: certificate %s", event.serial)
-                self.core.publish_offer(time.time())
+    def _react(self, event: object) -> None:
+        if isinstance(event, PaymentAccepted):
+            self.counters.payments += 1
+            self.counters.amount += event.amount
+        elif isinstance(event, CertificateReceived):
+            log.info("enrolled: certificate %s", event.serial)
+            self.core.publish_offer(time.time())
 
     def _announce(self) -> None:
         now = time.time()

@@ -1,33 +1,42 @@
 """Verified, durable payments per second at one vendor, against the raw MQTT ceiling.
 
 Everything runs on this machine over one Mosquitto started from the project's
-``mosquitto.conf`` (via ``agents.mosquitto``) on a free loopback port:
+``mosquitto.conf`` (via ``agents.mosquitto``) on a free loopback port. Processes: Mosquitto,
+a broker daemon, the vendor daemon, one or two load processes (or the raw pipe's two ends),
+and this orchestrator, which only waits while a case runs.
 
 (a) raw ceiling: plain QoS 1 messages as large as a payment envelope, one publisher process
-    to one subscriber process that reads through ``MqttLink`` (the vendor's own receive
-    path): one-way, and once more with cumulative acknowledgements and the same window as
-    the one-buyer case of (b).
-(b) payments at ONE real ``VendorAgent`` (its own process, its SQLite store in WAL mode with
-    ``synchronous=FULL``), enrolled at a real broker daemon (its own process), paid by real
-    buyers: ``BuyerCore`` with real certificates and signed commitments, enrolled at the
-    broker. To measure the vendor and not the buyers' wallets, the load processes pre-compute
-    every payment envelope (``BuyerCore.pay`` + ``data_to_send``) once the vendor has
-    accepted the commitment, then publish them as fast as the vendor acknowledges: each
-    buyer keeps at most ``--window`` payments beyond the vendor's last cumulative receipt.
-    Each receipt is verified by ``BuyerCore.receive``. Run with 1 buyer and with 16 buyers.
+    to one subscriber process that reads through ``MqttLink`` (the vendor's receive path):
+    one-way, and again with the subscriber acknowledging cumulatively (as the vendor's
+    receipts do) and the publisher keeping the one-buyer case's window. The ceiling is the
+    faster of the two.
+(b) payments at ONE real ``VendorAgent`` (its own process; its ``AgentStore`` SQLite file in
+    WAL mode with ``synchronous=FULL``), enrolled at a real ``BrokerDaemon`` (its own
+    process), paid by real buyers: ``BuyerCore`` with their own keys, certificates from the
+    broker and signed commitments the vendor verifies. To measure the vendor and not the
+    buyers' wallets, the load processes pre-compute every payment envelope
+    (``BuyerCore.pay`` + ``data_to_send``) once the vendor has accepted the commitment, then
+    publish them as fast as the vendor acknowledges: each buyer keeps at most ``--window``
+    payments beyond the last cumulative receipt, which ``BuyerCore.receive`` verifies. With
+    1 buyer (one load process) and 16 buyers (two load processes of 8 by default).
 (c) the ratio (b) / (a).
-(d) the vendor's CPU time (user + system, all its threads, from /proc/<pid>/stat) per payment.
+(d) the vendor's CPU time per payment (user + system, from /proc/<pid>/task/*/stat: its
+    event-loop thread and its other threads, i.e. the store's).
 (e) latency from the publish of a payment to the receipt that covers it, p50 / p99.
 
 Then it stops the vendor (which redeems at the broker), reads the vendor's ``store.db``
-(``AgentStore.totals``) and checks it holds exactly what the buyers paid, that no payment
-was rejected, and that the broker credited the same amount.
+(``AgentStore.totals``) and checks it holds exactly what the buyers paid, that nothing was
+rejected, and that the broker credited the same amount. It also times the vendor loop's
+``persist`` hook (how long the reader waits on the store), and with ``--profile`` samples the
+vendor with py-spy (if on PATH; else cProfile inside it) to show where its time goes.
 
-Both load generators, (a)'s publisher and (b)'s buyers, publish through the same
-``MqttLink`` connection settings (MQTT 5, TCP_NODELAY) and the same non-blocking paho
-publish at QoS 1, so the ratio compares like with like.
+Both load generators, (a)'s publisher and (b)'s buyers, use the agents' ``MqttLink``
+settings (MQTT 5, TCP_NODELAY) and the same non-blocking paho publish at QoS 1, so the
+ratio compares like with like. This host's speed drifts (the report shows a CPU-speed
+probe); ``--rounds 3`` repeats everything and reports medians.
 
-Run: ``uv run --frozen python bench/vendor_throughput.py [--payments N] [--quick] [--json]``.
+Run: ``uv run --frozen python bench/vendor_throughput.py [--payments N] [--rounds R]
+[--quick] [--json] [--profile] [--pin]``.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ import platform
 import pstats
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -71,6 +81,7 @@ from agents.broker_agent import (
     operator_request,
 )
 from agents.broker_agent import read_public as read_broker_public
+from agents.loop import AgentLoop
 from agents.mosquitto import (
     MosquittoFiles,
     MosquittoProcess,
@@ -237,6 +248,9 @@ class VendorReport(msgspec.Struct, frozen=True, tag="vendor"):
     rejected: int
     transactions: int
     unredeemed: int
+    store_waits: int
+    store_wait_s: float
+    queued_meanwhile: int
 
 
 WorkerMessage = Ready | Failed | LoadReport | RawReport | VendorReport
@@ -324,6 +338,7 @@ async def vendor_worker(conf: VendorConf) -> None:
         Path(conf.directory), conf.account, info, terms, conf.mqtt.settings()
     )
     agent.token = bytes.fromhex(conf.token)
+    waits = StoreWaits(agent.loop)
     runner = asyncio.create_task(agent.run(), name="vendor")
     async with asyncio.timeout(READY_TIMEOUT):
         while not agent.core.certificate:  # noqa: ASYNC110 - polling the core's state
@@ -346,8 +361,41 @@ async def vendor_worker(conf: VendorConf) -> None:
             agent.loop.rejected,
             agent.store.transactions,
             agent.core.unredeemed_amount,
+            waits.calls,
+            waits.seconds,
+            waits.queued,
         )
     )
+
+
+class StoreWaits:
+    """Times the loop's ``persist`` hook: each batch's commit as the event loop sees it.
+
+    That is the hand-off to the store's thread, the SQL, the fsync and the way back. Where
+    the reader itself awaits ``persist`` (``AgentLoop`` up to commit 1a9283b), nothing is
+    verified meanwhile; ``queued`` adds up the messages that arrived during the commits.
+    Wraps the hook of this one instance, when the loop has one by that name; the agent's
+    code is unchanged.
+    """
+
+    def __init__(self, loop: AgentLoop) -> None:
+        self.loop = loop
+        self.calls = 0
+        self.seconds = 0.0
+        self.queued = 0
+        inner = getattr(loop, "persist", None)
+        if inner is None:
+            return
+
+        async def timed(events: list[object]) -> None:
+            started = time.monotonic()
+            await inner(events)
+            if events:
+                self.seconds += time.monotonic() - started
+                self.calls += 1
+                self.queued += loop.link.pending()
+
+        loop.persist = timed
 
 
 # --- worker: a load process of real buyers -------------------------------------------------
@@ -760,7 +808,7 @@ IDLE_FRAMES: Final = ("EpollSelector.select", "_worker (concurrent/futures/threa
 
 
 PROFILE_BUCKETS: Final = (
-    (("agent_store.py",), "AgentStore.record on the loop (aiosqlite hand-offs)"),
+    (("agent_store.py",), "AgentStore.record on the loop (hand-off to its thread)"),
     (("data_to_send",), "receipts: VendorCore.data_to_send (seal, MAC)"),
     (
         ("_publish_one", "_publish (agents/loop.py"),
@@ -866,6 +914,9 @@ class Case:
     latency_max_ms: float
     receipts: int
     transactions: int
+    store_wait_share: float
+    store_wait_ms: float
+    queued_per_wait: float
     rejected: int
     paid: int
     stored_total: int
@@ -1280,6 +1331,9 @@ class Bench:
             latency_max_ms=percentile(ordered, 1.0) * 1e3,
             receipts=sum(r.receipts for r in reports),
             transactions=vendor_report.transactions,
+            store_wait_share=vendor_report.store_wait_s / seconds,
+            store_wait_ms=vendor_report.store_wait_s / max(vendor_report.store_waits, 1) * 1e3,
+            queued_per_wait=vendor_report.queued_meanwhile / max(vendor_report.store_waits, 1),
             rejected=sum(r.rejected for r in reports) + vendor_report.rejected,
             paid=sum(r.paid for r in reports),
             stored_total=stored_total,
@@ -1327,9 +1381,10 @@ async def run_all(plan: Plan, root: Path, say: Callable[[str], None]) -> Results
 def versions() -> dict[str, str]:
     """The software measured."""
     found = {"python": platform.python_version()}
-    for name in ("aiomqtt", "paho-mqtt", "aiosqlite"):
+    for name in ("aiomqtt", "paho-mqtt"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
+    found["sqlite"] = sqlite3.sqlite_version
     with contextlib.suppress(Exception):
         done = subprocess.run(  # noqa: S603 - fixed program
             [binary(), "-h"], capture_output=True, text=True, check=False, timeout=5
@@ -1404,6 +1459,9 @@ def case_rows(results: Results, cores: int) -> list[tuple[str, list[str]]]:
         row("    max ms", "latency_max_ms", ".1f"),
         row("receipts received", "receipts", ",.0f"),
         row("vendor store transactions", "transactions", ",.0f"),
+        row("    a commit in progress", "store_wait_share", ".0%"),
+        row("    ms per commit (awaited)", "store_wait_ms", ".2f"),
+        row("    messages arrived meanwhile", "queued_per_wait", ".0f"),
         row("load CPU us/payment", "load_cpu_us", ".1f"),
         row("mosquitto CPU us/payment", "mosquitto_cpu_us", ".1f"),
         (
@@ -1467,7 +1525,10 @@ def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
             " process reading through MqttLink"
         ),
         *raw_lines(results),
-        f"    ceiling = the faster of the two: {results.ceiling:,.0f} msg/s",
+        (
+            f"    ceiling = the faster of the two: {results.ceiling:,.0f} msg/s"
+            + (" (median over the rounds)" if rounds > 1 else "")
+        ),
         "",
         "(b) verified + durable payments at one vendor, (c) ratio, (d) vendor CPU, (e) latency",
         *columns(case_rows(results, cores)),
