@@ -126,6 +126,7 @@ TARGET_RATIO: Final = 0.8
 TARGET_CPU_US: Final = 60.0
 YIELD_EVERY: Final = 64  # an unthrottled publisher lets paho write every this many messages
 CPU_FIGURES: Final = ("vendor_cpu_us", "load_cpu_us", "mosquitto_cpu_us")
+DISTURBED_CORES: Final = 0.1  # other processes' CPU during a measurement worth a warning
 PROBE_HASHES: Final = 100_000  # the CPU-speed probe: this many SHA-256 of 32 bytes
 MAX_UNACKNOWLEDGED: Final = 4_096  # an unthrottled publisher waits beyond this many in paho
 
@@ -774,6 +775,12 @@ def thread_cpu_seconds(pid: int) -> tuple[float, float]:
     return main, other
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every process on this machine has used so far (/proc/stat, steal excluded)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
 def mosquitto_pid(files: MosquittoFiles) -> int | None:
     """The pid of the Mosquitto running from ``files`` (found by its config path)."""
     wanted = str(files.config).encode()
@@ -886,6 +893,7 @@ class Raw:
     publisher_cpu_us: float
     mosquitto_cpu_us: float
     acks: int
+    foreign_cores: float
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready."""
@@ -909,6 +917,7 @@ class Case:
     vendor_busy: float
     load_cpu_us: float
     mosquitto_cpu_us: float
+    foreign_cores: float
     latency_p50_ms: float
     latency_p99_ms: float
     latency_max_ms: float
@@ -1025,6 +1034,23 @@ class Plan:
         return 1 if buyers == 1 else min(self.load_processes, buyers)
 
 
+class Foreign:
+    """How much CPU processes other than ours used on this machine during a measurement."""
+
+    def __init__(self, bench: Bench, *pids: int) -> None:
+        self.bench = bench
+        self.pids = pids
+        self.machine = machine_busy_seconds()
+        self.ours = bench.own_cpu(*pids)
+        self.started = time.monotonic()
+
+    def cores(self, reported: float) -> float:
+        """Cores' worth used by others; ``reported`` is what workers that exited measured."""
+        machine = machine_busy_seconds() - self.machine
+        ours = self.bench.own_cpu(*self.pids) - self.ours + reported
+        return max(0.0, machine - ours) / (time.monotonic() - self.started)
+
+
 class Bench:
     """Runs every case against one Mosquitto and one broker daemon; cleans everything up."""
 
@@ -1044,6 +1070,7 @@ class Bench:
         self.broker_dir = root / "broker"
         self.payload_size = 0
         self.round = 0
+        self.broker_pid: int | None = None
         cpus = sorted(os.sched_getaffinity(0))
         self.alone = {cpus[-1]}
         self.others = set(cpus[:-1]) or self.alone
@@ -1093,6 +1120,7 @@ class Bench:
             alone=False,
         )
         await broker.expect(Ready, READY_TIMEOUT)
+        self.broker_pid = broker.pid
 
     async def spawn(self, name: str, role: str, conf: msgspec.Struct, *, alone: bool) -> Worker:
         """Start a worker and keep it for cleanup."""
@@ -1119,6 +1147,16 @@ class Bench:
                 await worker.stop()
         self.workers.clear()
         self.mosquitto.stop()
+
+    def own_cpu(self, *pids: int) -> float:
+        """CPU seconds of this orchestrator, Mosquitto, the broker daemon and ``pids``."""
+        times = os.times()
+        used = times.user + times.system
+        for pid in (self.mosquitto_pid, self.broker_pid, *pids):
+            if pid is not None:
+                with contextlib.suppress(OSError):
+                    used += sum(thread_cpu_seconds(pid))
+        return used
 
     def mosquitto_cpu(self) -> float:
         """Mosquitto's CPU seconds so far (0 if it cannot be found)."""
@@ -1201,10 +1239,12 @@ class Bench:
         )
         await pub.expect(Ready, READY_TIMEOUT)
         mosquitto_before = self.mosquitto_cpu()
+        foreign = Foreign(self)
         pub.send("go")
         limit = STALL_TIMEOUT + count / 200
         got, sent = await asyncio.gather(sub.expect(RawReport, limit), pub.expect(RawReport, limit))
         mosquitto_used = self.mosquitto_cpu() - mosquitto_before
+        foreign_cores = foreign.cores(got.cpu_s + sent.cpu_s)
         pub.send("go")
         await self.retire(sub, pub)
         if got.messages != count:
@@ -1219,6 +1259,7 @@ class Bench:
             sent.cpu_s / sent.messages * 1e6,
             mosquitto_used / count * 1e6,
             got.acks,
+            foreign_cores,
         )
 
     # --- (b) to (e) -------------------------------------------------------------------------
@@ -1282,12 +1323,14 @@ class Bench:
         sampler = await self.start_sampler(vendor.pid, self.root / f"{name}.pyspy")
         main_before, threads_before = thread_cpu_seconds(vendor.pid)
         mosquitto_before = self.mosquitto_cpu()
+        foreign = Foreign(self, vendor.pid)
         for load in loads:
             load.send("go")
         limit = STALL_TIMEOUT + self.plan.payments / 200
         reports = await asyncio.gather(*(w.expect(LoadReport, limit) for w in loads))
         main_after, threads_after = thread_cpu_seconds(vendor.pid)
         mosquitto_used = self.mosquitto_cpu() - mosquitto_before
+        foreign_cores = foreign.cores(sum(r.cpu_s for r in reports))
         await self.stop_sampler(sampler)
         await self.retire(*loads)
 
@@ -1326,6 +1369,7 @@ class Bench:
             vendor_busy=(main_us + threads_us) * acknowledged / 1e6 / seconds,
             load_cpu_us=sum(r.cpu_s for r in reports) * per_payment,
             mosquitto_cpu_us=mosquitto_used * per_payment,
+            foreign_cores=foreign_cores,
             latency_p50_ms=percentile(ordered, 0.50) * 1e3,
             latency_p99_ms=percentile(ordered, 0.99) * 1e3,
             latency_max_ms=percentile(ordered, 1.0) * 1e3,
@@ -1420,7 +1464,8 @@ def raw_lines(results: Results) -> list[str]:
             f"    {label:<27}{raw.messages:>8,} msgs {statistics.median(rates):>8,.0f} msg/s"
             f"   subscriber {results.raw_median(index, 'subscriber_cpu_us'):5.1f} us/msg CPU"
             f"   publisher {results.raw_median(index, 'publisher_cpu_us'):4.1f} us/msg"
-            f"   mosquitto {results.raw_median(index, 'mosquitto_cpu_us'):4.1f} us/msg{each}"
+            f"   mosquitto {results.raw_median(index, 'mosquitto_cpu_us'):4.1f} us/msg"
+            f"   others {results.raw_median(index, 'foreign_cores'):.2f} cores{each}"
         )
     return lines
 
@@ -1464,6 +1509,7 @@ def case_rows(results: Results, cores: int) -> list[tuple[str, list[str]]]:
         row("    messages arrived meanwhile", "queued_per_wait", ".0f"),
         row("load CPU us/payment", "load_cpu_us", ".1f"),
         row("mosquitto CPU us/payment", "mosquitto_cpu_us", ".1f"),
+        row("other processes (cores)", "foreign_cores", ".2f"),
         (
             f"CPU used / {cores} cores' budget us",
             [
@@ -1505,6 +1551,22 @@ def check_lines(results: Results) -> list[str]:
     return lines
 
 
+def disturbance(results: Results) -> list[str]:
+    """A warning when other processes competed for the CPU during a measurement."""
+    worst = max(
+        [x.foreign_cores for r in results.rounds for x in r.raw]
+        + [c.foreign_cores for r in results.rounds for c in r.cases]
+    )
+    if worst < DISTURBED_CORES:
+        return []
+    return [
+        (
+            f"  WARNING: other processes used up to {worst:.2f} cores during a measurement;"
+            " those figures are disturbed"
+        )
+    ]
+
+
 def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
     """The figures, for people."""
     cores = len(os.sched_getaffinity(0))
@@ -1519,6 +1581,7 @@ def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
             f"  {rounds} round(s), medians shown; CPU-speed probe ({PROBE_HASHES:,} SHA-256)"
             f" {min(probes):.0f}-{max(probes):.0f} ms during the run (a wide range: noisy host)"
         ),
+        *disturbance(results),
         "",
         (
             f"(a) raw ceiling: plain {size}-B messages, QoS 1, 1 publisher process -> 1 subscriber"
