@@ -90,10 +90,13 @@ class VendorAgent:
         else:
             log.error("not enrolled: start once with --token from the broker's operator")
 
+    def _redeem_now(self) -> None:
+        self.core.redeem_all(time.time())
+
     async def shutdown(self, within: float = 10.0) -> None:
         """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
         if self.loop.connected.is_set():
-            await self.loop.act(lambda: self.core.redeem_all(time.time()) and None)
+            await self.loop.act(self._redeem_now)
             deadline = time.monotonic() + within
             while self.core.unredeemed_amount and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
