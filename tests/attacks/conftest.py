@@ -1,0 +1,5 @@
+"""Attacks run against real agents on a real Mosquitto (the fixture of tests/agents)."""
+
+from tests.agents.conftest import mosquitto
+
+__all__ = ["mosquitto"]
