@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
@@ -83,6 +84,7 @@ class AgentLoop:
         self.stopping = asyncio.Event()
         self.received = 0
         self.rejected = 0
+        self.rejections: Counter[str] = Counter()  # by error code, for status and tests
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._commits: asyncio.Queue[tuple[list[object], list[Outgoing]]] = asyncio.Queue(64)
@@ -211,6 +213,7 @@ class AgentLoop:
                 for event in self.core.receive(topic, payload, self.clock()):
                     if isinstance(event, MessageRejected):
                         self.rejected += 1
+                        self.rejections[event.error.code] += 1
                         log.warning(
                             "rejected message on %s from %r: %s (%s)",
                             event.topic,

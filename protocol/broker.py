@@ -123,6 +123,7 @@ class BrokerPolicy:
     certificate_lifetime: float = 365 * DAY
     redemption_grace: float = 30 * DAY
     max_chain_length: int = 1_000_000
+    revoke_over_limit: bool = True
 
 
 @dataclass(slots=True)
@@ -458,9 +459,14 @@ class BrokerCore(Endpoint):
         limit = self.accounts[buyer].credit_limit
         exposure = self.totals.debited[buyer] + self.totals.reserved[buyer]
         if exposure > limit:
+            account = self.accounts[buyer]
+            if account.serial in self.revoked:
+                return  # already cut off; vendors stop at the revocation list
             self._record(
                 CreditLimitExceeded(at=_ms(now), buyer=buyer, exposure=exposure, limit=limit)
             )
+            if self.policy.revoke_over_limit:
+                self.revoke(buyer, now, reason="credit limit exceeded")
 
     def _send_redeemed(
         self, parsed: Parsed, cid: bytes, record: ChainRecord, key: MacKey, now: float

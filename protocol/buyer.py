@@ -155,6 +155,10 @@ class BuyerCore(AgentEndpoint):
         offer = known.offer
         if length > offer.max_length:
             raise LocalProtocolError(f"{vendor} accepts chains of at most {offer.max_length}")
+        affordable = self.certified.credit_limit // offer.unit_value
+        if affordable < 1:
+            raise LocalProtocolError(f"credit limit is below one unit at {vendor}")
+        length = min(length, affordable)  # vendors refuse chains worth more than the limit
         not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
         seed = self._random(32)
         chain = HashChain(seed, length)

@@ -97,3 +97,9 @@ class EnrollmentError(RemoteProtocolError):
     """An enrollment request with a spent token or a bad proof of possession."""
 
     code = "enrollment"
+
+
+class ThrottledError(RemoteProtocolError):
+    """The sender spent its budget of costly checks that failed; retry later."""
+
+    code = "throttled"

@@ -30,6 +30,7 @@ from protocol.errors import (
     LocalProtocolError,
     PaymentError,
     RemoteProtocolError,
+    ThrottledError,
     UnexpectedMessageError,
 )
 from protocol.events import (
@@ -82,6 +83,8 @@ class VendorTerms:
     redeem_interval: float = 60.0
     redeem_retry: float = 5.0
     redeem_retry_max: float = 300.0
+    commit_failure_budget: int = 16
+    commit_failure_window: float = 60.0
 
 
 @dataclass(slots=True)
@@ -136,6 +139,8 @@ class VendorCore(AgentEndpoint):
         self._revocation_sequence = -1
         self._pending: dict[bytes, _Pending] = {}
         self._receipts: dict[bytes, tuple[VendorChain, float]] = {}
+        # sender -> (failed commit checks, window start): caps the Ed25519 work a peer can cause
+        self._commit_failures: dict[str, tuple[int, float]] = {}
 
     # --- outgoing ------------------------------------------------------------------------------
 
@@ -241,17 +246,7 @@ class VendorCore(AgentEndpoint):
                 raise AuthenticationError
             key = state.key
         elif header.type == "commit":
-            # The one message whose MAC key comes from its own body: the commitment's
-            # signatures are verified (and cached) before the key is derived from it.
-            body = decode_body(header.type, header.body)
-            assert isinstance(body, Commit)  # noqa: S101 - decode_body returns the named type
-            verified = self._verify_commit(body, now)
-            if verified.id != header.ref or verified.certificate.subject != header.sender:
-                raise AuthenticationError
-            key = self._chain_key(verified)
-            verify_mac(parsed, topic, key)
-            self.replay_guard.check(parsed, now)
-            return self._commit(parsed, verified, key, now)
+            return self._first_commit(topic, parsed, now)
         elif header.ref in self._pending and header.sender == self._pending[header.ref].buyer:
             key = self._pending[header.ref].key
         else:
@@ -272,6 +267,56 @@ class VendorCore(AgentEndpoint):
         except RemoteProtocolError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
+
+    def _first_commit(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+        """The one message whose MAC key comes from its own body.
+
+        The commitment's signatures are verified (and cached) before the key is derived
+        from it, so failures are counted per sender and a sender over budget is refused
+        before any signature check.
+        """
+        header = parsed.header
+        self._check_commit_budget(header.sender, now)
+        try:
+            body = decode_body(header.type, header.body)
+            assert isinstance(body, Commit)  # noqa: S101 - decode_body returns the named type
+            verified = self._verify_commit(body, now)
+            if verified.id != header.ref or verified.certificate.subject != header.sender:
+                raise AuthenticationError
+            key = self._chain_key(verified)
+            verify_mac(parsed, topic, key)
+        except RemoteProtocolError:
+            self._commit_failed(header.sender, now)
+            raise
+        self.replay_guard.check(parsed, now)
+        return self._commit(parsed, verified, key, now)
+
+    def _check_commit_budget(self, sender: str, now: float) -> None:
+        """Refuse, before any signature check, a sender whose recent commits kept failing."""
+        failures, since = self._commit_failures.get(sender, (0, now))
+        if now - since > self.terms.commit_failure_window:
+            del self._commit_failures[sender]
+        elif failures >= self.terms.commit_failure_budget:
+            raise ThrottledError(f"{failures} failed commitments in the last minute")
+
+    def _commit_failed(self, sender: str, now: float) -> None:
+        failures, since = self._commit_failures.get(sender, (0, now))
+        self._commit_failures[sender] = (failures + 1, since)
+
+    def exposure(self, buyer: str, now: float) -> int:
+        """What this vendor may still claim for ``buyer``.
+
+        That is the paywords held but not yet redeemed, plus the unspent rest of every chain
+        that can still be paid; a new commitment must fit under the certificate's limit.
+        """
+        now_ms = int(now * 1000)
+        total = 0
+        for state in self.chains.values():
+            if state.buyer == buyer:
+                commitment = state.verified.commitment
+                reach = commitment.length if now_ms <= commitment.not_after else state.index
+                total += (reach - state.redeemed) * commitment.unit_value
+        return total
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
         broker = self.broker
@@ -298,6 +343,13 @@ class VendorCore(AgentEndpoint):
                 raise CommitmentError("unit value or currency differs from the offer")
             if commitment.length > terms.max_length:
                 raise CommitmentError(f"chain longer than {terms.max_length}")
+            exposure = self.exposure(verified.certificate.subject, now)
+            value = commitment.length * commitment.unit_value
+            if exposure + value > verified.certificate.credit_limit:
+                raise CommitmentError(
+                    f"credit limit: {exposure} open here plus {value} exceeds "
+                    f"{verified.certificate.credit_limit}"
+                )
         except CommitmentError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
@@ -478,6 +530,9 @@ class VendorCore(AgentEndpoint):
             if pending.retry_due <= now:
                 self._send_register(pending, now)
         self.replay_guard.prune(now)
+        window = self.terms.commit_failure_window
+        for sender in [s for s, (_, t) in self._commit_failures.items() if now - t > window]:
+            del self._commit_failures[sender]
 
     @property
     def unredeemed_amount(self) -> int:
