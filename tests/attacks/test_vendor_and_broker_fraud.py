@@ -1,0 +1,115 @@
+"""A vendor over-claiming at redemption; a broker rewriting its ledger."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import msgspec
+import pytest
+
+from broker_ledger.audit import LedgerAudit
+from broker_ledger.format import GENESIS, link_hash
+from protocol.envelope import Auth
+from protocol.messages import Redeem
+from tests.agents.harness import wait_until
+from tests.attacks.rogue import AttackHarness, buyer_core, halt_vendor, offered, rogue
+
+
+async def paid(harness: AttackHarness, units: int) -> bytes:
+    """buyer1 pays vendor1 ``units`` on a 100-long chain; returns the commitment id."""
+    vendor1 = harness.vendors["vendor1"]
+    core = await buyer_core(harness, "buyer1")
+    async with rogue(harness.mosquitto, "buyer1", core) as buyer:
+        await offered(buyer, "vendor1")
+        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
+        core.pay(cid, units, time.time())
+        await buyer.flush()
+        await wait_until(lambda: vendor1.counters.amount == units)
+    return cid
+
+
+@pytest.mark.asyncio
+async def test_vendor_claiming_more_than_it_received_is_refused(harness: AttackHarness) -> None:
+    await harness.start_vendor("vendor1")
+    cid = await paid(harness, 10)
+    greedy = (await halt_vendor(harness, "vendor1")).core
+    state = greedy.chains[cid]
+    signed = state.verified.signed
+    claims = [
+        Redeem(signed, 20, bytes(32)),  # beyond what it received: it cannot invert the hash
+        Redeem(signed, 11, state.word),  # the real last payword, claimed one step further
+        Redeem(signed, 101, bytes(32)),  # beyond the chain's length
+        Redeem(signed, 2**32 - 1, bytes(32)),  # a huge claim: refused before any hashing
+    ]
+    for claim in claims:
+        greedy.send(greedy.broker.id, claim, time.time(), auth=Auth.PAIR, key=greedy.broker_key)
+    greedy.send(
+        greedy.broker.id,
+        Redeem(signed, state.index, state.word),
+        time.time(),
+        auth=Auth.PAIR,
+        key=greedy.broker_key,
+    )
+    broker = harness.daemon
+    assert broker is not None
+    async with rogue(harness.mosquitto, "vendor1", greedy) as attacker:
+        await attacker.flush()
+        await wait_until(lambda: harness.credited("vendor1") == 10)
+        await wait_until(lambda: broker.loop.rejections["redemption"] == 4)
+    assert harness.debited("buyer1") == 10
+    assert broker.service.core.chains[cid].index == 10
+
+
+def tamper(ledger: str, event_type: str, field: str, value: int, relink: bool) -> None:
+    """Edit one field of the first event of a type; optionally recompute every link after."""
+    db = sqlite3.connect(ledger)
+    with db:
+        seq, body = db.execute(
+            "SELECT seq, body FROM events WHERE type = ? ORDER BY seq LIMIT 1", (event_type,)
+        ).fetchone()
+        fields = msgspec.msgpack.decode(body)
+        fields[field] = value
+        db.execute(
+            "UPDATE events SET body = ? WHERE seq = ?", (msgspec.msgpack.encode(fields), seq)
+        )
+        if relink:  # a forger without the broker's key can redo the hashes, not the signature
+            previous = GENESIS
+            rows = db.execute(
+                "SELECT seq, stream, version, type, schema, at, body FROM event_log ORDER BY seq"
+            ).fetchall()
+            for row in rows:
+                previous = link_hash(previous, *row)
+                db.execute("UPDATE events SET hash = ? WHERE seq = ?", (previous, row[0]))
+    db.close()
+
+
+@pytest.mark.parametrize("relink", [False, True], ids=["edited", "edited-and-relinked"])
+@pytest.mark.asyncio
+async def test_rewritten_ledger_history_fails_the_audit(
+    harness: AttackHarness, relink: bool
+) -> None:
+    await harness.start_vendor("vendor1")
+    await paid(harness, 10)
+    await harness.redeem("vendor1")
+    await harness.stop_broker()
+    broker = harness.daemon
+    assert broker is not None
+    ledger = str(broker.service.files.ledger)
+    key = broker.service.core.identity.sign_key
+    assert LedgerAudit(ledger, key).run().ok
+    redeemed = (
+        sqlite3.connect(ledger)
+        .execute("SELECT type FROM events WHERE type LIKE '%redeemed%' LIMIT 1")
+        .fetchone()[0]
+    )
+
+    tamper(ledger, redeemed, "amount", 1_000, relink)  # the broker inflates a redemption
+
+    report = LedgerAudit(ledger, key).run()
+    failed = {check for check, held in report.passed.items() if not held}
+    assert not report.ok
+    # Links recomputed by the forger still break the broker's signed checkpoints (and the
+    # inflated amount no longer matches the paywords' units).
+    assert "checkpoint-signatures" in failed if relink else "hash-links" in failed
+    assert "redemption-arithmetic" in failed
