@@ -167,6 +167,22 @@ def test_buyer_killed_mid_payment_loses_at_most_one_payment(demo: Demo) -> None:
     assert debited == vendor_amount(demo, "news-stand")
 
 
+def test_mosquitto_killed_mid_run_loses_no_money(demo: Demo) -> None:
+    buyer = pay(demo, "alice", "news-stand", 400, 3)
+    wait_for(lambda: vendor_amount(demo, "news-stand") > 100)
+    assert demo.mosquitto is not None
+    demo.mosquitto.kill()  # SIGKILL: whatever it had acknowledged but not saved is gone
+    time.sleep(0.5)
+    demo.mosquitto.start()  # same port, same persistence directory
+    out, _ = buyer.communicate(timeout=120)
+    assert buyer.returncode == 0, "the buyer reconnects and finishes its payments"
+    paid = json.loads(out)["units"]
+    assert paid == 1200
+    assert vendor_amount(demo, "news-stand") == paid
+    debited, _ = settle_and_audit(demo)
+    assert debited == paid
+
+
 def test_operator_commands_reach_the_running_daemon(demo: Demo) -> None:
     status = asyncio.run(_status(demo))
     assert set(status["enrolled"]) == {"news-stand", "charger-7", "alice", "bob", "carol"}
