@@ -19,9 +19,17 @@ from agents.broker_agent import (
 )
 from agents.buyer_agent import BuyerAgent, BuyerError
 from agents.keystore import KeyFileError
-from agents.mosquitto import MosquittoError, MosquittoFiles, add_user, generated_password, render
+from agents.mosquitto import (
+    MosquittoError,
+    MosquittoFiles,
+    TlsListener,
+    add_user,
+    generated_password,
+    render,
+)
 from agents.mqtt import MqttSettings
 from agents.settings import MQTT_KEYS, SettingsError, require, resolve, setup_logging
+from agents.tls_certs import DEFAULT_DAYS, CertError, make_certs
 from agents.vendor_agent import VendorAgent
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
@@ -313,8 +321,29 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
 
 def cmd_mqtt_render(args: argparse.Namespace) -> int:
     """Write the project's Mosquitto configuration, ACL and password file into a directory."""
-    files = render(args.directory, args.port, args.host)
+    tls = None
+    if args.certs is not None:
+        tls = TlsListener(args.tls_port or 8883, args.certs, args.tls_host)
+    elif args.tls_port is not None or args.tls_host is not None:
+        raise CommandError("--tls-port and --tls-host need --certs DIR")
+    files = render(args.directory, args.port, args.host, tls=tls)
     _print({"config": str(files.config), "acl": str(files.acl), "passwords": str(files.passwords)})
+    return 0
+
+
+def cmd_mqtt_certs(args: argparse.Namespace) -> int:
+    """Create a local CA and the TLS certificates for Mosquitto and its clients."""
+    try:
+        report = make_certs(
+            args.directory,
+            hosts=args.host or (),
+            clients=args.client or (),
+            days=args.days,
+            force=args.force,
+        )
+    except CertError as exc:
+        raise CommandError(str(exc)) from exc
+    _print({"written": [str(p) for p in report.written], "kept": [str(p) for p in report.kept]})
     return 0
 
 
@@ -415,7 +444,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     rendered.add_argument("directory", type=Path)
     rendered.add_argument("--port", type=int, default=1883)
     rendered.add_argument("--host", default="127.0.0.1")
+    rendered.add_argument("--certs", type=Path, metavar="DIR", help="enable TLS: `mqtt certs` dir")
+    rendered.add_argument("--tls-port", type=int, help="TLS listener port (default 8883)")
+    rendered.add_argument("--tls-host", help="TLS listener address (default: --host)")
     rendered.set_defaults(handler=cmd_mqtt_render)
+    certs = sub.add_parser("certs", help="create a local CA and TLS certificates")
+    certs.add_argument("directory", type=Path)
+    certs.add_argument(
+        "--host", action="append", help="a name or address in the server certificate (repeat)"
+    )
+    certs.add_argument("--client", action="append", help="also issue a client certificate")
+    certs.add_argument("--days", type=int, default=DEFAULT_DAYS, help="validity (default 825)")
+    certs.add_argument(
+        "--force", action="store_true", help="replace the CA (what it issued is no longer trusted)"
+    )
+    certs.set_defaults(handler=cmd_mqtt_certs)
     user = sub.add_parser("add-user", help="create or update an MQTT user")
     user.add_argument("directory", type=Path, help="a directory written by `mqtt render`")
     user.add_argument("name")

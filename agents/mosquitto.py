@@ -1,14 +1,16 @@
 """Running Mosquitto for micropay: render its config into a data directory, manage users.
 
 The project's ``mosquitto.conf`` and ``mosquitto.acl`` are the source; ``render`` rewrites
-only the listener port and the file locations, so the demo, the tests and a system
-install all run the same settings.
+only the listener ports and the file locations, so the demo, the tests and a system
+install all run the same settings. The TLS listener is kept only when TLS is asked for
+(a port and a certificate directory from ``micropay mqtt certs``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -17,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
+
+from agents.tls_certs import CertFiles
 
 PROJECT = Path(__file__).resolve().parent.parent
 TEMPLATE = PROJECT / "mosquitto.conf"
@@ -65,26 +69,67 @@ class MosquittoFiles:
         return self.directory / "acl"
 
 
-def render(directory: Path, port: int, host: str = "127.0.0.1") -> MosquittoFiles:
-    """Write mosquitto.conf, the ACL and an empty password file into ``directory``."""
+@dataclass(frozen=True, slots=True)
+class TlsListener:
+    """The TLS listener of a rendered config: its port, certificates and address."""
+
+    port: int
+    certs: Path  # a directory written by ``micropay mqtt certs``
+    host: str | None = None  # default: the plain listener's address
+
+    def replacements(self, default_host: str) -> dict[str, str]:
+        """The TLS block's lines, checked to point at files that exist."""
+        files = CertFiles(self.certs.resolve())
+        for needed in (files.ca_cert, files.server_cert, files.server_key):
+            if not needed.is_file():
+                raise MosquittoError(
+                    f"no {needed}: create it with `micropay mqtt certs {self.certs}`"
+                )
+        return {
+            "listener": f"listener {self.port} {self.host or default_host}",
+            "cafile": f"cafile {files.ca_cert}",
+            "certfile": f"certfile {files.server_cert}",
+            "keyfile": f"keyfile {files.server_key}",
+        }
+
+
+def render(
+    directory: Path, port: int, host: str = "127.0.0.1", *, tls: TlsListener | None = None
+) -> MosquittoFiles:
+    """Write mosquitto.conf, the ACL and an empty password file into ``directory``.
+
+    The template's TLS listener is kept, with ``tls``'s port and certificates, only when
+    ``tls`` is given; without it plain callers need no certificates.
+    """
     files = MosquittoFiles(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "state").mkdir(exist_ok=True)
     replacements = {
         "password_file": f"password_file {files.passwords}",
         "acl_file": f"acl_file {files.acl}",
         "listener": f"listener {port} {host}",
         "persistence_location": f"persistence_location {directory / 'state'}/",
     }
-    lines = []
-    for line in TEMPLATE.read_text().splitlines():
-        key = line.split(" ", 1)[0]
-        lines.append(replacements.get(key, line))
+    tls_replacements = tls.replacements(host) if tls is not None else None
+    paragraphs = []
+    tls_found = False
+    for paragraph in re.split(r"\n\s*\n", TEMPLATE.read_text().strip()):
+        lines = paragraph.splitlines()
+        keys = {line.split(" ", 1)[0] for line in lines}
+        chosen = replacements
+        if {"listener", "certfile"} <= keys:  # the TLS listener's block
+            tls_found = True
+            if tls_replacements is None:
+                continue
+            chosen = tls_replacements
+        paragraphs.append("\n".join(chosen.get(line.split(" ", 1)[0], line) for line in lines))
+    if tls_replacements is not None and not tls_found:
+        raise MosquittoError(f"{TEMPLATE} has no TLS listener block")
     if os.geteuid() == 0:
         # Started as root, Mosquitto would drop to the ``mosquitto`` user, which cannot
         # reach files under a private directory of root's (a demo's or a test's).
-        lines.append("user root")
-    files.config.write_text("\n".join(lines) + "\n")
+        paragraphs.append("user root")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "state").mkdir(exist_ok=True)
+    files.config.write_text("\n\n".join(paragraphs) + "\n")
     shutil.copy(ACL_TEMPLATE, files.acl)
     if not files.passwords.exists():
         files.passwords.touch(mode=0o600)

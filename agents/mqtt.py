@@ -38,6 +38,19 @@ class MqttSettings:
     clean: bool = False
 
 
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """Trust only ``ca_file`` (not the system's CAs), check the host name, TLS 1.2 or newer.
+
+    Only the operator's CA: a certificate any public CA issued for the broker's name must
+    not be enough to stand in for the broker.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class MqttLink:
     """One connection; use ``async with`` (re-enterable after a disconnect)."""
 
@@ -49,9 +62,7 @@ class MqttLink:
         settings = self.settings
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0 if settings.clean else SESSION_EXPIRY
-        tls = None
-        if settings.tls_ca is not None:
-            tls = aiomqtt.TLSParameters(ca_certs=settings.tls_ca, cert_reqs=ssl.CERT_REQUIRED)
+        tls = None if settings.tls_ca is None else tls_context(settings.tls_ca)
         return aiomqtt.Client(
             settings.host,
             settings.port,
@@ -62,7 +73,7 @@ class MqttLink:
             clean_start=settings.clean,
             properties=properties,
             keepalive=settings.keepalive,
-            tls_params=tls,
+            tls_context=tls,
             socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
             timeout=10,
         )
