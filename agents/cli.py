@@ -44,6 +44,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from broker_ledger.audit import LedgerAudit  # noqa: PLC0415 - keep --help fast
     from broker_ledger.report import as_json, as_text  # noqa: PLC0415
 
+    if args.evidence is not None or args.ledger_copy is not None:
+        from agents.dispute import audit_evidence  # noqa: PLC0415
+
+        return audit_evidence(args)
+    if args.ledger is None:
+        sys.stderr.write("micropay audit: error: give a LEDGER to audit, or --evidence FILE\n")
+        return EXIT_USAGE
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = ProgressBar("auditing") if show else None
     report = LedgerAudit(
@@ -101,10 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
             "Replay every event of a ledger: hash links, checkpoint signatures, certificate"
             " and commitment signatures, every redemption's payword chain, billing, and the"
             " stored balances and invoices. Exit 0 only when everything holds; otherwise"
-            " exit 1 and name the first bad sequence number."
+            " exit 1 and name the first bad sequence number. With --evidence FILE, check a"
+            " dispute evidence bundle instead (and, given a ledger copy, that its events are"
+            " in that ledger's hash chain)."
         ),
     )
-    audit.add_argument("ledger", type=_existing_file, help="the ledger's SQLite file")
+    audit.add_argument(
+        "ledger",
+        nargs="?",
+        type=_existing_file,
+        help="the ledger's SQLite file (with --evidence: a copy to find the bundle's events in)",
+    )
+    audit.add_argument(
+        "--evidence",
+        type=_existing_file,
+        metavar="FILE",
+        help="check a dispute evidence bundle (from `micropay broker dispute`) instead",
+    )
+    audit.add_argument(
+        "--ledger",
+        dest="ledger_copy",
+        type=_existing_file,
+        metavar="LEDGER",
+        help="with --evidence: a copy of the ledger the bundle's events must be in",
+    )
     audit.add_argument(
         "--broker-key",
         type=_broker_key,

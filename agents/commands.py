@@ -18,6 +18,7 @@ from agents.broker_agent import (
     read_public,
 )
 from agents.buyer_agent import BuyerAgent, BuyerError
+from agents.dispute import add_dispute_parser
 from agents.keystore import KeyFileError
 from agents.mosquitto import (
     MosquittoError,
@@ -389,6 +390,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     status = sub.add_parser("status", help="accounts, commitments and totals")
     add_common(status, mqtt=False)
     status.set_defaults(handler=cmd_broker_status)
+    add_dispute_parser(sub)
 
     vendor = commands.add_parser("vendor", help="the vendor daemon")
     sub = vendor.add_subparsers(dest="action", metavar="ACTION", required=True)
