@@ -25,11 +25,10 @@ from protocol.buyer import BuyerCore
 from protocol.codec import encode
 from protocol.credentials import sign_commitment
 from protocol.crypto import MacKey, chain_key
-from protocol.endpoint import Endpoint
 from protocol.envelope import PROTOCOL_VERSION, Auth, Header
 from protocol.events import Outgoing
 from protocol.messages import Commit, Commitment
-from protocol.vendor import VendorTerms
+from protocol.vendor import VendorCore, VendorTerms
 from tests.agents.conftest import Broker
 from tests.agents.harness import Harness, wait_until
 
@@ -39,7 +38,7 @@ class Rogue:
     """A connected raw client; ``core`` (if any) is fed everything the client receives."""
 
     client: aiomqtt.Client
-    core: Endpoint | None
+    core: BuyerCore | VendorCore | None
     events: list[object] = field(default_factory=list)
     received: list[tuple[str, bytes]] = field(default_factory=list)
 
@@ -73,7 +72,10 @@ class Rogue:
 
 @asynccontextmanager
 async def rogue(
-    mosquitto: Broker, user: str, core: Endpoint | None = None, subscribe: tuple[str, ...] = ()
+    mosquitto: Broker,
+    user: str,
+    core: BuyerCore | VendorCore | None = None,
+    subscribe: tuple[str, ...] = (),
 ) -> AsyncIterator[Rogue]:
     """Connect as MQTT ``user`` (whose password the attacker has) and read ``subscribe``."""
     settings = mosquitto.user(user)
@@ -125,7 +127,7 @@ async def offered(attacker: Rogue, *vendors: str) -> None:
     await attacker.wait_for(lambda: all(v in core.offers for v in vendors))
 
 
-async def halt_vendor(harness: Harness, name: str) -> VendorAgent:
+async def halt_vendor(harness: AttackHarness, name: str) -> VendorAgent:
     """Stop a vendor's daemon without redeeming: its core is then the attacker's."""
     vendor = harness.vendors.pop(name)
     vendor.loop.stopping.set()

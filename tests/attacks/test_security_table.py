@@ -16,7 +16,7 @@ def table_rows() -> list[tuple[int, str]]:
     return [(int(m[1]), m[2]) for line in text.splitlines() if (m := ROW.match(line))]
 
 
-def test_functions(path: Path) -> set[str]:
+def functions_in(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     return {
         node.name
@@ -35,7 +35,7 @@ def test_every_threat_row_names_a_test_that_exists() -> None:
         for file, function in named:
             path = ROOT / file
             assert path.is_file(), f"row {number}: {file} does not exist"
-            functions = test_functions(path)
+            functions = functions_in(path)
             if function:
                 assert function in functions, f"row {number}: no {function} in {file}"
             else:

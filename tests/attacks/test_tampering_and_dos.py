@@ -74,8 +74,9 @@ async def test_bad_mac_flood_is_dropped_and_the_vendor_keeps_serving(
                 core.send("vendor1", Payment(cid, 4, word), time.time(), auth=Auth.CHAIN,
                           key=wrong_key, ref=cid)  # fmt: skip
                 # ...and from mallory, naming chains that do not exist
-                mallory.send("vendor1", Payment(os.urandom(32), index + 1, bytes(32)),
-                             time.time(), auth=Auth.CHAIN, key=wrong_key, ref=os.urandom(32))  # fmt: skip
+                nowhere = Payment(os.urandom(32), index + 1, bytes(32))
+                mallory.send("vendor1", nowhere, time.time(), auth=Auth.CHAIN, key=wrong_key,
+                             ref=os.urandom(32))  # fmt: skip
             for message in buyer.take():
                 await buyer.publish(message.topic, message.payload)
             for message in mallory.data_to_send():
