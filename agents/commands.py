@@ -72,6 +72,8 @@ def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
 
 def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:
     """Connection settings from resolved options."""
+    if args.mqtt_tls_ca and not Path(args.mqtt_tls_ca).is_file():
+        raise CommandError(f"no CA certificate at {args.mqtt_tls_ca} (--mqtt-tls-ca)")
     return MqttSettings(
         host=args.mqtt_host,
         port=int(args.mqtt_port),
