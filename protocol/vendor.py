@@ -135,6 +135,7 @@ class VendorCore(AgentEndpoint):
         )
         self.terms = terms or VendorTerms()
         self.chains: dict[bytes, VendorChain] = {}
+        self._chains_of: dict[str, dict[bytes, VendorChain]] = {}  # buyer -> its chains here
         self.revoked: frozenset[int] = frozenset()
         self._revocation_sequence = -1
         self._pending: dict[bytes, _Pending] = {}
@@ -213,6 +214,7 @@ class VendorCore(AgentEndpoint):
             redeem_due,
         )
         self.chains[verified.id] = state
+        self._chains_of.setdefault(state.buyer, {})[verified.id] = state
         return state
 
     # --- the network ---------------------------------------------------------------------------
@@ -311,11 +313,10 @@ class VendorCore(AgentEndpoint):
         """
         now_ms = int(now * 1000)
         total = 0
-        for state in self.chains.values():
-            if state.buyer == buyer:
-                commitment = state.verified.commitment
-                reach = commitment.length if now_ms <= commitment.not_after else state.index
-                total += (reach - state.redeemed) * commitment.unit_value
+        for state in self._chains_of.get(buyer, {}).values():
+            commitment = state.verified.commitment
+            reach = commitment.length if now_ms <= commitment.not_after else state.index
+            total += (reach - state.redeemed) * commitment.unit_value
         return total
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:

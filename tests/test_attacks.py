@@ -303,3 +303,90 @@ def test_revoked_buyer_can_neither_commit_nor_pay(world: World) -> None:
     assert vendor_total(world) == 2
     assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 2
     assert events_of(world, "buyer1", PeerError)
+
+
+def unverifiable_commit(world: World, offset: int) -> tuple[str, bytes]:
+    """A commit from 'mallory' whose certificate a fake broker signed: fails its signature."""
+    mallory = seeded_identity("mallory")
+    fake = seeded_identity("fake-broker")
+    certificate = issue_certificate(
+        fake,
+        Certificate(
+            1, "mallory", "buyer", mallory.sign_key, mallory.agree_key, 10**6, "EUR",
+            int((world.now - 60) * 1000), int((world.now + 3600) * 1000), "broker",
+        ),
+    )  # fmt: skip
+    commitment = Commitment(
+        "vendor1", certificate, bytes(32), 10, 1, "EUR", int(world.now * 1000),
+        int((world.now + 600 + offset) * 1000),
+    )  # fmt: skip
+    signed, cid = sign_commitment(mallory, commitment)
+    topic = topics.inbox("vendor1", "mallory")
+    payload = seal(
+        topic, Commit(signed), auth=Auth.CHAIN, sender="mallory", recipient="vendor1",
+        counter=offset, now=world.now, key=MacKey(bytes(32)), ref=cid,
+    )  # fmt: skip
+    return topic, payload
+
+
+def test_failed_commitments_are_throttled_per_sender_until_the_window_passes(
+    world: World,
+) -> None:
+    vendor = world.vendors["vendor1"]
+    budget, window = vendor.terms.commit_failure_budget, vendor.terms.commit_failure_window
+    codes = []
+    for offset in range(budget + 3):
+        topic, payload = unverifiable_commit(world, offset)
+        (event,) = world.net.inject("vendor1", topic, payload, world.now)
+        assert isinstance(event, MessageRejected)
+        codes.append(event.error.code)
+    assert codes == ["certificate"] * budget + ["throttled"] * 3
+    world.now += window + 1
+    topic, payload = unverifiable_commit(world, 99)
+    (event,) = world.net.inject("vendor1", topic, payload, world.now)
+    assert isinstance(event, MessageRejected)
+    assert event.error.code == "certificate"  # a new window: checked (and refused) again
+    # An honest buyer was never throttled.
+    assert open_paid_channel(world, units=3)
+    assert vendor_total(world) == 3
+
+
+def test_vendor_exposure_counts_unspent_chains_until_they_expire() -> None:
+    world = make_world(vendors=1, buyers=0)
+    buyer = world.enroll_buyer("buyer1", credit_limit=100)
+    world.buyers["buyer1"] = buyer
+    vendor = world.vendors["vendor1"]
+    opened = buyer.open_channel("vendor1", 60, world.now, lifetime=10)
+    world.pump()
+    buyer.pay(opened.commitment_id, 20, world.now)
+    world.pump()
+    assert vendor.exposure("buyer1", world.now) == 60  # 20 held + 40 still payable
+    refused = buyer.open_channel("vendor1", 50, world.now)
+    world.pump()
+    assert refused.commitment_id not in vendor.chains
+    world.now += 11  # the first chain expired: only its 20 unredeemed paywords count
+    assert vendor.exposure("buyer1", world.now) == 20
+    accepted = buyer.open_channel("vendor1", 80, world.now)
+    world.pump()
+    assert accepted.commitment_id in vendor.chains
+    assert vendor.exposure("buyer1", world.now) == 100
+
+
+def test_broker_revokes_a_buyer_past_its_limit_once() -> None:
+    world = make_world(vendors=2, buyers=0)
+    buyer = world.enroll_buyer("buyer1", credit_limit=50)
+    for vendor in ("vendor1", "vendor2"):
+        cid = buyer.open_channel(vendor, 50, world.now).commitment_id
+        world.pump()
+        buyer.pay(cid, 40, world.now)
+        world.pump()
+        world.vendors[vendor].redeem_all(world.now)
+        world.pump()
+    serial = world.broker.accounts["buyer1"].serial
+    assert serial in world.broker.revoked
+    assert all(serial in vendor.revoked for vendor in world.vendors.values())
+    assert world.broker.totals.debited["buyer1"] == 80
+    exceeded = [
+        e for e in world.broker.events_to_persist() if type(e).__name__ == "CreditLimitExceeded"
+    ]
+    assert len(exceeded) <= 1
