@@ -33,7 +33,7 @@ from protocol.broker import BrokerCore
 from protocol.broker_events import AnyBrokerEvent
 from protocol.buyer import BuyerCore
 from protocol.crypto import TAG_COMMITMENT, Identity, MacKey
-from protocol.envelope import Auth, open_body, parse
+from protocol.envelope import Auth, open_body, parse, seal
 from protocol.events import (
     CertificateReceived,
     CommitmentAccepted,
@@ -42,7 +42,7 @@ from protocol.events import (
     PaymentAccepted,
 )
 from protocol.memory import MemoryNetwork
-from protocol.messages import OfferItem, Redeem
+from protocol.messages import Certificate, Commit, Commitment, OfferItem, Payment, Redeem
 from protocol.vendor import VendorCore, VendorTerms
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z; every message is stamped and received at T0
@@ -53,6 +53,7 @@ RECEIPT_EVERY = 100
 MAX_STEP = 10
 VENDOR_GROUP = "vendor: VendorCore.receive of pre-built payment envelopes"
 BROKER_GROUP = "broker: BrokerCore.receive of pre-built redeem envelopes"
+REJECT_GROUP = "vendor: cost of refusing hostile input (VendorCore.receive)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +302,125 @@ def vendor_trial(world: World, buyer: BuyerCore, steps: list[int]) -> Trial:
         return elapsed, len(payloads)
 
     return trial
+
+
+def rejection_trial(
+    vendor_of: Callable[[], VendorCore], topic: str, payloads: list[bytes], now: float
+) -> Trial:
+    """Feed envelopes that must all be refused; the vendor's state must not move."""
+
+    def trial(*, check: bool) -> tuple[int, int]:
+        vendor = vendor_of()
+        receive = vendor.receive
+        before = {cid: state.index for cid, state in vendor.chains.items()}
+        if check:
+            for payload in payloads:
+                events = receive(topic, payload, now)
+                if len(events) != 1 or not isinstance(events[0], MessageRejected):
+                    raise RuntimeError(f"hostile input accepted: {events}")
+            elapsed = 0
+        else:
+
+            def loop() -> None:
+                for payload in payloads:
+                    receive(topic, payload, now)
+
+            elapsed = timed(loop)
+        if {cid: state.index for cid, state in vendor.chains.items()} != before:
+            raise RuntimeError("a refused message moved the vendor's state")
+        return elapsed, len(payloads)
+
+    return trial
+
+
+def forged_commits(world: World, count: int) -> tuple[str, list[bytes]]:
+    """Distinct commits from one sender whose certificate a fake broker signed."""
+    mallory, fake = seeded_identity("mallory"), seeded_identity("fake-broker")
+    now_ms = int(world.now * 1000)
+    certificate = credentials.issue_certificate(
+        fake,
+        Certificate(
+            1, "mallory", "buyer", mallory.sign_key, mallory.agree_key, CREDIT, "EUR",
+            now_ms - 60_000, now_ms + 3_600_000, BROKER,
+        ),
+    )  # fmt: skip
+    topic = topics.inbox(VENDOR, "mallory")
+    payloads = []
+    for n in range(count):
+        commitment = Commitment(
+            VENDOR, certificate, bytes(32), 10, 1, "EUR", now_ms, now_ms + 600_000 + n
+        )
+        signed, cid = credentials.sign_commitment(mallory, commitment)
+        payloads.append(
+            seal(
+                topic,
+                Commit(signed),
+                auth=Auth.CHAIN,
+                sender="mallory",
+                recipient=VENDOR,
+                counter=n,
+                now=world.now,
+                key=MacKey(bytes(32)),
+                ref=cid,
+            )
+        )
+    return topic, payloads
+
+
+def rejection_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
+    """What a flood costs the vendor per message, by the check that stops it."""
+    count = max(sizes.fresh_commitments, 20)
+    _, commit, payloads = payment_envelopes(world, buyer, [1] * count)
+    topic = topics.inbox(VENDOR, buyer.account)
+    bad_mac = [p[:-1] + bytes([p[-1] ^ 1]) for p in payloads]
+    unknown = [
+        seal(
+            topic,
+            Payment(os.urandom(32), 1, bytes(32)),
+            auth=Auth.CHAIN,
+            sender=buyer.account,
+            recipient=VENDOR,
+            counter=n,
+            now=world.now,
+            key=MacKey(bytes(32)),
+            ref=os.urandom(32),
+        )
+        for n in range(count)
+    ]
+    forged_topic, forged = forged_commits(world, count)
+    terms = world.terms
+
+    def with_chain() -> VendorCore:
+        return world.fresh_vendor(commit)
+
+    def cold() -> VendorCore:
+        clear_verification_caches()
+        world.terms = dataclasses.replace(terms, commit_failure_budget=10**9)
+        try:
+            return with_chain()
+        finally:
+            world.terms = terms
+
+    def spent_budget() -> VendorCore:
+        vendor = with_chain()
+        for payload in forged[: terms.commit_failure_budget]:
+            vendor.receive(forged_topic, payload, world.now)
+        return vendor
+
+    runs, now = sizes.runs, world.now
+    throttled = forged[terms.commit_failure_budget :] or forged
+    cases = [
+        ("bad MAC on a known chain", with_chain, topic, bad_mac, "parse + HMAC"),
+        ("payment naming an unknown chain", with_chain, topic, unknown, "parse + lookup, no MAC"),
+        ("first commit, forged certificate", cold, forged_topic, forged,
+         "decode + Ed25519 verify (budget lifted)"),
+        ("first commit, sender over its failure budget", spent_budget, forged_topic, throttled,
+         "refused before any signature check"),
+    ]  # fmt: skip
+    return [
+        measure(REJECT_GROUP, name, rejection_trial(vendor_of, where, payloads, now), runs, note)
+        for name, vendor_of, where, payloads, note in cases
+    ]
 
 
 def receipt_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
@@ -573,6 +693,9 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     for label, trial, note in fresh:
         name = f"first redeem (k=1) of a new commitment, {label}"
         results.append(measure(BROKER_GROUP, name, trial, runs, note))
+
+    progress("rejections")
+    results.extend(rejection_results(world, payer, sizes))
 
     progress("primitives")
     _, _, sample = payment_envelopes(world, payer, [1])
