@@ -19,6 +19,7 @@ from protocol.events import (
     CertificateReceived,
     ChannelOpened,
     CommitmentAccepted,
+    LedgerHeadWitnessed,
     PaymentAccepted,
     PaywordSpent,
     RedemptionConfirmed,
@@ -51,6 +52,12 @@ CREATE TABLE IF NOT EXISTS served (
     item TEXT NOT NULL,
     amount INTEGER NOT NULL,
     PRIMARY KEY (commitment_id, idx)
+) STRICT;
+CREATE TABLE IF NOT EXISTS witnessed (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
 ) STRICT;
 """
 
@@ -143,6 +150,7 @@ class AgentStore:
         paid: dict[bytes, tuple[int, bytes, int]] = {}
         served: list[tuple[bytes, int, str, int]] = []
         redeemed: dict[bytes, int] = {}
+        witnessed: list[tuple[int, int, str, bytes]] = []
         for event in events:
             match event:
                 case CertificateReceived():
@@ -168,6 +176,8 @@ class AgentStore:
                         served.append((event.commitment_id, event.index, event.item, event.amount))
                 case RedemptionConfirmed():
                     redeemed[event.commitment_id] = event.index
+                case LedgerHeadWitnessed():
+                    witnessed.append((event.seq, event.at, event.topic, event.envelope))
                 case _:
                     pass
         batches: list[tuple[str, list[tuple[object, ...]]]] = [
@@ -186,6 +196,7 @@ class AgentStore:
                 [(i, word, amount, cid, i) for cid, (i, word, amount) in paid.items()],
             ),
             ("INSERT OR IGNORE INTO served VALUES (?, ?, ?, ?)", list(served)),
+            ("INSERT OR IGNORE INTO witnessed VALUES (?, ?, ?, ?)", list(witnessed)),
             (
                 "UPDATE chains SET redeemed = MAX(redeemed, ?) WHERE commitment_id = ?",
                 [(index, cid) for cid, index in redeemed.items()],
@@ -223,6 +234,15 @@ class AgentStore:
             ).fetchall()
         )
         return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
+
+    async def witnessed(self) -> list[tuple[int, int, str, bytes]]:
+        """Every signed ledger head kept: (seq, at, topic, envelope), by seq."""
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT seq, at, topic, envelope FROM witnessed ORDER BY seq"
+            ).fetchall()
+        )
+        return [(int(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
 
     async def totals(self) -> tuple[int, int]:
         """(amount accepted, number of chains) for the vendor."""

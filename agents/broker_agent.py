@@ -258,8 +258,12 @@ async def operator_request(directory: Path, request: dict[str, Any]) -> dict[str
 class BrokerDaemon:
     """The long-running broker: MQTT loop, admin socket, periodic projection."""
 
-    def __init__(self, service: BrokerService, mqtt: MqttSettings) -> None:
+    def __init__(
+        self, service: BrokerService, mqtt: MqttSettings, witness_interval: float = 30.0
+    ) -> None:
         self.service = service
+        self.witness_interval = witness_interval
+        self._witnessed = -1
         self.loop = AgentLoop(
             service.core,
             MqttLink(mqtt),
@@ -272,6 +276,22 @@ class BrokerDaemon:
         now = time.time()
         core.publish_identity(now)
         core.publish_revocations(now)
+        self._witnessed = -1  # a new connection: publish the head again
+        self._publish_head()
+
+    def _publish_head(self) -> None:
+        """Publish the durable ledger head if it moved since the last publication."""
+        seq, head = self.service.store.durable_head
+        if seq > self._witnessed:
+            self.service.core.publish_ledger_head(seq, head, time.time())
+            self._witnessed = seq
+
+    async def _witness_periodically(self) -> None:
+        """Every agent connected keeps these signed heads: a rewrite contradicts them."""
+        while True:
+            await asyncio.sleep(self.witness_interval)
+            if self.loop.connected.is_set():
+                await self.loop.act(self._publish_head)
 
     async def _admin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -300,6 +320,7 @@ class BrokerDaemon:
         server = await asyncio.start_unix_server(self._admin, path=str(admin_path))
         admin_path.chmod(0o600)
         projector = asyncio.create_task(self._project_periodically(), name="projector")
+        witness = asyncio.create_task(self._witness_periodically(), name="ledger-head")
         log.info(
             "broker %s serving (ledger %s)", self.service.core.account, self.service.files.ledger
         )
@@ -308,6 +329,7 @@ class BrokerDaemon:
         finally:
             server.close()
             projector.cancel()
+            witness.cancel()
             admin_path.unlink(missing_ok=True)
             await self.service.close()
             log.info("broker stopped; ledger head %s signed", self.service.store.head[0])

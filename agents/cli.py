@@ -56,6 +56,16 @@ def cmd_audit(args: argparse.Namespace) -> int:
     report = LedgerAudit(
         args.ledger, args.broker_key, workers=args.workers, progress=progress
     ).run()
+    for witness_file in args.witness or ():
+        from broker_ledger import witness  # noqa: PLC0415
+
+        try:
+            witness.check_witnesses(
+                report, args.ledger, witness.read_lines(witness_file), args.broker_key
+            )
+        except witness.WitnessFileError as exc:
+            sys.stderr.write(f"micropay audit: {exc}\n")
+            return EXIT_FAILED
     print(as_json(report) if args.json else as_text(report))  # noqa: T201 - the command's output
     for target, writer_name in ((args.export_jsonl, "write_jsonl"), (args.export_csv, "write_csv")):
         if target is not None:
@@ -138,6 +148,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HEX|@FILE",
         help="the broker's Ed25519 public key to trust (default: the one stored in the ledger)",
     )
+    audit.add_argument(
+        "--witness",
+        action="append",
+        type=_existing_file,
+        metavar="FILE",
+        help=(
+            "signed ledger heads an agent kept (from `micropay witness`): the ledger must"
+            " agree with every one (repeatable)"
+        ),
+    )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument(
         "--workers", type=int, default=2, help="threads verifying signatures (default 2)"
@@ -176,8 +196,47 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=1, help="seed of the in-memory payment mix")
     demo.set_defaults(handler=cmd_demo)
+    witness = commands.add_parser(
+        "witness",
+        help="export the signed ledger heads an agent kept, for `micropay audit --witness`",
+        description=(
+            "The broker publishes its signed ledger head; every vendor and buyer keeps what"
+            " it received. Print them as JSON lines (or write them to --output) so that an"
+            " auditor can check the broker's ledger was not rewritten after it signed them."
+        ),
+    )
+    witness.add_argument(
+        "data_dir", type=Path, metavar="DATA_DIR", help="a vendor's or buyer's data directory"
+    )
+    witness.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    witness.set_defaults(handler=cmd_witness)
     register(commands)
     return parser
+
+
+def cmd_witness(args: argparse.Namespace) -> int:
+    """Export an agent's witnessed ledger heads as JSON lines."""
+    from broker_ledger import witness  # noqa: PLC0415
+
+    stores = [args.data_dir / name for name in ("store.db", "wallet.db")]
+    store = next((path for path in stores if path.is_file()), None)
+    if store is None:
+        sys.stderr.write(
+            f"micropay witness: no agent store (store.db, wallet.db) in {args.data_dir}\n"
+        )
+        return EXIT_FAILED
+    try:
+        heads = witness.read_store(store)
+    except witness.WitnessFileError as exc:
+        sys.stderr.write(f"micropay witness: {exc}\n")
+        return EXIT_FAILED
+    if args.output is None:
+        witness.write_lines(heads, sys.stdout)
+    else:
+        with args.output.open("w") as out:
+            witness.write_lines(heads, out)
+        sys.stderr.write(f"{len(heads)} signed ledger heads written to {args.output}\n")
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
 from agents.mqtt import LinkError, MqttLink
-from protocol.events import MessageRejected, Outgoing, PeerError
+from protocol.events import LedgerHeadWitnessed, MessageRejected, Outgoing, PeerError
 
 log = logging.getLogger("micropay.loop")
 T = TypeVar("T")
@@ -223,6 +223,12 @@ class AgentLoop:
                         )
                     elif isinstance(event, PeerError):
                         log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
+                    elif isinstance(event, LedgerHeadWitnessed) and event.regressed:
+                        log.error(
+                            "the broker signed ledger head %s after a later one: its ledger"
+                            " went backwards (keep this store: it holds both signed heads)",
+                            event.seq,
+                        )
                     if self.react is not None:
                         self.react(event)  # may queue more output into this same batch
                     events.append(event)

@@ -154,6 +154,7 @@ class EventStore:
         self._next_stream_id = 1
         self._seq = 0
         self._head = GENESIS
+        self._durable: tuple[int, bytes] = (0, GENESIS)
         self._checkpointed = 0
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -218,6 +219,7 @@ class EventStore:
             row = await cur.fetchone()
         if row is not None:
             self._seq, self._head = int(row[0]), bytes(row[1])
+            self._durable = (self._seq, self._head)
         async with self._db.execute("SELECT MAX(seq) FROM checkpoints") as cur:
             row = await cur.fetchone()
         self._checkpointed = int(row[0]) if row and row[0] is not None else 0
@@ -243,8 +245,13 @@ class EventStore:
 
     @property
     def head(self) -> tuple[int, bytes]:
-        """The last committed sequence number and its link hash."""
+        """The last written sequence number and its link hash (its commit may be running)."""
         return self._seq, self._head
+
+    @property
+    def durable_head(self) -> tuple[int, bytes]:
+        """The last sequence number and link hash whose transaction has committed."""
+        return self._durable
 
     async def append(
         self, stream: str, events: Sequence[AnyBrokerEvent], expected_version: int | None = None
@@ -363,6 +370,7 @@ class EventStore:
             if self._signer is not None and seq - self._checkpointed >= self.checkpoint_every:
                 await self._insert_checkpoint()
             await self._db.execute("COMMIT")
+            self._durable = (seq, head)
         except sqlite3.Error as exc:
             self._seq, self._head, self._checkpointed = previous
             with contextlib.suppress(sqlite3.Error):

@@ -72,6 +72,7 @@ from protocol.messages import (
     Invoice,
     InvoiceLine,
     InvoiceQuery,
+    LedgerHead,
     Redeem,
     Redeemed,
     Register,
@@ -81,6 +82,8 @@ from protocol.messages import (
 )
 
 DAY = 86_400.0
+MAX_TOTAL = 2**63 - 1
+"""The wire's ``Count``: balances and invoices must be able to carry every total."""
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -274,6 +277,10 @@ class BrokerCore(Endpoint):
         body = RevocationList(self.account, len(serials), _ms(now), serials)
         self.broadcast("revocations", body, now)
 
+    def publish_ledger_head(self, seq: int, head: bytes, now: float) -> None:
+        """Queue the retained, signed ledger head (call only with a durable head)."""
+        self.broadcast("ledger-head", LedgerHead(self.account, seq, head, _ms(now)), now)
+
     # --- the network -------------------------------------------------------------------------
 
     def receive(self, topic: str, payload: bytes, now: float) -> list[MessageRejected]:
@@ -412,6 +419,7 @@ class BrokerCore(Endpoint):
                 self._send_redeemed(parsed, verified.id, record, key, now)
                 return
             self._check_redeemable(verified, record, redeem)
+            self._check_bounded(verified, record, redeem)
         except RemoteProtocolError as error:
             self._record(
                 RedemptionRejected(
@@ -454,6 +462,21 @@ class BrokerCore(Endpoint):
         index, word = (record.index, record.word) if record else (0, commitment.root)
         if not chain.extends(redeem.payword, redeem.index, word, index):
             raise RedemptionError(f"payword {redeem.index} does not hash to the chain")
+
+    def _check_bounded(
+        self, verified: VerifiedCommitment, record: ChainRecord | None, redeem: Redeem
+    ) -> None:
+        """Refuse a credit that would carry a total past ``MAX_TOTAL``.
+
+        The unit value is the buyer's to choose (up to ``Count``), so units times value can
+        exceed what a ``Redeemed``, ``Balance`` or ``Invoice`` can carry.
+        """
+        commitment = verified.commitment
+        amount = (redeem.index - (record.index if record else 0)) * commitment.unit_value
+        totals = self.totals
+        buyer, vendor = verified.certificate.subject, commitment.vendor
+        if max(totals.debited.get(buyer, 0), totals.credited.get(vendor, 0)) + amount > MAX_TOTAL:
+            raise RedemptionError(f"crediting {amount} would overflow the totals")
 
     def _check_credit(self, buyer: str, now: float) -> None:
         limit = self.accounts[buyer].credit_limit

@@ -42,6 +42,7 @@ from protocol.events import (
     CertificateReceived,
     ChannelOpened,
     InvoiceReceived,
+    LedgerHeadWitnessed,
     MessageRejected,
     OfferReceived,
     PaywordSpent,
@@ -62,7 +63,6 @@ from protocol.messages import (
     Offer,
     Payment,
     Receipt,
-    RevocationList,
 )
 
 BuyerEvent = (
@@ -72,6 +72,7 @@ BuyerEvent = (
     | BalanceReceived
     | InvoiceReceived
     | RevocationsUpdated
+    | LedgerHeadWitnessed
     | MessageRejected
     | PeerError
 )
@@ -134,8 +135,6 @@ class BuyerCore(AgentEndpoint):
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
-        self.revoked: frozenset[int] = frozenset()
-        self._revocation_sequence = -1
 
     def subscriptions(self) -> list[str]:
         """Also every vendor's retained offer."""
@@ -298,12 +297,7 @@ class BuyerCore(AgentEndpoint):
         header = parsed.header
         if header.sender == self.broker.id:
             verify_signed(parsed, topic, self.broker.sign_key)
-            body = open_body(parsed)
-            if isinstance(body, RevocationList) and body.sequence > self._revocation_sequence:
-                self._revocation_sequence = body.sequence
-                self.revoked = frozenset(body.serials)
-                return [RevocationsUpdated(body.sequence, self.revoked)]
-            return []
+            return list(self.broker_broadcast(topic, parsed))
         if header.type != "offer":
             raise UnexpectedMessageError(f"buyer does not read {header.type!r} broadcasts")
         offer = decode_body(header.type, header.body)

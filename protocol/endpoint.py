@@ -19,11 +19,26 @@ from protocol.envelope import (
     Counter,
     Parsed,
     ReplayGuard,
+    open_body,
     seal,
 )
 from protocol.errors import AuthenticationError, CertificateError, UnexpectedMessageError
-from protocol.events import CertificateReceived, Outgoing
-from protocol.messages import Body, Certificate, Enrolled, EnrollRequest, Error, Role
+from protocol.events import (
+    CertificateReceived,
+    LedgerHeadWitnessed,
+    Outgoing,
+    RevocationsUpdated,
+)
+from protocol.messages import (
+    Body,
+    Certificate,
+    Enrolled,
+    EnrollRequest,
+    Error,
+    LedgerHead,
+    RevocationList,
+    Role,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +193,9 @@ class AgentEndpoint(Endpoint):
         self.token_key: MacKey | None = None
         self.certificate = b""
         self.certified: Certificate | None = None
+        self.revoked: frozenset[int] = frozenset()
+        self._revocation_sequence = -1
+        self.witnessed_seq = -1
 
     def subscriptions(self) -> list[str]:
         """Its inbox and the broker's retained identity and revocation list."""
@@ -186,7 +204,26 @@ class AgentEndpoint(Endpoint):
             *super().subscriptions(),
             topics.public(broker, "identity"),
             topics.public(broker, "revocations"),
+            topics.public(broker, "ledger-head"),
         ]
+
+    def broker_broadcast(
+        self, topic: str, parsed: Parsed
+    ) -> list[RevocationsUpdated | LedgerHeadWitnessed]:
+        """A broadcast whose broker signature has been verified: revocations, ledger heads."""
+        body = open_body(parsed)
+        if isinstance(body, RevocationList):
+            if body.sequence <= self._revocation_sequence:
+                return []
+            self._revocation_sequence = body.sequence
+            self.revoked = frozenset(body.serials)
+            return [RevocationsUpdated(body.sequence, self.revoked)]
+        if isinstance(body, LedgerHead) and body.issuer == self.broker.id:
+            regressed = body.seq < self.witnessed_seq
+            self.witnessed_seq = max(self.witnessed_seq, body.seq)
+            envelope = parsed.signed_part + parsed.trailer
+            return [LedgerHeadWitnessed(body.seq, body.head, body.at, topic, envelope, regressed)]
+        return []
 
     def enroll(self, token: bytes, now: float) -> None:
         """Queue an enrollment request authenticated by the operator's one-time token."""

@@ -110,6 +110,22 @@ class RevocationsUpdated:
     serials: frozenset[int]
 
 
+@dataclass(frozen=True, slots=True)
+class LedgerHeadWitnessed:
+    """The broker signed its ledger head; ``envelope`` is the proof to keep (with ``topic``).
+
+    ``regressed`` is set when ``seq`` is below one already witnessed: a broker whose ledger
+    went backwards lost or dropped events it had already vouched for.
+    """
+
+    seq: int
+    head: bytes
+    at: int
+    topic: str
+    envelope: bytes
+    regressed: bool
+
+
 # --- vendor ----------------------------------------------------------------------------------
 
 

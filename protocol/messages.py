@@ -210,6 +210,19 @@ class RevocationList(Wire, frozen=True):
     serials: Annotated[list[Positive], msgspec.Meta(max_length=100_000)]
 
 
+class LedgerHead(Wire, frozen=True):
+    """Retained and signed by the broker: its ledger's link hash at ``seq``.
+
+    Every agent keeps the signed envelopes it sees. A broker that later rewrites any event
+    up to ``seq`` (even re-signing its own checkpoints) contradicts a statement it signed.
+    """
+
+    issuer: Id
+    seq: Count
+    head: Key32
+    at: Millis
+
+
 class Error(Wire, frozen=True):
     """Any direction: the request with this correlation id was refused, and why."""
 
@@ -234,6 +247,7 @@ Body = (
     | InvoiceQuery
     | Invoice
     | RevocationList
+    | LedgerHead
     | Error
 )
 
@@ -255,6 +269,7 @@ MESSAGE_TYPES: Final[dict[str, type[Body]]] = {
     "invoice?": InvoiceQuery,
     "invoice": Invoice,
     "revocations": RevocationList,
+    "ledger-head": LedgerHead,
     "error": Error,
 }
 TYPE_NAMES: Final[dict[type[Body], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Final, Literal
 
 PREFIX: Final = "micropay/v1"
-PublicKind = Literal["identity", "revocations", "offer"]
+PublicKind = Literal["identity", "revocations", "offer", "ledger-head"]
 
 
 def inbox(recipient: str, sender: str) -> str:

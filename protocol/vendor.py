@@ -36,6 +36,7 @@ from protocol.errors import (
 from protocol.events import (
     CertificateReceived,
     CommitmentAccepted,
+    LedgerHeadWitnessed,
     MessageRejected,
     Outgoing,
     PaymentAccepted,
@@ -55,7 +56,6 @@ from protocol.messages import (
     Redeemed,
     Register,
     Registered,
-    RevocationList,
 )
 
 VendorEvent = (
@@ -64,6 +64,7 @@ VendorEvent = (
     | PaymentAccepted
     | RedemptionConfirmed
     | RevocationsUpdated
+    | LedgerHeadWitnessed
     | MessageRejected
     | PeerError
 )
@@ -136,8 +137,6 @@ class VendorCore(AgentEndpoint):
         self.terms = terms or VendorTerms()
         self.chains: dict[bytes, VendorChain] = {}
         self._chains_of: dict[str, dict[bytes, VendorChain]] = {}  # buyer -> its chains here
-        self.revoked: frozenset[int] = frozenset()
-        self._revocation_sequence = -1
         self._pending: dict[bytes, _Pending] = {}
         self._receipts: dict[bytes, tuple[VendorChain, float]] = {}
         # sender -> (failed commit checks, window start): caps the Ed25519 work a peer can cause
@@ -232,7 +231,7 @@ class VendorCore(AgentEndpoint):
                 if parsed.header.sender != self.broker.id:
                     raise AuthenticationError
                 verify_signed(parsed, topic, self.broker.sign_key)
-                return self._from_broker_broadcast(parsed)
+                return list(self.broker_broadcast(topic, parsed))
             verify_mac(parsed, topic, self.broker_message_key(parsed))
             self.replay_guard.check(parsed, now)
             self.check_token_use(parsed)
@@ -408,14 +407,6 @@ class VendorCore(AgentEndpoint):
 
     def _queue_receipt(self, state: VendorChain, now: float) -> None:
         self._receipts[state.verified.id] = (state, now)
-
-    def _from_broker_broadcast(self, parsed: Parsed) -> list[VendorEvent]:
-        body = open_body(parsed)
-        if isinstance(body, RevocationList) and body.sequence > self._revocation_sequence:
-            self._revocation_sequence = body.sequence
-            self.revoked = frozenset(body.serials)
-            return [RevocationsUpdated(body.sequence, self.revoked)]
-        return []
 
     def _from_broker(self, parsed: Parsed, now: float) -> list[VendorEvent]:
         body = open_body(parsed)

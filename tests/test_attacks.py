@@ -17,9 +17,15 @@ from protocol.errors import (
     ReplayError,
     StaleMessageError,
 )
-from protocol.events import MessageRejected, PaymentAccepted, PeerError, ReceiptReceived
+from protocol.events import (
+    LedgerHeadWitnessed,
+    MessageRejected,
+    PaymentAccepted,
+    PeerError,
+    ReceiptReceived,
+)
 from protocol.memory import MemoryNetwork
-from protocol.messages import Certificate, Commit, Commitment, Payment, Redeem
+from protocol.messages import Certificate, Commit, Commitment, LedgerHead, Payment, Redeem
 from tests.world import (
     SeededRandom,
     World,
@@ -390,3 +396,26 @@ def test_broker_revokes_a_buyer_past_its_limit_once() -> None:
         e for e in world.broker.events_to_persist() if type(e).__name__ == "CreditLimitExceeded"
     ]
     assert len(exceeded) <= 1
+
+
+def test_agents_keep_signed_ledger_heads_and_notice_a_regression(world: World) -> None:
+    world.broker.publish_ledger_head(5, b"\x01" * 32, world.now)
+    world.pump()
+    world.broker.publish_ledger_head(3, b"\x02" * 32, world.now)  # the ledger went back
+    world.pump()
+    for agent in ("vendor1", "buyer1"):
+        heads = events_of(world, agent, LedgerHeadWitnessed)
+        assert [(h.seq, h.regressed) for h in heads] == [(5, False), (3, True)]
+        assert all(h.topic == topics.public("broker", "ledger-head") for h in heads)
+    # A head signed by anyone but the broker is refused, and not kept.
+    impostor = seal(
+        topics.public("broker", "ledger-head"),
+        LedgerHead("broker", 9, bytes(32), 0),
+        auth=Auth.SIGNED, sender="broker", recipient="*", counter=1, now=world.now,
+        signer=seeded_identity("impostor"),
+    )  # fmt: skip
+    events = world.net.inject(
+        "vendor1", topics.public("broker", "ledger-head"), impostor, world.now
+    )
+    assert rejected_with(list(events), AuthenticationError)
+    assert world.vendors["vendor1"].witnessed_seq == 5

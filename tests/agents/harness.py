@@ -30,11 +30,11 @@ class Harness:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     vendors: dict[str, VendorAgent] = field(default_factory=dict)
 
-    async def start_broker(self) -> BrokerDaemon:
+    async def start_broker(self, witness_interval: float = 0.2) -> BrokerDaemon:
         if self.info is None:
             self.info = await init_broker(self.root / "broker", "broker")
         service = await BrokerService.open(self.root / "broker")
-        self.daemon = BrokerDaemon(service, self.mosquitto.user("broker"))
+        self.daemon = BrokerDaemon(service, self.mosquitto.user("broker"), witness_interval)
         self.tasks.append(asyncio.create_task(self.daemon.run()))
         await asyncio.wait_for(self.daemon.loop.connected.wait(), 10)
         return self.daemon

@@ -144,8 +144,8 @@ class AttackHarness(Harness):
         super().__init__(root, mosquitto)
         self.vendor_tasks: dict[str, asyncio.Task[None]] = {}
 
-    async def start_broker(self) -> BrokerDaemon:
-        daemon = await super().start_broker()
+    async def start_broker(self, witness_interval: float = 0.2) -> BrokerDaemon:
+        daemon = await super().start_broker(witness_interval)
         self.broker_task = self.tasks[-1]
         return daemon
 

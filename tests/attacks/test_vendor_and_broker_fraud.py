@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from agents.cli import main
+from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
-from broker_ledger.format import GENESIS, link_hash
+from broker_ledger.format import GENESIS, TAG_CHECKPOINT, checkpoint_message, link_hash
 from protocol.envelope import Auth
 from protocol.messages import Redeem
 from tests.agents.harness import wait_until
@@ -113,3 +116,48 @@ async def test_rewritten_ledger_history_fails_the_audit(
     # inflated amount no longer matches the paywords' units).
     assert "checkpoint-signatures" in failed if relink else "hash-links" in failed
     assert "redemption-arithmetic" in failed
+
+
+@pytest.mark.asyncio
+async def test_broker_rewriting_history_with_its_own_key_is_caught_by_witnesses(
+    harness: AttackHarness, tmp_path: Path
+) -> None:
+    vendor1 = await harness.start_vendor("vendor1")
+    await paid(harness, 10)
+    await harness.redeem("vendor1")
+    broker = harness.daemon
+    assert broker is not None
+    store = broker.service.store
+    await wait_until(lambda: vendor1.core.witnessed_seq == store.durable_head[0])
+    await harness.stop_broker()
+    heads = tmp_path / "vendor1-heads.jsonl"
+    with heads.open("w") as out:
+        assert witness.write_lines(witness.read_store(harness.root / "vendor1" / "store.db"), out)
+    ledger = broker.service.files.ledger
+    key = broker.service.core.identity.sign_key
+    assert main(["audit", str(ledger), "--witness", str(heads), "--broker-key", key.hex()]) == 0
+
+    # The operator, holding the broker's key, erases vendor1's redemption: drops it and
+    # what follows, signs a fresh checkpoint, and resets the projections. Every internal
+    # check of the audit passes on the result.
+    db = sqlite3.connect(ledger)
+    with db:
+        (seq,) = db.execute("SELECT MIN(seq) FROM events WHERE type LIKE '%redeemed%'").fetchone()
+        db.execute("DELETE FROM events WHERE seq >= ?", (seq,))
+        db.execute("DELETE FROM checkpoints WHERE seq >= ?", (seq - 1,))
+        (head,) = db.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()
+        signature = broker.service.core.identity.sign(
+            TAG_CHECKPOINT, checkpoint_message("broker", seq - 1, head)
+        )
+        db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (seq - 1, head, signature, 0))
+        for table in ("balances", "chains", "invoice_lines", "tracking"):
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
+    db.close()
+    assert LedgerAudit(ledger, key).run().ok
+
+    # vendor1 kept the heads the broker signed while serving: they contradict the rewrite.
+    assert main(["audit", str(ledger), "--witness", str(heads), "--broker-key", key.hex()]) == 1
+    report = LedgerAudit(ledger, key).run()
+    witness.check_witnesses(report, ledger, witness.read_lines(heads), key)
+    assert not report.ok
+    assert {f.check for f in report.findings} == {"witnessed-heads"}
