@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -16,13 +17,23 @@ EXIT_USAGE = 2
 
 
 def _broker_key(value: str) -> bytes:
-    """A 32-byte Ed25519 public key as 64 hex digits, or ``@FILE`` holding them."""
+    """A 32-byte Ed25519 public key as 64 hex digits, or ``@FILE`` holding them.
+
+    The file may also be the broker's ``broker.pub.json`` (its ``sign_key`` is used).
+    """
     text = value
     if value.startswith("@"):
         try:
             text = Path(value[1:]).read_text().strip()
         except OSError as exc:
             raise argparse.ArgumentTypeError(f"cannot read {value[1:]}: {exc.strerror}") from exc
+        if text.startswith("{"):
+            try:
+                text = str(json.loads(text)["sign_key"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise argparse.ArgumentTypeError(
+                    f"{value[1:]} is JSON without a broker sign_key"
+                ) from exc
     try:
         key = bytes.fromhex(text)
     except ValueError as exc:

@@ -112,11 +112,15 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
 
 def cmd_broker_run(args: argparse.Namespace) -> int:
     """Run the broker daemon until SIGTERM/SIGINT."""
-    _prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    _prepare(args, "broker", {"data_dir": Path("micropay-broker"), "witness_interval": 30.0})
+    interval = float(args.witness_interval)
+    if interval <= 0:
+        raise CommandError("--witness-interval must be above 0 seconds")
 
     async def run() -> None:
         service = await BrokerService.open(args.data_dir)
-        await BrokerDaemon(service, mqtt_settings(args, service.core.account)).run()
+        mqtt = mqtt_settings(args, service.core.account)
+        await BrokerDaemon(service, mqtt, interval).run()
 
     asyncio.run(run())
     return 0
@@ -368,6 +372,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     init.set_defaults(handler=cmd_broker_init)
     run = sub.add_parser("run", help="run the broker daemon")
     add_common(run)
+    run.add_argument(
+        "--witness-interval",
+        type=float,
+        metavar="SECONDS",
+        help="publish the signed ledger head at most this often while it moves (default 30)",
+    )
     run.set_defaults(handler=cmd_broker_run)
     opened = sub.add_parser("open-account", help="open an account and print its token")
     add_common(opened, mqtt=False)

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from agents.broker_agent import init_broker, operator_request
 from agents.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
+from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 
 VENDORS: Final = {"news-stand": (1, 50, "article=5"), "charger-7": (2, 200, "kWh=30")}
@@ -142,7 +143,9 @@ def start(demo: Demo) -> None:
     demo.mosquitto.start()
     say(f"mosquitto listening on 127.0.0.1:{demo.port} (config {files.config})")
     asyncio.run(init_broker(demo.broker_dir, "broker"))
-    demo.spawn("broker", "broker", "run", "--data-dir", str(demo.broker_dir))
+    demo.spawn(
+        "broker", "broker", "run", "--data-dir", str(demo.broker_dir), "--witness-interval", "1"
+    )
     say("broker daemon started")
     deadline = time.monotonic() + 20
     while not (demo.broker_dir / "admin.sock").exists():
@@ -248,8 +251,13 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     status = _operator(demo, {"command": "status"})
     demo.stop("broker")
     say("billing period closed, broker stopped; auditing the ledger ...")
-    report = LedgerAudit(demo.broker_dir / "ledger.db").run()
-    return {**closed["summary"], "status": status}, report
+    ledger = demo.broker_dir / "ledger.db"
+    report = LedgerAudit(ledger).run()
+    stores = [demo.root / name / "store.db" for name in VENDORS]
+    stores += [demo.root / name / "wallet.db" for name in BUYERS]
+    heads = [head for store in stores if store.is_file() for head in witness.read_store(store)]
+    witnessed = witness.check_witnesses(report, ledger, heads, None)
+    return {**closed["summary"], "status": status, "witnessed": witnessed}, report
 
 
 def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) -> bool:  # noqa: ANN401
@@ -268,7 +276,8 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     out(f"{'vendors credited':<21}{summary['credited']:>20,}\n")
     out(f"{'broker fee (1%)':<21}{summary['fees']:>20,}\n")
     out(f"{'audit':<21}{('PASSED' if report.ok else 'FAILED'):>20}")
-    out(f"  ({report.events:,} events, {report.signatures_verified:,} signatures)\n")
+    out(f"  ({report.events:,} events, {report.signatures_verified:,} signatures,")
+    out(f" {summary['witnessed']} signed heads the agents kept)\n")
     balanced = paid == summary["debited"] == summary["credited"] + summary["fees"]
     ok = bool(report.ok) and balanced
     out(f"\nresult: {'BALANCED' if ok else 'NOT BALANCED'}\n")
