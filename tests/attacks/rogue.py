@@ -201,6 +201,15 @@ class AttackHarness(Harness):
         assert result.acknowledged >= units
         assert self.vendors[vendor].counters.amount == before + units
 
+    async def broker_serving(self, vendor: str) -> None:
+        """Prove the broker still serves: an honest payment at ``vendor`` gets redeemed."""
+        if vendor not in self.vendors:
+            await self.start_vendor(vendor)
+        expected = self.credited(vendor) + self.vendors[vendor].core.unredeemed_amount + 2
+        await self.serving(vendor)
+        await self.redeem(vendor)
+        assert self.credited(vendor) == expected
+
 
 @pytest_asyncio.fixture
 async def harness(tmp_path: Path, mosquitto: Broker) -> AsyncIterator[AttackHarness]:

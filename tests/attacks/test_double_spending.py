@@ -84,6 +84,7 @@ async def test_commitment_redeemed_by_another_vendor_is_refused(harness: AttackH
     await harness.redeem("vendor1")
     assert harness.credited("vendor1") == 10
     assert harness.debited("buyer1") == 10
+    await harness.broker_serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -123,3 +124,4 @@ async def test_same_redemption_replayed_and_sent_concurrently_is_credited_once(
     assert harness.credited("vendor1") == 10
     assert harness.debited("buyer1") == 10
     assert broker.service.core.chains[cid].index == 10
+    await harness.broker_serving("vendor2")

@@ -138,6 +138,7 @@ async def test_expired_certificate_and_backdated_commitments_are_refused(
         await wait_until(lambda: vendor1.loop.rejected == 6)
     assert vendor1.loop.rejections == {"certificate": 1, "commitment": 2, "auth": 3}
     assert vendor1.counters.amount == 0
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -169,6 +170,7 @@ async def test_paying_past_a_commitments_expiry_fails_whatever_the_envelope_says
     assert vendor1.counters.amount == 5
     await harness.redeem("vendor1")  # paywords taken before expiry are still redeemable
     assert harness.credited("vendor1") == harness.debited("buyer1") == 5
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -208,3 +210,4 @@ async def test_revocation_reaches_vendors_and_stops_a_stolen_key(
     # The loss is what was spent before the revocation: at most the limit at each vendor.
     assert harness.debited("buyer1") == 60
     assert harness.credited("vendor1") + harness.credited("vendor2") == 60
+    await harness.broker_serving("vendor2")

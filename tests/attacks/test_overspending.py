@@ -76,6 +76,7 @@ async def test_vendor_refuses_chains_beyond_the_credit_limit(harness: AttackHarn
     assert vendor1.counters.amount == 100
     await harness.redeem("vendor1")
     assert harness.credited("vendor1") == harness.debited("buyer1") == 100
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -110,3 +111,4 @@ async def test_on_line_vendor_serves_nothing_beyond_the_credit_limit(
     await harness.redeem("vendor2")
     assert harness.debited("buyer1") == 100
     assert harness.credited("vendor1") + harness.credited("vendor2") == 100
+    await harness.broker_serving("vendor2")

@@ -44,6 +44,7 @@ async def test_replayed_payword_is_not_paid_twice(harness: AttackHarness) -> Non
     assert vendor1.counters.amount == 10
     await harness.redeem("vendor1")
     assert harness.credited("vendor1") == harness.debited("buyer1") == 10
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -73,6 +74,7 @@ async def test_replayed_commitment_does_not_reset_the_chain(harness: AttackHarne
     assert vendor1.loop.rejections == {"replay": 1, "payment": 1}
     assert vendor1.core.chains[cid].index == 10
     assert vendor1.counters.amount == 10
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -105,6 +107,7 @@ async def test_redemption_replayed_after_a_broker_restart_is_credited_once(
         await wait_until(lambda: broker.loop.rejections["replay"] == 1)
     assert harness.credited("vendor1") == harness.debited("buyer1") == 10
     assert broker.service.core.chains[cid].index == 10
+    await harness.broker_serving("vendor2")
 
 
 @pytest.mark.asyncio
@@ -131,6 +134,7 @@ async def test_payment_replayed_after_a_vendor_restart_is_not_paid_twice(
     assert restarted.loop.rejections == {"payment": 1}
     await harness.redeem("vendor1")
     assert harness.credited("vendor1") == harness.debited("buyer1") == 10
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -192,3 +196,4 @@ async def test_stale_and_future_dated_envelopes_are_refused(harness: AttackHarne
         await wait_until(lambda: vendor1.loop.rejected == 2)
     assert vendor1.loop.rejections == {"stale": 2}
     assert vendor1.counters.amount == 2
+    await harness.serving("vendor1")

@@ -48,6 +48,7 @@ async def test_tampered_envelope_fails_its_mac(harness: AttackHarness) -> None:
         await wait_until(lambda: vendor1.counters.amount == 7)
     assert set(vendor1.loop.rejections) <= {"auth", "malformed"}
     assert vendor1.counters.amount == 7
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio
@@ -139,6 +140,7 @@ async def test_huge_payword_jump_is_refused_before_hashing(harness: AttackHarnes
         await wait_until(lambda: vendor1.loop.rejected == 1)
     assert vendor1.loop.rejections == {"payment": 1}
     assert vendor1.counters.amount == 1
+    await harness.serving("vendor1")
 
 
 @pytest.mark.asyncio

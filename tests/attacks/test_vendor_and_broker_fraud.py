@@ -62,6 +62,7 @@ async def test_vendor_claiming_more_than_it_received_is_refused(harness: AttackH
         await wait_until(lambda: broker.loop.rejections["redemption"] == 4)
     assert harness.debited("buyer1") == 10
     assert broker.service.core.chains[cid].index == 10
+    await harness.broker_serving("vendor2")
 
 
 def tamper(ledger: str, event_type: str, field: str, value: int, relink: bool) -> None:
