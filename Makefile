@@ -44,6 +44,12 @@ format: .venv/.synced
 bench: .venv/.synced
 	$(RUN) python bench/protocol_costs.py
 
+# Fuzzes every untrusted input, FUZZ_RUNS inputs (coverage-guided through atheris, the
+# `fuzz` dependency group); findings land in fuzz/crashes/ and fail the target.
+FUZZ_RUNS ?= 1000000
+fuzz: .venv/.synced
+	$(UV) run --frozen --group fuzz python -m fuzz.run --runs $(FUZZ_RUNS)
+
 vectors: .venv/.synced
 	$(RUN) python -m tests.vectors.generate
 

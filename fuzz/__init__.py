@@ -1,0 +1,1 @@
+"""Fuzzing of the protocol's untrusted-input surface: shared rig, generators and the driver."""
