@@ -70,6 +70,10 @@ VendorEvent = (
 )
 
 
+MAX_THROTTLED_SENDERS = 10_000
+"""Senders whose failed commitments are counted at once (bounded memory)."""
+
+
 @dataclass(frozen=True, slots=True)
 class VendorTerms:
     """What the vendor accepts; published as its offer."""
@@ -302,7 +306,16 @@ class VendorCore(AgentEndpoint):
 
     def _commit_failed(self, sender: str, now: float) -> None:
         failures, since = self._commit_failures.get(sender, (0, now))
+        if not failures and len(self._commit_failures) >= MAX_THROTTLED_SENDERS:
+            self._forget_commit_failures(now)
+            if len(self._commit_failures) >= MAX_THROTTLED_SENDERS:
+                return  # bounded memory first; the ACL already binds senders to MQTT users
         self._commit_failures[sender] = (failures + 1, since)
+
+    def _forget_commit_failures(self, now: float) -> None:
+        window = self.terms.commit_failure_window
+        for sender in [s for s, (_, t) in self._commit_failures.items() if now - t > window]:
+            del self._commit_failures[sender]
 
     def exposure(self, buyer: str, now: float) -> int:
         """What this vendor may still claim for ``buyer``.
@@ -465,6 +478,10 @@ class VendorCore(AgentEndpoint):
             if state is not None:
                 state.in_flight = 0
             return []
+        if redeemed.index > state.index:
+            raise UnexpectedMessageError(
+                f"broker confirmed index {redeemed.index}; this vendor holds {state.index}"
+            )
         state.redeemed = redeemed.index
         state.in_flight = 0
         state.redeem_backoff = 0.0
@@ -522,9 +539,7 @@ class VendorCore(AgentEndpoint):
             if pending.retry_due <= now:
                 self._send_register(pending, now)
         self.replay_guard.prune(now)
-        window = self.terms.commit_failure_window
-        for sender in [s for s, (_, t) in self._commit_failures.items() if now - t > window]:
-            del self._commit_failures[sender]
+        self._forget_commit_failures(now)
 
     @property
     def unredeemed_amount(self) -> int:

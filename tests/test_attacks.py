@@ -25,7 +25,15 @@ from protocol.events import (
     ReceiptReceived,
 )
 from protocol.memory import MemoryNetwork
-from protocol.messages import Certificate, Commit, Commitment, LedgerHead, Payment, Redeem
+from protocol.messages import (
+    Certificate,
+    Commit,
+    Commitment,
+    LedgerHead,
+    Payment,
+    Redeem,
+    Redeemed,
+)
 from tests.world import (
     SeededRandom,
     World,
@@ -419,3 +427,17 @@ def test_agents_keep_signed_ledger_heads_and_notice_a_regression(world: World) -
     )
     assert rejected_with(list(events), AuthenticationError)
     assert world.vendors["vendor1"].witnessed_seq == 5
+
+
+def test_vendor_refuses_a_confirmation_beyond_what_it_holds(world: World) -> None:
+    cid = open_paid_channel(world, units=5)
+    vendor = world.vendors["vendor1"]
+    key = world.broker.pair_key_with("vendor1", vendor.identity.agree_key)
+    world.broker.send("vendor1", Redeemed(cid, 50, 50), world.now, auth=Auth.PAIR, key=key)
+    world.pump()
+    assert vendor.chains[cid].redeemed == 0
+    assert vendor.unredeemed_amount == 5
+    assert any(
+        isinstance(e, MessageRejected) and e.error.code == "unexpected"
+        for e in world.net.events["vendor1"]
+    )
