@@ -27,7 +27,7 @@ from protocol.credentials import sign_commitment
 from protocol.crypto import MacKey, chain_key
 from protocol.envelope import PROTOCOL_VERSION, Auth, Header
 from protocol.events import Outgoing
-from protocol.messages import Commit, Commitment
+from protocol.messages import Commit, Commitment, Redeem
 from protocol.vendor import VendorCore, VendorTerms
 from tests.agents.conftest import Broker
 from tests.agents.harness import Harness, wait_until
@@ -125,6 +125,41 @@ async def offered(attacker: Rogue, *vendors: str) -> None:
     core = attacker.core
     assert isinstance(core, BuyerCore)
     await attacker.wait_for(lambda: all(v in core.offers for v in vendors))
+
+
+async def pay_through(
+    buyer: Rogue, vendor: VendorAgent, *payments: int, length: int = 100
+) -> tuple[bytes, list[Outgoing]]:
+    """Open a chain at ``vendor``, make ``payments`` (units each) and publish everything.
+
+    Returns the commitment id and the envelopes sent (the commit first), once the vendor
+    has accepted them all.
+    """
+    core = buyer.core
+    assert isinstance(core, BuyerCore)
+    name = vendor.core.account
+    await offered(buyer, name)
+    expected = vendor.counters.amount + sum(payments) * core.offers[name].offer.unit_value
+    cid = core.open_channel(name, length, time.time()).commitment_id
+    for units in payments:
+        core.pay(cid, units, time.time())
+    sent = await buyer.flush()
+    await wait_until(lambda: vendor.counters.amount == expected)
+    return cid, sent
+
+
+async def paid(harness: AttackHarness, units: int, buyer: str = "buyer1") -> bytes:
+    """``buyer`` (enrolled here) pays vendor1 ``units`` on a 100-long chain."""
+    core = await buyer_core(harness, buyer)
+    async with rogue(harness.mosquitto, buyer, core) as attacker:
+        cid, _ = await pay_through(attacker, harness.vendors["vendor1"], units)
+    return cid
+
+
+def queue_redeem(vendor: VendorCore, signed: bytes, index: int, word: bytes) -> None:
+    """Queue a redemption to the broker under the vendor's pair key (it may be a lie)."""
+    body = Redeem(signed, index, word)
+    vendor.send(vendor.broker.id, body, time.time(), auth=Auth.PAIR, key=vendor.broker_key)
 
 
 async def halt_vendor(harness: AttackHarness, name: str) -> VendorAgent:

@@ -8,13 +8,16 @@ import time
 import pytest
 
 from protocol.envelope import Auth
-from protocol.messages import Commit, Payment, Redeem
+from protocol.messages import Commit, Payment
 from tests.agents.harness import wait_until
 from tests.attacks.rogue import (
     AttackHarness,
     buyer_core,
     halt_vendor,
     offered,
+    paid,
+    pay_through,
+    queue_redeem,
     rogue,
     vendor_key,
 )
@@ -26,12 +29,9 @@ async def test_one_chain_shown_to_two_vendors_is_paid_once(harness: AttackHarnes
     vendor2 = await harness.start_vendor("vendor2")
     core = await buyer_core(harness, "buyer1")
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1", "vendor2")
+        await offered(buyer, "vendor2")
+        cid, _ = await pay_through(buyer, vendor1, 10)
         now = time.time()
-        cid = core.open_channel("vendor1", 100, now).commitment_id
-        core.pay(cid, 10, now)
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
 
         # The same commitment and paywords shown to vendor2, under a MAC vendor2 can check.
         channel = core.channels[cid]
@@ -56,13 +56,7 @@ async def test_one_chain_shown_to_two_vendors_is_paid_once(harness: AttackHarnes
 async def test_commitment_redeemed_by_another_vendor_is_refused(harness: AttackHarness) -> None:
     vendor1 = await harness.start_vendor("vendor1")
     await harness.start_vendor("vendor2")
-    core = await buyer_core(harness, "buyer1")
-    async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 10, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+    cid = await paid(harness, 10)
 
     # vendor2 learned vendor1's commitment and last payword and redeems them as its own.
     rogue_vendor = (await halt_vendor(harness, "vendor2")).core
@@ -70,13 +64,7 @@ async def test_commitment_redeemed_by_another_vendor_is_refused(harness: AttackH
     broker = harness.daemon
     assert broker is not None
     before = broker.loop.rejections["redemption"]
-    rogue_vendor.send(
-        rogue_vendor.broker.id,
-        Redeem(state.verified.signed, state.index, state.word),
-        time.time(),
-        auth=Auth.PAIR,
-        key=rogue_vendor.broker_key,
-    )
+    queue_redeem(rogue_vendor, state.verified.signed, state.index, state.word)
     async with rogue(harness.mosquitto, "vendor2", rogue_vendor) as attacker:
         await attacker.flush()
         await wait_until(lambda: broker.loop.rejections["redemption"] == before + 1)
@@ -91,27 +79,15 @@ async def test_commitment_redeemed_by_another_vendor_is_refused(harness: AttackH
 async def test_same_redemption_replayed_and_sent_concurrently_is_credited_once(
     harness: AttackHarness,
 ) -> None:
-    vendor1 = await harness.start_vendor("vendor1")
-    core = await buyer_core(harness, "buyer1")
-    async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 10, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+    await harness.start_vendor("vendor1")
+    cid = await paid(harness, 10)
 
     # vendor1 turns greedy: 40 fresh redemption envelopes of the same payword, sent at
     # once, and the first of them replayed byte for byte 10 more times.
     greedy = (await halt_vendor(harness, "vendor1")).core
     state = greedy.chains[cid]
     for _ in range(40):
-        greedy.send(
-            greedy.broker.id,
-            Redeem(state.verified.signed, state.index, state.word),
-            time.time(),
-            auth=Auth.PAIR,
-            key=greedy.broker_key,
-        )
+        queue_redeem(greedy, state.verified.signed, state.index, state.word)
     broker = harness.daemon
     assert broker is not None
     async with rogue(harness.mosquitto, "vendor1", greedy) as attacker:

@@ -9,13 +9,16 @@ import pytest
 
 from protocol import topics
 from protocol.envelope import Auth
-from protocol.messages import Commit, Payment, Redeem
+from protocol.messages import Commit, Payment
 from tests.agents.harness import wait_until
 from tests.attacks.rogue import (
     AttackHarness,
     buyer_core,
     halt_vendor,
     offered,
+    paid,
+    pay_through,
+    queue_redeem,
     rogue,
     vendor_key,
 )
@@ -26,12 +29,7 @@ async def test_replayed_payword_is_not_paid_twice(harness: AttackHarness) -> Non
     vendor1 = await harness.start_vendor("vendor1")
     core = await buyer_core(harness, "buyer1")
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 5, time.time())
-        core.pay(cid, 5, time.time())
-        sent = await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+        cid, sent = await pay_through(buyer, vendor1, 5, 5)
         first_payment = sent[1]
         # The same bytes again, and the same payword in a freshly sealed envelope.
         await buyer.publish(first_payment.topic, first_payment.payload)
@@ -52,11 +50,7 @@ async def test_replayed_commitment_does_not_reset_the_chain(harness: AttackHarne
     vendor1 = await harness.start_vendor("vendor1")
     core = await buyer_core(harness, "buyer1")
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 10, time.time())
-        commit, _ = await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+        cid, (commit, _) = await pay_through(buyer, vendor1, 10)
         channel = core.channels[cid]
         # Byte-for-byte replay of the commit, then a freshly sealed one: neither restarts
         # the chain at 0, so the paywords 1..10 cannot be spent again.
@@ -81,18 +75,11 @@ async def test_replayed_commitment_does_not_reset_the_chain(harness: AttackHarne
 async def test_redemption_replayed_after_a_broker_restart_is_credited_once(
     harness: AttackHarness,
 ) -> None:
-    vendor1 = await harness.start_vendor("vendor1")
-    core = await buyer_core(harness, "buyer1")
-    async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 10, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+    await harness.start_vendor("vendor1")
+    cid = await paid(harness, 10)
     greedy = (await halt_vendor(harness, "vendor1")).core
     state = greedy.chains[cid]
-    redeem = Redeem(state.verified.signed, state.index, state.word)
-    greedy.send(greedy.broker.id, redeem, time.time(), auth=Auth.PAIR, key=greedy.broker_key)
+    queue_redeem(greedy, state.verified.signed, state.index, state.word)
     async with rogue(harness.mosquitto, "vendor1", greedy) as attacker:
         (envelope,) = attacker.take()
         await attacker.publish(envelope.topic, envelope.payload)
@@ -117,12 +104,7 @@ async def test_payment_replayed_after_a_vendor_restart_is_not_paid_twice(
     vendor1 = await harness.start_vendor("vendor1")
     core = await buyer_core(harness, "buyer1")
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 4, time.time())
-        core.pay(cid, 6, time.time())
-        sent = await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 10)
+        _, sent = await pay_through(buyer, vendor1, 4, 6)
         restarted = await harness.restart_vendor("vendor1")  # its replay window is gone
         for envelope in sent:
             await buyer.publish(envelope.topic, envelope.payload)
@@ -181,11 +163,7 @@ async def test_stale_and_future_dated_envelopes_are_refused(harness: AttackHarne
     vendor1 = await harness.start_vendor("vendor1")
     core = await buyer_core(harness, "buyer1")
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 2, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 2)
+        cid, _ = await pay_through(buyer, vendor1, 2)
         channel = core.channels[cid]
         for skew in (-600.0, +600.0):
             payment = Payment(cid, 3, channel.chain.word(3))

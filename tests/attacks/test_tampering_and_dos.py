@@ -18,6 +18,7 @@ from tests.attacks.rogue import (
     AttackHarness,
     buyer_core,
     offered,
+    pay_through,
     rogue,
     seal_raw,
 )
@@ -59,11 +60,7 @@ async def test_bad_mac_flood_is_dropped_and_the_vendor_keeps_serving(
     core = await buyer_core(harness, "buyer1")
     flood = 2_000
     async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, 3, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == 3)
+        cid, _ = await pay_through(buyer, vendor1, 3)
         guard_streams = len(vendor1.core.replay_guard)
         wrong_key = MacKey(os.urandom(32))
         mallory = Endpoint("mallory", Identity.generate())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import msgspec
@@ -13,23 +12,15 @@ from agents.cli import main
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.format import GENESIS, TAG_CHECKPOINT, checkpoint_message, link_hash
-from protocol.envelope import Auth
 from protocol.messages import Redeem
 from tests.agents.harness import wait_until
-from tests.attacks.rogue import AttackHarness, buyer_core, halt_vendor, offered, rogue
-
-
-async def paid(harness: AttackHarness, units: int) -> bytes:
-    """buyer1 pays vendor1 ``units`` on a 100-long chain; returns the commitment id."""
-    vendor1 = harness.vendors["vendor1"]
-    core = await buyer_core(harness, "buyer1")
-    async with rogue(harness.mosquitto, "buyer1", core) as buyer:
-        await offered(buyer, "vendor1")
-        cid = core.open_channel("vendor1", 100, time.time()).commitment_id
-        core.pay(cid, units, time.time())
-        await buyer.flush()
-        await wait_until(lambda: vendor1.counters.amount == units)
-    return cid
+from tests.attacks.rogue import (
+    AttackHarness,
+    halt_vendor,
+    paid,
+    queue_redeem,
+    rogue,
+)
 
 
 @pytest.mark.asyncio
@@ -46,14 +37,8 @@ async def test_vendor_claiming_more_than_it_received_is_refused(harness: AttackH
         Redeem(signed, 2**32 - 1, bytes(32)),  # a huge claim: refused before any hashing
     ]
     for claim in claims:
-        greedy.send(greedy.broker.id, claim, time.time(), auth=Auth.PAIR, key=greedy.broker_key)
-    greedy.send(
-        greedy.broker.id,
-        Redeem(signed, state.index, state.word),
-        time.time(),
-        auth=Auth.PAIR,
-        key=greedy.broker_key,
-    )
+        queue_redeem(greedy, claim.commitment, claim.index, claim.payword)
+    queue_redeem(greedy, signed, state.index, state.word)  # and the honest claim
     broker = harness.daemon
     assert broker is not None
     async with rogue(harness.mosquitto, "vendor1", greedy) as attacker:
