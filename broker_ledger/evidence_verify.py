@@ -47,6 +47,7 @@ from protocol.broker_events import (
     PeriodClosed,
     RedemptionRejected,
     RegistrationRefused,
+    ReservationReleased,
     StatementIssued,
     stream_of,
 )
@@ -269,7 +270,12 @@ def _bodies(
 def _concerns(event: AnyBrokerEvent, evidence: Evidence) -> bool:
     part = evidence.part.commitment
     match event:
-        case CommitmentRegistered() | RegistrationRefused() | PaywordsRedeemed():
+        case (
+            CommitmentRegistered()
+            | RegistrationRefused()
+            | ReservationReleased()
+            | PaywordsRedeemed()
+        ):
             return event.commitment_id == evidence.commitment_id
         case RedemptionRejected():
             return presents(event, evidence.commitment_id)

@@ -20,6 +20,7 @@ from protocol.broker_events import (
     CommitmentRegistered,
     InvoiceIssued,
     PaywordsRedeemed,
+    ReservationReleased,
     SettlementRecorded,
     StatementIssued,
 )
@@ -126,6 +127,11 @@ def fold(models: ReadModels, seq: int, event: AnyBrokerEvent) -> None:
             buyer.debited += event.amount
             buyer.reserved -= released
             models.balance(event.vendor).credited += event.amount
+        case ReservationReleased():
+            chain = models.chains[event.commitment_id]
+            chain.reserved -= event.amount
+            models.dirty_chains.add(event.commitment_id)
+            models.balance(event.buyer).reserved -= event.amount
         case InvoiceIssued():
             for line in event.lines:
                 key = (event.period, event.buyer, line.counterparty)

@@ -7,6 +7,7 @@ restart is exactly the state before it.
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 from collections import defaultdict
@@ -24,6 +25,7 @@ from protocol.broker_events import (
     PaywordsRedeemed,
     RedemptionRejected,
     RegistrationRefused,
+    ReservationReleased,
 )
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
 from protocol.credentials import (
@@ -162,6 +164,9 @@ class BrokerCore(Endpoint):
         self.totals = _Totals()
         self._next_serial = 1
         self._pending: list[AnyBrokerEvent] = []
+        # on-line commitments still holding credit: id -> redemption deadline, and a heap
+        self._reserved_until: dict[bytes, float] = {}
+        self._reservation_deadlines: list[tuple[float, bytes]] = []
 
     # --- state: the only place it changes ----------------------------------------------------
 
@@ -197,6 +202,15 @@ class BrokerCore(Endpoint):
                     word=commitment.root,
                 )
                 totals.reserved[event.buyer] += event.reserved
+                if event.reserved:
+                    deadline = commitment.not_after / 1000 + self.policy.redemption_grace
+                    self._reserved_until[event.commitment_id] = deadline
+                    heapq.heappush(self._reservation_deadlines, (deadline, event.commitment_id))
+            case ReservationReleased():
+                record = self.chains[event.commitment_id]
+                record.reserved -= event.amount
+                totals.reserved[event.buyer] -= event.amount
+                self._reserved_until.pop(event.commitment_id, None)
             case PaywordsRedeemed():
                 record = self.chains[event.commitment_id]
                 record.index = event.index
@@ -205,6 +219,8 @@ class BrokerCore(Endpoint):
                 released = min(record.reserved, event.amount)
                 record.reserved -= released
                 totals.reserved[event.buyer] -= released
+                if not record.reserved:
+                    self._reserved_until.pop(event.commitment_id, None)
                 totals.debited[event.buyer] += event.amount
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
@@ -553,11 +569,22 @@ class BrokerCore(Endpoint):
     # --- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """The broker has no protocol timers of its own (replay pruning is opportunistic)."""
-        return None
+        """When the next on-line reservation passes its redemption deadline."""
+        deadlines = self._reservation_deadlines
+        while deadlines and self._reserved_until.get(deadlines[0][1]) != deadlines[0][0]:
+            heapq.heappop(deadlines)  # released or fully redeemed since it was scheduled
+        return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> None:
-        """Forget idle replay windows."""
+        """Release reservations past their redemption deadline; forget idle replay windows."""
+        while (due := self.get_timer()) is not None and due <= now:
+            _, cid = heapq.heappop(self._reservation_deadlines)
+            record = self.chains[cid]
+            self._record(
+                ReservationReleased(
+                    at=_ms(now), commitment_id=cid, buyer=record.buyer, amount=record.reserved
+                )
+            )
         self.replay_guard.prune(now)
 
 

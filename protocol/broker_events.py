@@ -58,6 +58,18 @@ class CommitmentRegistered(BrokerEvent, frozen=True, tag="commitment-registered"
     reserved: int
 
 
+class ReservationReleased(BrokerEvent, frozen=True, tag="reservation-released"):
+    """On-line mode: a commitment is past its redemption deadline with credit still held.
+
+    Nothing can be redeemed on it any more, so what was reserved for it returns to the
+    buyer's available credit.
+    """
+
+    commitment_id: bytes
+    buyer: str
+    amount: int
+
+
 class RegistrationRefused(BrokerEvent, frozen=True, tag="registration-refused"):
     """On-line mode: the broker refused a commitment (credit limit, revocation)."""
 
@@ -155,6 +167,7 @@ AnyBrokerEvent = (
     | CertificateRevoked
     | CommitmentRegistered
     | RegistrationRefused
+    | ReservationReleased
     | PaywordsRedeemed
     | RedemptionRejected
     | CreditLimitExceeded
@@ -169,6 +182,7 @@ BROKER_EVENT_TYPES: Final = (
     CertificateRevoked,
     CommitmentRegistered,
     RegistrationRefused,
+    ReservationReleased,
     PaywordsRedeemed,
     RedemptionRejected,
     CreditLimitExceeded,
@@ -186,7 +200,12 @@ def stream_of(event: AnyBrokerEvent) -> str:
             return f"account:{event.account}"
         case CreditLimitExceeded():
             return f"account:{event.buyer}"
-        case CommitmentRegistered() | RegistrationRefused() | PaywordsRedeemed():
+        case (
+            CommitmentRegistered()
+            | RegistrationRefused()
+            | ReservationReleased()
+            | PaywordsRedeemed()
+        ):
             return f"commitment:{event.commitment_id.hex()}"
         case RedemptionRejected():
             return f"rejections:{event.vendor}"
