@@ -164,8 +164,8 @@ class BrokerCore(Endpoint):
         self.totals = _Totals()
         self._next_serial = 1
         self._pending: list[AnyBrokerEvent] = []
-        # on-line commitments still holding credit: id -> redemption deadline, and a heap
-        self._reserved_until: dict[bytes, float] = {}
+        # (redemption deadline, id) of on-line commitments that reserved credit; entries
+        # whose reservation is used up are dropped lazily
         self._reservation_deadlines: list[tuple[float, bytes]] = []
 
     # --- state: the only place it changes ----------------------------------------------------
@@ -204,13 +204,10 @@ class BrokerCore(Endpoint):
                 totals.reserved[event.buyer] += event.reserved
                 if event.reserved:
                     deadline = commitment.not_after / 1000 + self.policy.redemption_grace
-                    self._reserved_until[event.commitment_id] = deadline
                     heapq.heappush(self._reservation_deadlines, (deadline, event.commitment_id))
             case ReservationReleased():
-                record = self.chains[event.commitment_id]
-                record.reserved -= event.amount
+                self.chains[event.commitment_id].reserved -= event.amount
                 totals.reserved[event.buyer] -= event.amount
-                self._reserved_until.pop(event.commitment_id, None)
             case PaywordsRedeemed():
                 record = self.chains[event.commitment_id]
                 record.index = event.index
@@ -219,8 +216,6 @@ class BrokerCore(Endpoint):
                 released = min(record.reserved, event.amount)
                 record.reserved -= released
                 totals.reserved[event.buyer] -= released
-                if not record.reserved:
-                    self._reserved_until.pop(event.commitment_id, None)
                 totals.debited[event.buyer] += event.amount
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
@@ -495,10 +490,10 @@ class BrokerCore(Endpoint):
             raise RedemptionError(f"crediting {amount} would overflow the totals")
 
     def _check_credit(self, buyer: str, now: float) -> None:
-        limit = self.accounts[buyer].credit_limit
+        account = self.accounts[buyer]
+        limit = account.credit_limit
         exposure = self.totals.debited[buyer] + self.totals.reserved[buyer]
         if exposure > limit:
-            account = self.accounts[buyer]
             if account.serial in self.revoked:
                 return  # already cut off; vendors stop at the revocation list
             self._record(
@@ -571,8 +566,8 @@ class BrokerCore(Endpoint):
     def get_timer(self) -> float | None:
         """When the next on-line reservation passes its redemption deadline."""
         deadlines = self._reservation_deadlines
-        while deadlines and self._reserved_until.get(deadlines[0][1]) != deadlines[0][0]:
-            heapq.heappop(deadlines)  # released or fully redeemed since it was scheduled
+        while deadlines and not self.chains[deadlines[0][1]].reserved:
+            heapq.heappop(deadlines)  # released or redeemed in full since it was scheduled
         return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> None:
