@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+from agents.private_files import create_private_file
 from protocol.events import (
     CertificateReceived,
     ChannelOpened,
@@ -104,7 +105,7 @@ class AgentStore:
         worker = ThreadPoolExecutor(1, thread_name_prefix="agent-store")
 
         def connect() -> sqlite3.Connection:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(path)
             connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")

@@ -20,13 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from agents import admin_input
+from agents.broker_log import log_decisions
 from agents.keystore import create_identity, load_identity
-from agents.loop import AgentLoop
+from agents.loop import AgentFailedError, AgentLoop, first_failure
 from agents.mqtt import MqttLink, MqttSettings
-from broker_ledger.billing import PeriodSummary, close_period
+from agents.private_files import check_private_dir, make_private_dir, write_private
+from broker_ledger.billing import BASIS_POINTS, PeriodSummary, close_period
 from broker_ledger.projections import Projector
-from broker_ledger.store import EventStore
-from protocol.broker import BrokerCore, BrokerPolicy
+from broker_ledger.store import EventStore, LedgerError
+from protocol.broker import MAX_TOTAL, BrokerCore, BrokerPolicy
 from protocol.endpoint import BrokerInfo
 from protocol.messages import Role
 
@@ -72,7 +75,7 @@ class BrokerFiles:
 def write_public(path: Path, info: BrokerInfo) -> None:
     """The broker's public identity as JSON (hex keys)."""
     data = {"broker": info.id, "sign_key": info.sign_key.hex(), "agree_key": info.agree_key.hex()}
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_private(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_public(path: Path) -> BrokerInfo:
@@ -91,7 +94,7 @@ def read_public(path: Path) -> BrokerInfo:
 async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
     """Create keys, the public identity file and an empty ledger."""
     files = BrokerFiles(directory)
-    directory.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, at setup
+    make_private_dir(directory)
     identity = create_identity(files.key)
     info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
     write_public(files.public, info)
@@ -108,6 +111,8 @@ class BrokerService:
         self.core = core
         self.store = store
         self._projector: Projector | None = None
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
 
     @classmethod
     async def open(cls, directory: Path, policy: BrokerPolicy | None = None) -> BrokerService:
@@ -115,19 +120,50 @@ class BrokerService:
         files = BrokerFiles(directory)
         if not files.key.exists():
             raise BrokerSetupError(f"{directory} has no broker keys: run `micropay broker init`")
+        check_private_dir(directory)
         identity = load_identity(files.key)
         info = read_public(files.public)
         store = await EventStore.open(files.ledger, info.id, signer=identity)
         core = BrokerCore(info.id, identity, policy=policy)
-        async for row in store.iterate():
-            core.apply(store.decode(row))
+        try:
+            async for row in store.replay():
+                core.apply(store.decode(row))
+        except BaseException:
+            await store.close()
+            raise
         return cls(files, core, store)
 
     async def persist(self, _events: list[object]) -> None:
-        """Append what the core decided; called before its replies are published."""
+        """Append what the core decided; called before its replies are published.
+
+        The core has already applied these events: if they cannot be made durable, its
+        state is ahead of the ledger, so the service is failed (the daemon stops and the
+        next start rebuilds the core from the ledger).
+        """
         events = self.core.events_to_persist()
-        if events:
-            await self.store.append_events(events)
+        if not events:
+            return
+        try:
+            stored = await self.store.append_events(events)
+        except LedgerError as exc:
+            self.failure = exc
+            self._failed.set()
+            raise
+        log_decisions((row.seq, event) for row, event in zip(stored, events, strict=True))
+
+    async def wait_failed(self) -> None:
+        """Return (by raising) once the ledger can no longer take what the core decided."""
+        waiting = [
+            asyncio.ensure_future(self._failed.wait()),
+            asyncio.ensure_future(self.store.wait_failed()),
+        ]
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waiting:
+                future.cancel()
+        cause = self.failure or self.store.failure
+        raise AgentFailedError(f"the ledger refused a write: {cause!r}")
 
     async def project(self) -> int:
         """Bring the read-model tables up to date."""
@@ -138,11 +174,14 @@ class BrokerService:
         return await self._projector.catch_up((row.seq, self.store.decode(row)) for row in rows)
 
     async def close(self) -> None:
-        """Project, sign the head, close the files."""
-        await self.project()
-        if self._projector is not None:
-            await self._projector.close()
-        await self.store.close()
+        """Project (unless the ledger failed), close the files; every commit is signed."""
+        try:
+            if self.failure is None and self.store.failure is None:
+                await self.project()
+        finally:
+            if self._projector is not None:
+                await self._projector.close()
+            await self.store.close()
 
     # --- operator actions --------------------------------------------------------------------
 
@@ -165,29 +204,50 @@ class BrokerService:
             self.store, period, at=int(time.time() * 1000), basis_points=basis_points
         )
         await self.project()
+        if summary.newly_closed:
+            log.info(
+                "period closed: %s invoices=%d statements=%d debited=%d credited=%d fees=%d"
+                " covering seq=%d..%d",
+                summary.period,
+                summary.invoices,
+                summary.statements,
+                summary.debited,
+                summary.credited,
+                summary.fees,
+                summary.after_sequence + 1,
+                summary.through_sequence,
+            )
         return summary
 
 
 async def run_admin_request(  # noqa: PLR0911 - one answer per command
     service: BrokerService, request: dict[str, Any]
 ) -> dict[str, Any]:
-    """Execute one operator request (from the admin socket or the offline CLI)."""
+    """Execute one operator request (from the admin socket or the offline CLI).
+
+    Every field is validated here, at the edge, before anything reaches the core or the
+    ledger; a refusal is an answer, never an exception in the daemon.
+    """
     command = request.get("command")
     try:
         if command == "open-account":
             token = await service.open_account(
-                str(request["account"]),
-                request["role"],
-                int(request["credit_limit"]),
-                str(request.get("currency", "EUR")),
+                admin_input.name(request, "account"),
+                admin_input.role(request),
+                admin_input.integer(request, "credit_limit", 0, MAX_TOTAL),
+                admin_input.text(request, "currency", "EUR", 3),
             )
             return {"ok": True, "token": token.hex()}
         if command == "revoke":
-            await service.revoke(str(request["account"]), str(request.get("reason", "operator")))
+            await service.revoke(
+                admin_input.name(request, "account"),
+                admin_input.text(request, "reason", "operator", 256),
+            )
             return {"ok": True}
         if command == "close-period":
             summary = await service.close_period(
-                str(request["period"]), int(request.get("fee_basis_points", 0))
+                admin_input.name(request, "period"),
+                admin_input.integer(request, "fee_basis_points", 0, BASIS_POINTS, default=0),
             )
             return {"ok": True, "summary": summary_dict(summary)}
         if command == "status":
@@ -203,8 +263,10 @@ async def run_admin_request(  # noqa: PLR0911 - one answer per command
                 "credited": sum(totals.credited.values()),
                 "ledger_head": service.store.head[0],
             }
-    except (KeyError, ValueError, TypeError) as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    except admin_input.AdminInputError as exc:
+        return {"ok": False, "error": str(exc)}
+    except LedgerError as exc:
+        return {"ok": False, "error": f"the ledger refused the write ({exc}); the broker stops"}
     except Exception as exc:  # noqa: BLE001 - report every refusal to the operator
         return {"ok": False, "error": str(exc)}
     return {"ok": False, "error": f"unknown command {command!r}"}
@@ -311,7 +373,11 @@ class BrokerDaemon:
             await self.service.project()
 
     async def run(self) -> None:
-        """Serve until SIGTERM or SIGINT; then finish in-flight work and sign the head."""
+        """Serve until SIGTERM or SIGINT; then finish in-flight work and close the ledger.
+
+        Crash-only: if the ledger writer, the projector or the head publisher stops, the
+        daemon raises ``AgentFailedError`` at once instead of living on without it.
+        """
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.loop.stopping.set)
@@ -319,17 +385,24 @@ class BrokerDaemon:
         admin_path.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._admin, path=str(admin_path))
         admin_path.chmod(0o600)
-        projector = asyncio.create_task(self._project_periodically(), name="projector")
-        witness = asyncio.create_task(self._witness_periodically(), name="ledger-head")
         log.info(
-            "broker %s serving (ledger %s)", self.service.core.account, self.service.files.ledger
+            "broker %s serving (ledger %s, head %s)",
+            self.service.core.account,
+            self.service.files.ledger,
+            self.service.store.durable_head[0],
         )
+        serving = asyncio.create_task(self.loop.run(), name="broker-loop")
         try:
-            await self.loop.run()
+            await first_failure(
+                serving,
+                {
+                    "the ledger writer": self.service.wait_failed(),
+                    "the projector": self._project_periodically(),
+                    "the ledger-head publisher": self._witness_periodically(),
+                },
+            )
         finally:
             server.close()
-            projector.cancel()
-            witness.cancel()
             admin_path.unlink(missing_ok=True)
             await self.service.close()
-            log.info("broker stopped; ledger head %s signed", self.service.store.head[0])
+            log.info("broker stopped; ledger head %s", self.service.store.durable_head[0])

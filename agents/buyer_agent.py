@@ -21,6 +21,7 @@ from agents.agent_store import AgentStore
 from agents.keystore import create_identity, load_identity
 from agents.loop import AgentLoop
 from agents.mqtt import MqttLink, MqttSettings
+from agents.private_files import make_private_dir
 from protocol.buyer import BuyerCore
 from protocol.endpoint import BrokerInfo
 from protocol.errors import LocalProtocolError
@@ -69,6 +70,7 @@ class BuyerAgent:
         cls, directory: Path, account: str, broker: BrokerInfo, mqtt: MqttSettings
     ) -> BuyerAgent:
         """Load (or create) keys and the wallet."""
+        make_private_dir(directory)
         key_path = directory / KEY_FILE
         identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
         store = await AgentStore.open(directory / STORE_FILE)
@@ -189,7 +191,7 @@ class BuyerAgent:
     ) -> PayResult:
         """Make ``payments`` payments of ``units`` (or a mix of 1..units) and wait for receipts."""
         if self.core.certified is None:
-            raise BuyerError("not enrolled: run `micropay buyer enroll --token ...` first")
+            raise BuyerError("not enrolled: run `micropay buyer enroll --token-file FILE` first")
         started = time.monotonic()
         await self._offer(vendor, timeout)
         rng = rng or random.Random()  # noqa: S311 - a payment mix, not a secret

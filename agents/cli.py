@@ -7,9 +7,12 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from agents.commands import USER_ERRORS, register
+from agents.private_files import restrict_umask
 from agents.progress import ProgressBar
+from agents.settings import bounded
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -114,9 +117,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.payments, args.data_dir)
 
 
+class StrictParser(argparse.ArgumentParser):
+    """No abbreviated options: ``--token`` must not quietly mean ``--token-file``.
+
+    Sub-command parsers are of the same class, so the rule holds on every level.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - argparse's own
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command tree."""
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(
         prog="micropay",
         description="PayWord micropayments between buyers, vendors and a broker over MQTT.",
     )
@@ -171,7 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument(
-        "--workers", type=int, default=2, help="threads verifying signatures (default 2)"
+        "--workers",
+        type=int,
+        default=2,
+        help="threads verifying signatures (default 2)",
     )
     audit.add_argument(
         "--progress",
@@ -195,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
             " Exit 0 only if the audit passes and the totals balance."
         ),
     )
-    demo.add_argument("--payments", type=int, default=10_000, help="payments (default 10000)")
+    demo.add_argument(
+        "--payments", type=bounded("payments"), default=10_000, help="payments (default 10000)"
+    )
     demo.add_argument(
         "--data-dir",
         type=Path,
@@ -252,6 +271,7 @@ def cmd_witness(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the command line and run one command."""
+    restrict_umask()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "workers", 1) < 1:

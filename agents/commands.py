@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from agents.broker_agent import (
 from agents.buyer_agent import BuyerAgent, BuyerError
 from agents.dispute import add_dispute_parser
 from agents.keystore import KeyFileError
+from agents.loop import AgentFailedError
 from agents.mosquitto import (
     MosquittoError,
     MosquittoFiles,
@@ -29,9 +32,19 @@ from agents.mosquitto import (
     render,
 )
 from agents.mqtt import MqttSettings
-from agents.settings import MQTT_KEYS, SettingsError, require, resolve, setup_logging
+from agents.private_files import PermissionsError, write_private
+from agents.secret_input import SecretInputError, read_secret_file, secret, token_bytes
+from agents.settings import (
+    MQTT_KEYS,
+    SettingsError,
+    bounded,
+    require,
+    resolve,
+    setup_logging,
+)
 from agents.tls_certs import DEFAULT_DAYS, CertError, make_certs
 from agents.vendor_agent import VendorAgent
+from broker_ledger.store import LedgerError
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
 
@@ -40,6 +53,7 @@ MQTT_DEFAULTS: dict[str, Any] = {
     "mqtt_port": 1883,
     "mqtt_username": None,
     "mqtt_password": None,
+    "mqtt_password_file": None,
     "mqtt_tls_ca": None,
 }
 COMMON_DEFAULTS: dict[str, Any] = {"log_level": "info", "log_json": False}
@@ -64,9 +78,16 @@ def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
     if mqtt:
         group = parser.add_argument_group("MQTT (env MICROPAY_MQTT_*; file [mqtt])")
         group.add_argument("--mqtt-host", help="broker address (default 127.0.0.1)")
-        group.add_argument("--mqtt-port", type=int, help="broker port (default 1883)")
+        group.add_argument(
+            "--mqtt-port", type=bounded("mqtt_port"), help="broker port (default 1883)"
+        )
         group.add_argument("--mqtt-username", help="MQTT user (default: the agent's name)")
-        group.add_argument("--mqtt-password", help="MQTT password (prefer the env variable)")
+        group.add_argument(
+            "--mqtt-password-file",
+            type=Path,
+            metavar="FILE",
+            help="a 0600 file holding the MQTT password (or env MICROPAY_MQTT_PASSWORD)",
+        )
         group.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS and verify")
 
 
@@ -78,7 +99,7 @@ def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:
         host=args.mqtt_host,
         port=int(args.mqtt_port),
         username=args.mqtt_username or name,
-        password=args.mqtt_password,
+        password=secret(args.mqtt_password, args.mqtt_password_file, "MQTT password"),
         tls_ca=str(args.mqtt_tls_ca) if args.mqtt_tls_ca else None,
     )
 
@@ -122,7 +143,16 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
         mqtt = mqtt_settings(args, service.core.account)
         await BrokerDaemon(service, mqtt, interval).run()
 
-    asyncio.run(run())
+    return _daemon(run())
+
+
+def _daemon(main: Coroutine[Any, Any, None]) -> int:
+    """Run a daemon; a task it cannot live without stopping is logged and exits 1 (crash-only)."""
+    try:
+        asyncio.run(main)
+    except AgentFailedError as failure:
+        logging.getLogger("micropay").critical("stopping: %s", failure)
+        return 1
     return 0
 
 
@@ -146,7 +176,12 @@ def cmd_broker_open_account(args: argparse.Namespace) -> int:
             "currency": args.currency,
         },
     )
-    result: dict[str, Any] = {"account": args.name, "role": args.role, "token": answer["token"]}
+    result: dict[str, Any] = {"account": args.name, "role": args.role}
+    if args.token_file is None:
+        result["token"] = answer["token"]
+    else:
+        write_private(args.token_file, answer["token"] + "\n")
+        result["token_file"] = str(args.token_file)
     if args.mosquitto_dir is not None:
         password = generated_password()
         add_user(MosquittoFiles(Path(args.mosquitto_dir)), args.name, password)
@@ -206,6 +241,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             "name": None,
             "broker_pub": None,
             "token": None,
+            "token_file": None,
             "unit_value": 1,
             "currency": "EUR",
             "max_jump": 1000,
@@ -226,22 +262,36 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
         redeem_interval=float(args.redeem_interval),
     )
 
+    token = enrollment_token(args)
+
     async def run() -> None:
         info = read_public(args.broker_pub)
         agent = await VendorAgent.open(
             data_dir, args.name, info, terms, mqtt_settings(args, args.name)
         )
-        if args.token:
-            agent.token = bytes.fromhex(args.token)
+        agent.token = token
         await agent.run()
 
-    asyncio.run(run())
-    return 0
+    return _daemon(run())
 
 
 # --- buyer -------------------------------------------------------------------------------
 
-BUYER_DEFAULTS: dict[str, Any] = {"data_dir": None, "name": None, "broker_pub": None, "timeout": 30}
+BUYER_DEFAULTS: dict[str, Any] = {
+    "data_dir": None,
+    "name": None,
+    "broker_pub": None,
+    "timeout": 30.0,
+    "token": None,
+    "token_file": None,
+}
+
+
+def enrollment_token(args: argparse.Namespace) -> bytes | None:
+    """The token from --token-file or MICROPAY_TOKEN (never from the command line)."""
+    text = secret(args.token, args.token_file, "enrollment token")
+    source = str(args.token_file) if args.token_file else "MICROPAY_TOKEN"
+    return token_bytes(text, source)
 
 
 async def _buyer(args: argparse.Namespace) -> BuyerAgent:
@@ -255,9 +305,13 @@ def cmd_buyer_enroll(args: argparse.Namespace) -> int:
     """Enroll with the operator's token and keep the certificate in the wallet."""
     _prepare(args, "buyer", BUYER_DEFAULTS)
 
+    token = enrollment_token(args)
+    if token is None:
+        raise CommandError("give the enrollment token in --token-file FILE or MICROPAY_TOKEN")
+
     async def run() -> int:
         buyer = await _buyer(args)
-        return await buyer.run(lambda: buyer.enroll(bytes.fromhex(args.token)), args.timeout)
+        return await buyer.run(lambda: buyer.enroll(token), args.timeout)
 
     _print({"enrolled": args.name, "certificate_serial": asyncio.run(run())})
     return 0
@@ -333,7 +387,7 @@ def cmd_mqtt_render(args: argparse.Namespace) -> int:
         tls = TlsListener(args.tls_port or 8883, args.certs, args.tls_host)
     elif args.tls_port is not None or args.tls_host is not None:
         raise CommandError("--tls-port and --tls-host need --certs DIR")
-    files = render(args.directory, args.port, args.host, tls=tls)
+    files = render(args.directory, args.port, args.host, tls=tls, retain_guard=args.retain_guard)
     _print({"config": str(files.config), "acl": str(files.acl), "passwords": str(files.passwords)})
     return 0
 
@@ -356,13 +410,18 @@ def cmd_mqtt_certs(args: argparse.Namespace) -> int:
 
 def cmd_mqtt_add_user(args: argparse.Namespace) -> int:
     """Create or update an MQTT user (the ACL confines it by its name)."""
-    password = args.password or generated_password()
+    chosen = args.password_file is not None
+    password = (
+        read_secret_file(args.password_file, "MQTT password") if chosen else generated_password()
+    )
     add_user(MosquittoFiles(args.directory), args.name, password)
-    _print({"username": args.name, "password": password})
+    result = {"username": args.name, "password": None if chosen else password}
+    result["note"] = "reload Mosquitto (SIGHUP, or systemctl reload mosquitto) to use it"
+    _print(result)
     return 0
 
 
-def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # noqa: PLR0915 - the command tree, read top to bottom
+def register(commands: argparse._SubParsersAction[Any]) -> None:  # noqa: PLR0915 - the command tree, read top to bottom
     """Add the agent command groups to the top-level parser."""
     broker = commands.add_parser("broker", help="the broker: init, run, accounts, billing")
     sub = broker.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -374,7 +433,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_common(run)
     run.add_argument(
         "--witness-interval",
-        type=float,
+        type=bounded("witness_interval", float),
         metavar="SECONDS",
         help="publish the signed ledger head at most this often while it moves (default 30)",
     )
@@ -383,16 +442,26 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_common(opened, mqtt=False)
     opened.add_argument("name", help="account name (A-Z a-z 0-9 . _ -)")
     opened.add_argument("--role", choices=["buyer", "vendor"], required=True)
-    opened.add_argument("--credit-limit", type=int, default=0, help="minor units (buyers)")
+    opened.add_argument(
+        "--credit-limit", type=bounded("credit_limit"), default=0, help="minor units (buyers)"
+    )
     opened.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
     opened.add_argument(
         "--mosquitto-dir", type=Path, help="also create the MQTT user in this Mosquitto directory"
+    )
+    opened.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="write the one-time token to FILE (created 0600) instead of printing it",
     )
     opened.set_defaults(handler=cmd_broker_open_account)
     close = sub.add_parser("close-period", help="close a billing period (idempotent)")
     add_common(close, mqtt=False)
     close.add_argument("period", help="the period's name, e.g. 2026-11")
-    close.add_argument("--fee-bps", type=int, default=0, help="broker fee in basis points")
+    close.add_argument(
+        "--fee-bps", type=bounded("fee_bps"), default=0, help="broker fee in basis points"
+    )
     close.set_defaults(handler=cmd_broker_close_period)
     revoke = sub.add_parser("revoke", help="revoke an account's certificate")
     add_common(revoke, mqtt=False)
@@ -410,18 +479,29 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_common(run)
     run.add_argument("--name", help="the vendor's account name")
     run.add_argument("--broker-pub", type=Path, help="the broker's broker.pub.json")
-    run.add_argument("--token", help="enrollment token (first start only)")
-    run.add_argument("--unit-value", type=int, help="value of one payword, minor units")
+    run.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="a 0600 file holding the enrollment token, first start only (or MICROPAY_TOKEN)",
+    )
+    run.add_argument(
+        "--unit-value", type=bounded("unit_value"), help="value of one payword, minor units"
+    )
     run.add_argument("--currency", help="ISO 4217 code (default EUR)")
-    run.add_argument("--max-jump", type=int, help="largest jump per payment (default 1000)")
-    run.add_argument("--max-length", type=int, help="longest chain accepted")
+    run.add_argument(
+        "--max-jump", type=bounded("max_jump"), help="largest jump per payment (default 1000)"
+    )
+    run.add_argument("--max-length", type=bounded("max_length"), help="longest chain accepted")
     run.add_argument(
         "--online",
         action="store_const",
         const=True,
         help="register each commitment with the broker first",
     )
-    run.add_argument("--redeem-interval", type=int, help="seconds between redemptions")
+    run.add_argument(
+        "--redeem-interval", type=bounded("redeem_interval"), help="seconds between redemptions"
+    )
     run.add_argument("--item", type=_item, action="append", help="offer item NAME=PRICE")
     run.set_defaults(handler=cmd_vendor_run)
 
@@ -436,19 +516,34 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         add_common(parser)
         parser.add_argument("--name", help="the buyer's account name")
         parser.add_argument("--broker-pub", type=Path, help="the broker's broker.pub.json")
-        parser.add_argument("--timeout", type=float, help="seconds to wait for answers")
+        parser.add_argument(
+            "--timeout", type=bounded("timeout", float), help="seconds to wait for answers"
+        )
         parser.set_defaults(handler=handler)
         if action == "enroll":
-            parser.add_argument("--token", required=True, help="the operator's token (hex)")
+            parser.add_argument(
+                "--token-file",
+                type=Path,
+                metavar="FILE",
+                help="a 0600 file holding the operator's token (or env MICROPAY_TOKEN)",
+            )
         if action == "pay":
             parser.add_argument("vendor", help="the vendor to pay")
-            parser.add_argument("--payments", type=int, default=1, help="how many payments")
             parser.add_argument(
-                "--units", type=int, default=1, help="units per payment (max with --mixed)"
+                "--payments", type=bounded("payments"), default=1, help="how many payments"
+            )
+            parser.add_argument(
+                "--units",
+                type=bounded("units"),
+                default=1,
+                help="units per payment (max with --mixed)",
             )
             parser.add_argument("--mixed", action="store_true", help="random sizes 1..units")
             parser.add_argument(
-                "--chain-length", type=int, default=100_000, help="paywords in a new chain"
+                "--chain-length",
+                type=bounded("chain_length"),
+                default=100_000,
+                help="paywords in a new chain",
             )
             parser.add_argument("--item-name", default="", help="what the payments are for")
 
@@ -456,11 +551,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     sub = mqtt.add_subparsers(dest="action", metavar="ACTION", required=True)
     rendered = sub.add_parser("render", help="write mosquitto.conf, ACL and password file")
     rendered.add_argument("directory", type=Path)
-    rendered.add_argument("--port", type=int, default=1883)
+    rendered.add_argument("--port", type=bounded("port"), default=1883)
     rendered.add_argument("--host", default="127.0.0.1")
     rendered.add_argument("--certs", type=Path, metavar="DIR", help="enable TLS: `mqtt certs` dir")
-    rendered.add_argument("--tls-port", type=int, help="TLS listener port (default 8883)")
+    rendered.add_argument(
+        "--tls-port", type=bounded("tls_port"), help="TLS listener port (default 8883)"
+    )
     rendered.add_argument("--tls-host", help="TLS listener address (default: --host)")
+    rendered.add_argument(
+        "--no-retain-guard",
+        dest="retain_guard",
+        action="store_false",
+        help="leave out the plugin that refuses retained messages outside the broadcast"
+        " topics (needs gcc, mosquitto-dev, libmosquitto-dev to build)",
+    )
     rendered.set_defaults(handler=cmd_mqtt_render)
     certs = sub.add_parser("certs", help="create a local CA and TLS certificates")
     certs.add_argument("directory", type=Path)
@@ -468,7 +572,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--host", action="append", help="a name or address in the server certificate (repeat)"
     )
     certs.add_argument("--client", action="append", help="also issue a client certificate")
-    certs.add_argument("--days", type=int, default=DEFAULT_DAYS, help="validity (default 825)")
+    certs.add_argument(
+        "--days", type=bounded("days"), default=DEFAULT_DAYS, help="validity (default 825)"
+    )
     certs.add_argument(
         "--force", action="store_true", help="replace the CA (what it issued is no longer trusted)"
     )
@@ -476,7 +582,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     user = sub.add_parser("add-user", help="create or update an MQTT user")
     user.add_argument("directory", type=Path, help="a directory written by `mqtt render`")
     user.add_argument("name")
-    user.add_argument("--password", help="default: generated and printed")
+    user.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="FILE",
+        help="a 0600 file holding the password to set (default: generated and printed)",
+    )
     user.set_defaults(handler=cmd_mqtt_add_user)
 
 
@@ -487,5 +598,8 @@ USER_ERRORS = (
     KeyFileError,
     BuyerError,
     MosquittoError,
+    PermissionsError,
+    LedgerError,
+    SecretInputError,
 )
 __all__ = ["MQTT_KEYS", "USER_ERRORS", "register"]

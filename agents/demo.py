@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from agents.broker_agent import init_broker, operator_request
 from agents.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
+from agents.private_files import make_private_dir, open_private
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 
@@ -47,6 +48,7 @@ class Demo:
     payments: int
     port: int = field(default_factory=free_port)
     passwords: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     mosquitto: MosquittoProcess | None = None
     paid: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -57,34 +59,39 @@ class Demo:
         """The broker's data directory."""
         return self.root / "broker"
 
-    def env(self, name: str) -> dict[str, str]:
-        """The environment of an agent process."""
-        return {
+    def env(self, name: str, token: str | None = None) -> dict[str, str]:
+        """The environment of an agent process: its secrets travel here, never in argv."""
+        env = {
             **os.environ,
             "MICROPAY_MQTT_PORT": str(self.port),
             "MICROPAY_MQTT_PASSWORD": self.passwords[name],
             "MICROPAY_LOG_LEVEL": "info",
         }
+        if token is not None:
+            env["MICROPAY_TOKEN"] = token
+        return env
 
     def command(self, *arguments: str) -> list[str]:
         """A ``micropay`` command line run by this interpreter."""
         return [sys.executable, "-m", "agents.cli", *arguments]
 
-    def spawn(self, name: str, *arguments: str) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, *arguments: str, token: str | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start a daemon whose output goes to ``logs/<name>.log``."""
-        with (self.root / "logs" / f"{name}.log").open("ab") as log:
+        with open_private(self.root / "logs" / f"{name}.log", append=True) as log:
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                self.command(*arguments), env=self.env(name), stdout=log, stderr=log
+                self.command(*arguments), env=self.env(name, token), stdout=log, stderr=log
             )
         self.processes[name] = process
         return process
 
-    def run(self, name: str, *arguments: str) -> dict[str, Any]:
+    def run(self, name: str, *arguments: str, token: str | None = None) -> dict[str, Any]:
         """Run a short command as ``name`` and return its JSON output."""
         done = subprocess.run(  # noqa: S603 - our own interpreter and module
-            self.command(*arguments), env=self.env(name), capture_output=True, check=False
+            self.command(*arguments), env=self.env(name, token), capture_output=True, check=False
         )
-        with (self.root / "logs" / f"{name}.log").open("ab") as log:
+        with open_private(self.root / "logs" / f"{name}.log", append=True) as log:
             log.write(done.stderr)
         if done.returncode != 0:
             raise RuntimeError(f"{name}: {' '.join(arguments[:2])} failed: {done.stderr[-500:]!r}")
@@ -134,7 +141,7 @@ def _wait_enrolled(demo: Demo, names: list[str], timeout: float = 30.0) -> None:
 
 def start(demo: Demo) -> None:
     """Mosquitto, the broker daemon, the accounts, the vendor daemons, the buyers' wallets."""
-    (demo.root / "logs").mkdir(parents=True, exist_ok=True)
+    make_private_dir(demo.root / "logs")
     files = render(demo.root / "mosquitto", demo.port)
     for name in ("broker", *VENDORS, *BUYERS):
         demo.passwords[name] = generated_password()
@@ -158,11 +165,13 @@ def start(demo: Demo) -> None:
             demo,
             {"command": "open-account", "account": name, "role": "vendor", "credit_limit": 0},
         )
+        demo.tokens[name] = opened["token"]
         demo.spawn(
             name,
             *("vendor", "run", "--name", name, "--broker-pub", pub),
-            *("--data-dir", str(demo.root / name), "--token", opened["token"]),
+            *("--data-dir", str(demo.root / name)),
             *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
+            token=opened["token"],
         )
     _wait_enrolled(demo, list(VENDORS))
     say(f"vendors {', '.join(VENDORS)} enrolled and offering")
@@ -171,10 +180,12 @@ def start(demo: Demo) -> None:
             demo,
             {"command": "open-account", "account": name, "role": "buyer", "credit_limit": 10**9},
         )
+        demo.tokens[name] = opened["token"]
         demo.run(
             name,
             *("buyer", "enroll", "--name", name, "--broker-pub", pub),
-            *("--data-dir", str(demo.root / name), "--token", opened["token"]),
+            *("--data-dir", str(demo.root / name)),
+            token=opened["token"],
         )
     say(f"buyers {', '.join(BUYERS)} enrolled")
 
@@ -204,8 +215,8 @@ def pay(demo: Demo) -> float:
     running = []
     for buyer, steps in scripts:
         with (
-            (demo.root / "logs" / f"{buyer}-pay.json").open("wb") as out,
-            (demo.root / "logs" / f"{buyer}.log").open("ab") as err,
+            open_private(demo.root / "logs" / f"{buyer}-pay.json") as out,
+            open_private(demo.root / "logs" / f"{buyer}.log", append=True) as err,
         ):
             process = subprocess.Popen(  # noqa: S603 - a shell line built from our own command
                 ["/bin/sh", "-ec", " && ".join(steps) or "true"],
@@ -290,7 +301,7 @@ def run_demo(payments: int, data_dir: Path | None) -> int:
     """The demo, start to finish; returns the exit code."""
     keep = data_dir is not None
     root = data_dir or Path(tempfile.mkdtemp(prefix="micropay-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
+    make_private_dir(root)
     demo = Demo(root.resolve(), payments)
     try:
         start(demo)

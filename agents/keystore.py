@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from agents.private_files import make_private_dir
 from protocol.crypto import Identity
 
 
@@ -27,7 +28,7 @@ def create_identity(path: Path) -> Identity:
     identity = Identity.generate()
     signing = identity.signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     agreement = identity.agreement.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     data = json.dumps({"sign_seed": signing.hex(), "agree_seed": agreement.hex()})
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -30,6 +30,38 @@ MAX_IN_FLIGHT = 256
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
 
 
+class AgentFailedError(Exception):
+    """A task the agent cannot run without has stopped: the process must exit non-zero.
+
+    Crash-only: the agent's state is rebuilt from its store at the next start, so
+    stopping loudly is always safe, and staying alive without the task never is.
+    """
+
+
+async def first_failure(main: asyncio.Task[None], watched: dict[str, Awaitable[object]]) -> None:
+    """Wait for ``main``; if a watched task or awaitable ends first, cancel ``main`` and raise.
+
+    A watched awaitable that ends, with an error or without, is a task the agent cannot
+    run without: its end becomes one ``AgentFailedError`` naming it and the cause.
+    """
+    guards = {asyncio.ensure_future(awaitable): name for name, awaitable in watched.items()}
+    try:
+        done, _ = await asyncio.wait({main, *guards}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done:
+            main.result()
+            return
+        ended = next(iter(done))
+        cause = ended.exception() if not ended.cancelled() else None
+        main.cancel()
+        with contextlib.suppress(BaseException):
+            await main
+        detail = f"{cause}" if isinstance(cause, AgentFailedError) else f"{cause!r}"
+        raise AgentFailedError(f"{guards[ended]} stopped: {detail}") from cause
+    finally:
+        for guard in guards:
+            guard.cancel()
+
+
 class Core(Protocol):
     """What the loop needs of a protocol core."""
 
@@ -155,16 +187,18 @@ class AgentLoop:
     # --- the connection ----------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Connect, serve, reconnect with backoff; return once ``stopping`` is set."""
-        delay = RECONNECT_MIN
+        """Connect, serve, reconnect with backoff; return once ``stopping`` is set.
+
+        Raises ``AgentFailedError`` at once if the store's commit task dies: nothing could be
+        made durable any more, so nothing may be acknowledged.
+        """
         committer = self._ensure_committer()
+        connection = asyncio.create_task(self._reconnect_loop(RECONNECT_MIN), name="mqtt")
         try:
-            await self._reconnect_loop(delay)
+            await first_failure(connection, {"the store's commit task": committer})
         finally:
-            if committer.done():
-                committer.result()
             committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):
                 await committer
             self._committer = None
 

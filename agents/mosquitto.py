@@ -20,6 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
+from agents.mosquitto_passwd import PasswordFileError, set_password
+from agents.private_files import (
+    create_private_file,
+    make_private_dir,
+    open_private,
+    write_private,
+)
+from agents.retain_guard import LIBRARY_NAME, RetainGuardError
+from agents.retain_guard import build as build_retain_guard
 from agents.tls_certs import CertFiles
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -68,6 +77,11 @@ class MosquittoFiles:
         """The ACL file."""
         return self.directory / "acl"
 
+    @property
+    def retain_guard(self) -> Path:
+        """The plugin refusing retained messages outside the broadcast topics."""
+        return self.directory / LIBRARY_NAME
+
 
 @dataclass(frozen=True, slots=True)
 class TlsListener:
@@ -94,19 +108,28 @@ class TlsListener:
 
 
 def render(
-    directory: Path, port: int, host: str = "127.0.0.1", *, tls: TlsListener | None = None
+    directory: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    tls: TlsListener | None = None,
+    retain_guard: bool = True,
 ) -> MosquittoFiles:
-    """Write mosquitto.conf, the ACL and an empty password file into ``directory``.
+    """Write mosquitto.conf, the ACL, an empty password file and the retain guard.
 
     The template's TLS listener is kept, with ``tls``'s port and certificates, only when
-    ``tls`` is given; without it plain callers need no certificates.
+    ``tls`` is given; without it plain callers need no certificates. The retain-guard
+    plugin is built (once, cached) and copied next to the config unless ``retain_guard``
+    is False, which leaves Mosquitto open to retained-message floods.
     """
+    directory = directory.resolve()  # Mosquitto may be started from anywhere
     files = MosquittoFiles(directory)
     replacements = {
         "password_file": f"password_file {files.passwords}",
         "acl_file": f"acl_file {files.acl}",
         "listener": f"listener {port} {host}",
         "persistence_location": f"persistence_location {directory / 'state'}/",
+        "plugin": f"plugin {files.retain_guard}",
     }
     tls_replacements = tls.replacements(host) if tls is not None else None
     paragraphs = []
@@ -120,6 +143,8 @@ def render(
             if tls_replacements is None:
                 continue
             chosen = tls_replacements
+        if "plugin" in keys and not retain_guard:
+            continue
         paragraphs.append("\n".join(chosen.get(line.split(" ", 1)[0], line) for line in lines))
     if tls_replacements is not None and not tls_found:
         raise MosquittoError(f"{TEMPLATE} has no TLS listener block")
@@ -127,25 +152,29 @@ def render(
         # Started as root, Mosquitto would drop to the ``mosquitto`` user, which cannot
         # reach files under a private directory of root's (a demo's or a test's).
         paragraphs.append("user root")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "state").mkdir(exist_ok=True)
-    files.config.write_text("\n\n".join(paragraphs) + "\n")
-    shutil.copy(ACL_TEMPLATE, files.acl)
-    if not files.passwords.exists():
-        files.passwords.touch(mode=0o600)
+    make_private_dir(directory)
+    make_private_dir(directory / "state")
+    write_private(files.config, "\n\n".join(paragraphs) + "\n")
+    write_private(files.acl, ACL_TEMPLATE.read_text())
+    create_private_file(files.passwords)
+    if retain_guard:
+        try:
+            write_private(files.retain_guard, build_retain_guard().read_bytes())
+        except RetainGuardError as exc:
+            raise MosquittoError(f"{exc} (or render with --no-retain-guard)") from exc
     return files
 
 
 def add_user(files: MosquittoFiles, username: str, password: str) -> None:
-    """Create or update an MQTT user with ``mosquitto_passwd`` (the ACL is pattern-based)."""
-    done = subprocess.run(  # noqa: S603 - fixed program, arguments are data
-        [binary("mosquitto_passwd"), "-b", str(files.passwords), username, password],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise MosquittoError(f"mosquitto_passwd refused {username!r}: {done.stderr.strip()}")
+    """Create or update an MQTT user (the ACL is pattern-based, so a user is a line).
+
+    The hash is written in-process: no password ever appears in a command line.
+    Mosquitto reads the file again on SIGHUP.
+    """
+    try:
+        set_password(files.passwords, username, password)
+    except PasswordFileError as exc:
+        raise MosquittoError(str(exc)) from exc
 
 
 class MosquittoProcess:
@@ -159,7 +188,7 @@ class MosquittoProcess:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start it and wait until it accepts connections."""
-        with self.log.open("ab") as log:
+        with open_private(self.log, append=True) as log:
             self._process = subprocess.Popen(  # noqa: S603 - fixed program
                 [binary(), "-c", str(self.files.config)], stdout=log, stderr=log
             )

@@ -13,10 +13,39 @@ import logging
 import os
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
-MQTT_KEYS = ("mqtt_host", "mqtt_port", "mqtt_username", "mqtt_password", "mqtt_tls_ca")
+MQTT_KEYS = (
+    "mqtt_host",
+    "mqtt_port",
+    "mqtt_username",
+    "mqtt_password",
+    "mqtt_password_file",
+    "mqtt_tls_ca",
+)
+COUNT: Final = 2**63 - 1  # the wire's largest amount
+INDEX: Final = 2**32 - 1  # the wire's largest chain index
+BOUNDS: Final[dict[str, tuple[float, float]]] = {
+    "mqtt_port": (1, 65_535),
+    "port": (1, 65_535),
+    "tls_port": (1, 65_535),
+    "credit_limit": (0, COUNT),
+    "fee_bps": (0, 10_000),
+    "unit_value": (1, COUNT),
+    "max_jump": (1, INDEX),
+    "max_length": (1, INDEX),
+    "redeem_interval": (1, 366 * 86_400),
+    "witness_interval": (0.01, 86_400),
+    "timeout": (0.1, 86_400),
+    "payments": (1, 10**9),
+    "units": (1, INDEX),
+    "chain_length": (1, INDEX),
+    "days": (1, 36_500),
+    "workers": (1, 64),
+}
+"""Every number an operator can give, bounded where it enters (flag, environment or file)."""
 
 
 class SettingsError(Exception):
@@ -48,18 +77,52 @@ def resolve(args: argparse.Namespace, group: str, defaults: dict[str, Any]) -> N
         value: Any = os.environ.get(f"MICROPAY_{name.upper()}")
         if value is None:
             value = section.get(name, mqtt.get(name))
-        if value is None:
-            value = default
-        elif isinstance(default, bool) and isinstance(value, str):
-            value = value.lower() in {"1", "true", "yes", "on"}
-        elif isinstance(default, int) and not isinstance(default, bool):
-            try:
-                value = int(value)
-            except (TypeError, ValueError) as exc:
-                raise SettingsError(f"{name} must be an integer, not {value!r}") from exc
-        elif isinstance(default, Path) or name.endswith(("_dir", "_pub", "_file")):
-            value = Path(value)
-        setattr(args, name, value)
+        setattr(args, name, default if value is None else _typed(name, value, default))
+    check_bounds(args)
+
+
+def _typed(name: str, value: Any, default: Any) -> Any:  # noqa: ANN401 - TOML or env value
+    """A value from the environment or the file, converted like its default."""
+    if isinstance(default, bool):
+        return value.lower() in {"1", "true", "yes", "on"} if isinstance(value, str) else value
+    if isinstance(default, int | float):
+        kind = type(default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError) as exc:
+            noun = "an integer" if kind is int else "a number"
+            raise SettingsError(f"{name} must be {noun}, not {value!r}") from exc
+    if isinstance(default, Path) or name.endswith(("_dir", "_pub", "_file")):
+        return Path(value)
+    return value
+
+
+def bounded(name: str, kind: type[int | float] = int) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` within ``BOUNDS[name]``, or a usage error."""
+    low, high = BOUNDS[name]
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, not {text!r}") from exc
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def check_bounds(args: argparse.Namespace) -> None:
+    """Refuse a bounded option that came from the environment or the file out of range."""
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if not isinstance(value, int | float) or not low <= value <= high:
+            flag = "--" + name.replace("_", "-")
+            raise SettingsError(f"{flag} must be between {low:g} and {high:g}, not {value!r}")
 
 
 def require(args: argparse.Namespace, *names: str) -> None:

@@ -21,6 +21,7 @@ from agents.agent_store import AgentStore
 from agents.keystore import create_identity, load_identity
 from agents.loop import AgentLoop
 from agents.mqtt import MqttLink, MqttSettings
+from agents.private_files import make_private_dir
 from protocol.endpoint import BrokerInfo
 from protocol.events import CertificateReceived, PaymentAccepted
 from protocol.vendor import VendorCore, VendorTerms
@@ -61,6 +62,7 @@ class VendorAgent:
         mqtt: MqttSettings,
     ) -> VendorAgent:
         """Load (or create) keys, reopen the store, restore every chain."""
+        make_private_dir(directory)
         key_path = directory / KEY_FILE
         identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
         store = await AgentStore.open(directory / STORE_FILE)
@@ -88,7 +90,10 @@ class VendorAgent:
         elif self.token is not None:
             self.core.enroll(self.token, now)
         else:
-            log.error("not enrolled: start once with --token from the broker's operator")
+            log.error(
+                "not enrolled: start once with the operator's token"
+                " (--token-file FILE or MICROPAY_TOKEN)"
+            )
 
     def _redeem_now(self) -> None:
         self.core.redeem_all(time.time())

@@ -92,6 +92,7 @@ CHECK_NAMES: Final = (
     "stream-versions",
     "event-schemas",
     "checkpoint-signatures",
+    "signed-head",
     "certificate-signatures",
     "commitment-signatures",
     "payword-chains",
@@ -179,7 +180,7 @@ class LedgerAudit:
         report = self.report
         decode = self._codec.decode
         versions: dict[str, int] = {}
-        computed_at: dict[int, bytes] = {}
+        computed_at: dict[int, bytes] = {0: GENESIS}
         previous_stored = previous_computed = GENESIS
         expected_seq = 1
         cursor = db.execute(
@@ -227,12 +228,14 @@ class LedgerAudit:
     ) -> None:
         report = self.report
         last_event = report.events
+        covered = 0
         for seq in sorted(checkpoints):
             head, signature = checkpoints[seq]
             if not checks.checkpoint_signed(report.broker_id, key, seq, head, signature):
                 report.fail(seq, "checkpoint-signatures", "checkpoint signature does not verify")
                 continue
             report.checkpoints += 1
+            covered = max(covered, seq)
             if seq not in computed:
                 report.fail(
                     last_event + 1,
@@ -242,8 +245,15 @@ class LedgerAudit:
                 )
             elif computed[seq] != head:
                 report.fail(seq, "checkpoint-signatures", "history differs from the signed head")
-        signed = [s for s in checkpoints if s in computed]
-        report.unsigned_tail = last_event - max(signed, default=0)
+        report.unsigned_tail = last_event - min(covered, last_event)
+        if report.unsigned_tail:
+            # The broker signs the head of every commit: an uncovered tail was appended by
+            # someone without its key, or had its signatures deleted.
+            report.fail(
+                covered + 1,
+                "signed-head",
+                f"events {covered + 1}..{last_event} are not covered by a broker signature",
+            )
 
     def _check_projections(self, db: sqlite3.Connection, verifier: checks.Verifier) -> None:
         report = self.report

@@ -18,17 +18,14 @@ import hashlib
 import struct
 from typing import Final
 
+from protocol.ledger_heads import TAG_CHECKPOINT, checkpoint_message
+
 TAG_LINK: Final = b"micropay/v1/ledger-link\x00"
-TAG_CHECKPOINT: Final = b"micropay/v1/ledger-checkpoint\x00"
 GENESIS: Final = bytes(32)
 _U64 = struct.Struct(">Q").pack
 _U16 = struct.Struct(">H").pack
 _TAIL = struct.Struct(">IQI").pack  # schema, at, body length
-
-
-def _lp16(text: str) -> bytes:
-    raw = text.encode()
-    return len(raw).to_bytes(2, "big") + raw
+__all__ = ["GENESIS", "TAG_CHECKPOINT", "TAG_LINK", "checkpoint_message", "link_hash"]
 
 
 def link_hash(  # noqa: PLR0913 - one argument per hashed column
@@ -59,8 +56,3 @@ def link_hash(  # noqa: PLR0913 - one argument per hashed column
             )
         )
     ).digest()
-
-
-def checkpoint_message(broker_id: str, seq: int, head: bytes) -> bytes:
-    """What the broker signs for a checkpoint (after ``TAG_CHECKPOINT``)."""
-    return _lp16(broker_id) + seq.to_bytes(8, "big") + head

@@ -5,25 +5,37 @@ is the optimistic-concurrency check, and every row carries the link hash of
 ``broker_ledger.format``. Appends queue up while a transaction is in flight and the next
 transaction takes them all, so durability (WAL, ``synchronous=FULL``) costs one fsync per
 batch, not per event.
+
+With a signer, every transaction also signs the head it leaves (one Ed25519 signature
+per group commit, in the same transaction), so the last event of a healthy ledger is
+always covered by the broker's signature. The ``checkpoints`` table keeps that latest
+signed head plus one every ``checkpoint_every`` events. Opening a ledger with a signer
+first checks the latest checkpoint's signature and the links after it: a ledger with an
+unsigned tail, a missing event or a signature that does not verify is refused before
+anything is appended or signed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import aiosqlite
 
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec
-from broker_ledger.format import GENESIS, TAG_CHECKPOINT, checkpoint_message, link_hash
+from broker_ledger.format import GENESIS, link_hash
 from protocol.broker_events import AnyBrokerEvent, stream_of
 from protocol.crypto import Identity
+from protocol.errors import LedgerHeadError
+from protocol.ledger_heads import sign_head, verify_head
+from protocol.messages import SignedHead
 
 FORMAT: Final = "micropay-ledger/1"
 
@@ -60,6 +72,21 @@ class LedgerError(Exception):
 
 class ConcurrencyError(LedgerError):
     """A stream was not at the version the writer expected: somebody appended first."""
+
+
+class LedgerIntegrityError(LedgerError):
+    """The ledger file does not match the broker's signatures: tampered, truncated or torn."""
+
+    def __init__(self, path: str | Path, seq: int, detail: str) -> None:
+        super().__init__(
+            f"{path} fails its integrity check at seq {seq}: {detail};"
+            f" run `micropay audit {path} --broker-key ...` for the whole story"
+        )
+        self.seq = seq
+
+
+class LedgerWriterError(LedgerError):
+    """The writer task died; nothing more can be appended by this process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +172,7 @@ class EventStore:
         max_batch: int = 5_000,
     ) -> None:
         self._db = connection
+        self.path = Path("ledger.db")
         self.broker_id = broker_id
         self.codec = codec
         self._signer = signer
@@ -155,9 +183,12 @@ class EventStore:
         self._seq = 0
         self._head = GENESIS
         self._durable: tuple[int, bytes] = (0, GENESIS)
-        self._checkpointed = 0
+        self._signed: SignedHead | None = None  # the latest durable signed head
+        self._kept = 0  # the latest checkpoint kept for good (one per ``checkpoint_every``)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
         self.transactions = 0
 
     # --- opening and closing -------------------------------------------------------------------
@@ -173,7 +204,13 @@ class EventStore:
         codec: EventCodec = DEFAULT_CODEC,
         checkpoint_every: int = 10_000,
     ) -> EventStore:
-        """Open (creating if needed) a ledger file that belongs to ``broker_id``."""
+        """Open (creating if needed) a ledger file that belongs to ``broker_id``.
+
+        A new file is created 0600 before SQLite opens it; SQLite gives its WAL and
+        shared-memory files the same mode.
+        """
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         connection = await aiosqlite.connect(path, isolation_level=None)
         try:
             await connection.execute("PRAGMA journal_mode=WAL")
@@ -186,8 +223,11 @@ class EventStore:
                 signer=signer,
                 checkpoint_every=checkpoint_every,
             )
+            store.path = Path(path)
             await store._load_meta(signer)
             await store._load_head()
+            if signer is not None:
+                await store._check_signed_tail(path, signer)
         except BaseException:
             await connection.close()
             raise
@@ -202,7 +242,11 @@ class EventStore:
             meta = {"format": FORMAT, "broker_id": self.broker_id}
             if signer is not None:
                 meta["broker_sign_key"] = signer.sign_key.hex()
+            await self._db.execute("BEGIN IMMEDIATE")
             await self._db.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+            if signer is not None:
+                await self._insert_checkpoint()  # the empty ledger is the broker's too
+            await self._db.execute("COMMIT")
             return
         if rows.get("format") != FORMAT:
             raise LedgerError(f"not a {FORMAT} file (format {rows.get('format')!r})")
@@ -220,25 +264,74 @@ class EventStore:
         if row is not None:
             self._seq, self._head = int(row[0]), bytes(row[1])
             self._durable = (self._seq, self._head)
-        async with self._db.execute("SELECT MAX(seq) FROM checkpoints") as cur:
-            row = await cur.fetchone()
-        self._checkpointed = int(row[0]) if row and row[0] is not None else 0
         async with self._db.execute("SELECT MAX(id) FROM streams") as cur:
             row = await cur.fetchone()
         self._next_stream_id = (int(row[0]) if row and row[0] is not None else 0) + 1
 
+    async def _check_signed_tail(self, path: str | Path, signer: Identity) -> None:
+        """Refuse a ledger whose last event is not covered by a valid broker signature.
+
+        Checks the latest checkpoint's signature, that the event it names holds its hash,
+        and the links of every event after it (there are none in a healthy ledger: every
+        commit is signed). Costs one signature check and a handful of reads.
+        """
+        checkpoints = list(
+            await self._db.execute_fetchall(
+                "SELECT seq, head, signature FROM checkpoints ORDER BY seq DESC LIMIT 2"
+            )
+        )
+        last = self._seq
+        if not checkpoints:
+            if last:
+                raise LedgerIntegrityError(path, 1, f"no signed checkpoint covers events 1..{last}")
+            return
+        seq, signed_head, signature = (
+            int(checkpoints[0][0]),
+            bytes(checkpoints[0][1]),
+            bytes(checkpoints[0][2]),
+        )
+        signed = SignedHead(seq, signed_head, signature)
+        try:
+            verify_head(signer.sign_key, self.broker_id, signed)
+        except LedgerHeadError as exc:
+            raise LedgerIntegrityError(
+                path, seq, "the checkpoint signature does not verify"
+            ) from exc
+        if seq > last:
+            raise LedgerIntegrityError(
+                path, last + 1, f"a signed checkpoint covers {seq} but the ledger ends at {last}"
+            )
+        stored = GENESIS
+        if seq:
+            rows = list(
+                await self._db.execute_fetchall("SELECT hash FROM events WHERE seq = ?", (seq,))
+            )
+            stored = bytes(rows[0][0]) if rows else b""
+        if stored != signed_head:
+            raise LedgerIntegrityError(path, seq, "the event differs from the signed checkpoint")
+        link = signed_head
+        for row in await self.read_all(seq, limit=last - seq):
+            link = link_hash(
+                link, row.seq, row.stream, row.version, row.type, row.schema, row.at, row.body
+            )
+            if link != row.hash:
+                raise LedgerIntegrityError(path, row.seq, "the event's link hash does not match")
+        if last > seq:
+            raise LedgerIntegrityError(
+                path, seq + 1, f"events {seq + 1}..{last} are not covered by a broker signature"
+            )
+        self._signed = signed
+        self._kept = int(checkpoints[1][0]) if len(checkpoints) > 1 else seq
+
     async def close(self) -> None:
-        """Finish queued appends, write a final checkpoint, close the file."""
+        """Finish queued appends (every commit is already signed), close the file."""
         if self._writer is not None:
-            await self._queue.join()
+            if not self._writer.done():
+                await self._queue.join()
             self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, LedgerWriterError):
                 await self._writer
             self._writer = None
-        if self._signer is not None and self._seq > self._checkpointed:
-            await self._db.execute("BEGIN IMMEDIATE")
-            await self._insert_checkpoint()
-            await self._db.execute("COMMIT")
         await self._db.close()
 
     # --- appending -----------------------------------------------------------------------------
@@ -253,6 +346,11 @@ class EventStore:
         """The last sequence number and link hash whose transaction has committed."""
         return self._durable
 
+    @property
+    def signed_head(self) -> SignedHead | None:
+        """The broker's signature over the durable head (``None`` without a signer)."""
+        return self._signed
+
     async def append(
         self, stream: str, events: Sequence[AnyBrokerEvent], expected_version: int | None = None
     ) -> list[StoredEvent]:
@@ -260,17 +358,29 @@ class EventStore:
         return await self.append_many([StreamAppend(stream, events, expected_version)])
 
     async def append_events(self, events: Sequence[AnyBrokerEvent]) -> list[StoredEvent]:
-        """Append a broker's events to their own streams, all in one transaction."""
-        streams: dict[str, list[AnyBrokerEvent]] = {}
-        for event in events:
-            streams.setdefault(stream_of(event), []).append(event)
-        return await self.append_many([StreamAppend(s, e) for s, e in streams.items()])
+        """Append a broker's events to their own streams, all in one transaction.
+
+        Returns the stored rows in the order the events were given.
+        """
+        streams: dict[str, list[int]] = {}
+        for position, event in enumerate(events):
+            streams.setdefault(stream_of(event), []).append(position)
+        stored = await self.append_many(
+            [StreamAppend(s, [events[p] for p in ps]) for s, ps in streams.items()]
+        )
+        order = [position for positions in streams.values() for position in positions]
+        in_order: list[StoredEvent] = [stored[0]] * len(stored)
+        for row, position in zip(stored, order, strict=True):
+            in_order[position] = row
+        return in_order
 
     async def append_many(self, appends: Sequence[StreamAppend]) -> list[StoredEvent]:
         """Append to several streams all-or-nothing, grouped with concurrent appends."""
         size = sum(len(a.events) for a in appends)
         if size == 0:
             return []
+        if self.failure is not None:
+            raise LedgerWriterError(f"the ledger writer stopped: {self.failure!r}")
         future: asyncio.Future[list[StoredEvent]] = asyncio.get_running_loop().create_future()
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
@@ -278,6 +388,11 @@ class EventStore:
         return await future
 
     async def _write_loop(self) -> None:
+        """Commit batches until cancelled; if anything unforeseen breaks it, fail loudly.
+
+        Every waiting writer gets the error (nobody waits forever on a dead task) and the
+        task ends with it, so a daemon watching the task can stop instead of freezing.
+        """
         while True:
             batch = [await self._queue.get()]
             rows = batch[0].size
@@ -287,92 +402,72 @@ class EventStore:
                 rows += request.size
             try:
                 await self._commit(batch)
+            except Exception as exc:
+                self.failure = exc
+                self._failed.set()
+                self._fail_waiting(batch, exc)
+                raise LedgerWriterError(f"the ledger writer stopped: {exc!r}") from exc
             finally:
                 for _ in batch:
                     self._queue.task_done()
 
+    def _fail_waiting(self, batch: list[_Request], exc: Exception) -> None:
+        error = LedgerWriterError(f"the ledger writer stopped, nothing was written: {exc!r}")
+        while not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+            self._queue.task_done()
+        for request in batch:
+            if not request.future.done():
+                request.future.set_exception(error)
+
+    async def wait_failed(self) -> None:
+        """Return once the writer has died (a daemon must then stop)."""
+        await self._failed.wait()
+
     async def _commit(self, batch: list[_Request]) -> None:
         await self._load_streams({a.stream for r in batch for a in r.appends})
-        streams = dict(self._streams)
-        next_id = self._next_stream_id
-        seq, head = self._seq, self._head
-        rows: list[tuple[int, int, int, str, int, int, bytes, bytes]] = []
-        new_streams: list[tuple[int, str]] = []
+        pending = _Batch(dict(self._streams), self._next_stream_id, self._seq, self._head)
         accepted: list[tuple[_Request, list[StoredEvent]]] = []
         refused: list[tuple[_Request, LedgerError]] = []
-        encode = self.codec.encode
         for request in batch:
-            clash = next(
-                (
-                    a
-                    for a in request.appends
-                    if a.expected_version is not None and streams[a.stream][1] != a.expected_version
-                ),
-                None,
+            try:
+                accepted.append((request, pending.add(request.appends, self.codec)))
+            except LedgerError as error:
+                refused.append((request, error))
+        if pending.rows:
+            await self._write(
+                pending.rows, pending.new_streams, pending.seq, pending.head, accepted, refused
             )
-            if clash is not None:
-                current = streams[clash.stream][1]
-                refused.append(
-                    (
-                        request,
-                        ConcurrencyError(
-                            f"stream {clash.stream} is at version {current},"
-                            f" not {clash.expected_version}"
-                        ),
-                    )
-                )
-                continue
-            stored: list[StoredEvent] = []
-            for append in request.appends:
-                name = append.stream
-                stream_id, version = streams[name]
-                if stream_id == 0:
-                    stream_id, next_id = next_id, next_id + 1
-                    new_streams.append((stream_id, name))
-                for event in append.events:
-                    seq += 1
-                    version += 1
-                    kind, schema, body = encode(event)
-                    head = link_hash(head, seq, name, version, kind, schema, event.at, body)
-                    stored.append(
-                        StoredEvent(seq, name, version, kind, schema, event.at, body, head)
-                    )
-                    rows.append((seq, stream_id, version, kind, schema, event.at, body, head))
-                streams[name] = (stream_id, version)
-            accepted.append((request, stored))
-        if rows:
-            await self._write(rows, new_streams, seq, head, accepted, refused)
             if accepted:
-                self._streams, self._next_stream_id = streams, next_id
+                self._streams, self._next_stream_id = pending.streams, pending.next_id
                 for request, stored in accepted:
                     request.future.set_result(stored)
         # Refusals are reported only once the batch is durable, so a refused writer that
         # reads back sees the winner's events.
-        for request, error in refused:
-            request.future.set_exception(error)
+        for request, refusal in refused:
+            request.future.set_exception(refusal)
 
     async def _write(  # noqa: PLR0913 - the batch and where it leaves the chain
         self,
-        rows: list[tuple[int, int, int, str, int, int, bytes, bytes]],
+        rows: list[Row],
         new_streams: list[tuple[int, str]],
         seq: int,
         head: bytes,
         accepted: list[tuple[_Request, list[StoredEvent]]],
         refused: list[tuple[_Request, LedgerError]],
     ) -> None:
-        previous = (self._seq, self._head, self._checkpointed)
+        previous = (self._seq, self._head, self._signed, self._kept)
         try:
             await self._db.execute("BEGIN IMMEDIATE")
             if new_streams:
                 await self._db.executemany(INSERT_STREAM, new_streams)
             await self._db.executemany(INSERT_EVENT, rows)
             self._seq, self._head = seq, head
-            if self._signer is not None and seq - self._checkpointed >= self.checkpoint_every:
-                await self._insert_checkpoint()
+            await self._insert_checkpoint()
             await self._db.execute("COMMIT")
             self._durable = (seq, head)
         except sqlite3.Error as exc:
-            self._seq, self._head, self._checkpointed = previous
+            self._seq, self._head, self._signed, self._kept = previous
             with contextlib.suppress(sqlite3.Error):
                 await self._db.execute("ROLLBACK")
             self._streams.clear()
@@ -395,26 +490,31 @@ class EventStore:
             self._streams.update(found)
 
     async def _insert_checkpoint(self) -> None:
+        """Sign the head inside the running transaction; keep one per ``checkpoint_every``.
+
+        The previous latest checkpoint is dropped unless it is a keeper, so the table
+        holds the latest signed head plus one every ``checkpoint_every`` events.
+        """
         if self._signer is None:
             return
-        signature = self._signer.sign(
-            TAG_CHECKPOINT, checkpoint_message(self.broker_id, self._seq, self._head)
-        )
+        signed = sign_head(self._signer, self.broker_id, self._seq, self._head)
         await self._db.execute(
             "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
-            (self._seq, self._head, signature, int(time.time() * 1000)),
+            (signed.seq, signed.head, signed.signature, int(time.time() * 1000)),
         )
-        self._checkpointed = self._seq
+        latest = self._signed
+        if latest is not None and latest.seq not in (self._kept, signed.seq):
+            await self._db.execute("DELETE FROM checkpoints WHERE seq = ?", (latest.seq,))
+        if signed.seq - self._kept >= self.checkpoint_every:
+            self._kept = signed.seq
+        self._signed = signed
 
     async def checkpoint(self) -> None:
-        """Sign the current head now (also done every ``checkpoint_every`` events)."""
+        """Wait until every queued append is durable; its head is then signed."""
         if self._writer is not None:
             await self._queue.join()
         if self._signer is None:
             raise LedgerError("this store has no signing key")
-        await self._db.execute("BEGIN IMMEDIATE")
-        await self._insert_checkpoint()
-        await self._db.execute("COMMIT")
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -433,6 +533,26 @@ class EventStore:
             for row in rows:
                 yield row
             position = rows[-1].seq
+
+    async def replay(self) -> AsyncIterator[StoredEvent]:
+        """Every event from the first, each link recomputed: a ledger edited anywhere stops it.
+
+        With ``open``'s check of the latest signed checkpoint, a full replay proves the
+        whole history is the one the broker signed.
+        """
+        link, expected = GENESIS, 1
+        async for row in self.iterate():
+            if row.seq != expected:
+                raise LedgerIntegrityError(self.path, expected, f"event {expected} is missing")
+            link = link_hash(
+                link, row.seq, row.stream, row.version, row.type, row.schema, row.at, row.body
+            )
+            if link != row.hash:
+                raise LedgerIntegrityError(
+                    self.path, row.seq, "the event's link hash does not match"
+                )
+            expected += 1
+            yield row
 
     async def read_type(
         self, event_type: str, after: int = 0, through: int | None = None
@@ -471,6 +591,69 @@ class EventStore:
     def connection(self) -> aiosqlite.Connection:
         """The underlying connection, for projections that commit with their position."""
         return self._db
+
+
+_MAX_COLUMN = 2**63 - 1
+
+
+Row = tuple[int, int, int, str, int, int, bytes, bytes]
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Where one transaction leaves the chain, built request by request (all or nothing)."""
+
+    streams: dict[str, tuple[int, int]]  # name -> (id, version); id 0: new
+    next_id: int
+    seq: int
+    head: bytes
+    rows: list[Row] = field(default_factory=list)
+    new_streams: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, appends: Sequence[StreamAppend], codec: EventCodec) -> list[StoredEvent]:
+        """Link one request's events after the batch so far; refuse it whole on a problem."""
+        for append in appends:
+            current = self.streams[append.stream][1]
+            if append.expected_version is not None and current != append.expected_version:
+                raise ConcurrencyError(
+                    f"stream {append.stream} is at version {current}, not {append.expected_version}"
+                )
+        seq, head, next_id = self.seq, self.head, self.next_id
+        streams: dict[str, tuple[int, int]] = {}
+        rows: list[Row] = []
+        created: list[tuple[int, str]] = []
+        stored: list[StoredEvent] = []
+        try:
+            for append in appends:
+                name = append.stream
+                stream_id, version = streams.get(name, self.streams[name])
+                if stream_id == 0:
+                    stream_id, next_id = next_id, next_id + 1
+                    created.append((stream_id, name))
+                for event in append.events:
+                    seq, version = seq + 1, version + 1
+                    kind, schema, body = codec.encode(event)
+                    _check_column(event.at)
+                    head = link_hash(head, seq, name, version, kind, schema, event.at, body)
+                    stored.append(
+                        StoredEvent(seq, name, version, kind, schema, event.at, body, head)
+                    )
+                    rows.append((seq, stream_id, version, kind, schema, event.at, body, head))
+                streams[name] = (stream_id, version)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # One unstorable event refuses its own request, never the writer.
+            raise LedgerError(f"event cannot be stored, nothing written: {exc}") from exc
+        self.seq, self.head, self.next_id = seq, head, next_id
+        self.streams.update(streams)
+        self.rows.extend(rows)
+        self.new_streams.extend(created)
+        return stored
+
+
+def _check_column(value: int) -> None:
+    """SQLite stores signed 64-bit integers; anything larger is refused before the write."""
+    if not 0 <= value <= _MAX_COLUMN:
+        raise OverflowError(f"{value} does not fit a ledger column")
 
 
 def _row(row: Any) -> StoredEvent:  # noqa: ANN401 - a SQLite row tuple

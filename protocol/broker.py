@@ -245,8 +245,10 @@ class BrokerCore(Endpoint):
         """Open an account and return its one-time enrollment token (give it out of band)."""
         if account in self.accounts:
             raise LocalProtocolError(f"account {account!r} already exists")
-        if role == "broker" or credit_limit < 0 or account == self.account:
-            raise LocalProtocolError("accounts are buyers or vendors with a limit >= 0")
+        if role == "broker" or account == self.account:
+            raise LocalProtocolError("accounts are buyers or vendors")
+        if not 0 <= credit_limit <= MAX_TOTAL:
+            raise LocalProtocolError(f"the credit limit is 0..{MAX_TOTAL} minor units")
         if not ACCOUNT_NAME.fullmatch(account) or not CURRENCY.fullmatch(currency):
             raise LocalProtocolError(
                 "account names are 1-64 of A-Z a-z 0-9 . _ - and currencies 3 capitals"

@@ -103,3 +103,9 @@ class ThrottledError(RemoteProtocolError):
     """The sender spent its budget of costly checks that failed; retry later."""
 
     code = "throttled"
+
+
+class LedgerHeadError(RemoteProtocolError):
+    """A ledger head the broker is said to have signed, but whose signature does not verify."""
+
+    code = "ledger-head"

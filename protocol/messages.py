@@ -136,6 +136,18 @@ class Receipt(Wire, frozen=True):
     amount: Count
 
 
+class SignedHead(Wire, frozen=True):
+    """The broker's signature over its ledger's link hash at ``seq`` (``protocol.ledger_heads``).
+
+    It rides on every reply that moves money, so the agent holds proof of the ledger
+    that made the reply's events durable.
+    """
+
+    seq: Count
+    head: Key32
+    signature: Sig64
+
+
 class Redeem(Wire, frozen=True):
     """Vendor to broker: the commitment and the highest payword it holds."""
 
@@ -150,6 +162,7 @@ class Redeemed(Wire, frozen=True):
     commitment_id: Key32
     index: Index
     amount: Count
+    ledger: SignedHead | None = None
 
 
 class Register(Wire, frozen=True):
@@ -164,6 +177,7 @@ class Registered(Wire, frozen=True):
     commitment_id: Key32
     approved: bool
     reason: Text = ""
+    ledger: SignedHead | None = None
 
 
 class BalanceQuery(Wire, frozen=True):
@@ -178,6 +192,7 @@ class Balance(Wire, frozen=True):
     debited: Count
     credited: Count
     reserved: Count
+    ledger: SignedHead | None = None
 
 
 class InvoiceQuery(Wire, frozen=True):

@@ -784,7 +784,7 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
         False,
     )
     assert offer.items == [("article", 5), ("minute", 2)]
-    assert query(ref, buyer, "balance?", b"q1", now) == [BUYER, "EUR", 0, 0, 0]
+    assert query(ref, buyer, "balance?", b"q1", now) == [BUYER, "EUR", 0, 0, 0, None]
 
     # Commit: accepted off-line, acknowledged by a receipt for index 0.
     now += 1
@@ -855,7 +855,7 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
     assert ref.broker.totals.credited[VENDOR] == paid
     assert ref.broker.totals.debited[BUYER] == paid
 
-    assert query(ref, buyer, "balance?", b"q2", now) == [BUYER, "EUR", paid, 0, 0]
+    assert query(ref, buyer, "balance?", b"q2", now) == [BUYER, "EUR", paid, 0, 0, None]
     invoice = query(ref, buyer, "invoice?", b"q3", now)
     assert invoice == [BUYER, "EUR", [[VENDOR, channel.spent, paid]], paid]
 

@@ -10,8 +10,15 @@ import pytest
 import pytest_asyncio
 
 from broker_ledger.format import GENESIS, link_hash
-from broker_ledger.store import ConcurrencyError, EventStore, StreamAppend
+from broker_ledger.store import (
+    ConcurrencyError,
+    EventStore,
+    LedgerError,
+    LedgerWriterError,
+    StreamAppend,
+)
 from protocol.broker_events import AccountOpened, SettlementRecorded
+from protocol.ledger_heads import verify_head
 from tests.ledger.helpers import opened, settled
 from tests.world import seeded_identity
 
@@ -88,6 +95,47 @@ class EventStoreContract:
             assert row.hash == expected
             previous = row.hash
         assert store.head == (3, previous)
+
+    @pytest.mark.asyncio
+    async def test_every_commit_is_signed_in_its_own_transaction(self, store: EventStore) -> None:
+        await store.append_events([opened("a"), opened("b")])
+        await store.append_events([settled("a", 3)])
+        signed = store.signed_head
+        assert signed is not None
+        assert (signed.seq, signed.head) == store.durable_head
+        verify_head(seeded_identity("broker").sign_key, "broker", signed)
+
+    @pytest.mark.asyncio
+    async def test_an_unstorable_event_refuses_its_request_not_the_writer(
+        self, store: EventStore
+    ) -> None:
+        results = await asyncio.gather(
+            store.append("account:a", [opened("a")]),
+            store.append("account:huge", [opened("huge", at=2**64)]),  # no ledger column holds it
+            return_exceptions=True,
+        )
+        assert not isinstance(results[0], BaseException)
+        assert isinstance(results[1], LedgerError)
+        assert "cannot be stored" in str(results[1])
+        await store.append("account:b", [opened("b")])  # the writer lives on
+        assert [row.stream for row in await store.read_all()] == ["account:a", "account:b"]
+        assert store.failure is None
+
+    @pytest.mark.asyncio
+    async def test_a_dead_writer_fails_every_waiting_append_and_says_so(
+        self, store: EventStore
+    ) -> None:
+        await store.append("account:a", [opened("a")])
+        await store.connection.close()  # the file is gone from under the writer
+        results = await asyncio.gather(
+            *(store.append(f"account:n{i}", [opened(f"n{i}")]) for i in range(3)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(r, LedgerWriterError) for r in results)
+        async with asyncio.timeout(1):
+            await store.wait_failed()
+        with pytest.raises(LedgerWriterError):
+            await store.append("account:late", [opened("late")])
 
 
 class TestSqliteEventStore(EventStoreContract):
