@@ -20,11 +20,13 @@ from protocol.events import (
     CertificateReceived,
     ChannelOpened,
     CommitmentAccepted,
+    HeadReceived,
     LedgerHeadWitnessed,
     PaymentAccepted,
     PaywordSpent,
     RedemptionConfirmed,
 )
+from protocol.ledger_heads import HeldHead, LedgerView
 
 T = TypeVar("T")
 
@@ -60,7 +62,76 @@ CREATE TABLE IF NOT EXISTS witnessed (
     topic TEXT NOT NULL,
     envelope BLOB NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS heads (
+    scope BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS contradictions (
+    id INTEGER PRIMARY KEY,
+    verdict TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
+) STRICT;
 """
+# ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
+# its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
+# proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).
+# ``contradictions`` keeps every statement that contradicted a head held (evidence), up
+# to MAX_CONTRADICTIONS. ``witnessed`` is the unbounded table of earlier versions, read
+# only for export.
+MAX_CONTRADICTIONS: Final = 1_000
+UPSERT_HEAD: Final = """
+INSERT INTO heads VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope) DO UPDATE SET
+    seq = excluded.seq, head = excluded.head, at = excluded.at,
+    signature = excluded.signature, topic = excluded.topic, envelope = excluded.envelope
+WHERE excluded.seq >= heads.seq OR excluded.at > heads.at
+"""
+INSERT_CONTRADICTION: Final = """
+INSERT INTO contradictions (verdict, seq, head, at, signature, topic, envelope)
+SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM contradictions) < ?
+"""
+HeadRow = tuple[bytes, int, bytes, int, bytes, str, bytes]
+ContradictionRow = tuple[str, int, bytes, int, bytes, str, bytes, int]
+
+
+def head_rows(
+    event: LedgerHeadWitnessed | HeadReceived,
+) -> tuple[list[HeadRow], list[ContradictionRow]]:
+    """Where a signed head goes: kept (latest overall, latest of its commitment), or evidence."""
+    if isinstance(event, LedgerHeadWitnessed):
+        scope, row = b"", (event.seq, event.head, event.at, b"", event.topic, event.envelope)
+    else:
+        signed = event.signed
+        scope, row = event.scope, (signed.seq, signed.head, event.at, signed.signature, "", b"")
+    if event.verdict in ("contradiction", "regression"):
+        return [], [(event.verdict, *row, MAX_CONTRADICTIONS)]
+    if event.verdict == "stale" or (event.verdict == "seen" and not scope):
+        return [], []
+    return [(b"", *row), *([(scope, *row)] if scope else [])], []
+
+
+@dataclass(frozen=True, slots=True)
+class StoredHead:
+    """A broker-signed head an agent kept (``verdict`` set for a contradicting one)."""
+
+    scope: bytes
+    seq: int
+    head: bytes
+    at: int
+    signature: bytes = b""
+    topic: str = ""
+    envelope: bytes = b""
+    verdict: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +222,8 @@ class AgentStore:
         paid: dict[bytes, tuple[int, bytes, int]] = {}
         served: list[tuple[bytes, int, str, int]] = []
         redeemed: dict[bytes, int] = {}
-        witnessed: list[tuple[int, int, str, bytes]] = []
+        heads: list[HeadRow] = []
+        contradictions: list[ContradictionRow] = []
         for event in events:
             match event:
                 case CertificateReceived():
@@ -177,8 +249,10 @@ class AgentStore:
                         served.append((event.commitment_id, event.index, event.item, event.amount))
                 case RedemptionConfirmed():
                     redeemed[event.commitment_id] = event.index
-                case LedgerHeadWitnessed():
-                    witnessed.append((event.seq, event.at, event.topic, event.envelope))
+                case LedgerHeadWitnessed() | HeadReceived():
+                    kept, evidence = head_rows(event)
+                    heads.extend(kept)
+                    contradictions.extend(evidence)
                 case _:
                     pass
         batches: list[tuple[str, list[tuple[object, ...]]]] = [
@@ -197,7 +271,8 @@ class AgentStore:
                 [(i, word, amount, cid, i) for cid, (i, word, amount) in paid.items()],
             ),
             ("INSERT OR IGNORE INTO served VALUES (?, ?, ?, ?)", list(served)),
-            ("INSERT OR IGNORE INTO witnessed VALUES (?, ?, ?, ?)", list(witnessed)),
+            (UPSERT_HEAD, list(heads)),
+            (INSERT_CONTRADICTION, list(contradictions)),
             (
                 "UPDATE chains SET redeemed = MAX(redeemed, ?) WHERE commitment_id = ?",
                 [(index, cid) for cid, index in redeemed.items()],
@@ -236,14 +311,24 @@ class AgentStore:
         )
         return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
 
-    async def witnessed(self) -> list[tuple[int, int, str, bytes]]:
-        """Every signed ledger head kept: (seq, at, topic, envelope), by seq."""
-        rows = await self._run(
-            lambda: self._db.execute(
-                "SELECT seq, at, topic, envelope FROM witnessed ORDER BY seq"
-            ).fetchall()
-        )
-        return [(int(r[0]), int(r[1]), str(r[2]), bytes(r[3])) for r in rows]
+    async def restore_heads(self, view: LedgerView) -> dict[bytes, int]:
+        """Put the kept heads back into a core's view; returns each commitment's head seq."""
+        receipts = {}
+        for kept in await self.heads():
+            view.keep(HeldHead(kept.seq, kept.head, kept.at, kept.scope))
+            if kept.scope:
+                receipts[kept.scope] = kept.seq
+        return receipts
+
+    async def heads(self) -> list[StoredHead]:
+        """The signed heads kept: the latest per commitment and the latest overall."""
+        rows = await self._run(lambda: self._db.execute("SELECT * FROM heads").fetchall())
+        return [
+            StoredHead(
+                bytes(r[0]), int(r[1]), bytes(r[2]), int(r[3]), bytes(r[4]), r[5], bytes(r[6])
+            )
+            for r in rows
+        ]
 
     async def totals(self) -> tuple[int, int]:
         """(amount accepted, number of chains) for the vendor."""

@@ -31,6 +31,7 @@ from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError
 from protocol.broker import MAX_TOTAL, BrokerCore, BrokerPolicy
 from protocol.endpoint import BrokerInfo
+from protocol.events import PublishedHeadSeen
 from protocol.messages import Role
 
 log = logging.getLogger("micropay.broker")
@@ -124,7 +125,7 @@ class BrokerService:
         identity = load_identity(files.key)
         info = read_public(files.public)
         store = await EventStore.open(files.ledger, info.id, signer=identity)
-        core = BrokerCore(info.id, identity, policy=policy)
+        core = BrokerCore(info.id, identity, policy=policy, attest_replies=True)
         try:
             async for row in store.replay():
                 core.apply(store.decode(row))
@@ -331,7 +332,26 @@ class BrokerDaemon:
             MqttLink(mqtt),
             service.persist,
             on_connect=self._announce,
+            react=self._react,
+            head=lambda: service.store.signed_head,
         )
+
+    def _react(self, event: object) -> None:
+        """Its own retained head, read back at connect: is the ledger older than it?"""
+        if not isinstance(event, PublishedHeadSeen):
+            return
+        seq, head = self.service.store.durable_head
+        if event.seq > seq or (event.seq == seq and event.head != head):
+            log.error(
+                "this broker signed and published ledger head %s at %s, but its ledger ends at"
+                " %s with another history: the ledger was restored from an older copy or cut."
+                " Agents holding receipts above %s will notice and re-send their redemptions;"
+                " compare with `micropay audit --witness`",
+                event.seq,
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(event.at / 1000)),
+                seq,
+                seq,
+            )
 
     def _announce(self) -> None:
         core = self.service.core

@@ -78,6 +78,7 @@ class BuyerAgent:
         certificate = await store.get("certificate")
         if certificate is not None:
             core.restore_certificate(certificate, time.time())
+        await store.restore_heads(core.ledger_view)
         agent = cls(core, store, mqtt)
         for channel in await store.channels():
             agent._stored_channels.setdefault(channel.vendor, []).append(

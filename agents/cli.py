@@ -266,6 +266,12 @@ def cmd_witness(args: argparse.Namespace) -> int:
         with args.output.open("w") as out:
             witness.write_lines(heads, out)
         sys.stderr.write(f"{len(heads)} signed ledger heads written to {args.output}\n")
+    for alarm in (head for head in heads if head.verdict):
+        what = {
+            "contradiction": "a second, different hash for a seq it had already signed",
+            "regression": "a lower head after a higher one: its ledger went backwards",
+        }.get(alarm.verdict, alarm.verdict)
+        sys.stderr.write(f"ALARM: the broker signed head {alarm.seq}: {what}\n")
     return EXIT_OK
 
 

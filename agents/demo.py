@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -268,7 +269,18 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     stores += [demo.root / name / "wallet.db" for name in BUYERS]
     heads = [head for store in stores if store.is_file() for head in witness.read_store(store)]
     witnessed = witness.check_witnesses(report, ledger, heads, None)
-    return {**closed["summary"], "status": status, "witnessed": witnessed}, report
+    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+        (last_money,) = db.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE type = 'paywords-redeemed'"
+        ).fetchone()
+    covered = max((head.seq for head in heads if not head.verdict), default=0)
+    return {
+        **closed["summary"],
+        "status": status,
+        "witnessed": witnessed,
+        "witnessed_through": covered,
+        "last_money_event": int(last_money),
+    }, report
 
 
 def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) -> bool:  # noqa: ANN401
@@ -289,8 +301,12 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     out(f"{'audit':<21}{('PASSED' if report.ok else 'FAILED'):>20}")
     out(f"  ({report.events:,} events, {report.signatures_verified:,} signatures,")
     out(f" {summary['witnessed']} signed heads the agents kept)\n")
+    covered = summary["witnessed_through"] >= summary["last_money_event"]
+    out(f"{'witnessed':<21}{('COVERED' if covered else 'NOT COVERED'):>20}")
+    out(f"  (the agents hold heads through seq {summary['witnessed_through']};")
+    out(f" the last redemption is seq {summary['last_money_event']})\n")
     balanced = paid == summary["debited"] == summary["credited"] + summary["fees"]
-    ok = bool(report.ok) and balanced
+    ok = bool(report.ok) and balanced and covered
     out(f"\nresult: {'BALANCED' if ok else 'NOT BALANCED'}\n")
     if not report.ok and report.first_failure is not None:
         out(f"first audit failure: {report.first_failure}\n")

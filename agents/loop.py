@@ -18,16 +18,35 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from agents.mqtt import LinkError, MqttLink
-from protocol.events import LedgerHeadWitnessed, MessageRejected, Outgoing, PeerError
+from protocol.events import (
+    HeadReceived,
+    HeldReply,
+    LedgerHeadWitnessed,
+    MessageRejected,
+    Outgoing,
+    PeerError,
+    StateBehind,
+)
+from protocol.messages import SignedHead
 
 log = logging.getLogger("micropay.loop")
 T = TypeVar("T")
 
 MAX_IN_FLIGHT = 256
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Staged:
+    """One batch between the reader and the committer: what to persist, then publish."""
+
+    events: list[object]
+    outgoing: list[Outgoing]
+    held: list[HeldReply]
 
 
 class AgentFailedError(Exception):
@@ -79,6 +98,10 @@ class Core(Protocol):
         """Drain the outbox."""
         ...
 
+    def held_replies(self) -> list[HeldReply]:
+        """Drain the replies that wait for the signed head of their commit."""
+        ...
+
     def get_timer(self) -> float | None:
         """When ``handle_timer`` is next due."""
         ...
@@ -89,6 +112,41 @@ class Core(Protocol):
 
 
 Persist = Callable[[list[object]], Awaitable[None]]
+
+
+def log_ledger_news(event: LedgerHeadWitnessed | HeadReceived | StateBehind) -> None:
+    """Alarms about the broker's ledger or this agent's own state, at the level they deserve.
+
+    A stale or repeated head (Mosquitto re-delivering a retained message) is routine and
+    logged at DEBUG; a contradiction or a regression is evidence against the broker.
+    """
+    if isinstance(event, StateBehind):
+        log.error("%s state is behind: %s", event.whose, event.detail)
+        return
+    seq, where = (
+        (event.seq, "broadcast")
+        if isinstance(event, LedgerHeadWitnessed)
+        else (event.signed.seq, "receipt")
+    )
+    match event.verdict:
+        case "contradiction":
+            log.error(
+                "the broker signed two different ledger heads for seq %s (%s): its ledger was"
+                " rewritten; the evidence is kept (`micropay witness` shows it)",
+                seq,
+                where,
+            )
+        case "regression":
+            log.error(
+                "the broker signed ledger head %s (%s) after a higher one: its ledger went"
+                " backwards; the evidence is kept (`micropay witness` shows it)",
+                seq,
+                where,
+            )
+        case "stale" | "seen":
+            log.debug("ledger head %s (%s) re-delivered: %s", seq, where, event.verdict)
+        case _:
+            pass
 
 
 class AgentLoop:
@@ -104,6 +162,7 @@ class AgentLoop:
         clock: Callable[[], float] = time.time,
         on_connect: Callable[[], None] | None = None,
         react: Callable[[object], None] | None = None,
+        head: Callable[[], SignedHead | None] | None = None,
     ) -> None:
         self.core = core
         self.link = link
@@ -112,6 +171,7 @@ class AgentLoop:
         self.clock = clock
         self.on_connect = on_connect
         self.react = react
+        self.head = head  # the signed head of the last commit, for held replies
         self.connected = asyncio.Event()
         self.stopping = asyncio.Event()
         self.received = 0
@@ -119,7 +179,7 @@ class AgentLoop:
         self.rejections: Counter[str] = Counter()  # by error code, for status and tests
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._commits: asyncio.Queue[tuple[list[object], list[Outgoing]]] = asyncio.Queue(64)
+        self._commits: asyncio.Queue[_Staged] = asyncio.Queue(64)
         self._committer: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._publishing: set[asyncio.Task[None]] = set()
@@ -160,7 +220,7 @@ class AgentLoop:
         committer = self._ensure_committer()
         if committer.done():
             committer.result()  # a store that failed stops the agent, loudly
-        await self._commits.put((events, self.core.data_to_send()))
+        await self._commits.put(_Staged(events, self.core.data_to_send(), self.core.held_replies()))
 
     def _ensure_committer(self) -> asyncio.Task[None]:
         if self._committer is None:
@@ -174,12 +234,15 @@ class AgentLoop:
             while not self._commits.empty():
                 batches.append(self._commits.get_nowait())
             try:
-                await self.persist([event for events, _ in batches for event in events])
+                await self.persist([event for batch in batches for event in batch.events])
             except BaseException:
                 for _ in batches:
                     self._commits.task_done()
                 raise
-            for _, outgoing in batches:
+            head = self.head() if self.head is not None else None
+            now = self.clock()
+            for batch in batches:
+                outgoing = [*batch.outgoing, *(reply.sealed(head, now) for reply in batch.held)]
                 for out in outgoing:
                     self._outbox.put_nowait(out)
                 self._commits.task_done()
@@ -257,12 +320,8 @@ class AgentLoop:
                         )
                     elif isinstance(event, PeerError):
                         log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
-                    elif isinstance(event, LedgerHeadWitnessed) and event.regressed:
-                        log.error(
-                            "the broker signed ledger head %s after a later one: its ledger"
-                            " went backwards (keep this store: it holds both signed heads)",
-                            event.seq,
-                        )
+                    elif isinstance(event, LedgerHeadWitnessed | HeadReceived | StateBehind):
+                        log_ledger_news(event)
                     if self.react is not None:
                         self.react(event)  # may queue more output into this same batch
                     events.append(event)

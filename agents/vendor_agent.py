@@ -71,8 +71,16 @@ class VendorAgent:
         certificate = await store.get("certificate")
         if certificate is not None:
             core.restore_certificate(certificate, now)
+        receipts = await store.restore_heads(core.ledger_view)
         for chain in await store.chains():
-            core.restore_chain(chain.commitment, chain.index, chain.word, chain.redeemed, now)
+            core.restore_chain(
+                chain.commitment,
+                chain.index,
+                chain.word,
+                chain.redeemed,
+                now,
+                receipt_seq=receipts.get(chain.commitment_id, 0),
+            )
         return cls(core, store, mqtt)
 
     def _react(self, event: object) -> None:

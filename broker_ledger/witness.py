@@ -1,14 +1,17 @@
 """Signed ledger heads kept by agents, and checking a ledger against them.
 
-The broker publishes ``LedgerHead(issuer, seq, head, at)`` as a retained, signed broadcast
-(``micropay/v1/pub/<broker>/ledger-head``) whenever its durable head moved. Every agent
-keeps the raw envelopes it receives. Each one is a statement, signed by the broker, that
-its ledger's link hash at ``seq`` was ``head``; since every link covers everything before
-it, no event up to ``seq`` can be edited, dropped or reordered afterwards without
-contradicting it, even by a broker that re-signs its own checkpoints.
+The broker states its ledger's link hash at ``seq`` in two ways: the retained, signed
+``LedgerHead`` broadcast (``micropay/v1/pub/<broker>/ledger-head``), and the checkpoint
+signature of the commit that every money reply carries (``Redeemed``, ``Registered``,
+``Balance``). Agents keep the latest per commitment and the latest overall, plus any
+statement that contradicted one they held. Since every link covers everything before it,
+no event up to ``seq`` can be edited, dropped or reordered afterwards, nor the ledger cut
+below it, without contradicting a statement the broker signed, even by a broker that
+re-signs its own checkpoints.
 
-Witness files are JSON lines, one ``{"seq", "at", "topic", "envelope"}`` per head (the
-envelope in hex), as ``micropay witness export`` writes them.
+Witness files are JSON lines, as ``micropay witness`` writes them: ``{"seq", "at",
+"topic", "envelope"}`` for a broadcast (envelope in hex), ``{"seq", "at", "head",
+"signature", "commitment"}`` for a reply's head, with ``"verdict"`` on a contradicting one.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from broker_ledger.audit import AuditReport
 from broker_ledger.format import GENESIS
 from protocol import topics
 from protocol.envelope import Auth, open_body, parse, verify_signed
-from protocol.errors import RemoteProtocolError
-from protocol.messages import LedgerHead
+from protocol.errors import LedgerHeadError, RemoteProtocolError
+from protocol.ledger_heads import verify_head
+from protocol.messages import LedgerHead, SignedHead
 
 CHECK = "witnessed-heads"
 
@@ -36,29 +40,68 @@ class WitnessFileError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Witnessed:
-    """One signed head as an agent received it."""
+    """One signed head as an agent kept it.
+
+    A broadcast head is proven by its signed ``envelope`` (and ``topic``); a head that
+    rode on a money reply by ``signature``, the broker's checkpoint signature over
+    (broker, ``seq``, ``head``). ``verdict`` is set on a head the agent found contradicting
+    another it held (``contradiction`` or ``regression``): evidence against the broker.
+    """
 
     seq: int
     at: int
-    topic: str
-    envelope: bytes
+    topic: str = ""
+    envelope: bytes = b""
+    head: bytes = b""
+    signature: bytes = b""
+    scope: bytes = b""
+    verdict: str = ""
 
     def as_json(self) -> str:
         """One line of a witness file."""
-        return json.dumps(
-            {"seq": self.seq, "at": self.at, "topic": self.topic, "envelope": self.envelope.hex()},
-            sort_keys=True,
-        )
+        record: dict[str, object] = {"seq": self.seq, "at": self.at}
+        if self.envelope:
+            record |= {"topic": self.topic, "envelope": self.envelope.hex()}
+        else:
+            record |= {"head": self.head.hex(), "signature": self.signature.hex()}
+        if self.scope:
+            record["commitment"] = self.scope.hex()
+        if self.verdict:
+            record["verdict"] = self.verdict
+        return json.dumps(record, sort_keys=True)
 
 
 def read_store(store: Path) -> list[Witnessed]:
-    """The heads an agent's store kept (read-only; the agent may be running)."""
+    """The heads an agent's store kept, then the contradicting ones (read-only; it may run)."""
+    heads: list[Witnessed] = []
     with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
-        try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        if not tables & {"heads", "witnessed"}:
+            raise WitnessFileError(f"{store} keeps no ledger heads")
+        if "witnessed" in tables:  # written by earlier versions, unbounded
             rows = db.execute("SELECT seq, at, topic, envelope FROM witnessed ORDER BY seq")
-            return [Witnessed(int(s), int(a), str(t), bytes(e)) for s, a, t, e in rows]
-        except sqlite3.OperationalError as exc:
-            raise WitnessFileError(f"{store} keeps no ledger heads: {exc}") from exc
+            heads.extend(Witnessed(int(s), int(a), str(t), bytes(e)) for s, a, t, e in rows)
+        for table, label in (("heads", "scope"), ("contradictions", "verdict")):
+            if table not in tables:
+                continue
+            rows = db.execute(
+                f"SELECT {label}, seq, at, topic, envelope, head, signature FROM {table}"  # noqa: S608 - fixed names
+                " ORDER BY seq"
+            )
+            for mark, seq, at, topic, envelope, head, signature in rows:
+                heads.append(
+                    Witnessed(
+                        int(seq),
+                        int(at),
+                        str(topic),
+                        bytes(envelope),
+                        bytes(head),
+                        bytes(signature),
+                        scope=bytes(mark) if label == "scope" else b"",
+                        verdict=str(mark) if label == "verdict" else "",
+                    )
+                )
+    return heads
 
 
 def write_lines(heads: Iterable[Witnessed], out: IO[str]) -> int:
@@ -81,15 +124,26 @@ def read_lines(path: Path) -> Iterator[Witnessed]:
                 yield Witnessed(
                     int(record["seq"]),
                     int(record["at"]),
-                    str(record["topic"]),
-                    bytes.fromhex(record["envelope"]),
+                    str(record.get("topic", "")),
+                    bytes.fromhex(record.get("envelope", "")),
+                    bytes.fromhex(record.get("head", "")),
+                    bytes.fromhex(record.get("signature", "")),
+                    bytes.fromhex(record.get("commitment", "")),
+                    str(record.get("verdict", "")),
                 )
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise WitnessFileError(f"{path}:{number}: not a witnessed head: {exc}") from exc
 
 
-def _signed_head(witnessed: Witnessed, broker_id: str, broker_key: bytes) -> LedgerHead:
-    """The head inside a witnessed envelope, if the broker really signed it."""
+def _signed_head(witnessed: Witnessed, broker_id: str, broker_key: bytes) -> tuple[int, bytes]:
+    """The (seq, head) the broker really signed, from an envelope or a checkpoint signature."""
+    if not witnessed.envelope:
+        signed = SignedHead(witnessed.seq, witnessed.head, witnessed.signature)
+        try:
+            verify_head(broker_key, broker_id, signed)
+        except LedgerHeadError as exc:
+            raise RemoteProtocolError(str(exc)) from exc
+        return signed.seq, signed.head
     if witnessed.topic != topics.public(broker_id, "ledger-head"):
         raise RemoteProtocolError(f"topic {witnessed.topic!r} is not {broker_id}'s ledger head")
     parsed = parse(witnessed.envelope)
@@ -99,7 +153,7 @@ def _signed_head(witnessed: Witnessed, broker_id: str, broker_key: bytes) -> Led
     body = open_body(parsed)
     if not isinstance(body, LedgerHead) or body.issuer != broker_id:
         raise RemoteProtocolError("the signed body is not a ledger head")
-    return body
+    return body.seq, body.head
 
 
 def check_witnesses(
@@ -122,22 +176,20 @@ def check_witnesses(
         for witnessed in heads:
             count += 1
             try:
-                head = _signed_head(witnessed, broker_id, broker_key)
+                seq, head = _signed_head(witnessed, broker_id, broker_key)
             except RemoteProtocolError as exc:
                 report.fail(witnessed.seq, CHECK, f"unusable witness: {exc}")
                 continue
-            if head.seq > last:
-                report.fail(
-                    head.seq, CHECK, f"the broker signed head {head.seq}; the ledger ends at {last}"
-                )
+            if seq > last:
+                report.fail(seq, CHECK, f"the broker signed head {seq}; the ledger ends at {last}")
                 continue
-            row = db.execute("SELECT hash FROM events WHERE seq = ?", (head.seq,)).fetchone()
-            stored_hash = GENESIS if head.seq == 0 else (bytes(row[0]) if row else None)
-            if stored_hash != head.head:
+            row = db.execute("SELECT hash FROM events WHERE seq = ?", (seq,)).fetchone()
+            stored_hash = GENESIS if seq == 0 else (bytes(row[0]) if row else None)
+            if stored_hash != head:
                 report.fail(
-                    head.seq,
+                    seq,
                     CHECK,
-                    f"the broker signed link {head.head.hex()[:16]}… at {head.seq}; the ledger"
+                    f"the broker signed link {head.hex()[:16]}… at {seq}; the ledger"
                     f" holds {stored_hash.hex()[:16] if stored_hash else 'nothing'}…",
                 )
     return count

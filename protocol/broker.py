@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from protocol import chain
+from protocol import chain, topics
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -52,6 +52,7 @@ from protocol.envelope import (
     open_body,
     parse,
     verify_mac,
+    verify_signed,
 )
 from protocol.errors import (
     AuthenticationError,
@@ -62,10 +63,11 @@ from protocol.errors import (
     RemoteProtocolError,
     UnexpectedMessageError,
 )
-from protocol.events import MessageRejected
+from protocol.events import MessageRejected, PublishedHeadSeen
 from protocol.messages import (
     Balance,
     BalanceQuery,
+    Body,
     BrokerIdentity,
     Certificate,
     Commitment,
@@ -81,6 +83,7 @@ from protocol.messages import (
     Registered,
     RevocationList,
     Role,
+    SignedHead,
 )
 
 DAY = 86_400.0
@@ -152,8 +155,16 @@ class BrokerCore(Endpoint):
         random: Callable[[int], bytes] = os.urandom,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
+        attest_replies: bool = False,
     ) -> None:
+        """``attest_replies``: hold money replies until the shell's commit signs their head.
+
+        A shell with a ledger sets it and seals ``held_replies()`` with the signed head
+        of the commit that made the replies' events durable; without it (in memory) those
+        replies go out at once, without a head.
+        """
         super().__init__(broker_id, identity, max_message_size=max_message_size, max_skew=max_skew)
+        self.attest_replies = attest_replies
         self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
         self.policy = policy or BrokerPolicy()
         self._random = random
@@ -296,13 +307,21 @@ class BrokerCore(Endpoint):
 
     # --- the network -------------------------------------------------------------------------
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[MessageRejected]:
+    def subscriptions(self) -> list[str]:
+        """Its inbox, and its own retained ledger head (what it vouched for before a restart)."""
+        return [*super().subscriptions(), topics.public(self.account, "ledger-head")]
+
+    def receive(
+        self, topic: str, payload: bytes, now: float
+    ) -> list[MessageRejected | PublishedHeadSeen]:
         """Handle one MQTT message; never raises for anything the peer did."""
         sender = ""
         try:
             parsed = parse(payload, self.max_message_size)
             sender = parsed.header.sender
             self.check_addressing(topic, parsed)
+            if parsed.auth is Auth.SIGNED:
+                return [self._own_head(topic, parsed)]
             key = self._key_for(parsed)
             verify_mac(parsed, topic, key)
             self.replay_guard.check(parsed, now)
@@ -310,6 +329,18 @@ class BrokerCore(Endpoint):
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
         return []
+
+    def _own_head(self, topic: str, parsed: Parsed) -> PublishedHeadSeen:
+        """Only its own ledger head arrives signed (the subscription reads nothing else)."""
+        if parsed.header.sender != self.account or topic != topics.public(
+            self.account, "ledger-head"
+        ):
+            raise AuthenticationError
+        verify_signed(parsed, topic, self.identity.sign_key)
+        body = open_body(parsed)
+        if not isinstance(body, LedgerHead):
+            raise UnexpectedMessageError("a signed broadcast that is not a ledger head")
+        return PublishedHeadSeen(body.seq, body.head, body.at)
 
     def _key_for(self, parsed: Parsed) -> MacKey:
         account = self.accounts.get(parsed.header.sender)
@@ -507,8 +538,30 @@ class BrokerCore(Endpoint):
     def _send_redeemed(
         self, parsed: Parsed, cid: bytes, record: ChainRecord, key: MacKey, now: float
     ) -> None:
-        body = Redeemed(cid, record.index, record.amount)
-        self.send(parsed.header.sender, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+        index, amount = record.index, record.amount
+        self._reply_with_head(
+            parsed,
+            lambda head: Redeemed(cid, index, amount, head),
+            key,
+            now,
+            corr=parsed.header.corr,
+        )
+
+    def _reply_with_head(
+        self,
+        parsed: Parsed,
+        body: Callable[[SignedHead | None], Body],
+        key: MacKey,
+        now: float,
+        *,
+        corr: bytes,
+    ) -> None:
+        """A reply that moves money carries the signed head of the ledger that holds it."""
+        recipient = parsed.header.sender
+        if self.attest_replies:
+            self.hold(recipient, body, now, auth=Auth.PAIR, key=key, corr=corr)
+        else:
+            self.send(recipient, body(None), now, auth=Auth.PAIR, key=key, corr=corr)
 
     def _register(self, parsed: Parsed, register: Register, key: MacKey, now: float) -> None:
         vendor = parsed.header.sender
@@ -535,22 +588,30 @@ class BrokerCore(Endpoint):
                         reason=reason,
                     )
                 )
-        body = Registered(verified.id, approved, reason)
-        self.send(vendor, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+        cid = verified.id
+        self._reply_with_head(
+            parsed,
+            lambda head: Registered(cid, approved, reason, head),
+            key,
+            now,
+            corr=parsed.header.corr,
+        )
 
     # --- queries -------------------------------------------------------------------------------
 
     def _balance(self, parsed: Parsed, key: MacKey, now: float) -> None:
         account = self.accounts[parsed.header.sender]
         totals = self.totals
-        body = Balance(
+        figures = (
             account.name,
             account.currency,
             totals.debited.get(account.name, 0),
             totals.credited.get(account.name, 0),
             totals.reserved.get(account.name, 0),
         )
-        self.send(account.name, body, now, auth=Auth.PAIR, key=key, corr=parsed.header.corr)
+        self._reply_with_head(
+            parsed, lambda head: Balance(*figures, head), key, now, corr=parsed.header.corr
+        )
 
     def _invoice(self, parsed: Parsed, key: MacKey, now: float) -> None:
         account = self.accounts[parsed.header.sender]

@@ -41,6 +41,7 @@ from protocol.events import (
     BalanceReceived,
     CertificateReceived,
     ChannelOpened,
+    HeadReceived,
     InvoiceReceived,
     LedgerHeadWitnessed,
     MessageRejected,
@@ -49,6 +50,7 @@ from protocol.events import (
     PeerError,
     ReceiptReceived,
     RevocationsUpdated,
+    StateBehind,
 )
 from protocol.messages import (
     Balance,
@@ -67,6 +69,9 @@ from protocol.messages import (
 
 BuyerEvent = (
     CertificateReceived
+    | HeadReceived
+    | StateBehind
+    | PaywordSpent
     | OfferReceived
     | ReceiptReceived
     | BalanceReceived
@@ -328,11 +333,15 @@ class BuyerCore(AgentEndpoint):
             case Receipt() if body.commitment_id == channel.id:
                 if body.index <= channel.acknowledged:
                     return []
+                events: list[BuyerEvent] = []
+                if body.index > channel.spent:
+                    events.extend(self._wallet_behind(channel, body.index))
                 channel.acknowledged = body.index
                 channel.futile_rounds = 0
                 if channel.acknowledged >= channel.spent:
                     channel.retry_due = None
-                return [ReceiptReceived(channel.id, body.index, body.amount)]
+                events.append(ReceiptReceived(channel.id, body.index, body.amount))
+                return events
             case Error():
                 # A refusal may be transient (a jump over a lost payment is refused until the
                 # retransmission fills the gap); the timer gives up after a few futile rounds.
@@ -340,6 +349,26 @@ class BuyerCore(AgentEndpoint):
                 return [PeerError(channel.vendor, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
+
+    @staticmethod
+    def _wallet_behind(channel: Channel, index: int) -> list[BuyerEvent]:
+        """The vendor holds paywords beyond what this wallet says it spent.
+
+        Only this chain's seed could have produced them, so the wallet is older than what
+        it spent (restored from a backup?). Skipping to the vendor's index costs nothing:
+        a payword is only ever charged when the vendor redeems it.
+        """
+        spent, channel.spent = channel.spent, index
+        return [
+            StateBehind(
+                "ours",
+                f"{channel.vendor} acknowledges index {index} on commitment"
+                f" {channel.id.hex()[:16]} but this wallet spent only {spent}: the wallet is"
+                " older than what it spent (restored from a backup?); going on from"
+                f" {index}",
+            ),
+            PaywordSpent(channel.id, index),
+        ]
 
     def _from_broker(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
         key = self.broker_message_key(parsed)
@@ -351,7 +380,8 @@ class BuyerCore(AgentEndpoint):
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]
             case Balance():
-                return [BalanceReceived(body)]
+                received = self.head_from_reply(parsed, body.ledger, b"")
+                return [*([received] if received else []), BalanceReceived(body)]
             case Invoice():
                 return [InvoiceReceived(body)]
             case Error():

@@ -6,6 +6,7 @@ module only moves bytes in and out in the checked order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol import topics
@@ -25,10 +26,13 @@ from protocol.envelope import (
 from protocol.errors import AuthenticationError, CertificateError, UnexpectedMessageError
 from protocol.events import (
     CertificateReceived,
+    HeadReceived,
+    HeldReply,
     LedgerHeadWitnessed,
     Outgoing,
     RevocationsUpdated,
 )
+from protocol.ledger_heads import HeadVerdict, HeldHead, LedgerView, verify_head
 from protocol.messages import (
     Body,
     Certificate,
@@ -38,6 +42,7 @@ from protocol.messages import (
     LedgerHead,
     RevocationList,
     Role,
+    SignedHead,
 )
 
 
@@ -67,6 +72,7 @@ class Endpoint:
         self.replay_guard = ReplayGuard(max_skew)
         self._counter = Counter()
         self._outbox: list[Outgoing] = []
+        self._held: list[HeldReply] = []
         self._pair_keys: dict[str, MacKey] = {}
 
     def subscriptions(self) -> list[str]:
@@ -113,6 +119,45 @@ class Endpoint:
             corr=corr,
         )
         self._outbox.append(Outgoing(topic, payload))
+
+    def hold(  # noqa: PLR0913 - mirrors ``send``
+        self,
+        recipient: str,
+        body: Callable[[SignedHead | None], Body],
+        now: float,
+        *,
+        auth: Auth,
+        key: MacKey,
+        corr: bytes = b"",
+    ) -> None:
+        """Queue a reply to be sealed once its events are durable (``held_replies``).
+
+        Its counter is taken now, so replies keep their order; its timestamp and the
+        signed ledger head are set when the shell seals it, after the commit.
+        """
+        topic = topics.inbox(recipient, self.account)
+        counter = self._counter.next(recipient, auth, b"", now)
+        sender = self.account
+
+        def seal_with(head: SignedHead | None, sealed_at: float) -> bytes:
+            return seal(
+                topic,
+                body(head),
+                auth=auth,
+                sender=sender,
+                recipient=recipient,
+                counter=counter,
+                now=sealed_at,
+                key=key,
+                corr=corr,
+            )
+
+        self._held.append(HeldReply(topic, seal_with))
+
+    def held_replies(self) -> list[HeldReply]:
+        """Replies waiting for the ledger head of the commit that covers them, in order."""
+        out, self._held = self._held, []
+        return out
 
     def broadcast(self, kind: topics.PublicKind, body: Body, now: float) -> None:
         """Queue a signed, retained broadcast."""
@@ -195,7 +240,7 @@ class AgentEndpoint(Endpoint):
         self.certified: Certificate | None = None
         self.revoked: frozenset[int] = frozenset()
         self._revocation_sequence = -1
-        self.witnessed_seq = -1
+        self.ledger_view = LedgerView()
 
     def subscriptions(self) -> list[str]:
         """Its inbox and the broker's retained identity and revocation list."""
@@ -219,11 +264,35 @@ class AgentEndpoint(Endpoint):
             self.revoked = frozenset(body.serials)
             return [RevocationsUpdated(body.sequence, self.revoked)]
         if isinstance(body, LedgerHead) and body.issuer == self.broker.id:
-            regressed = body.seq < self.witnessed_seq
-            self.witnessed_seq = max(self.witnessed_seq, body.seq)
+            verdict = self._judge(HeldHead(body.seq, body.head, body.at, b""))
             envelope = parsed.signed_part + parsed.trailer
-            return [LedgerHeadWitnessed(body.seq, body.head, body.at, topic, envelope, regressed)]
+            return [LedgerHeadWitnessed(body.seq, body.head, body.at, topic, envelope, verdict)]
         return []
+
+    @property
+    def witnessed_seq(self) -> int:
+        """The highest ledger sequence number the broker has vouched for to this agent."""
+        return self.ledger_view.vouched
+
+    def head_from_reply(
+        self, parsed: Parsed, signed: SignedHead | None, scope: bytes
+    ) -> HeadReceived | None:
+        """Check and judge the signed head a money reply carried (``None``: it had none)."""
+        if signed is None:
+            return None
+        verify_head(self.broker.sign_key, self.broker.id, signed)
+        at = parsed.header.timestamp
+        verdict = self._judge(HeldHead(signed.seq, signed.head, at, scope))
+        return HeadReceived(scope, signed, at, verdict)
+
+    def _judge(self, held: HeldHead) -> HeadVerdict:
+        view = self.ledger_view
+        verdict = view.judge(held.seq, held.head, held.at)
+        if verdict in ("new", "seen"):
+            view.keep(held)
+        elif verdict in ("contradiction", "regression"):
+            view.follow(held)
+        return verdict
 
     def enroll(self, token: bytes, now: float) -> None:
         """Queue an enrollment request authenticated by the operator's one-time token."""

@@ -7,10 +7,13 @@ durable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from protocol.errors import RemoteProtocolError
-from protocol.messages import Balance, Invoice, Offer
+from protocol.ledger_heads import HeadVerdict
+from protocol.messages import Balance, Invoice, Offer, SignedHead
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +23,23 @@ class Outgoing:
     topic: str
     payload: bytes
     retain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HeldReply:
+    """A reply that must carry the signed ledger head that made its events durable.
+
+    The broker's core holds such replies (redemption receipts, on-line verdicts, balances)
+    until its shell has committed the batch: ``sealed`` then puts the head in and seals
+    the envelope, timestamped at that moment.
+    """
+
+    topic: str
+    seal: Callable[[SignedHead | None, float], bytes]
+
+    def sealed(self, head: SignedHead | None, now: float) -> Outgoing:
+        """The envelope to publish, carrying ``head``."""
+        return Outgoing(self.topic, self.seal(head, now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +132,11 @@ class RevocationsUpdated:
 
 @dataclass(frozen=True, slots=True)
 class LedgerHeadWitnessed:
-    """The broker signed its ledger head; ``envelope`` is the proof to keep (with ``topic``).
+    """The broker's retained ledger-head broadcast; ``envelope`` is the proof (with ``topic``).
 
-    ``regressed`` is set when ``seq`` is below one already witnessed: a broker whose ledger
-    went backwards lost or dropped events it had already vouched for.
+    ``verdict`` compares it with the heads this agent holds (``protocol.ledger_heads``):
+    keep ``new`` ones; ``contradiction`` and ``regression`` are evidence against the
+    broker (keep them, and alarm); ``seen`` and ``stale`` are old news.
     """
 
     seq: int
@@ -123,7 +144,53 @@ class LedgerHeadWitnessed:
     at: int
     topic: str
     envelope: bytes
-    regressed: bool
+    verdict: HeadVerdict
+
+    @property
+    def regressed(self) -> bool:
+        """The broker signed this head after a higher one: its ledger went backwards."""
+        return self.verdict == "regression"
+
+
+@dataclass(frozen=True, slots=True)
+class HeadReceived:
+    """A signed ledger head that rode on a money reply from the broker.
+
+    ``scope`` is the commitment the reply was about (``b""`` for a balance), ``at`` the
+    reply's timestamp. The agent keeps the latest per commitment and the latest overall.
+    """
+
+    scope: bytes
+    signed: SignedHead
+    at: int
+    verdict: HeadVerdict
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedHeadSeen:
+    """The broker read back a ledger head it signed and published (retained) earlier.
+
+    A head above the ledger it now runs on means the ledger was restored from an older
+    copy or cut: the shell says so at ERROR.
+    """
+
+    seq: int
+    head: bytes
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateBehind:
+    """Someone's money state is older than what was signed or told: a restore, or worse.
+
+    ``whose`` is ``"ours"`` when this agent's own store is older than what the broker (or
+    a vendor) recorded, ``"broker's"`` when the broker's ledger lost what this agent holds
+    receipts for. Log at ERROR; the core has already done what it can (re-sent its
+    evidence, refused to serve paid paywords twice).
+    """
+
+    whose: Literal["ours", "broker's"]
+    detail: str
 
 
 # --- vendor ----------------------------------------------------------------------------------

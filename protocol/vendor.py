@@ -36,6 +36,7 @@ from protocol.errors import (
 from protocol.events import (
     CertificateReceived,
     CommitmentAccepted,
+    HeadReceived,
     LedgerHeadWitnessed,
     MessageRejected,
     Outgoing,
@@ -43,8 +44,11 @@ from protocol.events import (
     PeerError,
     RedemptionConfirmed,
     RevocationsUpdated,
+    StateBehind,
 )
 from protocol.messages import (
+    Balance,
+    BalanceQuery,
     Commit,
     Enrolled,
     Error,
@@ -61,6 +65,8 @@ from protocol.messages import (
 VendorEvent = (
     CertificateReceived
     | CommitmentAccepted
+    | HeadReceived
+    | StateBehind
     | PaymentAccepted
     | RedemptionConfirmed
     | RevocationsUpdated
@@ -106,6 +112,13 @@ class VendorChain:
     redeem_due: float = 0.0
     redeem_backoff: float = 0.0
     in_flight: int = 0
+    receipt_seq: int = 0  # the ledger head the broker's latest receipt for it carried
+    reconfirm: bool = False  # ask the broker again even though nothing new is held
+
+    @property
+    def paid(self) -> int:
+        """The index payments must exceed: held here, or already credited by the broker."""
+        return max(self.index, self.redeemed)
 
 
 @dataclass(slots=True)
@@ -175,8 +188,14 @@ class VendorCore(AgentEndpoint):
 
     # --- restore after restart -----------------------------------------------------------------
 
-    def restore_chain(
-        self, commitment: bytes, index: int, word: bytes, redeemed: int, now: float
+    def restore_chain(  # noqa: PLR0913 - one argument per stored column
+        self,
+        commitment: bytes,
+        index: int,
+        word: bytes,
+        redeemed: int,
+        now: float,
+        receipt_seq: int = 0,
     ) -> VendorChain:
         """Reinstate a chain from the vendor's store (signatures re-checked, expiry not).
 
@@ -186,7 +205,9 @@ class VendorCore(AgentEndpoint):
         broker = self.broker
         verified = verify_commitment(commitment, broker.sign_key, broker.id, None, self.account)
         key = self._chain_key(verified)
-        return self._install(verified, key, index, word, redeemed, now + self.terms.redeem_retry)
+        state = self._install(verified, key, index, word, redeemed, now + self.terms.redeem_retry)
+        state.receipt_seq = receipt_seq
+        return state
 
     def _chain_key(self, verified: VerifiedCommitment) -> MacKey:
         certificate = verified.certificate
@@ -235,13 +256,22 @@ class VendorCore(AgentEndpoint):
                 if parsed.header.sender != self.broker.id:
                     raise AuthenticationError
                 verify_signed(parsed, topic, self.broker.sign_key)
-                return list(self.broker_broadcast(topic, parsed))
+                return self._from_broker_broadcast(topic, parsed, now)
             verify_mac(parsed, topic, self.broker_message_key(parsed))
             self.replay_guard.check(parsed, now)
             self.check_token_use(parsed)
             return self._from_broker(parsed, now)
         except RemoteProtocolError as error:
             return [MessageRejected(topic, sender, error)]
+
+    def _from_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+        events: list[VendorEvent] = list(self.broker_broadcast(topic, parsed))
+        for event in list(events):
+            if isinstance(event, LedgerHeadWitnessed) and event.regressed:
+                events.extend(self._broker_lost(event.seq, now))
+        if parsed.header.type == "identity":
+            self.reconcile(now)  # the broker (re)started, or this vendor (re)connected
+        return events
 
     def _from_buyer(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
         header = parsed.header
@@ -328,7 +358,7 @@ class VendorCore(AgentEndpoint):
         for state in self._chains_of.get(buyer, {}).values():
             commitment = state.verified.commitment
             reach = commitment.length if now_ms <= commitment.not_after else state.index
-            total += (reach - state.redeemed) * commitment.unit_value
+            total += max(reach - state.redeemed, 0) * commitment.unit_value
         return total
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
@@ -382,10 +412,12 @@ class VendorCore(AgentEndpoint):
         return [CommitmentAccepted(verified.id, state.buyer, verified.signed, commitment.root)]
 
     def _pay(self, state: VendorChain, payment: Payment, now: float) -> list[VendorEvent]:
-        index, last = payment.index, state.index
+        # Paywords up to what the broker already credited are never served again, even
+        # when this store (restored from a backup) holds fewer.
+        index, last = payment.index, state.paid
         if payment.commitment_id != state.verified.id:
             raise PaymentError("payment names another commitment than its envelope")
-        if index == last and payment.payword == state.word:
+        if index == state.index and payment.payword == state.word:
             self._queue_receipt(state, now)
             return []
         if index <= last:
@@ -400,8 +432,8 @@ class VendorCore(AgentEndpoint):
             raise PaymentError("buyer certificate revoked")
         if int(now * 1000) > state.verified.commitment.not_after:
             raise PaymentError("commitment expired")
-        if not chain.extends(payment.payword, index, state.word, last):
-            raise PaymentError(f"payword {index} does not hash to payword {last}")
+        if not chain.extends(payment.payword, index, state.word, state.index):
+            raise PaymentError(f"payword {index} does not hash to payword {state.index}")
         units = index - last
         state.index, state.word = index, payment.payword
         self._queue_receipt(state, now)
@@ -427,9 +459,13 @@ class VendorCore(AgentEndpoint):
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]
             case Redeemed():
-                return self._redeemed(body, now)
+                return self._redeemed(parsed, body, now)
             case Registered():
-                return self._registered(body, now)
+                received = self.head_from_reply(parsed, body.ledger, body.commitment_id)
+                return [*self._heard(received, now), *self._registered(body, now)]
+            case Balance():
+                received = self.head_from_reply(parsed, body.ledger, b"")
+                return [*self._heard(received, now), *self._reconcile(body, now)]
             case Error():
                 self._redemption_refused(parsed.header.corr, now)
                 return [PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)]
@@ -472,21 +508,103 @@ class VendorCore(AgentEndpoint):
 
     # --- redemption ----------------------------------------------------------------------------
 
-    def _redeemed(self, redeemed: Redeemed, now: float) -> list[VendorEvent]:
-        state = self.chains.get(redeemed.commitment_id)
-        if state is None or redeemed.index <= state.redeemed:
-            if state is not None:
-                state.in_flight = 0
-            return []
+    def _redeemed(self, parsed: Parsed, redeemed: Redeemed, now: float) -> list[VendorEvent]:
+        cid = redeemed.commitment_id
+        received = self.head_from_reply(parsed, redeemed.ledger, cid)
+        events = self._heard(received, now)
+        state = self.chains.get(cid)
+        if state is None:
+            return events
+        if received is not None and received.verdict in ("new", "seen"):
+            state.receipt_seq = received.signed.seq
+        state.reconfirm = False
+        state.in_flight = 0
+        if redeemed.index <= state.redeemed:
+            return events
         if redeemed.index > state.index:
-            raise UnexpectedMessageError(
-                f"broker confirmed index {redeemed.index}; this vendor holds {state.index}"
+            # The broker credited paywords this store does not hold: the store is older
+            # than the broker's record. Adopting the broker's index means those paywords
+            # are never served a second time.
+            events.append(
+                StateBehind(
+                    "ours",
+                    f"the broker credited commitment {cid.hex()[:16]} up to index"
+                    f" {redeemed.index} but this store holds only {state.index}: the store is"
+                    " older than the broker's record (restored from a backup?); payments up"
+                    f" to {redeemed.index} will not be accepted again",
+                )
             )
         state.redeemed = redeemed.index
-        state.in_flight = 0
         state.redeem_backoff = 0.0
         state.redeem_due = now + self.terms.redeem_interval
-        return [RedemptionConfirmed(redeemed.commitment_id, redeemed.index, redeemed.amount)]
+        events.append(RedemptionConfirmed(cid, redeemed.index, redeemed.amount))
+        return events
+
+    def _heard(self, received: HeadReceived | None, now: float) -> list[VendorEvent]:
+        """Keep a signed head; if it shows the broker's ledger went back, re-send evidence."""
+        if received is None:
+            return []
+        events: list[VendorEvent] = [received]
+        if received.verdict == "regression":
+            events.extend(self._broker_lost(received.signed.seq, now))
+        return events
+
+    def _broker_lost(self, seq: int, now: float) -> list[VendorEvent]:
+        """The broker's ledger is back at ``seq``: re-send every redemption it confirmed later."""
+        lost = [s for s in self.chains.values() if s.redeemed and s.receipt_seq > seq]
+        for state in lost:
+            self._reconfirm(state, now)
+        if not lost:
+            return []
+        return [
+            StateBehind(
+                "broker's",
+                f"the broker's ledger went back to seq {seq} below receipts this vendor holds;"
+                f" re-sending {len(lost)} redemptions with their paywords",
+            )
+        ]
+
+    def _reconfirm(self, state: VendorChain, now: float) -> None:
+        state.reconfirm = True
+        state.redeem_backoff = 0.0
+        self._send_redeem(state, now)
+
+    def _reconcile(self, balance: Balance, now: float) -> list[VendorEvent]:
+        """Compare the broker's total credit with this store's; either may be the older one."""
+        held = confirmed = 0
+        for state in self.chains.values():
+            unit = state.verified.commitment.unit_value
+            held += state.paid * unit
+            confirmed += state.redeemed * unit
+        if balance.credited > held:
+            for state in self.chains.values():
+                self._reconfirm(state, now)  # each answer tells what the broker holds
+            return [
+                StateBehind(
+                    "ours",
+                    f"the broker credited this vendor {balance.credited} but its store holds"
+                    f" paywords worth {held}: the store is older than the broker's record"
+                    " (restored from a backup?); asking the broker chain by chain",
+                )
+            ]
+        if balance.credited < confirmed:
+            lost = [s for s in self.chains.values() if s.redeemed]
+            for state in lost:
+                self._reconfirm(state, now)
+            return [
+                StateBehind(
+                    "broker's",
+                    f"the broker credited this vendor {balance.credited} but this store holds"
+                    f" its receipts for {confirmed}: the broker's ledger lost redemptions;"
+                    f" re-sending {len(lost)} with their paywords",
+                )
+            ]
+        return []
+
+    def reconcile(self, now: float) -> None:
+        """Ask the broker for this vendor's balance, to compare with the store."""
+        if self.certificate:
+            self.send(self.broker.id, BalanceQuery(), now, auth=Auth.PAIR, key=self.broker_key)
 
     def _redemption_refused(self, corr: bytes, now: float) -> None:
         for cid, pending in list(self._pending.items()):
@@ -526,14 +644,14 @@ class VendorCore(AgentEndpoint):
 
     def get_timer(self) -> float | None:
         """When the next redemption (or retry) falls due."""
-        due = [s.redeem_due for s in self.chains.values() if s.index > s.redeemed]
+        due = [s.redeem_due for s in self.chains.values() if s.index > s.redeemed or s.reconfirm]
         due.extend(p.retry_due for p in self._pending.values())
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
         """Send due redemptions; unanswered ones are retried with exponential backoff."""
         for state in self.chains.values():
-            if state.index > state.redeemed and state.redeem_due <= now:
+            if (state.index > state.redeemed or state.reconfirm) and state.redeem_due <= now:
                 self._send_redeem(state, now)
         for pending in self._pending.values():
             if pending.retry_due <= now:
@@ -545,5 +663,6 @@ class VendorCore(AgentEndpoint):
     def unredeemed_amount(self) -> int:
         """Value held in paywords the broker has not yet credited."""
         return sum(
-            (s.index - s.redeemed) * s.verified.commitment.unit_value for s in self.chains.values()
+            max(s.index - s.redeemed, 0) * s.verified.commitment.unit_value
+            for s in self.chains.values()
         )
