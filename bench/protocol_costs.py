@@ -499,7 +499,7 @@ def known_commitment_trial(  # noqa: PLR0913 - the world, the chain and the shap
     def trial(*, check: bool) -> tuple[int, int]:
         broker = world.fresh_broker(history)
         receive = broker.receive
-        rejected: list[MessageRejected] = []
+        rejected: list[object] = []
 
         def loop() -> None:
             for payload in payloads:
@@ -542,7 +542,7 @@ def fresh_commitment_trial(
         broker = world.fresh_broker(history)
         receive = broker.receive
         before = len(broker.chains)
-        rejected: list[MessageRejected] = []
+        rejected: list[object] = []
         if mode != "cached":
             clear_verification_caches()
         if mode == "known-buyer":
