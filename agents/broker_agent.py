@@ -375,6 +375,14 @@ class BrokerDaemon:
             if self.loop.connected.is_set():
                 await self.loop.act(self._publish_head)
 
+    async def stop(self) -> None:
+        """Publish the final signed head (what a restored ledger is compared with), then stop."""
+        if self.loop.connected.is_set() and not self.loop.stopping.is_set():
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await self.loop.act(self._publish_head)
+        self.loop.stopping.set()
+
     async def _admin(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
@@ -399,8 +407,9 @@ class BrokerDaemon:
         daemon raises ``AgentFailedError`` at once instead of living on without it.
         """
         loop = asyncio.get_running_loop()
+        stopping: set[asyncio.Task[None]] = set()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.loop.stopping.set)
+            loop.add_signal_handler(signum, lambda: stopping.add(asyncio.create_task(self.stop())))
         admin_path = self.service.files.admin
         admin_path.unlink(missing_ok=True)
         server = await asyncio.start_unix_server(self._admin, path=str(admin_path))

@@ -1,9 +1,11 @@
 """Durable appends per second to the broker's event store, on a real SQLite file.
 
-The store's own defaults (WAL, ``synchronous=FULL``, a signed checkpoint every 10,000 events)
-on a temporary directory on the same disk as the repository, never ``/dev/shm``. Three ways
-to append the same realistic ``PaywordsRedeemed`` events (real certificates, commitments and
-paywords; about 530-byte bodies):
+The store's own defaults (WAL, ``synchronous=FULL``, every commit's head signed in its own
+transaction, as the broker runs it) on a temporary directory on the same disk as the
+repository, never ``/dev/shm``. Each case runs twice in a row, signed and without a signer,
+so the cost of signing every commit is a ratio from one run. Three ways to append the same
+realistic ``PaywordsRedeemed`` events (real certificates, commitments and paywords; about
+530-byte bodies):
 
 - single: one ``append`` awaited at a time, so one transaction and one fsync per event;
 - grouped: ``append_events`` calls of 100 and of 1,000 events, one transaction each;
@@ -262,6 +264,7 @@ class Result:
     seconds: float
     transactions: int
     calls: int
+    signed: bool = True
 
     @property
     def per_second(self) -> float:
@@ -272,6 +275,7 @@ class Result:
         """Flat record for ``--json``."""
         return {
             "case": self.name,
+            "signed": self.signed,
             "events": self.events,
             "calls": self.calls,
             "seconds": round(self.seconds, 4),
@@ -293,13 +297,14 @@ class Bench:
         self.broker = broker
         self.source = source
         self.settings: dict[str, str] = {}
+        self.signed = True
         self._files = 0
 
     async def case(self, name: str, events: int, calls: int, runner: Runner) -> Result:
         """Open a fresh store, time ``runner``, check every event landed, close."""
         self._files += 1
         path = self.directory / f"case{self._files}.db"
-        store = await EventStore.open(path, BROKER, signer=self.broker)
+        store = await EventStore.open(path, BROKER, signer=self.broker if self.signed else None)
         try:
             if not self.settings:
                 self.settings = await pragmas(store)
@@ -312,7 +317,7 @@ class Bench:
         finally:
             await store.close()
         remove_ledger(path)
-        return Result(name, events, seconds, transactions, calls)
+        return Result(name, events, seconds, transactions, calls, self.signed)
 
     async def single(self, count: int) -> Result:
         """One event per ``append``, each awaited before the next."""
@@ -406,15 +411,21 @@ async def run(
     bench = Bench(directory, broker, EventSource(broker, sizes.streams))
     bench.source.take(sizes.streams)  # open (sign) every commitment before any timing
     results = []
+
+    async def both(case: Callable[[], Awaitable[Result]]) -> None:
+        for signed in (True, False):  # back to back, so the ratio is from one run
+            bench.signed = signed
+            results.append(await case())
+
     progress(f"single appends ({sizes.single:,})")
-    results.append(await bench.single(sizes.single))
+    await both(lambda: bench.single(sizes.single))
     for size, calls in ((100, sizes.batch100_calls), (1_000, sizes.batch1000_calls)):
         progress(f"append_events of {size:,} x {calls}")
-        results.append(await bench.grouped(size, calls))
+        await both(lambda size=size, calls=calls: bench.grouped(size, calls))  # type: ignore[misc]
     progress(f"{sizes.gathered:,} gathered appends x {sizes.gathered_rounds}")
-    results.append(await bench.gathered(sizes.gathered, sizes.gathered_rounds))
+    await both(lambda: bench.gathered(sizes.gathered, sizes.gathered_rounds))
     progress(f"{sizes.appenders:,} appenders x {sizes.appends_each}")
-    results.append(await bench.appenders(sizes.appenders, sizes.appends_each))
+    await both(lambda: bench.appenders(sizes.appenders, sizes.appends_each))
     return results, bench.settings
 
 
@@ -459,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
-    single = results[0].per_second
-    grouped = {r.name: r for r in results[1:3]}
+    signed = [r for r in results if r.signed]
+    unsigned = {r.name: r for r in results if not r.signed}
+    single = signed[0].per_second
+    grouped = {r.name: r for r in signed[1:3]}
     best_grouped = max(r.per_second for r in grouped.values())
     info = versions()
     if args.json:
@@ -476,6 +489,9 @@ def main(argv: list[str] | None = None) -> int:
             "results": [r.as_dict() for r in results],
             "ratio_grouped_over_single": {
                 name: round(r.per_second / single, 1) for name, r in grouped.items()
+            },
+            "ratio_signed_over_unsigned": {
+                r.name: round(r.per_second / unsigned[r.name].per_second, 3) for r in signed
             },
             "target_grouped_events_per_s": TARGET_GROUPED,
             "target_met": best_grouped >= TARGET_GROUPED,
@@ -495,21 +511,30 @@ def main(argv: list[str] | None = None) -> int:
             " not /dev/shm; removed afterwards)"
         ),
         f"filesystem: {mount.device} on {mount.mountpoint} type {mount.fstype} ({mount.options})",
-        f"SQLite: {pragma_text}; a fresh file per case; checkpoint signed every 10,000 events",
+        f"SQLite: {pragma_text}; a fresh file per case; signed: every commit's head signed",
         f"raw 4 KiB write + fsync on this disk: {fsync:.3f} ms",
         (
             f"events: PaywordsRedeemed with a {shape['commitment_blob']} B commitment blob,"
             f" {shape['body']} B body, ~{shape['row_approx']} B row"
         ),
         "",
-        f"  {'case':<48}{'events':>9}{'txns':>8}{'ev/txn':>8}{'seconds':>9}{'events/s':>11}",
+        (
+            f"  {'case':<48}{'signed':>7}{'events':>9}{'txns':>8}{'ev/txn':>8}{'seconds':>9}"
+            f"{'events/s':>11}"
+        ),
     ]
     for r in results:
         per_txn = r.events / max(r.transactions, 1)
         lines.append(
-            f"  {r.name:<48}{r.events:>9,}{r.transactions:>8,}{per_txn:>8,.0f}"
-            f"{r.seconds:>9.3f}{r.per_second:>11,.0f}"
+            f"  {r.name:<48}{'yes' if r.signed else 'no':>7}{r.events:>9,}{r.transactions:>8,}"
+            f"{per_txn:>8,.0f}{r.seconds:>9.3f}{r.per_second:>11,.0f}"
         )
+    lines.append("")
+    lines.extend(
+        f"signing every commit, {r.name}: {r.per_second / unsigned[r.name].per_second:.3f}x"
+        " the unsigned rate"
+        for r in signed
+    )
     lines.append("")
     for name, r in grouped.items():
         lines.append(

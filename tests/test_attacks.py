@@ -21,6 +21,7 @@ from protocol.events import (
     LedgerHeadWitnessed,
     MessageRejected,
     PaymentAccepted,
+    PaywordSpent,
     PeerError,
     ReceiptReceived,
     StateBehind,
@@ -33,6 +34,7 @@ from protocol.messages import (
     Commitment,
     LedgerHead,
     Payment,
+    Receipt,
     Redeem,
     Redeemed,
 )
@@ -469,3 +471,26 @@ def test_a_confirmation_beyond_what_the_vendor_holds_means_its_store_is_behind(
     assert rejected_with(send_payment(world, cid, 30, word(30)), PaymentError)
     send_payment(world, cid, 52, word(52))
     assert vendor_total(world) == before + 2  # only what lies beyond the broker's record
+
+
+def test_a_receipt_beyond_what_the_wallet_spent_means_the_wallet_is_behind(world: World) -> None:
+    cid = open_paid_channel(world, units=20)
+    buyer = world.buyers["buyer1"]
+    channel = buyer.channels[cid]
+    channel.spent = channel.acknowledged = 5  # the wallet as a backup left it
+    vendor = world.vendors["vendor1"]
+    vendor.send(
+        "buyer1",
+        Receipt(cid, 20, 20),
+        world.now,
+        auth=Auth.CHAIN,
+        key=vendor.chains[cid].key,
+        ref=cid,
+    )
+    world.pump()
+    (behind,) = events_of(world, "buyer1", StateBehind)
+    assert behind.whose == "ours"
+    assert "acknowledges index 20" in behind.detail
+    assert "spent only 5" in behind.detail
+    assert PaywordSpent(cid, 20) in world.net.events["buyer1"]  # persisted before going on
+    assert channel.spent == 20  # the next payment starts beyond what the vendor holds

@@ -77,6 +77,6 @@ class Harness:
         for vendor in self.vendors.values():
             await vendor.shutdown(within=5)
         if self.daemon is not None:
-            self.daemon.loop.stopping.set()
+            await self.daemon.stop()
         for task in self.tasks:
             await asyncio.wait_for(task, 20)

@@ -187,7 +187,7 @@ class AttackHarness(Harness):
     async def stop_broker(self) -> None:
         """Stop the broker daemon (it signs the ledger head as it closes)."""
         assert self.daemon is not None
-        self.daemon.loop.stopping.set()
+        await self.daemon.stop()
         await asyncio.wait_for(self.broker_task, 20)
 
     async def start_vendor(self, name: str, terms: VendorTerms | None = None) -> VendorAgent:
