@@ -38,7 +38,7 @@ def cut(ledger: Path, through: int, signer: Identity | None) -> None:
             (head,) = db.execute("SELECT hash FROM events WHERE seq = ?", (through,)).fetchone()
             signed = sign_head(signer, "broker", through, bytes(head))
             db.execute(
-                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, 0)",
+                "INSERT OR REPLACE INTO checkpoints (seq, head, signature, at) VALUES (?, ?, ?, 0)",
                 (through, signed.head, signed.signature),
             )
         for table in ("balances", "chains", "invoice_lines", "tracking"):

@@ -135,7 +135,10 @@ async def test_broker_rewriting_history_with_its_own_key_is_caught_by_witnesses(
         signature = broker.service.core.identity.sign(
             TAG_CHECKPOINT, checkpoint_message("broker", seq - 1, head)
         )
-        db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?)", (seq - 1, head, signature, 0))
+        db.execute(
+            "INSERT INTO checkpoints (seq, head, signature, at) VALUES (?, ?, ?, ?)",
+            (seq - 1, head, signature, 0),
+        )
         for table in ("balances", "chains", "invoice_lines", "tracking"):
             db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed table names
     db.close()
