@@ -318,6 +318,30 @@ async def operator_request(directory: Path, request: dict[str, Any]) -> dict[str
         await service.close()
 
 
+async def sign_unsigned_tail(directory: Path, through: int) -> tuple[int, int]:
+    """After an audit, sign the head over events no signature covers (the daemon stopped).
+
+    Returns (first event signed now, last). For a ledger of an earlier version that
+    stopped uncleanly; a healthy ledger has nothing to sign.
+    """
+    files = BrokerFiles(directory)
+    if await send_admin_request(files.admin, {"command": "status"}) is not None:
+        raise BrokerSetupError("the broker daemon is running on this directory: stop it first")
+    if not files.key.exists():
+        raise BrokerSetupError(f"{directory} has no broker keys")
+    check_private_dir(directory)
+    identity = load_identity(files.key)
+    info = read_public(files.public)
+    store = await EventStore.open(files.ledger, info.id, signer=identity, unsigned_tail=True)
+    try:
+        first = store.unsigned_from
+        signed = await store.sign_tail(through)
+    finally:
+        await store.close()
+    log.warning("signed ledger head %s over unsigned events %s..%s", signed.seq, first, signed.seq)
+    return first, signed.seq
+
+
 class BrokerDaemon:
     """The long-running broker: MQTT loop, admin socket, periodic projection."""
 

@@ -18,6 +18,7 @@ from agents.broker_agent import (
     init_broker,
     operator_request,
     read_public,
+    sign_unsigned_tail,
 )
 from agents.buyer_agent import BuyerAgent, BuyerError
 from agents.dispute import add_dispute_parser
@@ -208,6 +209,14 @@ def cmd_broker_revoke(args: argparse.Namespace) -> int:
     _prepare(args, "broker", {"data_dir": Path("micropay-broker")})
     _operator(args, {"command": "revoke", "account": args.name, "reason": args.reason})
     _print({"revoked": args.name})
+    return 0
+
+
+def cmd_broker_sign_tail(args: argparse.Namespace) -> int:
+    """Sign the head over events no signature covers, once an audit has vouched for them."""
+    _prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    first, last = asyncio.run(sign_unsigned_tail(args.data_dir, args.through))
+    _print({"signed_head": last, "events_now_covered": f"{first}..{last}"})
     return 0
 
 
@@ -468,6 +477,22 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:  # noqa: PLR091
     revoke.add_argument("name")
     revoke.add_argument("--reason", default="operator")
     revoke.set_defaults(handler=cmd_broker_revoke)
+    tail = sub.add_parser(
+        "sign-tail",
+        help="after an audit, sign a ledger head no signature covers (earlier versions)",
+        description=(
+            "A ledger written by an earlier version that stopped uncleanly ends with events"
+            " no broker signature covers, and the broker refuses to start on it. Audit it"
+            " first (`micropay audit LEDGER --broker-key ...`: only `signed-head` may fail),"
+            " then sign its head here, naming the last event the audit saw. The daemon must"
+            " be stopped; every link is checked again before anything is signed."
+        ),
+    )
+    add_common(tail, mqtt=False)
+    tail.add_argument(
+        "--through", type=int, required=True, metavar="SEQ", help="the ledger's last event"
+    )
+    tail.set_defaults(handler=cmd_broker_sign_tail)
     status = sub.add_parser("status", help="accounts, commitments and totals")
     add_common(status, mqtt=False)
     status.set_defaults(handler=cmd_broker_status)

@@ -49,10 +49,21 @@ def check_private_dir(path: Path, *, files: bool = True) -> None:
     if not stat.S_ISDIR(info.st_mode):
         raise PermissionsError(f"{path} is not a directory")
     _check(path, info, DIR_MODE)
-    if files:
-        for entry in sorted(path.iterdir()):
-            if entry.name not in PUBLIC_FILES and not entry.is_dir():
+    if not files:
+        return
+    problems = []
+    for entry in sorted(path.iterdir()):
+        if entry.name not in PUBLIC_FILES and not entry.is_dir():
+            try:
                 check_private_file(entry)
+            except PermissionsError as exc:
+                problems.append(exc)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise PermissionsError(
+            f"{problems[0]} (and {len(problems) - 1} more files in {path}: chmod go-rwx {path}/*)"
+        )
 
 
 def check_private_file(path: Path) -> None:

@@ -107,11 +107,16 @@ def bounded(name: str, kind: type[int | float] = int) -> Callable[[str], float]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, not {text!r}") from exc
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
+            raise argparse.ArgumentTypeError(f"must be between {_shown(low)} and {_shown(high)}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _shown(bound: float) -> str:
+    """A bound as a person reads it: whole numbers in full, with thousands separators."""
+    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
 
 
 def check_bounds(args: argparse.Namespace) -> None:
@@ -122,7 +127,9 @@ def check_bounds(args: argparse.Namespace) -> None:
             continue
         if not isinstance(value, int | float) or not low <= value <= high:
             flag = "--" + name.replace("_", "-")
-            raise SettingsError(f"{flag} must be between {low:g} and {high:g}, not {value!r}")
+            raise SettingsError(
+                f"{flag} must be between {_shown(low)} and {_shown(high)}, not {value!r}"
+            )
 
 
 def require(args: argparse.Namespace, *names: str) -> None:

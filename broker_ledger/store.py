@@ -193,6 +193,7 @@ class EventStore:
         self._head = GENESIS
         self._durable: tuple[int, bytes] = (0, GENESIS)
         self._signed: SignedHead | None = None  # the latest durable signed head
+        self._unsigned_from = 1  # the first event no signature covers (past the end: none)
         self._kept = 0  # the latest checkpoint kept for good (one per ``checkpoint_every``)
         self._queue: asyncio.Queue[_Request] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -212,8 +213,12 @@ class EventStore:
         synchronous: Synchronous = "FULL",
         codec: EventCodec = DEFAULT_CODEC,
         checkpoint_every: int = 10_000,
+        unsigned_tail: bool = False,
     ) -> EventStore:
         """Open (creating if needed) a ledger file that belongs to ``broker_id``.
+
+        ``unsigned_tail`` admits a ledger whose last events no signature covers (links
+        still checked), only so that ``sign_tail`` can adopt them after an audit.
 
         A new file is created 0600 before SQLite opens it; SQLite gives its WAL and
         shared-memory files the same mode.
@@ -238,7 +243,7 @@ class EventStore:
             await store._load_meta(signer)
             await store._load_head()
             if signer is not None:
-                await store._check_signed_tail(path, signer)
+                await store._check_signed_tail(path, signer, unsigned_tail=unsigned_tail)
         except BaseException:
             await connection.close()
             raise
@@ -279,7 +284,9 @@ class EventStore:
             row = await cur.fetchone()
         self._next_stream_id = (int(row[0]) if row and row[0] is not None else 0) + 1
 
-    async def _check_signed_tail(self, path: str | Path, signer: Identity) -> None:
+    async def _check_signed_tail(
+        self, path: str | Path, signer: Identity, *, unsigned_tail: bool = False
+    ) -> None:
         """Refuse a ledger whose last event is not covered by a valid broker signature.
 
         Checks the latest checkpoint's signature, that the event it names holds its hash,
@@ -293,8 +300,11 @@ class EventStore:
         )
         last = self._seq
         if not checkpoints:
-            if last:
+            if last and not unsigned_tail:
                 raise LedgerIntegrityError(path, 1, f"no signed checkpoint covers events 1..{last}")
+            self._unsigned_from = 1
+            if last:
+                await self._check_links(path, 0, GENESIS, last)
             return
         seq, signed_head, signature = (
             int(checkpoints[0][0]),
@@ -320,20 +330,57 @@ class EventStore:
             stored = bytes(rows[0][0]) if rows else b""
         if stored != signed_head:
             raise LedgerIntegrityError(path, seq, "the event differs from the signed checkpoint")
-        link = signed_head
-        for row in await self.read_all(seq, limit=last - seq):
+        await self._check_links(path, seq, signed_head, last)
+        if last > seq and not unsigned_tail:
+            raise LedgerIntegrityError(
+                path, seq + 1, f"events {seq + 1}..{last} are not covered by a broker signature"
+            )
+        self._unsigned_from = seq + 1
+        self._signed = signed
+        kept = await self._db.execute_fetchall("SELECT MAX(seq) FROM checkpoints WHERE kept")
+        self._kept = int(next(iter(kept))[0] or 0)
+
+    async def _check_links(self, path: str | Path, seq: int, head: bytes, last: int) -> None:
+        """Every link after ``seq`` (whose hash is ``head``) recomputed up to ``last``."""
+        link = head
+        async for row in self.iterate(after=seq):
+            if row.seq > last:
+                break
             link = link_hash(
                 link, row.seq, row.stream, row.version, row.type, row.schema, row.at, row.body
             )
             if link != row.hash:
                 raise LedgerIntegrityError(path, row.seq, "the event's link hash does not match")
-        if last > seq:
-            raise LedgerIntegrityError(
-                path, seq + 1, f"events {seq + 1}..{last} are not covered by a broker signature"
+
+    @property
+    def unsigned_from(self) -> int:
+        """The first event no broker signature covers (past the last event: none)."""
+        return self._unsigned_from
+
+    async def sign_tail(self, through: int) -> SignedHead:
+        """Sign the head over events no signature covers (a ledger of an earlier version).
+
+        ``through`` must be the last event: the operator states what the audit it ran
+        has seen, and nothing appended since can slip in.
+        """
+        if self._signer is None:
+            raise LedgerError("this store has no signing key")
+        if through != self._seq:
+            raise LedgerError(
+                f"the ledger ends at {self._seq}, not {through}: audit it again and name its"
+                " last event"
             )
-        self._signed = signed
-        kept = await self._db.execute_fetchall("SELECT MAX(seq) FROM checkpoints WHERE kept")
-        self._kept = int(next(iter(kept))[0] or 0)
+        if self._unsigned_from > self._seq:
+            raise LedgerError(f"nothing to sign: events up to {self._seq} are already signed")
+        signed = sign_head(self._signer, self.broker_id, self._seq, self._head)
+        await self._db.execute("BEGIN IMMEDIATE")
+        await self._db.execute(
+            INSERT_CHECKPOINT,
+            (signed.seq, signed.head, signed.signature, int(time.time() * 1000), 1),
+        )
+        await self._db.execute("COMMIT")
+        self._signed, self._kept, self._unsigned_from = signed, signed.seq, signed.seq + 1
+        return signed
 
     async def close(self) -> None:
         """Finish queued appends (every commit is already signed), close the file."""
@@ -515,7 +562,7 @@ class EventStore:
         self._seq, self._head = seq, head
         self._durable = (seq, head)
         if signed is not None:
-            self._signed = signed
+            self._signed, self._unsigned_from = signed, seq + 1
             if keep:
                 self._kept = seq
         self.transactions += 1

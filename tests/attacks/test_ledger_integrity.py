@@ -157,3 +157,44 @@ async def test_stripped_or_rewritten_ledger_fails_the_audit_and_the_broker_refus
     assert "fails its integrity check" in err[0]
     assert "micropay audit" in err[0]
     assert checkpoints(copy) == signed_before  # nothing was signed
+
+
+@pytest.mark.asyncio
+async def test_an_operator_signs_an_audited_unsigned_tail_and_nothing_else(
+    ledger_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ledger of an earlier version that stopped uncleanly: its last events are unsigned."""
+    key = sign_key(ledger_dir)
+    last = last_seq(ledger_dir)
+
+    def unsigned_tail(db: sqlite3.Connection) -> None:
+        db.execute("DELETE FROM checkpoints WHERE seq > 0")
+
+    copy = copy_of(ledger_dir, "legacy", unsigned_tail)
+    report = LedgerAudit(copy / "ledger.db", key).run()
+    assert {f.check for f in report.findings} == {"signed-head"}  # all the audit objects to
+    with pytest.raises(LedgerIntegrityError):
+        await BrokerService.open(copy)
+
+    def sign(through: int) -> int:
+        argv = ["broker", "sign-tail", "--through", str(through), "--data-dir", str(copy)]
+        return main(argv)
+
+    assert await asyncio.to_thread(sign, last - 1) == 1  # not what the audit saw: refused
+    assert "audit it again" in capsys.readouterr().err
+    assert await asyncio.to_thread(sign, last) == 0
+    assert LedgerAudit(copy / "ledger.db", key).run().ok
+    service = await BrokerService.open(copy)
+    await service.close()
+
+    # A tail edited before it is signed: the links are checked first, nothing is signed.
+    def edited(db: sqlite3.Connection) -> None:
+        unsigned_tail(db)
+        db.execute("UPDATE events SET at = at + 1 WHERE seq = ?", (last,))
+
+    forged = copy_of(ledger_dir, "legacy-edited", edited)
+    before = checkpoints(forged)
+    argv = ["broker", "sign-tail", "--through", str(last), "--data-dir", str(forged)]
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "fails its integrity check" in capsys.readouterr().err
+    assert checkpoints(forged) == before
