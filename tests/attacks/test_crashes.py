@@ -9,24 +9,12 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from agents.demo import VENDORS, Demo, _operator, start
+from agents.demo import VENDORS, Demo, _operator
 from broker_ledger.audit import LedgerAudit
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Demo]:
-    running = Demo(tmp_path, 0)
-    try:
-        start(running)
-        yield running
-    finally:
-        running.stop_all()
 
 
 def query(path: Path, sql: str) -> int:

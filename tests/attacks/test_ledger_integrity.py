@@ -21,10 +21,10 @@ import pytest_asyncio
 from agents.broker_agent import BrokerService
 from agents.cli import main
 from broker_ledger.audit import LedgerAudit
-from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.store import LedgerIntegrityError
 from protocol import chain
 from tests.attacks.rogue import AttackHarness, paid
+from tests.ledger.helpers import relink
 
 Tamper = Callable[[sqlite3.Connection], None]
 
@@ -56,17 +56,6 @@ def copy_of(directory: Path, name: str, tamper: Tamper) -> Path:
         tamper(db)
     db.close()
     return copy
-
-
-def relink(db: sqlite3.Connection) -> None:
-    """What a forger without the key can redo: every link hash from the first event."""
-    previous = GENESIS
-    rows = db.execute(
-        "SELECT seq, stream, version, type, schema, at, body FROM event_log ORDER BY seq"
-    ).fetchall()
-    for row in rows:
-        previous = link_hash(previous, *row)
-        db.execute("UPDATE events SET hash = ? WHERE seq = ?", (previous, row[0]))
 
 
 def strip_checkpoints(db: sqlite3.Connection) -> None:

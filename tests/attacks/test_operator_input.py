@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.broker_agent import send_admin_request
 from agents.cli import main
-from agents.demo import Demo, start
+from agents.demo import Demo
 from tests.attacks.rogue import AttackHarness
 
 HUGE = 100_000_000_000_000_000_000_000
@@ -62,19 +60,10 @@ async def test_an_out_of_range_credit_limit_is_refused_and_the_broker_keeps_serv
     await harness.broker_serving("vendor1")  # MQTT handling goes on
 
 
-@pytest.fixture
-def system(tmp_path: Path) -> Iterator[Demo]:
-    running = Demo(tmp_path, 0)
-    try:
-        start(running)
-        yield running
-    finally:
-        running.stop_all()
-
-
 def test_a_broker_whose_ledger_refuses_writes_exits_non_zero_within_a_second(
-    system: Demo,
+    demo: Demo,
 ) -> None:
+    system = demo
     broker = system.processes["broker"]
     with sqlite3.connect(system.broker_dir / "ledger.db") as db:
         # The disk "fails" under the running daemon: every insert is refused from now on.

@@ -11,7 +11,7 @@ import pytest
 from agents.cli import main
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
-from broker_ledger.format import GENESIS, TAG_CHECKPOINT, checkpoint_message, link_hash
+from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message
 from protocol.messages import Redeem
 from tests.agents.harness import wait_until
 from tests.attacks.rogue import (
@@ -21,6 +21,7 @@ from tests.attacks.rogue import (
     queue_redeem,
     rogue,
 )
+from tests.ledger.helpers import relink as relink_all
 
 
 @pytest.mark.asyncio
@@ -63,13 +64,7 @@ def tamper(ledger: str, event_type: str, field: str, value: int, relink: bool) -
             "UPDATE events SET body = ? WHERE seq = ?", (msgspec.msgpack.encode(fields), seq)
         )
         if relink:  # a forger without the broker's key can redo the hashes, not the signature
-            previous = GENESIS
-            rows = db.execute(
-                "SELECT seq, stream, version, type, schema, at, body FROM event_log ORDER BY seq"
-            ).fetchall()
-            for row in rows:
-                previous = link_hash(previous, *row)
-                db.execute("UPDATE events SET hash = ? WHERE seq = ?", (previous, row[0]))
+            relink_all(db)
     db.close()
 
 
