@@ -372,15 +372,11 @@ class EventStore:
             )
         if self._unsigned_from > self._seq:
             raise LedgerError(f"nothing to sign: events up to {self._seq} are already signed")
-        signed = sign_head(self._signer, self.broker_id, self._seq, self._head)
         await self._db.execute("BEGIN IMMEDIATE")
-        await self._db.execute(
-            INSERT_CHECKPOINT,
-            (signed.seq, signed.head, signed.signature, int(time.time() * 1000), 1),
-        )
+        await self._insert_checkpoint()
         await self._db.execute("COMMIT")
-        self._signed, self._kept, self._unsigned_from = signed, signed.seq, signed.seq + 1
-        return signed
+        assert self._signed is not None  # noqa: S101 - a signer is present, checked above
+        return self._signed
 
     async def close(self) -> None:
         """Finish queued appends (every commit is already signed), close the file."""
@@ -579,29 +575,18 @@ class EventStore:
             self._streams.update(found)
 
     async def _insert_checkpoint(self) -> None:
-        """Sign the head inside the running transaction; keep one per ``checkpoint_every``.
+        """Sign the current head and keep it for good, inside the caller's transaction.
 
-        The previous latest checkpoint is dropped unless it is a keeper, so the table
-        holds the latest signed head plus one every ``checkpoint_every`` events.
+        For the empty ledger at creation and an adopted tail; commits sign in ``_write``.
         """
         if self._signer is None:
             return
         signed = sign_head(self._signer, self.broker_id, self._seq, self._head)
-        keep = signed.seq == 0 or signed.seq - self._kept >= self.checkpoint_every
+        stamp = int(time.time() * 1000)
         await self._db.execute(
-            INSERT_CHECKPOINT,
-            (signed.seq, signed.head, signed.signature, int(time.time() * 1000), int(keep)),
+            INSERT_CHECKPOINT, (signed.seq, signed.head, signed.signature, stamp, 1)
         )
-        if keep:
-            self._kept = signed.seq
-        self._signed = signed
-
-    async def checkpoint(self) -> None:
-        """Wait until every queued append is durable; its head is then signed."""
-        if self._writer is not None:
-            await self._queue.join()
-        if self._signer is None:
-            raise LedgerError("this store has no signing key")
+        self._signed, self._kept, self._unsigned_from = signed, signed.seq, signed.seq + 1
 
     # --- reading -------------------------------------------------------------------------------
 
