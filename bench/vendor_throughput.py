@@ -1,7 +1,7 @@
 """Verified, durable payments per second at one vendor, against the raw MQTT ceiling.
 
 Everything runs on this machine over one Mosquitto started from the project's
-``mosquitto.conf`` (via ``agents.mosquitto``) on a free loopback port. Processes: Mosquitto,
+``mosquitto.conf`` (via ``agents.ops.mosquitto``) on a free loopback port. Processes: Mosquitto,
 a broker daemon, the vendor daemon, one or two load processes (or the raw pipe's two ends),
 and this orchestrator, which only waits while a case runs.
 
@@ -72,17 +72,17 @@ from typing import Final, TypeVar
 import msgspec
 from paho.mqtt.client import MQTTMessageInfo
 
-from agents.agent_store import AgentStore
-from agents.broker_agent import (
+from agents.daemons.agent_store import AgentStore
+from agents.daemons.broker_agent import (
     PUBLIC_FILE,
     BrokerDaemon,
     BrokerService,
     init_broker,
     operator_request,
 )
-from agents.broker_agent import read_public as read_broker_public
-from agents.loop import AgentLoop
-from agents.mosquitto import (
+from agents.daemons.broker_agent import read_public as read_broker_public
+from agents.daemons.vendor_agent import STORE_FILE, VendorAgent
+from agents.ops.mosquitto import (
     MosquittoFiles,
     MosquittoProcess,
     add_user,
@@ -91,8 +91,8 @@ from agents.mosquitto import (
     generated_password,
     render,
 )
-from agents.mqtt import LinkError, MqttLink, MqttSettings
-from agents.vendor_agent import STORE_FILE, VendorAgent
+from agents.runtime.loop import AgentLoop
+from agents.runtime.mqtt import LinkError, MqttLink, MqttSettings
 from protocol import topics
 from protocol.buyer import BuyerCore
 from protocol.crypto import Identity
@@ -818,17 +818,17 @@ PROFILE_BUCKETS: Final = (
     (("agent_store.py",), "AgentStore.record on the loop (hand-off to its thread)"),
     (("data_to_send",), "receipts: VendorCore.data_to_send (seal, MAC)"),
     (
-        ("_publish_one", "_publish (agents/loop.py"),
+        ("_publish_one", "_publish (agents/runtime/loop.py"),
         "receipts: AgentLoop publish tasks (aiomqtt publish)",
     ),
     (("protocol/vendor.py",), "VendorCore.receive (parse, MAC, replay window, decode, hash)"),
     (("loop_read",), "paho read: recv syscalls, PUBLISH decode, v5 properties, queue PUBACK"),
     (("loop_write",), "paho write: one send() per PUBACK (and receipts)"),
     (
-        ("aiomqtt/client.py", "agents/mqtt.py"),
+        ("aiomqtt/client.py", "agents/runtime/mqtt.py"),
         "aiomqtt iterator: a task + asyncio.wait per message",
     ),
-    (("agents/loop.py",), "AgentLoop._read (lock, counters, batching)"),
+    (("agents/runtime/loop.py",), "AgentLoop._read (lock, counters, batching)"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents import memory_demo
+from agents.demo import in_memory as memory_demo
 
 
 def test_demo_balances_and_prints_the_summary(capsys: pytest.CaptureFixture[str]) -> None:

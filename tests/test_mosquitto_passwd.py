@@ -15,8 +15,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agents.mosquitto import MosquittoProcess, binary, free_port, render
-from agents.mosquitto_passwd import PasswordFileError, hash_password, set_password
+from agents.ops.mosquitto import MosquittoProcess, binary, free_port, render
+from agents.ops.mosquitto_passwd import PasswordFileError, hash_password, set_password
 
 
 def mosquitto_passwd(*args: str | Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
-from agents.settings import SettingsError, require, resolve
+from agents.cli.main import main
+from agents.runtime.settings import SettingsError, require, resolve
 
 DEFAULTS = {"mqtt_port": 1883, "unit_value": 1, "data_dir": None, "online": False}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.mosquitto import MosquittoFiles, MosquittoProcess, add_user, free_port, render
-from agents.mqtt import MqttSettings
+from agents.ops.mosquitto import MosquittoFiles, MosquittoProcess, add_user, free_port, render
+from agents.runtime.mqtt import MqttSettings
 
 
 @dataclass

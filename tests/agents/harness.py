@@ -7,9 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
-from agents.buyer_agent import BuyerAgent
-from agents.vendor_agent import VendorAgent
+from agents.daemons.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
+from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.vendor_agent import VendorAgent
 from protocol.endpoint import BrokerInfo
 from protocol.vendor import VendorTerms
 from tests.agents.conftest import Broker

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
+from agents.cli.main import main
 
 
 def test_demo_balances_and_keeps_its_files(

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
-from agents.buyer_agent import BuyerAgent
-from agents.vendor_agent import VendorAgent
+from agents.daemons.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
+from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.vendor_agent import VendorAgent
 from broker_ledger.audit import LedgerAudit
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.demo import Demo, start
+from agents.demo.processes import Demo, start
 from tests.agents.conftest import mosquitto
 from tests.attacks.rogue import harness
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiomqtt
 import pytest_asyncio
 
-from agents.broker_agent import BrokerDaemon
-from agents.vendor_agent import VendorAgent
+from agents.daemons.broker_agent import BrokerDaemon
+from agents.daemons.vendor_agent import VendorAgent
 from protocol import topics
 from protocol.buyer import BuyerCore
 from protocol.codec import encode

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agents.demo import VENDORS, Demo, _operator
+from agents.demo.processes import VENDORS, Demo, _operator
 from broker_ledger.audit import LedgerAudit
 
 
@@ -177,6 +177,6 @@ def test_operator_commands_reach_the_running_daemon(demo: Demo) -> None:
 
 
 async def _status(demo: Demo) -> dict[str, Any]:
-    from agents.broker_agent import operator_request
+    from agents.daemons.broker_agent import operator_request
 
     return await operator_request(demo.broker_dir, {"command": "status"})

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agents.broker_agent import BrokerService
-from agents.buyer_agent import BuyerAgent
-from agents.cli import main
-from agents.mosquitto import render
-from agents.private_files import PermissionsError
-from agents.vendor_agent import VendorAgent
+from agents.cli.main import main
+from agents.daemons.broker_agent import BrokerService
+from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.vendor_agent import VendorAgent
+from agents.ops.mosquitto import render
+from agents.runtime.private_files import PermissionsError
 from protocol.vendor import VendorTerms
 from tests.agents.conftest import Broker
 from tests.attacks.rogue import AttackHarness, paid

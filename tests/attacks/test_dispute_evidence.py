@@ -18,8 +18,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.agent_store import AgentStore
-from agents.cli import main
+from agents.cli.main import main
+from agents.daemons.agent_store import AgentStore
 from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.evidence import decoded_view
 from protocol.broker_events import PaywordsRedeemed

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from agents.broker_agent import operator_request
+from agents.daemons.broker_agent import operator_request
 from protocol.credentials import issue_certificate, sign_commitment
 from protocol.crypto import Identity, MacKey, chain_key
 from protocol.endpoint import Endpoint

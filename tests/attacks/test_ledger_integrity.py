@@ -18,8 +18,8 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from agents.broker_agent import BrokerService
-from agents.cli import main
+from agents.cli.main import main
+from agents.daemons.broker_agent import BrokerService
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.store import LedgerIntegrityError
 from protocol import chain

@@ -29,9 +29,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agents.mosquitto import MosquittoProcess, TlsListener, add_user, free_port, render
-from agents.mqtt import MqttLink, MqttSettings, tls_context
-from agents.tls_certs import CertError, CertFiles, make_certs
+from agents.ops.mosquitto import MosquittoProcess, TlsListener, add_user, free_port, render
+from agents.ops.tls_certs import CertError, CertFiles, make_certs
+from agents.runtime.mqtt import MqttLink, MqttSettings, tls_context
 from protocol import topics
 from tests.agents.conftest import Broker
 

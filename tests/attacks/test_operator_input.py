@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from agents.broker_agent import send_admin_request
-from agents.cli import main
-from agents.demo import Demo
+from agents.cli.main import main
+from agents.daemons.broker_agent import send_admin_request
+from agents.demo.processes import Demo
 from tests.attacks.rogue import AttackHarness
 
 HUGE = 100_000_000_000_000_000_000_000

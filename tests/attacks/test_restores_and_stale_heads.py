@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
-from agents.vendor_agent import VendorAgent
+from agents.cli.main import main
+from agents.daemons.vendor_agent import VendorAgent
 from protocol.vendor import VendorTerms
 from tests.agents.harness import wait_until
 from tests.attacks.rogue import AttackHarness, buyer_core, halt_vendor, offered, rogue
@@ -79,7 +79,7 @@ async def test_a_stale_head_from_an_older_mosquitto_snapshot_is_not_an_alarm(
     shutil.copytree(snapshot, mosquitto.files.directory / "state")
     caplog.clear()
     mosquitto.process.start()  # re-delivers the older retained head on every subscription
-    await wait_until(lambda: vendor1.loop.connected.is_set(), 30)
+    await wait_until(vendor1.loop.connected.is_set, 30)
     # The older snapshot's head comes back to every agent: stale (or seen, if the agent
     # still holds a receipt at that seq), DEBUG only, never the rewrite alarm.
     highest = vendor1.core.witnessed_seq
@@ -90,8 +90,8 @@ async def test_a_stale_head_from_an_older_mosquitto_snapshot_is_not_an_alarm(
         return any(match is not None and int(match[1]) < highest for match in found)
 
     await wait_until(older_head_redelivered)
-    broker = await harness.start_broker()
-    await wait_until(lambda: broker.loop.connected.is_set(), 30)
+    restarted = await harness.start_broker()
+    await wait_until(restarted.loop.connected.is_set, 30)
     assert errors(caplog) == []
     await harness.serving("vendor1", "buyer1", 2)
 

@@ -28,8 +28,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agents import retain_guard
-from agents.mosquitto import MosquittoFiles, MosquittoProcess, add_user, free_port, render
+from agents.ops import retain_guard
+from agents.ops.mosquitto import MosquittoFiles, MosquittoProcess, add_user, free_port, render
 from tests.agents.harness import wait_until
 
 USERS = ("mallory", "victim", "vendor1", "observer")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
-from agents.demo import Demo, finish, pay, start
+from agents.cli.main import main
+from agents.demo.processes import Demo, finish, pay, start
 
 
 def command_lines(seen: set[str], stop: threading.Event) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
+from agents.cli.main import main
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 from protocol.crypto import Identity

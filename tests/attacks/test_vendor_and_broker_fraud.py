@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from agents.cli import main
+from agents.cli.main import main
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message

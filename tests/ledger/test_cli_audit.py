@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.cli import main
+from agents.cli.main import main
 from tests.ledger.scenario import LedgerRun, build_ledger
 from tests.world import seeded_identity
 

@@ -17,8 +17,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from agents.broker_agent import write_public
-from agents.cli import main
+from agents.cli.main import main
+from agents.daemons.broker_agent import write_public
 from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.evidence import (
     EvidenceError,

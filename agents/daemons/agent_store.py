@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
-from agents.private_files import create_private_file
+from agents.runtime.private_files import create_private_file
 from protocol.events import (
     CertificateReceived,
     ChannelOpened,

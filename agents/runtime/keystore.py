@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from agents.private_files import make_private_dir
+from agents.runtime.private_files import make_private_dir
 from protocol.crypto import Identity
 
 

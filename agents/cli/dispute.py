@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from agents.broker_agent import BrokerFiles, BrokerSetupError, read_public
-from agents.keystore import load_identity
-from agents.settings import resolve
+from agents.daemons.broker_agent import BrokerFiles, BrokerSetupError, read_public
+from agents.runtime.keystore import load_identity
+from agents.runtime.settings import resolve
 from broker_ledger.evidence import EvidenceError, issue
 
 EXIT_OK = 0

@@ -20,18 +20,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from agents.mosquitto_passwd import PasswordFileError, set_password
-from agents.private_files import (
+from agents.ops.mosquitto_passwd import PasswordFileError, set_password
+from agents.ops.retain_guard import LIBRARY_NAME, RetainGuardError
+from agents.ops.retain_guard import build as build_retain_guard
+from agents.ops.tls_certs import CertFiles
+from agents.runtime.private_files import (
     create_private_file,
     make_private_dir,
     open_private,
     write_private,
 )
-from agents.retain_guard import LIBRARY_NAME, RetainGuardError
-from agents.retain_guard import build as build_retain_guard
-from agents.tls_certs import CertFiles
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 TEMPLATE = PROJECT / "mosquitto.conf"
 ACL_TEMPLATE = PROJECT / "mosquitto.acl"
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from agents.agent_store import AgentStore
-from agents.keystore import create_identity, load_identity
-from agents.loop import AgentLoop
-from agents.mqtt import MqttLink, MqttSettings
-from agents.private_files import make_private_dir
+from agents.daemons.agent_store import AgentStore
+from agents.runtime.keystore import create_identity, load_identity
+from agents.runtime.loop import AgentLoop
+from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.private_files import make_private_dir
 from protocol.endpoint import BrokerInfo
 from protocol.events import CertificateReceived, PaymentAccepted
 from protocol.vendor import VendorCore, VendorTerms

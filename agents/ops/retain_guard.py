@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-PROJECT: Final = Path(__file__).resolve().parent.parent
+PROJECT: Final = Path(__file__).resolve().parents[2]
 SOURCE: Final = PROJECT / "contrib" / "mosquitto" / "micropay_retain_guard.c"
 BUILD_DIR: Final = PROJECT / "build" / "mosquitto"
 LIBRARY_NAME: Final = "micropay_retain_guard.so"

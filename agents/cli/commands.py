@@ -11,7 +11,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from agents.broker_agent import (
+from agents.cli.dispute import add_dispute_parser
+from agents.daemons.broker_agent import (
     BrokerDaemon,
     BrokerService,
     BrokerSetupError,
@@ -20,11 +21,9 @@ from agents.broker_agent import (
     read_public,
     sign_unsigned_tail,
 )
-from agents.buyer_agent import BuyerAgent, BuyerError
-from agents.dispute import add_dispute_parser
-from agents.keystore import KeyFileError
-from agents.loop import AgentFailedError
-from agents.mosquitto import (
+from agents.daemons.buyer_agent import BuyerAgent, BuyerError
+from agents.daemons.vendor_agent import VendorAgent
+from agents.ops.mosquitto import (
     MosquittoError,
     MosquittoFiles,
     TlsListener,
@@ -32,10 +31,13 @@ from agents.mosquitto import (
     generated_password,
     render,
 )
-from agents.mqtt import MqttSettings
-from agents.private_files import PermissionsError, write_private
-from agents.secret_input import SecretInputError, read_secret_file, secret, token_bytes
-from agents.settings import (
+from agents.ops.tls_certs import DEFAULT_DAYS, CertError, make_certs
+from agents.runtime.keystore import KeyFileError
+from agents.runtime.loop import AgentFailedError
+from agents.runtime.mqtt import MqttSettings
+from agents.runtime.private_files import PermissionsError, write_private
+from agents.runtime.secret_input import SecretInputError, read_secret_file, secret, token_bytes
+from agents.runtime.settings import (
     MQTT_KEYS,
     SettingsError,
     bounded,
@@ -43,8 +45,6 @@ from agents.settings import (
     resolve,
     setup_logging,
 )
-from agents.tls_certs import DEFAULT_DAYS, CertError, make_certs
-from agents.vendor_agent import VendorAgent
 from broker_ledger.store import LedgerError
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms

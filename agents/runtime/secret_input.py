@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agents.private_files import PermissionsError, check_private_file
+from agents.runtime.private_files import PermissionsError, check_private_file
 
 
 class SecretInputError(Exception):

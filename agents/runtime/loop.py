@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from agents.mqtt import LinkError, MqttLink
+from agents.runtime.mqtt import LinkError, MqttLink
 from protocol.events import (
     HeadReceived,
     HeldReply,

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from agents import admin_input
-from agents.broker_log import log_decisions
-from agents.keystore import create_identity, load_identity
-from agents.loop import AgentFailedError, AgentLoop, first_failure
-from agents.mqtt import MqttLink, MqttSettings
-from agents.private_files import check_private_dir, make_private_dir, write_private
+from agents.daemons import admin_input
+from agents.daemons.broker_log import log_decisions
+from agents.runtime.keystore import create_identity, load_identity
+from agents.runtime.loop import AgentFailedError, AgentLoop, first_failure
+from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.private_files import check_private_dir, make_private_dir, write_private
 from broker_ledger.billing import BASIS_POINTS, PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError

@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from agents.broker_agent import init_broker, operator_request
-from agents.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
-from agents.private_files import make_private_dir, open_private
+from agents.daemons.broker_agent import init_broker, operator_request
+from agents.ops.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
+from agents.runtime.private_files import make_private_dir, open_private
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
 
@@ -74,7 +74,7 @@ class Demo:
 
     def command(self, *arguments: str) -> list[str]:
         """A ``micropay`` command line run by this interpreter."""
-        return [sys.executable, "-m", "agents.cli", *arguments]
+        return [sys.executable, "-m", "agents.cli.main", *arguments]
 
     def spawn(
         self, name: str, *arguments: str, token: str | None = None

@@ -125,7 +125,7 @@ class Demo:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(
-        prog="python -m agents.memory_demo",
+        prog="python -m agents.demo.in_memory",
         description="Run enroll, commit, pay, redeem and billing through the protocol cores.",
     )
     parser.add_argument("--payments", type=int, default=10_000, help="payments (default 10000)")

@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.commands import USER_ERRORS, register
-from agents.private_files import restrict_umask
-from agents.progress import ProgressBar
-from agents.settings import bounded
+from agents.cli.commands import USER_ERRORS, register
+from agents.cli.progress import ProgressBar
+from agents.runtime.private_files import restrict_umask
+from agents.runtime.settings import bounded
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -59,7 +59,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from broker_ledger.report import as_json, as_text  # noqa: PLC0415
 
     if args.evidence is not None or args.ledger_copy is not None:
-        from agents.dispute import audit_evidence  # noqa: PLC0415
+        from agents.cli.dispute import audit_evidence  # noqa: PLC0415
 
         return audit_evidence(args)
     if args.ledger is None:
@@ -109,10 +109,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stderr.write("micropay demo: error: --payments must be at least 1\n")
         return EXIT_USAGE
     if args.in_memory:
-        from agents import memory_demo  # noqa: PLC0415
+        from agents.demo import in_memory  # noqa: PLC0415
 
-        return memory_demo.main(["--payments", str(args.payments), "--seed", str(args.seed)])
-    from agents.demo import run_demo  # noqa: PLC0415
+        return in_memory.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+    from agents.demo.processes import run_demo  # noqa: PLC0415
 
     return run_demo(args.payments, args.data_dir)
 

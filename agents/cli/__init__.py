@@ -1,0 +1,1 @@
+"""The ``micropay`` command: parsing, sub-commands and their handlers."""

@@ -1,0 +1,1 @@
+"""``micropay demo``: the whole system as processes on a private Mosquitto, or in one process."""

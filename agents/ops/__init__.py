@@ -1,0 +1,1 @@
+"""Operating the MQTT side: Mosquitto config and users, its password file, TLS, the retain guard."""

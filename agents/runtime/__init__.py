@@ -1,0 +1,1 @@
+"""What each daemon runs on: the persist-then-publish loop, MQTT link, keys, files, settings."""
