@@ -22,7 +22,7 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from itertools import repeat
@@ -197,7 +197,7 @@ class World:
             max_jump=100,
             items=(OfferItem("article", 5),),
         )
-        token = self.broker.open_account(VENDOR, "vendor", 0, "EUR", self.now)
+        token = self.net.open_account(self.broker, VENDOR, "vendor", 0, "EUR", self.now)
         self.vendor = VendorCore(VENDOR, seeded_identity(VENDOR), self.broker.info, self.terms)
         self.net.attach(self.vendor, self.now)
         self.vendor.enroll(token, self.now)
@@ -209,7 +209,7 @@ class World:
 
     def enroll_buyer(self, name: str) -> BuyerCore:
         """A certified buyer that has read the vendor's offer."""
-        token = self.broker.open_account(name, "buyer", CREDIT, "EUR", self.now)
+        token = self.net.open_account(self.broker, name, "buyer", CREDIT, "EUR", self.now)
         buyer = BuyerCore(name, seeded_identity(name), self.broker.info, random=SeededRandom(name))
         self.net.attach(buyer, self.now)
         buyer.enroll(token, self.now)
@@ -483,6 +483,11 @@ def receipt_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Result
 # --- broker -------------------------------------------------------------------------------
 
 
+def refusals(events: Sequence[object]) -> list[MessageRejected]:
+    """The rejections among what the broker decided (its ledger events are the rest)."""
+    return [event for event in events if isinstance(event, MessageRejected)]
+
+
 def known_commitment_trial(  # noqa: PLR0913 - the world, the chain and the shape of the run
     world: World,
     history: list[AnyBrokerEvent],
@@ -507,7 +512,7 @@ def known_commitment_trial(  # noqa: PLR0913 - the world, the chain and the shap
 
         def checked() -> None:
             for payload in payloads:
-                rejected.extend(receive(topic, payload, now))
+                rejected.extend(refusals(receive(topic, payload, now)))
 
         elapsed = timed(checked if check else loop)
         if rejected or broker.chains[cid].index != last or len(broker.data_to_send()) != count:
@@ -555,7 +560,7 @@ def fresh_commitment_trial(
 
         def checked() -> None:
             for _, _, payload in redeems:
-                rejected.extend(receive(topic, payload, now))
+                rejected.extend(refusals(receive(topic, payload, now)))
 
         elapsed = timed(checked if check else loop)
         if (
@@ -639,7 +644,7 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     for k, count in ((1, sizes.redemptions_k1), (100, sizes.redemptions_k100)):
         cid, _ = world.open_channel(redeemer, 1 + k * count)
         first = world.redeem_envelope(redeemer, cid, 1)
-        if world.broker.receive(topics.inbox(BROKER, VENDOR), first, world.now):
+        if refusals(world.broker.receive(topics.inbox(BROKER, VENDOR), first, world.now)):
             raise RuntimeError("broker refused the first redemption")
         known.append((k, known_commitment_trial(world, history, redeemer, cid, k, count)))
 
@@ -654,7 +659,7 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     same_buyer = first_redeems([repeat_buyer] * sizes.fresh_commitments)
     known_buyer = fresh_commitment_trial(world, history, same_buyer, "known-buyer")
     cached = fresh_commitment_trial(world, history, same_buyer, "cached")
-    history.extend(world.broker.events_to_persist())
+    history.extend(world.net.ledger_events(BROKER))
 
     runs = sizes.runs
     results: list[Result] = []

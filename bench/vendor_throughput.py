@@ -103,6 +103,7 @@ from protocol.events import (
     OfferReceived,
     PeerError,
     ReceiptReceived,
+    VendorEvent,
 )
 from protocol.vendor import VendorTerms
 
@@ -379,7 +380,7 @@ class StoreWaits:
     code is unchanged.
     """
 
-    def __init__(self, loop: AgentLoop) -> None:
+    def __init__(self, loop: AgentLoop[VendorEvent]) -> None:
         self.loop = loop
         self.calls = 0
         self.seconds = 0.0
@@ -388,7 +389,7 @@ class StoreWaits:
         if inner is None:
             return
 
-        async def timed(events: list[object]) -> None:
+        async def timed(events: list[VendorEvent]) -> None:
             started = time.monotonic()
             await inner(events)
             if events:

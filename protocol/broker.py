@@ -63,7 +63,7 @@ from protocol.errors import (
     RemoteProtocolError,
     UnexpectedMessageError,
 )
-from protocol.events import MessageRejected, PublishedHeadSeen
+from protocol.events import BrokerCoreEvent, MessageRejected, PublishedHeadSeen
 from protocol.messages import (
     Balance,
     BalanceQuery,
@@ -174,7 +174,7 @@ class BrokerCore(Endpoint):
         self.revoked: dict[int, str] = {}
         self.totals = _Totals()
         self._next_serial = 1
-        self._pending: list[AnyBrokerEvent] = []
+        self._decided: list[AnyBrokerEvent] = []  # by the call in progress
         # (redemption deadline, id) of on-line commitments that reserved credit; entries
         # whose reservation is used up are dropped lazily
         self._reservation_deadlines: list[tuple[float, bytes]] = []
@@ -241,19 +241,19 @@ class BrokerCore(Endpoint):
 
     def _record(self, event: AnyBrokerEvent) -> None:
         self.apply(event)
-        self._pending.append(event)
+        self._decided.append(event)
 
-    def events_to_persist(self) -> list[AnyBrokerEvent]:
-        """Events since the last call; persist them before publishing ``data_to_send()``."""
-        out, self._pending = self._pending, []
+    def _take_decided(self) -> list[AnyBrokerEvent]:
+        """What the current call decided, handed back to the shell to persist."""
+        out, self._decided = self._decided, []
         return out
 
     # --- operator actions --------------------------------------------------------------------
 
     def open_account(
         self, account: str, role: Role, credit_limit: int, currency: str, now: float
-    ) -> bytes:
-        """Open an account and return its one-time enrollment token (give it out of band)."""
+    ) -> AccountOpened:
+        """Open an account; persist the event, then hand out ``enrollment_token(account)``."""
         if account in self.accounts:
             raise LocalProtocolError(f"account {account!r} already exists")
         if role == "broker" or account == self.account:
@@ -264,20 +264,25 @@ class BrokerCore(Endpoint):
             raise LocalProtocolError(
                 "account names are 1-64 of A-Z a-z 0-9 . _ - and currencies 3 capitals"
             )
-        nonce = self._random(16)
-        self._record(
-            AccountOpened(
-                at=_ms(now),
-                account=account,
-                role=role,
-                credit_limit=credit_limit,
-                currency=currency,
-                token_nonce=nonce,
-            )
+        opened = AccountOpened(
+            at=_ms(now),
+            account=account,
+            role=role,
+            credit_limit=credit_limit,
+            currency=currency,
+            token_nonce=self._random(16),
         )
-        return enrollment_token(self._token_secret, account, nonce)
+        self.apply(opened)
+        return opened
 
-    def revoke(self, account: str, now: float, reason: str = "operator") -> None:
+    def enrollment_token(self, account: str) -> bytes:
+        """The one-time token that lets ``account`` enroll (give it out of band)."""
+        holder = self.accounts.get(account)
+        if holder is None:
+            raise LocalProtocolError(f"no account {account!r}")
+        return enrollment_token(self._token_secret, account, holder.token_nonce)
+
+    def revoke(self, account: str, now: float, reason: str = "operator") -> list[AnyBrokerEvent]:
         """Revoke an account's current certificate and republish the revocation list."""
         holder = self.accounts.get(account)
         if holder is None or not holder.serial:
@@ -289,6 +294,7 @@ class BrokerCore(Endpoint):
                 )
             )
         self.publish_revocations(now)
+        return self._take_decided()
 
     def publish_identity(self, now: float) -> None:
         """Queue the retained, signed broker identity."""
@@ -311,10 +317,12 @@ class BrokerCore(Endpoint):
         """Its inbox, and its own retained ledger head (what it vouched for before a restart)."""
         return [*super().subscriptions(), topics.public(self.account, "ledger-head")]
 
-    def receive(
-        self, topic: str, payload: bytes, now: float
-    ) -> list[MessageRejected | PublishedHeadSeen]:
-        """Handle one MQTT message; never raises for anything the peer did."""
+    def receive(self, topic: str, payload: bytes, now: float) -> list[BrokerCoreEvent]:
+        """Handle one MQTT message; never raises for anything the peer did.
+
+        Returns what it decided (ledger events, a refusal among them) for the shell to
+        persist before it publishes the replies.
+        """
         sender = ""
         try:
             parsed = parse(payload, self.max_message_size)
@@ -327,8 +335,8 @@ class BrokerCore(Endpoint):
             self.replay_guard.check(parsed, now)
             self._dispatch(parsed, key, now)
         except RemoteProtocolError as error:
-            return [MessageRejected(topic, sender, error)]
-        return []
+            return [*self._take_decided(), MessageRejected(topic, sender, error)]
+        return [*self._take_decided()]
 
     def _own_head(self, topic: str, parsed: Parsed) -> PublishedHeadSeen:
         """Only its own ledger head arrives signed (the subscription reads nothing else)."""
@@ -533,7 +541,18 @@ class BrokerCore(Endpoint):
                 CreditLimitExceeded(at=_ms(now), buyer=buyer, exposure=exposure, limit=limit)
             )
             if self.policy.revoke_over_limit:
-                self.revoke(buyer, now, reason="credit limit exceeded")
+                self._revoke_over_limit(account, now)
+
+    def _revoke_over_limit(self, account: Account, now: float) -> None:
+        self._record(
+            CertificateRevoked(
+                at=_ms(now),
+                account=account.name,
+                serial=account.serial,
+                reason="credit limit exceeded",
+            )
+        )
+        self.publish_revocations(now)
 
     def _send_redeemed(
         self, parsed: Parsed, cid: bytes, record: ChainRecord, key: MacKey, now: float
@@ -633,7 +652,7 @@ class BrokerCore(Endpoint):
             heapq.heappop(deadlines)  # released or redeemed in full since it was scheduled
         return deadlines[0][0] if deadlines else None
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> list[AnyBrokerEvent]:
         """Release reservations past their redemption deadline; forget idle replay windows."""
         while (due := self.get_timer()) is not None and due <= now:
             _, cid = heapq.heappop(self._reservation_deadlines)
@@ -644,6 +663,7 @@ class BrokerCore(Endpoint):
                 )
             )
         self.replay_guard.prune(now)
+        return self._take_decided()
 
 
 def _ms(now: float) -> int:

@@ -39,17 +39,14 @@ from protocol.errors import (
 )
 from protocol.events import (
     BalanceReceived,
-    CertificateReceived,
+    BuyerEvent,
     ChannelOpened,
-    HeadReceived,
     InvoiceReceived,
-    LedgerHeadWitnessed,
     MessageRejected,
     OfferReceived,
     PaywordSpent,
     PeerError,
     ReceiptReceived,
-    RevocationsUpdated,
     StateBehind,
 )
 from protocol.messages import (
@@ -65,21 +62,6 @@ from protocol.messages import (
     Offer,
     Payment,
     Receipt,
-)
-
-BuyerEvent = (
-    CertificateReceived
-    | HeadReceived
-    | StateBehind
-    | PaywordSpent
-    | OfferReceived
-    | ReceiptReceived
-    | BalanceReceived
-    | InvoiceReceived
-    | RevocationsUpdated
-    | LedgerHeadWitnessed
-    | MessageRejected
-    | PeerError
 )
 
 
@@ -396,7 +378,7 @@ class BuyerCore(AgentEndpoint):
         due = [c.retry_due for c in self.channels.values() if c.retry_due is not None]
         return min(due) if due else None
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> list[BuyerEvent]:
         """Retransmit what the vendor has not acknowledged (it answers repeats idempotently)."""
         for channel in self.channels.values():
             if channel.retry_due is None or channel.retry_due > now:
@@ -420,3 +402,4 @@ class BuyerCore(AgentEndpoint):
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff
         self.replay_guard.prune(now)
+        return []

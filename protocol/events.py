@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from protocol.broker_events import AnyBrokerEvent
 from protocol.errors import RemoteProtocolError
 from protocol.ledger_heads import HeadVerdict
 from protocol.messages import Balance, Invoice, Offer, SignedHead
@@ -226,3 +227,38 @@ class RedemptionConfirmed:
     commitment_id: bytes
     index: int
     amount: int
+
+
+# --- what each role's core returns ----------------------------------------------------------
+
+BuyerEvent = (
+    CertificateReceived
+    | ChannelOpened
+    | HeadReceived
+    | StateBehind
+    | PaywordSpent
+    | OfferReceived
+    | ReceiptReceived
+    | BalanceReceived
+    | InvoiceReceived
+    | RevocationsUpdated
+    | LedgerHeadWitnessed
+    | MessageRejected
+    | PeerError
+)
+
+VendorEvent = (
+    CertificateReceived
+    | CommitmentAccepted
+    | HeadReceived
+    | StateBehind
+    | PaymentAccepted
+    | RedemptionConfirmed
+    | RevocationsUpdated
+    | LedgerHeadWitnessed
+    | MessageRejected
+    | PeerError
+)
+
+BrokerCoreEvent = AnyBrokerEvent | PublishedHeadSeen | MessageRejected
+"""The broker's ledger events (persist them) and what its shell only logs or reacts to."""

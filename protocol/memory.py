@@ -9,28 +9,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Protocol
 
 from protocol import topics
+from protocol.broker import BrokerCore
+from protocol.broker_events import BROKER_EVENT_TYPES, AnyBrokerEvent
+from protocol.core import Core
 from protocol.events import Outgoing
-
-
-class Core(Protocol):
-    """What the network needs of a core."""
-
-    account: str
-
-    def subscriptions(self) -> list[str]:
-        """Topic filters the core reads."""
-        ...
-
-    def receive(self, topic: str, payload: bytes, now: float) -> Sequence[object]:
-        """Handle one message."""
-        ...
-
-    def data_to_send(self) -> list[Outgoing]:
-        """Drain the outbox."""
-        ...
+from protocol.messages import Role
 
 
 class MemoryNetwork:
@@ -39,18 +24,41 @@ class MemoryNetwork:
     def __init__(self, *, record: bool = False) -> None:
         self.record = record
         self.log: list[tuple[str, str, bytes]] = []
-        self.cores: dict[str, Core] = {}
+        self.cores: dict[str, Core[object]] = {}
         self.retained: dict[str, bytes] = {}
         self.events: dict[str, list[object]] = defaultdict(list)
         self.delivered = 0
         self.dropped: list[Outgoing] = []
+        self._persisted: dict[str, int] = defaultdict(int)
 
-    def attach(self, core: Core, now: float) -> None:
+    def attach(self, core: Core[object], now: float) -> None:
         """Add a core; it receives every retained message, as a new subscriber would."""
         self.cores[core.account] = core
         for topic, payload in list(self.retained.items()):
             if _subscribed(core, topic):
                 self._deliver(core, topic, payload, now)
+
+    def open_account(  # noqa: PLR0913 - the operator's request, and where it is made
+        self,
+        broker: BrokerCore,
+        account: str,
+        role: Role,
+        credit_limit: int,
+        currency: str,
+        now: float,
+    ) -> bytes:
+        """Open an account as the broker's operator does; returns its enrollment token."""
+        self.events[broker.account].append(
+            broker.open_account(account, role, credit_limit, currency, now)
+        )
+        return broker.enrollment_token(account)
+
+    def ledger_events(self, account: str) -> list[AnyBrokerEvent]:
+        """The broker events ``account`` decided since the last call: what its shell persists."""
+        events = self.events[account]
+        start = self._persisted[account] if self._persisted[account] <= len(events) else 0
+        self._persisted[account] = len(events)
+        return [event for event in events[start:] if isinstance(event, BROKER_EVENT_TYPES)]
 
     def pump(self, now: float, max_rounds: int = 1000) -> int:
         """Deliver until no core has anything left to send; returns messages delivered."""
@@ -65,7 +73,7 @@ class MemoryNetwork:
                 delivered += self._route(sender, out, now)
         raise RuntimeError("network did not settle")
 
-    def _route(self, sender: Core, out: Outgoing, now: float) -> int:
+    def _route(self, sender: Core[object], out: Outgoing, now: float) -> int:
         parts = topics.split(out.topic)
         if parts is None:
             self.dropped.append(out)
@@ -87,7 +95,7 @@ class MemoryNetwork:
                 count += 1
         return count
 
-    def _deliver(self, core: Core, topic: str, payload: bytes, now: float) -> None:
+    def _deliver(self, core: Core[object], topic: str, payload: bytes, now: float) -> None:
         self.delivered += 1
         if self.record:
             self.log.append((core.account, topic, payload))
@@ -100,5 +108,5 @@ class MemoryNetwork:
         return events
 
 
-def _subscribed(core: Core, topic: str) -> bool:
+def _subscribed(core: Core[object], topic: str) -> bool:
     return any(topics.matches(pattern, topic) for pattern in core.subscriptions())

@@ -34,7 +34,6 @@ from protocol.errors import (
     UnexpectedMessageError,
 )
 from protocol.events import (
-    CertificateReceived,
     CommitmentAccepted,
     HeadReceived,
     LedgerHeadWitnessed,
@@ -43,8 +42,8 @@ from protocol.events import (
     PaymentAccepted,
     PeerError,
     RedemptionConfirmed,
-    RevocationsUpdated,
     StateBehind,
+    VendorEvent,
 )
 from protocol.messages import (
     Balance,
@@ -61,20 +60,6 @@ from protocol.messages import (
     Register,
     Registered,
 )
-
-VendorEvent = (
-    CertificateReceived
-    | CommitmentAccepted
-    | HeadReceived
-    | StateBehind
-    | PaymentAccepted
-    | RedemptionConfirmed
-    | RevocationsUpdated
-    | LedgerHeadWitnessed
-    | MessageRejected
-    | PeerError
-)
-
 
 MAX_THROTTLED_SENDERS = 10_000
 """Senders whose failed commitments are counted at once (bounded memory)."""
@@ -648,7 +633,7 @@ class VendorCore(AgentEndpoint):
         due.extend(p.retry_due for p in self._pending.values())
         return min(due) if due else None
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: float) -> list[VendorEvent]:
         """Send due redemptions; unanswered ones are retried with exponential backoff."""
         for state in self.chains.values():
             if (state.index > state.redeemed or state.reconfirm) and state.redeem_due <= now:
@@ -658,6 +643,7 @@ class VendorCore(AgentEndpoint):
                 self._send_register(pending, now)
         self.replay_guard.prune(now)
         self._forget_commit_failures(now)
+        return []
 
     @property
     def unredeemed_amount(self) -> int:

@@ -167,7 +167,7 @@ def test_commitment_presented_to_another_vendor_is_rejected() -> None:
     )
     world.pump()
     assert world.broker.totals.credited.get("vendor2", 0) == 0
-    rejections = [e for e in world.broker.events_to_persist() if isinstance(e, RedemptionRejected)]
+    rejections = [e for e in world.net.ledger_events("broker") if isinstance(e, RedemptionRejected)]
     assert rejections
     assert rejections[0].vendor == "vendor2"
 
@@ -303,7 +303,7 @@ def test_vendor_over_claiming_at_redemption_is_rejected(world: World) -> None:
     vendor.redeem_all(world.now)
     world.pump()
     assert world.broker.totals.credited["vendor1"] == 5
-    events = world.broker.events_to_persist()
+    events = world.net.ledger_events("broker")
     assert len([e for e in events if isinstance(e, RedemptionRejected)]) == 3
     assert [e.amount for e in events if isinstance(e, PaywordsRedeemed)] == [5]
 
@@ -405,7 +405,7 @@ def test_broker_revokes_a_buyer_past_its_limit_once() -> None:
     assert all(serial in vendor.revoked for vendor in world.vendors.values())
     assert world.broker.totals.debited["buyer1"] == 80
     exceeded = [
-        e for e in world.broker.events_to_persist() if type(e).__name__ == "CreditLimitExceeded"
+        e for e in world.net.ledger_events("broker") if type(e).__name__ == "CreditLimitExceeded"
     ]
     assert len(exceeded) <= 1
 

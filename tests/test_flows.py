@@ -99,7 +99,7 @@ def test_the_same_redemption_twice_credits_once(world: World) -> None:
     vendor.redeem_all(world.now)
     world.pump()
     assert world.broker.totals.credited["vendor1"] == 40
-    redeemed = [e for e in world.broker.events_to_persist() if isinstance(e, PaywordsRedeemed)]
+    redeemed = [e for e in world.net.ledger_events("broker") if isinstance(e, PaywordsRedeemed)]
     assert len(redeemed) == 1
     confirmations = events_of(world, "vendor1", RedemptionConfirmed)
     assert [c.amount for c in confirmations] == [40]
@@ -154,19 +154,19 @@ def test_on_line_mode_reserves_the_chain_against_the_credit_limit() -> None:
     totals = world.broker.totals
     assert totals.debited["alice"] == 200
     assert totals.reserved["alice"] == 600
-    assert not [e for e in world.broker.events_to_persist() if isinstance(e, CreditLimitExceeded)]
+    assert not [e for e in world.net.ledger_events("broker") if isinstance(e, CreditLimitExceeded)]
 
 
 def test_broker_state_rebuilt_from_its_events_answers_duplicates_the_same(world: World) -> None:
     buyer, vendor = world.buyers["buyer1"], world.vendors["vendor1"]
-    history = world.broker.events_to_persist()
+    history = world.net.ledger_events("broker")
     opened = buyer.open_channel("vendor1", 100, world.now)
     world.pump()
     buyer.pay(opened.commitment_id, 30, world.now)
     world.pump()
     vendor.redeem_all(world.now)
     world.pump()
-    history += world.broker.events_to_persist()
+    history += world.net.ledger_events("broker")
 
     restarted = BrokerCore("broker", seeded_identity("broker"))
     restarted.rebuild(history)
@@ -179,7 +179,7 @@ def test_broker_state_rebuilt_from_its_events_answers_duplicates_the_same(world:
     vendor.redeem_all(world.now)
     world.pump()
     assert restarted.totals.credited["vendor1"] == 30
-    assert not [e for e in restarted.events_to_persist() if isinstance(e, PaywordsRedeemed)]
+    assert not [e for e in world.net.ledger_events("broker") if isinstance(e, PaywordsRedeemed)]
 
 
 def test_vendor_restored_from_its_store_keeps_accepting(world: World) -> None:

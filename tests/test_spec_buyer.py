@@ -678,7 +678,8 @@ def make_reference() -> Reference:
     ref = Reference(broker, vendor)
     broker.publish_identity(T0)
     ref.pump(T0)
-    vendor.enroll(broker.open_account(VENDOR, "vendor", 0, "EUR", T0), T0)
+    broker.open_account(VENDOR, "vendor", 0, "EUR", T0)
+    vendor.enroll(broker.enrollment_token(VENDOR), T0)
     ref.pump(T0)
     assert vendor.certificate
     vendor.publish_offer(T0)
@@ -709,7 +710,8 @@ def exchange(ref: Reference, buyer: SpecBuyer, messages: list[Message], now: flo
 
 
 def enroll(ref: Reference, buyer: SpecBuyer, now: float) -> None:
-    token = ref.broker.open_account(BUYER, "buyer", 1_000_000, "EUR", now)
+    ref.broker.open_account(BUYER, "buyer", 1_000_000, "EUR", now)
+    token = ref.broker.enrollment_token(BUYER)
     (answer,) = exchange(ref, buyer, [buyer.enroll(token, now)], now)
     cert = buyer.enrolled(answer, now)
     assert (cert.subject, cert.role, cert.currency, cert.credit_limit) == (

@@ -54,7 +54,7 @@ class World:
         return self.net.pump(self.now)
 
     def enroll_buyer(self, name: str, credit_limit: int = 1_000_000) -> BuyerCore:
-        token = self.broker.open_account(name, "buyer", credit_limit, "EUR", self.now)
+        token = self.net.open_account(self.broker, name, "buyer", credit_limit, "EUR", self.now)
         buyer = BuyerCore(name, seeded_identity(name), self.broker.info, random=SeededRandom(name))
         self.net.attach(buyer, self.now)
         buyer.enroll(token, self.now)
@@ -64,7 +64,7 @@ class World:
         return buyer
 
     def enroll_vendor(self, name: str, terms: VendorTerms | None = None) -> VendorCore:
-        token = self.broker.open_account(name, "vendor", 0, "EUR", self.now)
+        token = self.net.open_account(self.broker, name, "vendor", 0, "EUR", self.now)
         vendor = VendorCore(name, seeded_identity(name), self.broker.info, terms or default_terms())
         self.net.attach(vendor, self.now)
         vendor.enroll(token, self.now)

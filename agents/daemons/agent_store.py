@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Final, TypeVar
 
 from agents.runtime.private_files import create_private_file
 from protocol.events import (
+    BuyerEvent,
     CertificateReceived,
     ChannelOpened,
     CommitmentAccepted,
@@ -25,6 +26,7 @@ from protocol.events import (
     PaymentAccepted,
     PaywordSpent,
     RedemptionConfirmed,
+    VendorEvent,
 )
 from protocol.ledger_heads import HeldHead, LedgerView
 
@@ -209,7 +211,7 @@ class AgentStore:
             lambda: self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
         )
 
-    async def record(self, events: list[object]) -> None:  # noqa: C901 - one arm per event
+    async def record(self, events: Sequence[BuyerEvent | VendorEvent]) -> None:  # noqa: C901
         """Persist what a batch of core events changed, in one transaction.
 
         Statements are grouped (one ``executemany`` each) and a chain's payments collapse

@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -23,15 +24,16 @@ from typing import Any, Final
 from agents.daemons import admin_input
 from agents.daemons.broker_log import log_decisions
 from agents.runtime.keystore import create_identity, load_identity
-from agents.runtime.loop import AgentFailedError, AgentLoop, first_failure
+from agents.runtime.loop import AgentFailedError, AgentLoop, Clock, first_failure
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import check_private_dir, make_private_dir, write_private
 from broker_ledger.billing import BASIS_POINTS, PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError
 from protocol.broker import MAX_TOTAL, BrokerCore, BrokerPolicy
+from protocol.broker_events import BROKER_EVENT_TYPES
 from protocol.endpoint import BrokerInfo
-from protocol.events import PublishedHeadSeen
+from protocol.events import BrokerCoreEvent, PublishedHeadSeen
 from protocol.messages import Role
 
 log = logging.getLogger("micropay.broker")
@@ -107,8 +109,11 @@ async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
 class BrokerService:
     """The broker core, its ledger and its read models, opened together."""
 
-    def __init__(self, files: BrokerFiles, core: BrokerCore, store: EventStore) -> None:
+    def __init__(
+        self, files: BrokerFiles, core: BrokerCore, store: EventStore, clock: Clock = time.time
+    ) -> None:
         self.files = files
+        self.clock = clock
         self.core = core
         self.store = store
         self._projector: Projector | None = None
@@ -134,14 +139,14 @@ class BrokerService:
             raise
         return cls(files, core, store)
 
-    async def persist(self, _events: list[object]) -> None:
-        """Append what the core decided; called before its replies are published.
+    async def persist(self, decided: Sequence[BrokerCoreEvent]) -> None:
+        """Append the ledger events the core decided; called before its replies go out.
 
         The core has already applied these events: if they cannot be made durable, its
         state is ahead of the ledger, so the service is failed (the daemon stops and the
         next start rebuilds the core from the ledger).
         """
-        events = self.core.events_to_persist()
+        events = [event for event in decided if isinstance(event, BROKER_EVENT_TYPES)]
         if not events:
             return
         try:
@@ -190,19 +195,19 @@ class BrokerService:
         self, account: str, role: Role, credit_limit: int, currency: str
     ) -> bytes:
         """Open an account; returns its one-time enrollment token."""
-        token = self.core.open_account(account, role, credit_limit, currency, time.time())
-        await self.persist([])
-        return token
+        await self.persist(
+            [self.core.open_account(account, role, credit_limit, currency, self.clock())]
+        )
+        return self.core.enrollment_token(account)
 
     async def revoke(self, account: str, reason: str) -> None:
         """Revoke an account's certificate (the revocation list is republished)."""
-        self.core.revoke(account, time.time(), reason)
-        await self.persist([])
+        await self.persist(self.core.revoke(account, self.clock(), reason))
 
     async def close_period(self, period: str, basis_points: int) -> PeriodSummary:
         """Close a billing period and update the read models."""
         summary = await close_period(
-            self.store, period, at=int(time.time() * 1000), basis_points=basis_points
+            self.store, period, at=int(self.clock() * 1000), basis_points=basis_points
         )
         await self.project()
         if summary.newly_closed:
@@ -351,16 +356,17 @@ class BrokerDaemon:
         self.service = service
         self.witness_interval = witness_interval
         self._witnessed = -1
-        self.loop = AgentLoop(
+        self.loop: AgentLoop[BrokerCoreEvent] = AgentLoop(
             service.core,
             MqttLink(mqtt),
             service.persist,
+            clock=service.clock,
             on_connect=self._announce,
             react=self._react,
             head=lambda: service.store.signed_head,
         )
 
-    def _react(self, event: object) -> None:
+    def _react(self, event: BrokerCoreEvent, _now: float) -> None:
         """Its own retained head, read back at connect: is the ledger older than it?"""
         if not isinstance(event, PublishedHeadSeen):
             return
@@ -377,19 +383,18 @@ class BrokerDaemon:
                 seq,
             )
 
-    def _announce(self) -> None:
+    def _announce(self, now: float) -> None:
         core = self.service.core
-        now = time.time()
         core.publish_identity(now)
         core.publish_revocations(now)
         self._witnessed = -1  # a new connection: publish the head again
-        self._publish_head()
+        self._publish_head(now)
 
-    def _publish_head(self) -> None:
+    def _publish_head(self, now: float) -> None:
         """Publish the durable ledger head if it moved since the last publication."""
         seq, head = self.service.store.durable_head
         if seq > self._witnessed:
-            self.service.core.publish_ledger_head(seq, head, time.time())
+            self.service.core.publish_ledger_head(seq, head, now)
             self._witnessed = seq
 
     async def _witness_periodically(self) -> None:

@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from agents.daemons.agent_store import AgentStore
 from agents.runtime.keystore import create_identity, load_identity
-from agents.runtime.loop import AgentLoop
+from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import make_private_dir
 from protocol.buyer import BuyerCore
@@ -27,6 +27,7 @@ from protocol.endpoint import BrokerInfo
 from protocol.errors import LocalProtocolError
 from protocol.events import (
     BalanceReceived,
+    BuyerEvent,
     CertificateReceived,
     ChannelOpened,
     InvoiceReceived,
@@ -37,6 +38,7 @@ from protocol.events import (
 from protocol.messages import Balance, Invoice
 
 T = TypeVar("T")
+W = TypeVar("W")
 KEY_FILE: Final = "agent.key"
 STORE_FILE: Final = "wallet.db"
 
@@ -58,16 +60,25 @@ class PayResult:
 class BuyerAgent:
     """A buyer core with its wallet, connected for the length of one command."""
 
-    def __init__(self, core: BuyerCore, store: AgentStore, mqtt: MqttSettings) -> None:
+    def __init__(
+        self, core: BuyerCore, store: AgentStore, mqtt: MqttSettings, clock: Clock = time.time
+    ) -> None:
         self.core = core
         self.store = store
-        self.loop = AgentLoop(core, MqttLink(mqtt), self._persist, react=self._react)
-        self._waiters: list[tuple[Callable[[object], bool], asyncio.Future[object]]] = []
+        self.loop: AgentLoop[BuyerEvent] = AgentLoop(
+            core, MqttLink(mqtt), self._persist, clock=clock, react=self._react
+        )
+        self._waiters: dict[asyncio.Future[Any], Callable[[BuyerEvent], None]] = {}
         self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}
 
     @classmethod
     async def open(
-        cls, directory: Path, account: str, broker: BrokerInfo, mqtt: MqttSettings
+        cls,
+        directory: Path,
+        account: str,
+        broker: BrokerInfo,
+        mqtt: MqttSettings,
+        clock: Clock = time.time,
     ) -> BuyerAgent:
         """Load (or create) keys and the wallet."""
         make_private_dir(directory)
@@ -77,9 +88,9 @@ class BuyerAgent:
         core = BuyerCore(account, identity, broker)
         certificate = await store.get("certificate")
         if certificate is not None:
-            core.restore_certificate(certificate, time.time())
+            core.restore_certificate(certificate, clock())
         await store.restore_heads(core.ledger_view)
-        agent = cls(core, store, mqtt)
+        agent = cls(core, store, mqtt, clock)
         for channel in await store.channels():
             agent._stored_channels.setdefault(channel.vendor, []).append(
                 (
@@ -92,34 +103,55 @@ class BuyerAgent:
             )
         return agent
 
-    def _react(self, event: object) -> None:
+    def _react(self, event: BuyerEvent, _now: float) -> None:
         if isinstance(event, OfferReceived):
             self._restore_channels(event.vendor)
 
-    async def _persist(self, events: list[object]) -> None:
+    async def _persist(self, events: list[BuyerEvent]) -> None:
         await self.store.record(events)
         for event in events:
-            for predicate, future in list(self._waiters):
-                if not future.done() and predicate(event):
-                    future.set_result(event)
+            for offer in list(self._waiters.values()):
+                offer(event)
 
     def _restore_channels(self, vendor: str) -> None:
         for cid, seed, commitment, length, spent in self._stored_channels.pop(vendor, []):
             if cid not in self.core.channels:
                 self.core.restore_channel(vendor, seed, commitment, length, spent)
 
-    async def wait_for(self, predicate: Callable[[object], bool], timeout: float) -> object:  # noqa: ASYNC109
-        """The next event matching ``predicate``."""
-        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        entry = (predicate, future)
-        self._waiters.append(entry)
+    def expect(
+        self,
+        kind: type[W],
+        matches: Callable[[W], bool] | None = None,
+        *,
+        refused: str | None = None,
+    ) -> asyncio.Future[W]:
+        """The next durable event of ``kind`` (that ``matches``); register before acting.
+
+        With ``refused``, a refusal from a peer ends the wait as ``BuyerError(refused: …)``.
+        """
+        future: asyncio.Future[W] = asyncio.get_running_loop().create_future()
+
+        def offer(event: BuyerEvent) -> None:
+            if future.done():
+                return
+            if isinstance(event, kind) and (matches is None or matches(event)):
+                future.set_result(event)
+            elif refused is not None and isinstance(event, PeerError):
+                future.set_exception(BuyerError(f"{refused}: {event.code}: {event.detail}"))
+
+        self._waiters[future] = offer
+        return future
+
+    async def answer(self, future: asyncio.Future[W], timeout: float) -> W:  # noqa: ASYNC109
+        """Wait for what ``expect`` registered; ``BuyerError`` after ``timeout`` s."""
         try:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError as exc:
             raise BuyerError(f"no answer within {timeout} s") from exc
         finally:
-            self._waiters.remove(entry)
+            self._waiters.pop(future, None)
+            future.cancel()
 
     async def run(self, job: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:  # noqa: ASYNC109
         """Connect, run ``job``, wait for the publishes to be acknowledged, disconnect."""
@@ -144,38 +176,30 @@ class BuyerAgent:
         """Enroll with the operator's token; returns the certificate serial."""
         if self.core.certified is not None:
             return self.core.certified.serial
-        waiting = asyncio.ensure_future(
-            self.wait_for(lambda e: isinstance(e, CertificateReceived | PeerError), timeout)
-        )
-        await self.loop.act(lambda: self.core.enroll(token, time.time()))
-        event = await waiting
-        if isinstance(event, PeerError):
-            raise BuyerError(f"enrollment refused: {event.code}: {event.detail}")
-        assert isinstance(event, CertificateReceived)  # noqa: S101 - the predicate above
-        return event.serial
+        certified = self.expect(CertificateReceived, refused="enrollment refused")
+        await self.loop.act(lambda now: self.core.enroll(token, now))
+        return (await self.answer(certified, timeout)).serial
 
     async def _offer(self, vendor: str, timeout: float) -> None:  # noqa: ASYNC109
         if vendor in self.core.offers:
             return
-        await self.wait_for(lambda e: isinstance(e, OfferReceived) and e.vendor == vendor, timeout)
+        await self.answer(self.expect(OfferReceived, lambda e: e.vendor == vendor), timeout)
 
     async def _channel(self, vendor: str, units: int, length: int, timeout: float) -> bytes:  # noqa: ASYNC109
         for known, channel in self.core.channels.items():
             if channel.vendor == vendor and channel.remaining >= units:
                 return known
-        opened = await self.loop.act(lambda: self.core.open_channel(vendor, length, time.time()))
-        if not isinstance(opened, ChannelOpened):
+        opened = self.core.open_channel  # persisted (the seed) before the commit goes out
+        event = await self.loop.record(lambda now: opened(vendor, length, now))
+        if not isinstance(event, ChannelOpened):
             raise BuyerError("the channel could not be opened")
-        cid = opened.commitment_id
-        event = await self.wait_for(
-            lambda e: (
-                (isinstance(e, ReceiptReceived) and e.commitment_id == cid)
-                or isinstance(e, PeerError)
-            ),
-            timeout,
+        cid = event.commitment_id
+        accepted = self.expect(
+            ReceiptReceived,
+            lambda e: e.commitment_id == cid,
+            refused=f"{vendor} refused the commitment",
         )
-        if isinstance(event, PeerError):
-            raise BuyerError(f"{vendor} refused the commitment: {event.code}: {event.detail}")
+        await self.answer(accepted, timeout)
         return cid
 
     async def pay(  # noqa: PLR0913 - the payment plan
@@ -201,7 +225,7 @@ class BuyerAgent:
         channel = self.core.channels[cid]
         for amount in plan:
             try:
-                await self.loop.act(lambda a=amount: self.core.pay(cid, a, time.time(), item))  # type: ignore[misc]
+                await self.loop.record(lambda now, a=amount: self.core.pay(cid, a, now, item))  # type: ignore[misc]
             except LocalProtocolError as exc:
                 raise BuyerError(str(exc)) from exc
             # One payment at a time between the wallet and Mosquitto: a crash can then
@@ -210,30 +234,20 @@ class BuyerAgent:
                 raise BuyerError(f"Mosquitto did not acknowledge a payment within {timeout} s")
         target = channel.spent
         if channel.acknowledged < target:
-            await self.wait_for(
-                lambda e: (
-                    isinstance(e, ReceiptReceived) and e.commitment_id == cid and e.index >= target
-                ),
-                timeout,
+            receipt = self.expect(
+                ReceiptReceived, lambda e: e.commitment_id == cid and e.index >= target
             )
+            await self.answer(receipt, timeout)
         return PayResult(len(plan), sum(plan), channel.acknowledged, time.monotonic() - started)
 
     async def balance(self, timeout: float = 15.0) -> Balance:  # noqa: ASYNC109
         """The broker's view of this account."""
-        waiting = asyncio.ensure_future(
-            self.wait_for(lambda e: isinstance(e, BalanceReceived), timeout)
-        )
-        await self.loop.act(lambda: self.core.query_balance(time.time()))
-        event = await waiting
-        assert isinstance(event, BalanceReceived)  # noqa: S101 - the predicate above
-        return event.balance
+        answered = self.expect(BalanceReceived)
+        await self.loop.act(self.core.query_balance)
+        return (await self.answer(answered, timeout)).balance
 
     async def invoice(self, timeout: float = 15.0) -> Invoice:  # noqa: ASYNC109
         """The broker's invoice of the open period for this account."""
-        waiting = asyncio.ensure_future(
-            self.wait_for(lambda e: isinstance(e, InvoiceReceived), timeout)
-        )
-        await self.loop.act(lambda: self.core.query_invoice(time.time()))
-        event = await waiting
-        assert isinstance(event, InvoiceReceived)  # noqa: S101 - the predicate above
-        return event.invoice
+        answered = self.expect(InvoiceReceived)
+        await self.loop.act(self.core.query_invoice)
+        return (await self.answer(answered, timeout)).invoice

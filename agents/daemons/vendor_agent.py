@@ -19,11 +19,11 @@ from typing import Final
 
 from agents.daemons.agent_store import AgentStore
 from agents.runtime.keystore import create_identity, load_identity
-from agents.runtime.loop import AgentLoop
+from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import make_private_dir
 from protocol.endpoint import BrokerInfo
-from protocol.events import CertificateReceived, PaymentAccepted
+from protocol.events import CertificateReceived, PaymentAccepted, VendorEvent
 from protocol.vendor import VendorCore, VendorTerms
 
 log = logging.getLogger("micropay.vendor")
@@ -43,23 +43,31 @@ class VendorCounters:
 class VendorAgent:
     """A vendor core with its store and MQTT loop."""
 
-    def __init__(self, core: VendorCore, store: AgentStore, mqtt: MqttSettings) -> None:
+    def __init__(
+        self, core: VendorCore, store: AgentStore, mqtt: MqttSettings, clock: Clock = time.time
+    ) -> None:
         self.core = core
         self.store = store
         self.counters = VendorCounters()
-        self.loop = AgentLoop(
-            core, MqttLink(mqtt), store.record, on_connect=self._announce, react=self._react
+        self.loop: AgentLoop[VendorEvent] = AgentLoop(
+            core,
+            MqttLink(mqtt),
+            store.record,
+            clock=clock,
+            on_connect=self._announce,
+            react=self._react,
         )
         self.token: bytes | None = None
 
     @classmethod
-    async def open(
+    async def open(  # noqa: PLR0913 - where, who, whose broker, what terms, how to connect
         cls,
         directory: Path,
         account: str,
         broker: BrokerInfo,
         terms: VendorTerms,
         mqtt: MqttSettings,
+        clock: Clock = time.time,
     ) -> VendorAgent:
         """Load (or create) keys, reopen the store, restore every chain."""
         make_private_dir(directory)
@@ -67,7 +75,7 @@ class VendorAgent:
         identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
         store = await AgentStore.open(directory / STORE_FILE)
         core = VendorCore(account, identity, broker, terms)
-        now = time.time()
+        now = clock()
         certificate = await store.get("certificate")
         if certificate is not None:
             core.restore_certificate(certificate, now)
@@ -81,18 +89,20 @@ class VendorAgent:
                 now,
                 receipt_seq=receipts.get(chain.commitment_id, 0),
             )
-        return cls(core, store, mqtt)
+        return cls(core, store, mqtt, clock)
 
-    def _react(self, event: object) -> None:
-        if isinstance(event, PaymentAccepted):
-            self.counters.payments += 1
-            self.counters.amount += event.amount
-        elif isinstance(event, CertificateReceived):
-            log.info("enrolled: certificate %s", event.serial)
-            self.core.publish_offer(time.time())
+    def _react(self, event: VendorEvent, now: float) -> None:
+        match event:
+            case PaymentAccepted():
+                self.counters.payments += 1
+                self.counters.amount += event.amount
+            case CertificateReceived():
+                log.info("enrolled: certificate %s", event.serial)
+                self.core.publish_offer(now)
+            case _:
+                pass
 
-    def _announce(self) -> None:
-        now = time.time()
+    def _announce(self, now: float) -> None:
         if self.core.certificate:
             self.core.publish_offer(now)
         elif self.token is not None:
@@ -103,13 +113,10 @@ class VendorAgent:
                 " (--token-file FILE or MICROPAY_TOKEN)"
             )
 
-    def _redeem_now(self) -> None:
-        self.core.redeem_all(time.time())
-
     async def shutdown(self, within: float = 10.0) -> None:
         """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
         if self.loop.connected.is_set():
-            await self.loop.act(self._redeem_now)
+            await self.loop.act(self.core.redeem_all)
             deadline = time.monotonic() + within
             while self.core.unredeemed_amount and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)

@@ -48,7 +48,7 @@ class Demo:
         net.attach(broker, now)
         broker.publish_identity(now)
         for name, terms in VENDORS.items():
-            token = broker.open_account(name, "vendor", 0, "EUR", now)
+            token = net.open_account(broker, name, "vendor", 0, "EUR", now)
             vendor = VendorCore(name, Identity.generate(), broker.info, terms)
             net.attach(vendor, now)
             vendor.enroll(token, now)
@@ -56,7 +56,7 @@ class Demo:
             vendor.publish_offer(now)
             self.vendors[name] = vendor
         for name in BUYERS:
-            token = broker.open_account(name, "buyer", 100_000_000, "EUR", now)
+            token = net.open_account(broker, name, "buyer", 100_000_000, "EUR", now)
             buyer = BuyerCore(name, Identity.generate(), broker.info)
             net.attach(buyer, now)
             buyer.enroll(token, now)

@@ -17,11 +17,12 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from agents.runtime.mqtt import LinkError, MqttLink
+from protocol.core import Core
 from protocol.events import (
     HeadReceived,
     HeldReply,
@@ -35,16 +36,17 @@ from protocol.messages import SignedHead
 
 log = logging.getLogger("micropay.loop")
 T = TypeVar("T")
+E = TypeVar("E")
 
 MAX_IN_FLIGHT = 256
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Staged:
+class _Staged(Generic[E]):
     """One batch between the reader and the committer: what to persist, then publish."""
 
-    events: list[object]
+    events: list[E]
     outgoing: list[Outgoing]
     held: list[HeldReply]
 
@@ -81,37 +83,28 @@ async def first_failure(main: asyncio.Task[None], watched: dict[str, Awaitable[o
             guard.cancel()
 
 
-class Core(Protocol):
-    """What the loop needs of a protocol core."""
-
-    account: str
-
-    def subscriptions(self) -> list[str]:
-        """Topic filters to read."""
-        ...
-
-    def receive(self, topic: str, payload: bytes, now: float) -> Sequence[object]:
-        """Handle one message."""
-        ...
-
-    def data_to_send(self) -> list[Outgoing]:
-        """Drain the outbox."""
-        ...
-
-    def held_replies(self) -> list[HeldReply]:
-        """Drain the replies that wait for the signed head of their commit."""
-        ...
-
-    def get_timer(self) -> float | None:
-        """When ``handle_timer`` is next due."""
-        ...
-
-    def handle_timer(self, now: float) -> object:
-        """Run due timers."""
-        ...
+Persist = Callable[[list[E]], Awaitable[None]]
+"""Make a batch's events durable; the loop publishes the batch's output only after it returns."""
+Clock = Callable[[], float]
 
 
-Persist = Callable[[list[object]], Awaitable[None]]
+def log_event(event: object) -> None:
+    """The events every role's shell logs the same way (rejections, refusals, ledger news)."""
+    match event:
+        case MessageRejected():
+            log.warning(
+                "rejected message on %s from %r: %s (%s)",
+                event.topic,
+                event.sender,
+                event.error,
+                event.error.code,
+            )
+        case PeerError():
+            log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
+        case LedgerHeadWitnessed() | HeadReceived() | StateBehind():
+            log_ledger_news(event)
+        case _:
+            pass
 
 
 def log_ledger_news(event: LedgerHeadWitnessed | HeadReceived | StateBehind) -> None:
@@ -149,19 +142,19 @@ def log_ledger_news(event: LedgerHeadWitnessed | HeadReceived | StateBehind) -> 
             pass
 
 
-class AgentLoop:
+class AgentLoop(Generic[E]):
     """Runs one core against one MQTT connection, reconnecting until stopped."""
 
     def __init__(  # noqa: PLR0913 - the core, its link and its hooks
         self,
-        core: Core,
+        core: Core[E],
         link: MqttLink,
-        persist: Persist,
+        persist: Persist[E],
         *,
         batch: int = 512,
-        clock: Callable[[], float] = time.time,
-        on_connect: Callable[[], None] | None = None,
-        react: Callable[[object], None] | None = None,
+        clock: Clock = time.time,
+        on_connect: Callable[[float], None] | None = None,
+        react: Callable[[E, float], None] | None = None,
         head: Callable[[], SignedHead | None] | None = None,
     ) -> None:
         self.core = core
@@ -179,19 +172,32 @@ class AgentLoop:
         self.rejections: Counter[str] = Counter()  # by error code, for status and tests
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._commits: asyncio.Queue[_Staged] = asyncio.Queue(64)
+        self._commits: asyncio.Queue[_Staged[E]] = asyncio.Queue(64)
+        self._timer_moved = asyncio.Event()  # the core may have armed an earlier timer
         self._committer: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._publishing: set[asyncio.Task[None]] = set()
 
     # --- driving the core from outside (commands, shutdown) ------------------------------------
 
-    async def act(self, action: Callable[[], object]) -> object:
-        """Run a core method (e.g. ``pay``), persist what it returned, then queue its output."""
+    async def act(self, action: Callable[[float], object]) -> None:
+        """Run a core method that only queues output (a query, a redemption round).
+
+        It runs at the loop's ``now``; its output is queued like a batch's.
+        """
         async with self._lock:
-            result = action()
-            await self._persist_and_queue([result] if result is not None else [])
-        return result
+            action(self.clock())
+            await self._persist_and_queue([])
+
+    async def record(self, action: Callable[[float], E]) -> E:
+        """Run a core method that returns an event (``pay``, ``open_channel``).
+
+        The event is persisted before the output the method queued is published.
+        """
+        async with self._lock:
+            event = action(self.clock())
+            await self._persist_and_queue([event])
+        return event
 
     async def act_async(self, action: Callable[[], Awaitable[T]]) -> T:
         """Like ``act`` for an action that does its own persisting (operator commands)."""
@@ -215,11 +221,12 @@ class AgentLoop:
             return False
         return True
 
-    async def _persist_and_queue(self, events: list[object]) -> None:
+    async def _persist_and_queue(self, events: list[E]) -> None:
         """Close a batch: take the core's output now, hand both to the committer."""
         committer = self._ensure_committer()
         if committer.done():
             committer.result()  # a store that failed stops the agent, loudly
+        self._timer_moved.set()
         await self._commits.put(_Staged(events, self.core.data_to_send(), self.core.held_replies()))
 
     def _ensure_committer(self) -> asyncio.Task[None]:
@@ -275,7 +282,7 @@ class AgentLoop:
                     delay = RECONNECT_MIN
                     log.info("%s connected to MQTT", self.core.account)
                     if self.on_connect is not None:
-                        self.on_connect()
+                        self.on_connect(self.clock())
                         await self.flush()
                     await self._serve()
             except* LinkError as group:
@@ -302,28 +309,19 @@ class AgentLoop:
                 task.cancel()
 
     async def _read(self) -> None:
-        events: list[object] = []
+        events: list[E] = []
         count = 0
         async for topic, payload in self.link.messages():
             self.received += 1
             async with self._lock:
-                for event in self.core.receive(topic, payload, self.clock()):
+                now = self.clock()
+                for event in self.core.receive(topic, payload, now):
                     if isinstance(event, MessageRejected):
                         self.rejected += 1
                         self.rejections[event.error.code] += 1
-                        log.warning(
-                            "rejected message on %s from %r: %s (%s)",
-                            event.topic,
-                            event.sender,
-                            event.error,
-                            event.error.code,
-                        )
-                    elif isinstance(event, PeerError):
-                        log.warning("%s refused: %s %s", event.peer, event.code, event.detail)
-                    elif isinstance(event, LedgerHeadWitnessed | HeadReceived | StateBehind):
-                        log_ledger_news(event)
+                    log_event(event)
                     if self.react is not None:
-                        self.react(event)  # may queue more output into this same batch
+                        self.react(event, now)  # may queue more output into this same batch
                     events.append(event)
                 count += 1
                 if count >= self.batch or self.link.pending() == 0:
@@ -331,16 +329,20 @@ class AgentLoop:
                     events, count = [], 0
 
     async def _timers(self) -> None:
+        """Sleep until the core's timer is due, re-armed after every batch (no polling)."""
         while True:
+            self._timer_moved.clear()
             due = self.core.get_timer()
-            now = self.clock()
-            wait = 1.0 if due is None else min(max(due - now, 0.0), 1.0)
-            await asyncio.sleep(wait)
-            due = self.core.get_timer()
-            if due is not None and due <= self.clock():
-                async with self._lock:
-                    self.core.handle_timer(self.clock())
-                    await self._persist_and_queue([])
+            wait = None if due is None else max(due - self.clock(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._timer_moved.wait()
+                    continue  # something ran: the core may have armed an earlier timer
+            async with self._lock:
+                now = self.clock()
+                due = self.core.get_timer()
+                events = self.core.handle_timer(now) if due is not None and due <= now else ()
+                await self._persist_and_queue(list(events))
 
     async def _publish(self) -> None:
         while True:

@@ -211,7 +211,7 @@ class AttackHarness(Harness):
     async def redeem(self, name: str) -> None:
         """Have a running vendor redeem everything now and wait for the broker's answers."""
         vendor = self.vendors[name]
-        await vendor.loop.act(lambda: vendor.core.redeem_all(time.time()))
+        await vendor.loop.act(vendor.core.redeem_all)
         await wait_until(lambda: vendor.core.unredeemed_amount == 0)
 
     def credited(self, account: str) -> int:

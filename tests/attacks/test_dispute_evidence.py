@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +76,7 @@ async def test_the_buyer_can_prove_what_it_was_charged(
     assert result.acknowledged == 100
 
     # The vendor redeems now; the broker daemon keeps serving while the evidence is issued.
-    await vendor.loop.act(lambda: vendor.core.redeem_all(time.time()))
+    await vendor.loop.act(vendor.core.redeem_all)
     await wait_until(lambda: not vendor.core.unredeemed_amount)
     wallet = await AgentStore.open(tmp_path / "buyer1" / "wallet.db")
     try:

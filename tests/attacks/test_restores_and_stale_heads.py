@@ -113,9 +113,9 @@ async def test_a_contradicting_head_is_an_error_and_witness_shows_it(
     caplog.clear()
     # The broker signs another hash for a sequence number it already vouched for.
     core = broker.service.core
-    await broker.loop.act(lambda: core.publish_ledger_head(held.seq, b"\xee" * 32, time.time()))
+    await broker.loop.act(lambda now: core.publish_ledger_head(held.seq, b"\xee" * 32, now))
     await wait_until(lambda: any("two different ledger heads" in m for m in errors(caplog)))
-    await vendor1.loop.act(lambda: None)  # the batch with the alarm is in the store
+    await vendor1.loop.flush()  # the batch with the alarm is in the store
 
     out = tmp_path / "heads.jsonl"
     code = await asyncio.to_thread(

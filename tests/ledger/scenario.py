@@ -21,7 +21,7 @@ class LedgerRun:
 
 
 async def persist(world: World, store: EventStore) -> None:
-    events = world.broker.events_to_persist()
+    events = world.net.ledger_events(world.broker.account)
     if events:
         await store.append_events(events)
 

@@ -41,9 +41,7 @@ async def test_an_expired_on_line_reservation_is_released_and_audits(tmp_path: P
     # Nothing is redeemable past the deadline: both reservations come back, once.
     due = broker.get_timer()
     assert due is not None
-    broker.handle_timer(due + 1)
-    broker.handle_timer(due + 2)
-    events = broker.events_to_persist()
+    events = [*broker.handle_timer(due + 1), *broker.handle_timer(due + 2)]
     released = [e for e in events if isinstance(e, ReservationReleased)]
     assert sorted((e.commitment_id, e.amount) for e in released) == sorted(
         [(spent, 35), (idle, 40)]
