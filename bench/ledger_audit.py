@@ -42,7 +42,8 @@ from typing import Any, Final
 
 import msgspec
 
-from broker_ledger.audit import AuditReport, LedgerAudit
+from broker_ledger.audit import LedgerAudit
+from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import close_period
 from broker_ledger.codec import EVENT_CLASSES, EventCodec
 from broker_ledger.projections import Projector

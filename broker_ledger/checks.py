@@ -12,12 +12,12 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import bill
 from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message
 from broker_ledger.projections import ReadModels, fold
-from protocol import chain
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -30,23 +30,19 @@ from protocol.broker_events import (
 )
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
 from protocol.credentials import commitment_id
-from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT, verify_signature
-from protocol.errors import AuthenticationError, MalformedMessageError
+from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT
+from protocol.errors import MalformedMessageError
 from protocol.messages import Certificate, Role
-
-if TYPE_CHECKING:
-    from broker_ledger.audit import AuditReport
+from protocol.money_rules import (
+    Payword,
+    amount_for,
+    check_payword,
+    signature_ok,
+    spans,
+    within_commitment,
+)
 
 MAX_PENDING: Final = 4_096
-
-
-def signature_ok(key: bytes, tag: bytes, data: bytes, signature: bytes) -> bool:
-    """Ed25519 check as a boolean, for the pool."""
-    try:
-        verify_signature(key, tag, data, signature)
-    except AuthenticationError:
-        return False
-    return True
 
 
 def checkpoint_signed(broker_id: str, key: bytes, seq: int, head: bytes, signature: bytes) -> bool:
@@ -261,18 +257,19 @@ class Verifier:
             report.fail(seq, "payword-chains", "evidence differs from the registered commitment")
         if (event.buyer, event.vendor) != (state.buyer, state.vendor):
             report.fail(seq, "redemption-arithmetic", "buyer or vendor differs from commitment")
-        if event.from_index != state.index or event.units != event.index - event.from_index:
+        if event.from_index != state.index or not spans(event.from_index, event.index, event.units):
             report.fail(seq, "redemption-arithmetic", "units do not follow the last redemption")
-        if event.amount != event.units * state.unit_value or event.units <= 0:
+        if event.amount != amount_for(event.units, state.unit_value) or event.units <= 0:
             report.fail(seq, "redemption-arithmetic", "amount is not units times unit value")
-        if event.index > state.length:
+        verdict = check_payword(event.payword, event.index, state.length, state.word, state.index)
+        if verdict is Payword.BEYOND_LENGTH:
             report.fail(seq, "no-over-credit", f"index {event.index} beyond length {state.length}")
-        elif not chain.extends(event.payword, event.index, state.word, state.index):
+        elif verdict is Payword.OFF_CHAIN:
             report.fail(seq, "payword-chains", f"payword {event.index} does not hash to the chain")
         report.hashes_checked += max(event.index - state.index, 0)
         state.index, state.word = event.index, event.payword
         state.amount += event.amount
-        if state.amount > state.length * state.unit_value:
+        if not within_commitment(state.amount, state.length, state.unit_value):
             report.fail(seq, "no-over-credit", "credited more than the commitment is worth")
         self._redemptions.append(_Redemption(seq, event))
 

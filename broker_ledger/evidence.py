@@ -31,8 +31,8 @@ import msgspec
 
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
 from broker_ledger.format import GENESIS
-from broker_ledger.store import FORMAT as LEDGER_FORMAT
-from broker_ledger.store import StoredEvent
+from broker_ledger.store_records import StoredEvent
+from broker_ledger.store_schema import FORMAT as LEDGER_FORMAT
 from protocol.broker_events import (
     AnyBrokerEvent,
     CommitmentRegistered,

@@ -13,7 +13,7 @@ from typing import Any, Final
 import msgspec
 
 from broker_ledger.evidence import FORMAT
-from broker_ledger.store import StoredEvent
+from broker_ledger.store_records import StoredEvent
 
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 _U64_LIMIT: Final = 2**63

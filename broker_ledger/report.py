@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from broker_ledger.audit import AuditReport
+from broker_ledger.audit_result import AuditReport
 
 
 def as_dict(report: AuditReport) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from broker_ledger.audit import AuditReport
+from broker_ledger.audit_result import AuditReport
 from broker_ledger.format import GENESIS
 from protocol import topics
 from protocol.envelope import Auth, open_body, parse, verify_signed

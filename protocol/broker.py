@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from protocol import chain, topics
+from protocol import topics
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -85,10 +85,16 @@ from protocol.messages import (
     Role,
     SignedHead,
 )
+from protocol.money_rules import (
+    MAX_TOTAL,
+    Payword,
+    amount_for,
+    check_payword,
+    fits_total,
+    units_between,
+)
 
 DAY = 86_400.0
-MAX_TOTAL = 2**63 - 1
-"""The wire's ``Count``: balances and invoices must be able to carry every total."""
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CURRENCY = re.compile(r"[A-Z]{3}")
 
@@ -509,10 +515,11 @@ class BrokerCore(Endpoint):
         verified: VerifiedCommitment, record: ChainRecord | None, redeem: Redeem
     ) -> None:
         commitment = verified.commitment
-        if redeem.index > commitment.length:
-            raise RedemptionError(f"index {redeem.index} beyond chain length {commitment.length}")
         index, word = (record.index, record.word) if record else (0, commitment.root)
-        if not chain.extends(redeem.payword, redeem.index, word, index):
+        verdict = check_payword(redeem.payword, redeem.index, commitment.length, word, index)
+        if verdict is Payword.BEYOND_LENGTH:
+            raise RedemptionError(f"index {redeem.index} beyond chain length {commitment.length}")
+        if verdict is Payword.OFF_CHAIN:
             raise RedemptionError(f"payword {redeem.index} does not hash to the chain")
 
     def _check_bounded(
@@ -524,10 +531,12 @@ class BrokerCore(Endpoint):
         exceed what a ``Redeemed``, ``Balance`` or ``Invoice`` can carry.
         """
         commitment = verified.commitment
-        amount = (redeem.index - (record.index if record else 0)) * commitment.unit_value
+        units = units_between(record.index if record else 0, redeem.index)
+        amount = amount_for(units, commitment.unit_value)
         totals = self.totals
         buyer, vendor = verified.certificate.subject, commitment.vendor
-        if max(totals.debited.get(buyer, 0), totals.credited.get(vendor, 0)) + amount > MAX_TOTAL:
+        largest = max(totals.debited.get(buyer, 0), totals.credited.get(vendor, 0))
+        if not fits_total(largest, amount):
             raise RedemptionError(f"crediting {amount} would overflow the totals")
 
     def _check_credit(self, buyer: str, now: float) -> None:

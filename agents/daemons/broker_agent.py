@@ -30,11 +30,12 @@ from agents.runtime.private_files import check_private_dir, make_private_dir, wr
 from broker_ledger.billing import BASIS_POINTS, PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError
-from protocol.broker import MAX_TOTAL, BrokerCore, BrokerPolicy
+from protocol.broker import BrokerCore, BrokerPolicy
 from protocol.broker_events import BROKER_EVENT_TYPES
 from protocol.endpoint import BrokerInfo
 from protocol.events import BrokerCoreEvent, PublishedHeadSeen
 from protocol.messages import Role
+from protocol.money_rules import MAX_TOTAL
 
 log = logging.getLogger("micropay.broker")
 

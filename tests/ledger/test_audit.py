@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from broker_ledger.audit import AuditReport, LedgerAudit
+from broker_ledger.audit import LedgerAudit
+from broker_ledger.audit_result import AuditReport
 from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.store import EventStore
 from protocol.broker_events import PaywordsRedeemed

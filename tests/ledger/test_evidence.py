@@ -28,7 +28,8 @@ from broker_ledger.evidence import (
     resolve_commitment,
     sign_bundle,
 )
-from broker_ledger.evidence_verify import EvidenceReport, verify
+from broker_ledger.evidence_report import EvidenceReport
+from broker_ledger.evidence_verify import verify
 from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.store import EventStore
 from protocol.broker_events import PaywordsRedeemed, RedemptionRejected
