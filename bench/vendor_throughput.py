@@ -10,7 +10,7 @@ and this orchestrator, which only waits while a case runs.
     one-way, and again with the subscriber acknowledging cumulatively (as the vendor's
     receipts do) and the publisher keeping the one-buyer case's window. The ceiling is the
     faster of the two.
-(b) payments at ONE real ``VendorAgent`` (its own process; its ``AgentStore`` SQLite file in
+(b) payments at ONE real ``VendorAgent`` (its own process; its ``VendorStore`` SQLite file in
     WAL mode with ``synchronous=FULL``), enrolled at a real ``BrokerDaemon`` (its own
     process), paid by real buyers: ``BuyerCore`` with their own keys, certificates from the
     broker and signed commitments the vendor verifies. To measure the vendor and not the
@@ -25,7 +25,7 @@ and this orchestrator, which only waits while a case runs.
 (e) latency from the publish of a payment to the receipt that covers it, p50 / p99.
 
 Then it stops the vendor (which redeems at the broker), reads the vendor's ``store.db``
-(``AgentStore.totals``) and checks it holds exactly what the buyers paid, that nothing was
+(``VendorStore.totals``) and checks it holds exactly what the buyers paid, that nothing was
 rejected, and that the broker credited the same amount. It also times the vendor loop's
 ``persist`` hook (how long the reader waits on the store), and with ``--profile`` samples the
 vendor with py-spy (if on PATH; else cProfile inside it) to show where its time goes.
@@ -72,16 +72,21 @@ from typing import Final, TypeVar
 import msgspec
 from paho.mqtt.client import MQTTMessageInfo
 
-from agents.daemons.agent_store import AgentStore
-from agents.daemons.broker_agent import (
-    PUBLIC_FILE,
-    BrokerDaemon,
-    BrokerService,
-    init_broker,
-    operator_request,
+from agents.daemons.broker_daemon import BrokerDaemon
+from agents.daemons.broker_files import PUBLIC_FILE, init_broker
+from agents.daemons.broker_files import read_public as read_broker_public
+from agents.daemons.broker_service import BrokerService
+from agents.daemons.operator_client import operator_request
+from agents.daemons.operator_protocol import (
+    AccountRole,
+    Asks,
+    GrantedT,
+    OpenAccount,
+    Refused,
+    Status,
 )
-from agents.daemons.broker_agent import read_public as read_broker_public
 from agents.daemons.vendor_agent import STORE_FILE, VendorAgent
+from agents.daemons.vendor_store import VendorStore
 from agents.ops.mosquitto import (
     MosquittoFiles,
     MosquittoProcess,
@@ -1167,24 +1172,21 @@ class Bench:
             return sum(thread_cpu_seconds(self.mosquitto_pid))
         return 0.0
 
-    async def operator(self, request: dict[str, object]) -> dict[str, object]:
+    async def operator(self, request: Asks[GrantedT]) -> GrantedT:
         """An operator request through the broker daemon's admin socket."""
         answer = await operator_request(self.broker_dir, request)
-        if not answer.get("ok"):
+        if isinstance(answer, Refused):
             raise BenchError(f"operator request {request} refused: {answer}")
         return answer
 
-    async def open_account(self, account: str, role: str, credit: int) -> str:
+    async def open_account(self, account: str, role: AccountRole, credit: int) -> str:
         """Open an account; its enrollment token (hex)."""
-        answer = await self.operator(
-            {"command": "open-account", "account": account, "role": role, "credit_limit": credit}
-        )
-        return str(answer["token"])
+        answer = await self.operator(OpenAccount(account=account, role=role, credit_limit=credit))
+        return answer.token
 
     async def credited(self) -> int:
         """Everything the broker has credited to vendors so far."""
-        value = (await self.operator({"command": "status"}))["credited"]
-        return value if isinstance(value, int) else 0
+        return (await self.operator(Status())).credited
 
     async def start_sampler(self, pid: int, output: Path) -> asyncio.subprocess.Process | None:
         """py-spy on the vendor, if installed and asked for."""
@@ -1338,7 +1340,7 @@ class Bench:
         await vendor.stop()
         vendor_report = await vendor.expect(VendorReport, 5)
         self.workers.remove(vendor)
-        store = await AgentStore.open(self.root / name / STORE_FILE)
+        store = await VendorStore.open(self.root / name / STORE_FILE)
         try:
             stored_total, stored_chains = await store.totals()
         finally:

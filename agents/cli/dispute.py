@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents.daemons.broker_agent import BrokerFiles, BrokerSetupError, read_public
+from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
 from agents.runtime.keystore import load_identity
 from agents.runtime.settings import resolve
 from broker_ledger.evidence import EvidenceError, issue

@@ -1,14 +1,15 @@
-"""Operator requests, validated at the edge before anything reaches the core or the ledger.
+"""Operator values, bounded at the edge before anything reaches the core or the ledger.
 
-The admin socket takes JSON from any local process its mode lets in, and the CLI passes
-what an operator typed: a name, a number or a reason that does not fit is refused here
-with a message for a person, not discovered later inside the ledger writer.
+The admin socket takes requests from any local process its mode lets in, and the CLI
+passes what an operator typed: the request's shape and JSON types are checked when it is
+decoded (``operator_protocol``); a name, a number or a reason that does not fit is
+refused here with a message for a person, not discovered later inside the ledger writer.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Final, get_args
+from typing import Final
 
 from protocol.messages import Role
 
@@ -19,11 +20,8 @@ class AdminInputError(ValueError):
     """A field of an operator request is missing or out of bounds."""
 
 
-def integer(
-    request: dict[str, Any], field: str, low: int, high: int, *, default: int | None = None
-) -> int:
+def integer(field: str, value: object, low: int, high: int) -> int:
     """A whole number within ``low..high`` (JSON booleans and floats are refused)."""
-    value = request.get(field, default)
     if value is None:
         raise AdminInputError(f"{field} is missing")
     if not isinstance(value, int) or isinstance(value, bool):
@@ -33,25 +31,24 @@ def integer(
     return value
 
 
-def name(request: dict[str, Any], field: str) -> str:
+def name(field: str, value: object) -> str:
     """An account or period name: 1-64 of A-Z a-z 0-9 . _ -."""
-    value = request.get(field)
     if not isinstance(value, str) or not NAME.fullmatch(value):
         raise AdminInputError(f"{field} names are 1-64 of A-Z a-z 0-9 . _ -, not {value!r:.80}")
     return value
 
 
-def text(request: dict[str, Any], field: str, default: str, limit: int) -> str:
+def text(field: str, value: object, limit: int) -> str:
     """A short free text (a reason, a currency code)."""
-    value = request.get(field, default)
     if not isinstance(value, str) or len(value) > limit:
         raise AdminInputError(f"{field} must be text of at most {limit} characters")
     return value
 
 
-def role(request: dict[str, Any]) -> Role:
+def role(value: object) -> Role:
     """``buyer`` or ``vendor``."""
-    value = request.get("role")
-    if value not in ("buyer", "vendor") or value not in get_args(Role):
-        raise AdminInputError(f"role must be buyer or vendor, not {value!r:.40}")
-    return value  # type: ignore[no-any-return]
+    match value:
+        case "buyer" | "vendor":
+            return value
+        case _:
+            raise AdminInputError(f"role must be buyer or vendor, not {value!r:.40}")

@@ -3,6 +3,8 @@
 Both are written in one transaction per batch, before anything the batch produced is
 published: the buyer records the highest index it will reveal before the payword leaves,
 and the vendor records the paywords it accepted before the receipt (or the service) does.
+This module is what both share (the file and its thread, the meta table, the signed heads
+kept, ``record``); ``WalletStore`` and ``VendorStore`` add what each reads back at start.
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Self, TypeVar
 
+from agents.daemons.store_schema import (
+    INSERT_CONTRADICTION,
+    MAX_CONTRADICTIONS,
+    SCHEMA,
+    UPSERT_HEAD,
+    ContradictionRow,
+    HeadRow,
+)
 from agents.runtime.private_files import create_private_file
 from protocol.events import (
     BuyerEvent,
@@ -31,79 +41,6 @@ from protocol.events import (
 from protocol.ledger_heads import HeldHead, LedgerView
 
 T = TypeVar("T")
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
-CREATE TABLE IF NOT EXISTS channels (
-    commitment_id BLOB PRIMARY KEY,
-    vendor TEXT NOT NULL,
-    seed BLOB NOT NULL,
-    commitment BLOB NOT NULL,
-    length INTEGER NOT NULL,
-    spent INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS chains (
-    commitment_id BLOB PRIMARY KEY,
-    buyer TEXT NOT NULL,
-    commitment BLOB NOT NULL,
-    idx INTEGER NOT NULL,
-    word BLOB NOT NULL,
-    redeemed INTEGER NOT NULL,
-    amount INTEGER NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS served (
-    commitment_id BLOB NOT NULL,
-    idx INTEGER NOT NULL,
-    item TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    PRIMARY KEY (commitment_id, idx)
-) STRICT;
-CREATE TABLE IF NOT EXISTS witnessed (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    topic TEXT NOT NULL,
-    envelope BLOB NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS heads (
-    scope BLOB PRIMARY KEY,
-    seq INTEGER NOT NULL,
-    head BLOB NOT NULL,
-    at INTEGER NOT NULL,
-    signature BLOB NOT NULL,
-    topic TEXT NOT NULL,
-    envelope BLOB NOT NULL
-) STRICT;
-CREATE TABLE IF NOT EXISTS contradictions (
-    id INTEGER PRIMARY KEY,
-    verdict TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    head BLOB NOT NULL,
-    at INTEGER NOT NULL,
-    signature BLOB NOT NULL,
-    topic TEXT NOT NULL,
-    envelope BLOB NOT NULL
-) STRICT;
-"""
-# ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
-# its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
-# proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).
-# ``contradictions`` keeps every statement that contradicted a head held (evidence), up
-# to MAX_CONTRADICTIONS. ``witnessed`` is the unbounded table of earlier versions, read
-# only for export.
-MAX_CONTRADICTIONS: Final = 1_000
-UPSERT_HEAD: Final = """
-INSERT INTO heads VALUES (?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (scope) DO UPDATE SET
-    seq = excluded.seq, head = excluded.head, at = excluded.at,
-    signature = excluded.signature, topic = excluded.topic, envelope = excluded.envelope
-WHERE excluded.seq >= heads.seq OR excluded.at > heads.at
-"""
-INSERT_CONTRADICTION: Final = """
-INSERT INTO contradictions (verdict, seq, head, at, signature, topic, envelope)
-SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM contradictions) < ?
-"""
-HeadRow = tuple[bytes, int, bytes, int, bytes, str, bytes]
-ContradictionRow = tuple[str, int, bytes, int, bytes, str, bytes, int]
 
 
 def head_rows(
@@ -136,30 +73,6 @@ class StoredHead:
     verdict: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredChannel:
-    """A buyer's channel as kept in the wallet."""
-
-    commitment_id: bytes
-    vendor: str
-    seed: bytes
-    commitment: bytes
-    length: int
-    spent: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChain:
-    """A vendor's chain as kept in its store."""
-
-    commitment_id: bytes
-    buyer: str
-    commitment: bytes
-    index: int
-    word: bytes
-    redeemed: int
-
-
 class AgentStore:
     """One SQLite file per agent (WAL, synchronous=FULL), driven from one worker thread.
 
@@ -173,7 +86,7 @@ class AgentStore:
         self.transactions = 0
 
     @classmethod
-    async def open(cls, path: Path) -> AgentStore:
+    async def open(cls, path: Path) -> Self:
         """Open or create the store."""
         worker = ThreadPoolExecutor(1, thread_name_prefix="agent-store")
 
@@ -297,22 +210,6 @@ class AgentStore:
         await self._run(write)
         self.transactions += 1
 
-    async def channels(self) -> list[StoredChannel]:
-        """The wallet's channels."""
-        rows = await self._run(lambda: self._db.execute("SELECT * FROM channels").fetchall())
-        return [
-            StoredChannel(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
-        ]
-
-    async def chains(self) -> list[StoredChain]:
-        """The vendor's chains."""
-        rows = await self._run(
-            lambda: self._db.execute(
-                "SELECT commitment_id, buyer, commitment, idx, word, redeemed FROM chains"
-            ).fetchall()
-        )
-        return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
-
     async def restore_heads(self, view: LedgerView) -> dict[bytes, int]:
         """Put the kept heads back into a core's view; returns each commitment's head seq."""
         receipts = {}
@@ -331,12 +228,3 @@ class AgentStore:
             )
             for r in rows
         ]
-
-    async def totals(self) -> tuple[int, int]:
-        """(amount accepted, number of chains) for the vendor."""
-        row = await self._run(
-            lambda: self._db.execute(
-                "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM chains"
-            ).fetchone()
-        )
-        return (int(row[0]), int(row[1])) if row else (0, 0)

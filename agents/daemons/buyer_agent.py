@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from agents.daemons.agent_store import AgentStore
+from agents.daemons.wallet_store import WalletStore
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
@@ -84,7 +85,7 @@ class BuyerAgent:
         make_private_dir(directory)
         key_path = directory / KEY_FILE
         identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
-        store = await AgentStore.open(directory / STORE_FILE)
+        store = await WalletStore.open(directory / STORE_FILE)
         core = BuyerCore(account, identity, broker)
         certificate = await store.get("certificate")
         if certificate is not None:

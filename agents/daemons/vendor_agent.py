@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Final
 
 from agents.daemons.agent_store import AgentStore
+from agents.daemons.vendor_store import VendorStore
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
@@ -73,7 +74,7 @@ class VendorAgent:
         make_private_dir(directory)
         key_path = directory / KEY_FILE
         identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
-        store = await AgentStore.open(directory / STORE_FILE)
+        store = await VendorStore.open(directory / STORE_FILE)
         core = VendorCore(account, identity, broker, terms)
         now = clock()
         certificate = await store.get("certificate")

@@ -25,7 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from agents.daemons.broker_agent import init_broker, operator_request
+import msgspec
+
+from agents.daemons.broker_files import init_broker
+from agents.daemons.operator_client import operator_request
+from agents.daemons.operator_protocol import (
+    Asks,
+    ClosePeriod,
+    GrantedT,
+    OpenAccount,
+    Refused,
+    Status,
+)
 from agents.ops.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
 from agents.runtime.private_files import make_private_dir, open_private
 from broker_ledger import witness
@@ -120,17 +131,19 @@ class Demo:
             self.mosquitto.stop()
 
 
-def _operator(demo: Demo, request: dict[str, Any]) -> dict[str, Any]:
+def _operator(demo: Demo, request: Asks[GrantedT]) -> GrantedT:
     answer = asyncio.run(operator_request(demo.broker_dir, request))
-    if not answer.get("ok"):
-        raise RuntimeError(f"broker refused {request['command']}: {answer.get('error')}")
+    if isinstance(answer, Refused):
+        raise RuntimeError(  # noqa: TRY004 - a refusal, which run_demo reports
+            f"broker refused {request.command}: {answer.error}"
+        )
     return answer
 
 
 def _wait_enrolled(demo: Demo, names: list[str], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        enrolled = set(_operator(demo, {"command": "status"})["enrolled"])
+        enrolled = set(_operator(demo, Status()).enrolled)
         if set(names) <= enrolled:
             return
         for name, process in demo.processes.items():
@@ -162,31 +175,25 @@ def start(demo: Demo) -> None:
         time.sleep(0.05)
     pub = str(demo.broker_dir / "broker.pub.json")
     for name, (unit_value, max_jump, item) in VENDORS.items():
-        opened = _operator(
-            demo,
-            {"command": "open-account", "account": name, "role": "vendor", "credit_limit": 0},
-        )
-        demo.tokens[name] = opened["token"]
+        opened = _operator(demo, OpenAccount(account=name, role="vendor", credit_limit=0))
+        demo.tokens[name] = opened.token
         demo.spawn(
             name,
             *("vendor", "run", "--name", name, "--broker-pub", pub),
             *("--data-dir", str(demo.root / name)),
             *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
-            token=opened["token"],
+            token=opened.token,
         )
     _wait_enrolled(demo, list(VENDORS))
     say(f"vendors {', '.join(VENDORS)} enrolled and offering")
     for name in BUYERS:
-        opened = _operator(
-            demo,
-            {"command": "open-account", "account": name, "role": "buyer", "credit_limit": 10**9},
-        )
-        demo.tokens[name] = opened["token"]
+        opened = _operator(demo, OpenAccount(account=name, role="buyer", credit_limit=10**9))
+        demo.tokens[name] = opened.token
         demo.run(
             name,
             *("buyer", "enroll", "--name", name, "--broker-pub", pub),
             *("--data-dir", str(demo.root / name)),
-            token=opened["token"],
+            token=opened.token,
         )
     say(f"buyers {', '.join(BUYERS)} enrolled")
 
@@ -257,10 +264,8 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     for name in VENDORS:
         demo.stop(name)
     say("vendors stopped (they redeem what they hold on the way out)")
-    closed = _operator(
-        demo, {"command": "close-period", "period": time.strftime("%Y-%m"), "fee_basis_points": 100}
-    )
-    status = _operator(demo, {"command": "status"})
+    closed = _operator(demo, ClosePeriod(period=time.strftime("%Y-%m"), fee_basis_points=100))
+    status = _operator(demo, Status())
     demo.stop("broker")
     say("billing period closed, broker stopped; auditing the ledger ...")
     ledger = demo.broker_dir / "ledger.db"
@@ -275,8 +280,8 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
         ).fetchone()
     covered = max((head.seq for head in heads if not head.verdict), default=0)
     return {
-        **closed["summary"],
-        "status": status,
+        **msgspec.to_builtins(closed.summary),
+        "status": msgspec.to_builtins(status),
         "witnessed": witnessed,
         "witnessed_through": covered,
         "last_money_event": int(last_money),

@@ -7,8 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agents.daemons.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
+from agents.daemons.broker_daemon import BrokerDaemon
+from agents.daemons.broker_files import init_broker
+from agents.daemons.broker_service import BrokerService
 from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.operator_client import operator_request
+from agents.daemons.operator_protocol import AccountOpened, AccountRole, OpenAccount
 from agents.daemons.vendor_agent import VendorAgent
 from protocol.endpoint import BrokerInfo
 from protocol.vendor import VendorTerms
@@ -39,18 +43,13 @@ class Harness:
         await asyncio.wait_for(self.daemon.loop.connected.wait(), 10)
         return self.daemon
 
-    async def open_account(self, name: str, role: str, credit_limit: int = 10**6) -> bytes:
+    async def open_account(self, name: str, role: AccountRole, credit_limit: int = 10**6) -> bytes:
         answer = await operator_request(
             self.root / "broker",
-            {
-                "command": "open-account",
-                "account": name,
-                "role": role,
-                "credit_limit": credit_limit,
-            },
+            OpenAccount(account=name, role=role, credit_limit=credit_limit),
         )
-        assert answer["ok"], answer
-        return bytes.fromhex(answer["token"])
+        assert isinstance(answer, AccountOpened), answer
+        return bytes.fromhex(answer.token)
 
     async def start_vendor(self, name: str, terms: VendorTerms | None = None) -> VendorAgent:
         assert self.info is not None

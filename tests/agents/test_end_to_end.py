@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from agents.daemons.broker_agent import BrokerDaemon, BrokerService, init_broker, operator_request
+from agents.daemons.broker_daemon import BrokerDaemon
+from agents.daemons.broker_files import init_broker
+from agents.daemons.broker_service import BrokerService
 from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.operator_client import operator_request
+from agents.daemons.operator_protocol import AccountOpened, ClosePeriod, OpenAccount, PeriodClosed
 from agents.daemons.vendor_agent import VendorAgent
 from broker_ledger.audit import LedgerAudit
 from protocol.messages import OfferItem
@@ -36,23 +40,24 @@ async def test_pay_a_thousand_times_redeem_close_and_audit(
 
     opened = await operator_request(
         tmp_path / "broker",
-        {"command": "open-account", "account": "vendor1", "role": "vendor", "credit_limit": 0},
+        OpenAccount(account="vendor1", role="vendor", credit_limit=0),
     )
-    assert opened["ok"], opened
+    assert isinstance(opened, AccountOpened), opened
     terms = VendorTerms(unit_value=2, max_jump=20, items=(OfferItem("article", 4),))
     vendor = await VendorAgent.open(
         tmp_path / "vendor1", "vendor1", info, terms, mosquitto.user("vendor1")
     )
-    vendor.token = bytes.fromhex(opened["token"])
+    vendor.token = bytes.fromhex(opened.token)
     vendor_task = asyncio.create_task(vendor.run())
     await wait_until(lambda: bool(vendor.core.certificate))
 
     opened = await operator_request(
         tmp_path / "broker",
-        {"command": "open-account", "account": "buyer1", "role": "buyer", "credit_limit": 100_000},
+        OpenAccount(account="buyer1", role="buyer", credit_limit=100_000),
     )
+    assert isinstance(opened, AccountOpened), opened
     buyer = await BuyerAgent.open(tmp_path / "buyer1", "buyer1", info, mosquitto.user("buyer1"))
-    token = bytes.fromhex(opened["token"])
+    token = bytes.fromhex(opened.token)
     serial = await buyer.run(lambda: buyer.enroll(token))
     assert serial > 0
 
@@ -76,10 +81,10 @@ async def test_pay_a_thousand_times_redeem_close_and_audit(
 
     closed = await operator_request(
         tmp_path / "broker",
-        {"command": "close-period", "period": "2026-11", "fee_basis_points": 100},
+        ClosePeriod(period="2026-11", fee_basis_points=100),
     )
-    assert closed["ok"], closed
-    assert closed["summary"]["debited"] == paid
+    assert isinstance(closed, PeriodClosed), closed
+    assert closed.summary.debited == paid
 
     daemon.loop.stopping.set()
     await asyncio.wait_for(broker_task, 20)

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiomqtt
 import pytest_asyncio
 
-from agents.daemons.broker_agent import BrokerDaemon
+from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.vendor_agent import VendorAgent
 from protocol import topics
 from protocol.buyer import BuyerCore

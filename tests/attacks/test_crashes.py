@@ -11,8 +11,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from agents.daemons.operator_protocol import BrokerStatus, ClosePeriod, Status
 from agents.demo.processes import VENDORS, Demo, _operator
 from broker_ledger.audit import LedgerAudit
 
@@ -98,11 +98,11 @@ def settle_and_audit(demo: Demo) -> tuple[int, int]:
     """Stop the vendors (they redeem), close the period, stop the broker, audit."""
     for name in VENDORS:
         demo.stop(name)
-    closed = _operator(demo, {"command": "close-period", "period": "p", "fee_basis_points": 0})
+    closed = _operator(demo, ClosePeriod(period="p", fee_basis_points=0))
     demo.stop("broker")
     report = LedgerAudit(demo.broker_dir / "ledger.db").run()
     assert report.ok, report.findings
-    return int(closed["summary"]["debited"]), report.redemptions
+    return closed.summary.debited, report.redemptions
 
 
 def test_vendor_killed_mid_run_loses_no_payment(demo: Demo) -> None:
@@ -173,10 +173,12 @@ def test_mosquitto_killed_mid_run_loses_no_money(demo: Demo) -> None:
 
 def test_operator_commands_reach_the_running_daemon(demo: Demo) -> None:
     status = asyncio.run(_status(demo))
-    assert set(status["enrolled"]) == {"news-stand", "charger-7", "alice", "bob", "carol"}
+    assert set(status.enrolled) == {"news-stand", "charger-7", "alice", "bob", "carol"}
 
 
-async def _status(demo: Demo) -> dict[str, Any]:
-    from agents.daemons.broker_agent import operator_request
+async def _status(demo: Demo) -> BrokerStatus:
+    from agents.daemons.operator_client import operator_request
 
-    return await operator_request(demo.broker_dir, {"command": "status"})
+    status = await operator_request(demo.broker_dir, Status())
+    assert isinstance(status, BrokerStatus), status
+    return status

@@ -22,7 +22,7 @@ import pytest
 import pytest_asyncio
 
 from agents.cli.main import main
-from agents.daemons.broker_agent import BrokerService
+from agents.daemons.broker_service import BrokerService
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
 from agents.ops.mosquitto import render

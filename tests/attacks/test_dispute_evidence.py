@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from agents.cli.main import main
-from agents.daemons.agent_store import AgentStore
+from agents.daemons.wallet_store import WalletStore
 from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.evidence import decoded_view
 from protocol.broker_events import PaywordsRedeemed
@@ -78,7 +78,7 @@ async def test_the_buyer_can_prove_what_it_was_charged(
     # The vendor redeems now; the broker daemon keeps serving while the evidence is issued.
     await vendor.loop.act(vendor.core.redeem_all)
     await wait_until(lambda: not vendor.core.unredeemed_amount)
-    wallet = await AgentStore.open(tmp_path / "buyer1" / "wallet.db")
+    wallet = await WalletStore.open(tmp_path / "buyer1" / "wallet.db")
     try:
         (channel,) = await wallet.channels()
     finally:

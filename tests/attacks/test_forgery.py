@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from agents.daemons.broker_agent import operator_request
+from agents.daemons.operator_client import operator_request
+from agents.daemons.operator_protocol import Revoke, Revoked
 from protocol.credentials import issue_certificate, sign_commitment
 from protocol.crypto import Identity, MacKey, chain_key
 from protocol.endpoint import Endpoint
@@ -194,9 +195,9 @@ async def test_revocation_reaches_vendors_and_stops_a_stolen_key(
 
         # The owner reports the theft; the operator revokes; the signed list is pushed.
         answer = await operator_request(
-            harness.root / "broker", {"command": "revoke", "account": "buyer1", "reason": "stolen"}
+            harness.root / "broker", Revoke(account="buyer1", reason="stolen")
         )
-        assert answer["ok"], answer
+        assert isinstance(answer, Revoked), answer
         await wait_until(lambda: serial in vendor1.core.revoked and serial in vendor2.core.revoked)
         for cid in chains.values():
             thief.pay(cid, 30, time.time())

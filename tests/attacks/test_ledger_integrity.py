@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 
 from agents.cli.main import main
-from agents.daemons.broker_agent import BrokerService
+from agents.daemons.broker_service import BrokerService
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.store import LedgerIntegrityError
 from protocol import chain

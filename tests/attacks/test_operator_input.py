@@ -9,18 +9,29 @@ the broker cannot live without takes the process down with it, non-zero.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agents.cli.main import main
-from agents.daemons.broker_agent import send_admin_request
+from agents.daemons.admin_socket import exchange
 from agents.demo.processes import Demo
 from tests.attacks.rogue import AttackHarness
 
 HUGE = 100_000_000_000_000_000_000_000
+
+
+async def send_raw(socket: Path, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Raw JSON past the typed client, so that malformed fields reach the daemon as sent."""
+    reply = await exchange(socket, json.dumps(request).encode() + b"\n")
+    if reply is None:
+        return None
+    answer: dict[str, Any] = json.loads(reply)
+    return answer
 
 
 @pytest.mark.asyncio
@@ -36,19 +47,15 @@ async def test_an_out_of_range_credit_limit_is_refused_and_the_broker_keeps_serv
 
     request: dict[str, Any] = {"command": "open-account", "account": "whale", "role": "buyer"}
     for limit in (HUGE, -1, "12", True, 1.5, None):
-        answer = await send_admin_request(
-            broker_dir / "admin.sock", {**request, "credit_limit": limit}
-        )
+        answer = await send_raw(broker_dir / "admin.sock", {**request, "credit_limit": limit})
         assert answer is not None
         assert answer["ok"] is False
         assert "credit_limit" in answer["error"]
     for bad in ({"account": "x" * 65}, {"role": "broker"}, {"currency": "EURO" * 100}):
-        answer = await send_admin_request(
-            broker_dir / "admin.sock", {**request, "credit_limit": 5, **bad}
-        )
+        answer = await send_raw(broker_dir / "admin.sock", {**request, "credit_limit": 5, **bad})
         assert answer is not None
         assert answer["ok"] is False
-    answer = await send_admin_request(
+    answer = await send_raw(
         broker_dir / "admin.sock",
         {"command": "close-period", "period": "2026-11", "fee_basis_points": HUGE},
     )
@@ -72,7 +79,7 @@ def test_a_broker_whose_ledger_refuses_writes_exits_non_zero_within_a_second(
             " BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
         )
     request = {"command": "open-account", "account": "dave", "role": "buyer", "credit_limit": 5}
-    answer = asyncio.run(send_admin_request(system.broker_dir / "admin.sock", request))
+    answer = asyncio.run(send_raw(system.broker_dir / "admin.sock", request))
     refused_at = time.monotonic()
     assert answer is not None
     assert answer["ok"] is False

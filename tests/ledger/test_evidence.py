@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from agents.cli.main import main
-from agents.daemons.broker_agent import write_public
+from agents.daemons.broker_files import write_public
 from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.evidence import (
     EvidenceError,

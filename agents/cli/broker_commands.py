@@ -1,0 +1,203 @@
+"""``micropay broker``: create the broker, run its daemon, and the operator's actions."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from agents.cli.dispute import add_dispute_parser
+from agents.cli.options import (
+    CommandError,
+    add_common,
+    mqtt_settings,
+    prepare,
+    print_json,
+    run_daemon,
+)
+from agents.daemons.broker_daemon import BrokerDaemon
+from agents.daemons.broker_files import PUBLIC_FILE, init_broker
+from agents.daemons.broker_service import BrokerService
+from agents.daemons.operator_client import operator_request, sign_unsigned_tail
+from agents.daemons.operator_protocol import (
+    Asks,
+    ClosePeriod,
+    GrantedT,
+    OpenAccount,
+    Refused,
+    Revoke,
+    Status,
+)
+from agents.ops.mosquitto import MosquittoFiles, add_user, generated_password
+from agents.runtime.private_files import write_private
+from agents.runtime.settings import bounded
+
+
+def cmd_broker_init(args: argparse.Namespace) -> int:
+    """Create the broker's keys, identity file and ledger."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker"), "id": "broker"})
+    info = asyncio.run(init_broker(args.data_dir, args.id))
+    print_json(
+        {
+            "broker": info.id,
+            "sign_key": info.sign_key.hex(),
+            "agree_key": info.agree_key.hex(),
+            "identity_file": str(args.data_dir / PUBLIC_FILE),
+        }
+    )
+    return 0
+
+
+def cmd_broker_run(args: argparse.Namespace) -> int:
+    """Run the broker daemon until SIGTERM/SIGINT."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker"), "witness_interval": 30.0})
+    interval = float(args.witness_interval)
+    if interval <= 0:
+        raise CommandError("--witness-interval must be above 0 seconds")
+
+    async def run() -> None:
+        service = await BrokerService.open(args.data_dir)
+        mqtt = mqtt_settings(args, service.core.account)
+        await BrokerDaemon(service, mqtt, interval).run()
+
+    return run_daemon(run())
+
+
+def _operator(args: argparse.Namespace, request: Asks[GrantedT]) -> GrantedT:
+    answer = asyncio.run(operator_request(args.data_dir, request))
+    if isinstance(answer, Refused):
+        raise CommandError(answer.error)
+    return answer
+
+
+def cmd_broker_open_account(args: argparse.Namespace) -> int:
+    """Open an account, print its enrollment token (and MQTT password when asked)."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker"), "mosquitto_dir": None})
+    answer = _operator(
+        args,
+        OpenAccount(
+            account=args.name,
+            role=args.role,
+            credit_limit=args.credit_limit,
+            currency=args.currency,
+        ),
+    )
+    result: dict[str, Any] = {"account": args.name, "role": args.role}
+    if args.token_file is None:
+        result["token"] = answer.token
+    else:
+        write_private(args.token_file, answer.token + "\n")
+        result["token_file"] = str(args.token_file)
+    if args.mosquitto_dir is not None:
+        password = generated_password()
+        add_user(MosquittoFiles(Path(args.mosquitto_dir)), args.name, password)
+        result["mqtt_username"] = args.name
+        result["mqtt_password"] = password
+        result["note"] = "reload Mosquitto (SIGHUP) so it reads the new password"
+    print_json(result)
+    return 0
+
+
+def cmd_broker_close_period(args: argparse.Namespace) -> int:
+    """Close a billing period (idempotent) and print its summary."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    answer = _operator(args, ClosePeriod(period=args.period, fee_basis_points=args.fee_bps))
+    print_json(msgspec.to_builtins(answer.summary))
+    return 0
+
+
+def cmd_broker_revoke(args: argparse.Namespace) -> int:
+    """Revoke an account's certificate and republish the revocation list."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    _operator(args, Revoke(account=args.name, reason=args.reason))
+    print_json({"revoked": args.name})
+    return 0
+
+
+def cmd_broker_sign_tail(args: argparse.Namespace) -> int:
+    """Sign the head over events no signature covers, once an audit has vouched for them."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    first, last = asyncio.run(sign_unsigned_tail(args.data_dir, args.through))
+    print_json({"signed_head": last, "events_now_covered": f"{first}..{last}"})
+    return 0
+
+
+def cmd_broker_status(args: argparse.Namespace) -> int:
+    """Accounts, commitments and totals, from the daemon or the ledger."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    status = msgspec.to_builtins(_operator(args, Status()))
+    status.pop("ok", None)
+    print_json(status)
+    return 0
+
+
+def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``micropay broker`` and its actions."""
+    broker = commands.add_parser("broker", help="the broker: init, run, accounts, billing")
+    sub = broker.add_subparsers(dest="action", metavar="ACTION", required=True)
+    init = sub.add_parser("init", help="create keys, identity file and ledger")
+    add_common(init, mqtt=False)
+    init.add_argument("--id", help="the broker's id (default broker)")
+    init.set_defaults(handler=cmd_broker_init)
+    run = sub.add_parser("run", help="run the broker daemon")
+    add_common(run)
+    run.add_argument(
+        "--witness-interval",
+        type=bounded("witness_interval", float),
+        metavar="SECONDS",
+        help="publish the signed ledger head at most this often while it moves (default 30)",
+    )
+    run.set_defaults(handler=cmd_broker_run)
+    opened = sub.add_parser("open-account", help="open an account and print its token")
+    add_common(opened, mqtt=False)
+    opened.add_argument("name", help="account name (A-Z a-z 0-9 . _ -)")
+    opened.add_argument("--role", choices=["buyer", "vendor"], required=True)
+    opened.add_argument(
+        "--credit-limit", type=bounded("credit_limit"), default=0, help="minor units (buyers)"
+    )
+    opened.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
+    opened.add_argument(
+        "--mosquitto-dir", type=Path, help="also create the MQTT user in this Mosquitto directory"
+    )
+    opened.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="write the one-time token to FILE (created 0600) instead of printing it",
+    )
+    opened.set_defaults(handler=cmd_broker_open_account)
+    close = sub.add_parser("close-period", help="close a billing period (idempotent)")
+    add_common(close, mqtt=False)
+    close.add_argument("period", help="the period's name, e.g. 2026-11")
+    close.add_argument(
+        "--fee-bps", type=bounded("fee_bps"), default=0, help="broker fee in basis points"
+    )
+    close.set_defaults(handler=cmd_broker_close_period)
+    revoke = sub.add_parser("revoke", help="revoke an account's certificate")
+    add_common(revoke, mqtt=False)
+    revoke.add_argument("name")
+    revoke.add_argument("--reason", default="operator")
+    revoke.set_defaults(handler=cmd_broker_revoke)
+    tail = sub.add_parser(
+        "sign-tail",
+        help="after an audit, sign a ledger head no signature covers (earlier versions)",
+        description=(
+            "A ledger written by an earlier version that stopped uncleanly ends with events"
+            " no broker signature covers, and the broker refuses to start on it. Audit it"
+            " first (`micropay audit LEDGER --broker-key ...`: only `signed-head` may fail),"
+            " then sign its head here, naming the last event the audit saw. The daemon must"
+            " be stopped; every link is checked again before anything is signed."
+        ),
+    )
+    add_common(tail, mqtt=False)
+    tail.add_argument(
+        "--through", type=int, required=True, metavar="SEQ", help="the ledger's last event"
+    )
+    tail.set_defaults(handler=cmd_broker_sign_tail)
+    status = sub.add_parser("status", help="accounts, commitments and totals")
+    add_common(status, mqtt=False)
+    status.set_defaults(handler=cmd_broker_status)
+    add_dispute_parser(sub)

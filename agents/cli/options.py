@@ -1,0 +1,93 @@
+"""What every agent sub-command shares: common options, MQTT settings, output, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from agents.runtime.loop import AgentFailedError
+from agents.runtime.mqtt import MqttSettings
+from agents.runtime.secret_input import secret
+from agents.runtime.settings import bounded, resolve, setup_logging
+
+MQTT_DEFAULTS: dict[str, Any] = {
+    "mqtt_host": "127.0.0.1",
+    "mqtt_port": 1883,
+    "mqtt_username": None,
+    "mqtt_password": None,
+    "mqtt_password_file": None,
+    "mqtt_tls_ca": None,
+}
+COMMON_DEFAULTS: dict[str, Any] = {"log_level": "info", "log_json": False}
+
+
+class CommandError(Exception):
+    """A command that cannot run as asked; its message is for the user."""
+
+
+def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
+    """Options every agent command takes."""
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--data-dir", type=Path, metavar="DIR", help="where state is kept")
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="log verbosity (default info)",
+    )
+    parser.add_argument(
+        "--log-json", action="store_const", const=True, help="log one JSON object per line"
+    )
+    if mqtt:
+        group = parser.add_argument_group("MQTT (env MICROPAY_MQTT_*; file [mqtt])")
+        group.add_argument("--mqtt-host", help="broker address (default 127.0.0.1)")
+        group.add_argument(
+            "--mqtt-port", type=bounded("mqtt_port"), help="broker port (default 1883)"
+        )
+        group.add_argument("--mqtt-username", help="MQTT user (default: the agent's name)")
+        group.add_argument(
+            "--mqtt-password-file",
+            type=Path,
+            metavar="FILE",
+            help="a 0600 file holding the MQTT password (or env MICROPAY_MQTT_PASSWORD)",
+        )
+        group.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS and verify")
+
+
+def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:
+    """Connection settings from resolved options."""
+    if args.mqtt_tls_ca and not Path(args.mqtt_tls_ca).is_file():
+        raise CommandError(f"no CA certificate at {args.mqtt_tls_ca} (--mqtt-tls-ca)")
+    return MqttSettings(
+        host=args.mqtt_host,
+        port=int(args.mqtt_port),
+        username=args.mqtt_username or name,
+        password=secret(args.mqtt_password, args.mqtt_password_file, "MQTT password"),
+        tls_ca=str(args.mqtt_tls_ca) if args.mqtt_tls_ca else None,
+    )
+
+
+def prepare(args: argparse.Namespace, group: str, defaults: dict[str, Any]) -> None:
+    """Resolve options (flags, environment, file, defaults) and set up logging."""
+    resolve(args, group, {**COMMON_DEFAULTS, **MQTT_DEFAULTS, **defaults})
+    setup_logging(args.log_level, bool(args.log_json))
+
+
+def print_json(data: object) -> None:
+    """A command's result on stdout, as indented JSON."""
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def run_daemon(main: Coroutine[Any, Any, None]) -> int:
+    """Run a daemon; a task it cannot live without stopping is logged and exits 1 (crash-only)."""
+    try:
+        asyncio.run(main)
+    except AgentFailedError as failure:
+        logging.getLogger("micropay").critical("stopping: %s", failure)
+        return 1
+    return 0

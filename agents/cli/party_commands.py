@@ -1,0 +1,264 @@
+"""``micropay vendor`` and ``micropay buyer``: the two parties that pay and get paid."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from agents.cli.options import (
+    CommandError,
+    add_common,
+    mqtt_settings,
+    prepare,
+    print_json,
+    run_daemon,
+)
+from agents.daemons.broker_files import read_public
+from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.vendor_agent import VendorAgent
+from agents.runtime.secret_input import secret, token_bytes
+from agents.runtime.settings import bounded, require
+from protocol.messages import OfferItem
+from protocol.vendor import VendorTerms
+
+BUYER_DEFAULTS: dict[str, Any] = {
+    "data_dir": None,
+    "name": None,
+    "broker_pub": None,
+    "timeout": 30.0,
+    "token": None,
+    "token_file": None,
+}
+
+
+def enrollment_token(args: argparse.Namespace) -> bytes | None:
+    """The token from --token-file or MICROPAY_TOKEN (never from the command line)."""
+    text = secret(args.token, args.token_file, "enrollment token")
+    source = str(args.token_file) if args.token_file else "MICROPAY_TOKEN"
+    return token_bytes(text, source)
+
+
+# --- vendor ------------------------------------------------------------------------------
+
+
+def _item(text: str) -> OfferItem:
+    name, _, price = text.partition("=")
+    try:
+        return OfferItem(name, int(price))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError("items are NAME=PRICE (price in minor units)") from exc
+
+
+def cmd_vendor_run(args: argparse.Namespace) -> int:
+    """Run a vendor daemon until SIGTERM/SIGINT (enrolling first with --token)."""
+    prepare(
+        args,
+        "vendor",
+        {
+            "data_dir": None,
+            "name": None,
+            "broker_pub": None,
+            "token": None,
+            "token_file": None,
+            "unit_value": 1,
+            "currency": "EUR",
+            "max_jump": 1000,
+            "max_length": 1_000_000,
+            "online": False,
+            "redeem_interval": 60,
+        },
+    )
+    require(args, "name", "broker_pub")
+    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    terms = VendorTerms(
+        unit_value=args.unit_value,
+        currency=args.currency,
+        max_jump=args.max_jump,
+        max_length=args.max_length,
+        online=bool(args.online),
+        items=tuple(args.item or ()),
+        redeem_interval=float(args.redeem_interval),
+    )
+
+    token = enrollment_token(args)
+
+    async def run() -> None:
+        info = read_public(args.broker_pub)
+        agent = await VendorAgent.open(
+            data_dir, args.name, info, terms, mqtt_settings(args, args.name)
+        )
+        agent.token = token
+        await agent.run()
+
+    return run_daemon(run())
+
+
+# --- buyer -------------------------------------------------------------------------------
+
+
+async def _buyer(args: argparse.Namespace) -> BuyerAgent:
+    require(args, "name", "broker_pub")
+    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    info = read_public(args.broker_pub)
+    return await BuyerAgent.open(data_dir, args.name, info, mqtt_settings(args, args.name))
+
+
+def cmd_buyer_enroll(args: argparse.Namespace) -> int:
+    """Enroll with the operator's token and keep the certificate in the wallet."""
+    prepare(args, "buyer", BUYER_DEFAULTS)
+
+    token = enrollment_token(args)
+    if token is None:
+        raise CommandError("give the enrollment token in --token-file FILE or MICROPAY_TOKEN")
+
+    async def run() -> int:
+        buyer = await _buyer(args)
+        return await buyer.run(lambda: buyer.enroll(token), args.timeout)
+
+    print_json({"enrolled": args.name, "certificate_serial": asyncio.run(run())})
+    return 0
+
+
+def cmd_buyer_pay(args: argparse.Namespace) -> int:
+    """Pay a vendor, wait for its receipts and print what was paid."""
+    prepare(args, "buyer", BUYER_DEFAULTS)
+
+    async def run() -> dict[str, Any]:
+        buyer = await _buyer(args)
+        result = await buyer.run(
+            lambda: buyer.pay(
+                args.vendor,
+                args.payments,
+                args.units,
+                mixed=args.mixed,
+                length=args.chain_length,
+                item=args.item_name,
+                timeout=args.timeout,
+            ),
+            args.timeout + args.payments / 100,
+        )
+        return {
+            "vendor": args.vendor,
+            "payments": result.payments,
+            "units": result.units,
+            "acknowledged_index": result.acknowledged,
+            "seconds": round(result.seconds, 3),
+            "payments_per_second": round(result.payments / result.seconds)
+            if result.seconds
+            else None,
+        }
+
+    print_json(asyncio.run(run()))
+    return 0
+
+
+def cmd_buyer_balance(args: argparse.Namespace) -> int:
+    """Ask the broker what this buyer owes, and its invoice of the open period."""
+    prepare(args, "buyer", BUYER_DEFAULTS)
+
+    async def run() -> dict[str, Any]:
+        buyer = await _buyer(args)
+
+        async def both() -> dict[str, Any]:
+            balance = await buyer.balance(args.timeout)
+            invoice = await buyer.invoice(args.timeout)
+            return {
+                "account": balance.account,
+                "currency": balance.currency,
+                "debited": balance.debited,
+                "reserved": balance.reserved,
+                "invoice": [
+                    {"vendor": line.counterparty, "units": line.units, "amount": line.amount}
+                    for line in invoice.lines
+                ],
+            }
+
+        return await buyer.run(both, args.timeout)
+
+    print_json(asyncio.run(run()))
+    return 0
+
+
+# --- the parsers -------------------------------------------------------------------------
+
+
+def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``micropay vendor run``."""
+    vendor = commands.add_parser("vendor", help="the vendor daemon")
+    sub = vendor.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run a vendor daemon")
+    add_common(run)
+    run.add_argument("--name", help="the vendor's account name")
+    run.add_argument("--broker-pub", type=Path, help="the broker's broker.pub.json")
+    run.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="a 0600 file holding the enrollment token, first start only (or MICROPAY_TOKEN)",
+    )
+    run.add_argument(
+        "--unit-value", type=bounded("unit_value"), help="value of one payword, minor units"
+    )
+    run.add_argument("--currency", help="ISO 4217 code (default EUR)")
+    run.add_argument(
+        "--max-jump", type=bounded("max_jump"), help="largest jump per payment (default 1000)"
+    )
+    run.add_argument("--max-length", type=bounded("max_length"), help="longest chain accepted")
+    run.add_argument(
+        "--online",
+        action="store_const",
+        const=True,
+        help="register each commitment with the broker first",
+    )
+    run.add_argument(
+        "--redeem-interval", type=bounded("redeem_interval"), help="seconds between redemptions"
+    )
+    run.add_argument("--item", type=_item, action="append", help="offer item NAME=PRICE")
+    run.set_defaults(handler=cmd_vendor_run)
+
+
+def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
+    """Add ``micropay buyer`` and its actions (enroll, pay, balance)."""
+    buyer = commands.add_parser("buyer", help="the buyer's wallet: enroll, pay, balance")
+    sub = buyer.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, handler, text in (
+        ("enroll", cmd_buyer_enroll, "enroll with a token"),
+        ("pay", cmd_buyer_pay, "pay a vendor"),
+        ("balance", cmd_buyer_balance, "balance and invoice of the open period"),
+    ):
+        parser = sub.add_parser(action, help=text)
+        add_common(parser)
+        parser.add_argument("--name", help="the buyer's account name")
+        parser.add_argument("--broker-pub", type=Path, help="the broker's broker.pub.json")
+        parser.add_argument(
+            "--timeout", type=bounded("timeout", float), help="seconds to wait for answers"
+        )
+        parser.set_defaults(handler=handler)
+        if action == "enroll":
+            parser.add_argument(
+                "--token-file",
+                type=Path,
+                metavar="FILE",
+                help="a 0600 file holding the operator's token (or env MICROPAY_TOKEN)",
+            )
+        if action == "pay":
+            parser.add_argument("vendor", help="the vendor to pay")
+            parser.add_argument(
+                "--payments", type=bounded("payments"), default=1, help="how many payments"
+            )
+            parser.add_argument(
+                "--units",
+                type=bounded("units"),
+                default=1,
+                help="units per payment (max with --mixed)",
+            )
+            parser.add_argument("--mixed", action="store_true", help="random sizes 1..units")
+            parser.add_argument(
+                "--chain-length",
+                type=bounded("chain_length"),
+                default=100_000,
+                help="paywords in a new chain",
+            )
+            parser.add_argument("--item-name", default="", help="what the payments are for")

@@ -1,0 +1,84 @@
+"""A broker's data directory: its layout, its public identity file, and its creation.
+
+The directory holds the broker's key file, its public identity (what agents are
+configured with), its ledger and, while the daemon runs, its admin socket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from agents.runtime.keystore import create_identity
+from agents.runtime.private_files import make_private_dir, write_private
+from broker_ledger.store import EventStore
+from protocol.endpoint import BrokerInfo
+
+KEY_FILE: Final = "broker.key"
+PUBLIC_FILE: Final = "broker.pub.json"
+LEDGER_FILE: Final = "ledger.db"
+ADMIN_SOCKET: Final = "admin.sock"
+
+
+class BrokerSetupError(Exception):
+    """The data directory is missing or not a broker's."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerFiles:
+    """The layout of a broker's data directory."""
+
+    directory: Path
+
+    @property
+    def key(self) -> Path:
+        """The private key file."""
+        return self.directory / KEY_FILE
+
+    @property
+    def public(self) -> Path:
+        """The public identity agents are configured with."""
+        return self.directory / PUBLIC_FILE
+
+    @property
+    def ledger(self) -> Path:
+        """The ledger file."""
+        return self.directory / LEDGER_FILE
+
+    @property
+    def admin(self) -> Path:
+        """The daemon's admin socket."""
+        return self.directory / ADMIN_SOCKET
+
+
+def write_public(path: Path, info: BrokerInfo) -> None:
+    """The broker's public identity as JSON (hex keys)."""
+    data = {"broker": info.id, "sign_key": info.sign_key.hex(), "agree_key": info.agree_key.hex()}
+    write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+def read_public(path: Path) -> BrokerInfo:
+    """Read a broker's public identity file."""
+    try:
+        data = json.loads(path.read_text())
+        return BrokerInfo(
+            data["broker"], bytes.fromhex(data["sign_key"]), bytes.fromhex(data["agree_key"])
+        )
+    except FileNotFoundError as exc:
+        raise BrokerSetupError(f"no broker identity at {path}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BrokerSetupError(f"{path} is not a broker identity file: {exc}") from exc
+
+
+async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
+    """Create keys, the public identity file and an empty ledger."""
+    files = BrokerFiles(directory)
+    make_private_dir(directory)
+    identity = create_identity(files.key)
+    info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+    write_public(files.public, info)
+    store = await EventStore.open(files.ledger, broker_id, signer=identity)
+    await store.close()
+    return info

@@ -1,0 +1,149 @@
+"""The broker core, its ledger and its read models, opened together.
+
+The protocol core is rebuilt from the ledger at start; every event the core emits is
+appended (durably, group-committed) before the reply that depends on it is published.
+Operator actions run here, so the daemon's state and the ledger never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
+from agents.daemons.broker_log import log_decisions
+from agents.runtime.keystore import load_identity
+from agents.runtime.loop import AgentFailedError, Clock
+from agents.runtime.private_files import check_private_dir
+from broker_ledger.billing import PeriodSummary, close_period
+from broker_ledger.projections import Projector
+from broker_ledger.store import EventStore, LedgerError
+from protocol.broker import BrokerCore, BrokerPolicy
+from protocol.broker_events import BROKER_EVENT_TYPES
+from protocol.events import BrokerCoreEvent
+from protocol.messages import Role
+
+log = logging.getLogger("micropay.broker")
+
+
+class BrokerService:
+    """The broker core, its ledger and its read models, opened together."""
+
+    def __init__(
+        self, files: BrokerFiles, core: BrokerCore, store: EventStore, clock: Clock = time.time
+    ) -> None:
+        self.files = files
+        self.clock = clock
+        self.core = core
+        self.store = store
+        self._projector: Projector | None = None
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
+
+    @classmethod
+    async def open(cls, directory: Path, policy: BrokerPolicy | None = None) -> BrokerService:
+        """Load keys and rebuild the core from the ledger."""
+        files = BrokerFiles(directory)
+        if not files.key.exists():
+            raise BrokerSetupError(f"{directory} has no broker keys: run `micropay broker init`")
+        check_private_dir(directory)
+        identity = load_identity(files.key)
+        info = read_public(files.public)
+        store = await EventStore.open(files.ledger, info.id, signer=identity)
+        core = BrokerCore(info.id, identity, policy=policy, attest_replies=True)
+        try:
+            async for row in store.replay():
+                core.apply(store.decode(row))
+        except BaseException:
+            await store.close()
+            raise
+        return cls(files, core, store)
+
+    async def persist(self, decided: Sequence[BrokerCoreEvent]) -> None:
+        """Append the ledger events the core decided; called before its replies go out.
+
+        The core has already applied these events: if they cannot be made durable, its
+        state is ahead of the ledger, so the service is failed (the daemon stops and the
+        next start rebuilds the core from the ledger).
+        """
+        events = [event for event in decided if isinstance(event, BROKER_EVENT_TYPES)]
+        if not events:
+            return
+        try:
+            stored = await self.store.append_events(events)
+        except LedgerError as exc:
+            self.failure = exc
+            self._failed.set()
+            raise
+        log_decisions((row.seq, event) for row, event in zip(stored, events, strict=True))
+
+    async def wait_failed(self) -> None:
+        """Return (by raising) once the ledger can no longer take what the core decided."""
+        waiting = [
+            asyncio.ensure_future(self._failed.wait()),
+            asyncio.ensure_future(self.store.wait_failed()),
+        ]
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for future in waiting:
+                future.cancel()
+        cause = self.failure or self.store.failure
+        raise AgentFailedError(f"the ledger refused a write: {cause!r}")
+
+    async def project(self) -> int:
+        """Bring the read-model tables up to date."""
+        if self._projector is None:
+            self._projector = await Projector.open(self.files.ledger)
+        position = self._projector.models.position
+        rows = await self.store.read_all(after=position, limit=1_000_000_000)
+        return await self._projector.catch_up((row.seq, self.store.decode(row)) for row in rows)
+
+    async def close(self) -> None:
+        """Project (unless the ledger failed), close the files; every commit is signed."""
+        try:
+            if self.failure is None and self.store.failure is None:
+                await self.project()
+        finally:
+            if self._projector is not None:
+                await self._projector.close()
+            await self.store.close()
+
+    # --- operator actions --------------------------------------------------------------------
+
+    async def open_account(
+        self, account: str, role: Role, credit_limit: int, currency: str
+    ) -> bytes:
+        """Open an account; returns its one-time enrollment token."""
+        await self.persist(
+            [self.core.open_account(account, role, credit_limit, currency, self.clock())]
+        )
+        return self.core.enrollment_token(account)
+
+    async def revoke(self, account: str, reason: str) -> None:
+        """Revoke an account's certificate (the revocation list is republished)."""
+        await self.persist(self.core.revoke(account, self.clock(), reason))
+
+    async def close_period(self, period: str, basis_points: int) -> PeriodSummary:
+        """Close a billing period and update the read models."""
+        summary = await close_period(
+            self.store, period, at=int(self.clock() * 1000), basis_points=basis_points
+        )
+        await self.project()
+        if summary.newly_closed:
+            log.info(
+                "period closed: %s invoices=%d statements=%d debited=%d credited=%d fees=%d"
+                " covering seq=%d..%d",
+                summary.period,
+                summary.invoices,
+                summary.statements,
+                summary.debited,
+                summary.credited,
+                summary.fees,
+                summary.after_sequence + 1,
+                summary.through_sequence,
+            )
+        return summary

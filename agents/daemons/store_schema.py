@@ -1,0 +1,82 @@
+"""The tables of an agent's SQLite store, and the statements that keep signed heads.
+
+Buyers and vendors share one schema (a wallet leaves ``chains`` empty, a vendor
+``channels``), so ``micropay witness`` reads either file the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS channels (
+    commitment_id BLOB PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    seed BLOB NOT NULL,
+    commitment BLOB NOT NULL,
+    length INTEGER NOT NULL,
+    spent INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS chains (
+    commitment_id BLOB PRIMARY KEY,
+    buyer TEXT NOT NULL,
+    commitment BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    word BLOB NOT NULL,
+    redeemed INTEGER NOT NULL,
+    amount INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS served (
+    commitment_id BLOB NOT NULL,
+    idx INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    PRIMARY KEY (commitment_id, idx)
+) STRICT;
+CREATE TABLE IF NOT EXISTS witnessed (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS heads (
+    scope BLOB PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS contradictions (
+    id INTEGER PRIMARY KEY,
+    verdict TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    head BLOB NOT NULL,
+    at INTEGER NOT NULL,
+    signature BLOB NOT NULL,
+    topic TEXT NOT NULL,
+    envelope BLOB NOT NULL
+) STRICT;
+"""
+# ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
+# its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
+# proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).
+# ``contradictions`` keeps every statement that contradicted a head held (evidence), up
+# to MAX_CONTRADICTIONS. ``witnessed`` is the unbounded table of earlier versions, read
+# only for export.
+MAX_CONTRADICTIONS: Final = 1_000
+UPSERT_HEAD: Final = """
+INSERT INTO heads VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (scope) DO UPDATE SET
+    seq = excluded.seq, head = excluded.head, at = excluded.at,
+    signature = excluded.signature, topic = excluded.topic, envelope = excluded.envelope
+WHERE excluded.seq >= heads.seq OR excluded.at > heads.at
+"""
+INSERT_CONTRADICTION: Final = """
+INSERT INTO contradictions (verdict, seq, head, at, signature, topic, envelope)
+SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM contradictions) < ?
+"""
+HeadRow = tuple[bytes, int, bytes, int, bytes, str, bytes]
+ContradictionRow = tuple[str, int, bytes, int, bytes, str, bytes, int]

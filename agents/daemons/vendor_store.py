@@ -1,0 +1,41 @@
+"""The vendor's store: its chains and totals, on top of the store both agents share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agents.daemons.agent_store import AgentStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChain:
+    """A vendor's chain as kept in its store."""
+
+    commitment_id: bytes
+    buyer: str
+    commitment: bytes
+    index: int
+    word: bytes
+    redeemed: int
+
+
+class VendorStore(AgentStore):
+    """A vendor's store: the chains it accepted, to restore and to total."""
+
+    async def chains(self) -> list[StoredChain]:
+        """The vendor's chains."""
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT commitment_id, buyer, commitment, idx, word, redeemed FROM chains"
+            ).fetchall()
+        )
+        return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
+
+    async def totals(self) -> tuple[int, int]:
+        """(amount accepted, number of chains) for the vendor."""
+        row = await self._run(
+            lambda: self._db.execute(
+                "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM chains"
+            ).fetchone()
+        )
+        return (int(row[0]), int(row[1])) if row else (0, 0)
