@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -43,9 +42,10 @@ from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.store import EventStore
 from protocol.broker_events import PaywordsRedeemed, stream_of
 from protocol.chain import HashChain
-from protocol.credentials import issue_certificate, sign_commitment
+from protocol.credentials import sign_commitment
 from protocol.crypto import Identity
-from protocol.messages import Certificate, Commitment
+from tests.support.forgery import certificate, commitment
+from tests.support.world import seeded_identity
 
 REPO: Final = Path(__file__).resolve().parent.parent
 BROKER: Final = "broker"
@@ -98,14 +98,6 @@ QUICK = Sizes(
 # --- realistic events -----------------------------------------------------------------------
 
 
-def seeded_identity(name: str) -> Identity:
-    """Deterministic keys, so every run appends the same bytes."""
-    return Identity.from_seeds(
-        hashlib.sha256(b"sign:" + name.encode()).digest(),
-        hashlib.sha256(b"agree:" + name.encode()).digest(),
-    )
-
-
 @dataclass(slots=True)
 class OpenChain:
     """One buyer's commitment to one vendor, redeemed a few units at a time."""
@@ -133,36 +125,19 @@ class EventSource:
     def _open(self, number: int) -> OpenChain:
         buyer_name, vendor = f"buyer-{number % 500:05d}", f"vendor-{number % 50:03d}"
         buyer = seeded_identity(buyer_name)
-        certificate = issue_certificate(
-            self.broker,
-            Certificate(
-                serial=1 + number % 500,
-                subject=buyer_name,
-                role="buyer",
-                sign_key=buyer.sign_key,
-                agree_key=buyer.agree_key,
-                credit_limit=10**12,
-                currency="EUR",
-                not_before=T0_MS,
-                not_after=T0_MS + 365 * DAY_MS,
-                issuer=BROKER,
-            ),
-        )
+        certified = certificate(
+            self.broker, buyer, buyer_name, T0_MS, T0_MS + 365 * DAY_MS,
+            serial=1 + number % 500, credit_limit=10**12, issuer_id=BROKER,
+        )  # fmt: skip
         chain = HashChain(self.rng.randbytes(32), CHAIN_LENGTH)
         unit_value = 1 + number % 7
         signed, commitment_id = sign_commitment(
             buyer,
-            Commitment(
-                vendor=vendor,
-                buyer_certificate=certificate,
-                root=chain.root,
-                length=CHAIN_LENGTH,
-                unit_value=unit_value,
-                currency="EUR",
-                issued_at=T0_MS,
-                not_after=T0_MS + 30 * DAY_MS,
+            commitment(
+                vendor, certified, T0_MS, T0_MS + 30 * DAY_MS,
+                root=chain.root, length=CHAIN_LENGTH, unit_value=unit_value,
             ),
-        )
+        )  # fmt: skip
         return OpenChain(commitment_id, buyer_name, vendor, signed, unit_value, chain)
 
     def take(self, count: int) -> list[PaywordsRedeemed]:

@@ -58,9 +58,11 @@ from protocol.broker_events import (
     RedemptionRejected,
 )
 from protocol.chain import HashChain
-from protocol.credentials import issue_certificate, sign_commitment
+from protocol.credentials import sign_commitment
 from protocol.crypto import Identity
-from protocol.messages import Certificate, Commitment, Role
+from protocol.messages import Role
+from tests.support.forgery import certificate, commitment
+from tests.support.world import seeded_identity
 
 GENERATOR: Final = "micropay-bench-ledger/1"  # bump when the generated ledger changes
 BROKER: Final = "broker"
@@ -121,11 +123,8 @@ def params_from(args: argparse.Namespace) -> Params:
 
 
 def identity_of(name: str, seed: int) -> Identity:
-    """Deterministic keys, so a cached ledger and a rerun agree on the broker key."""
-    return Identity.from_seeds(
-        hashlib.sha256(f"sign:{seed}:{name}".encode()).digest(),
-        hashlib.sha256(f"agree:{seed}:{name}".encode()).digest(),
-    )
+    """Keys from ``--seed`` and the name, so a cached ledger and a rerun agree on the broker key."""
+    return seeded_identity(f"{seed}:{name}")
 
 
 class TaggedCodec(EventCodec):
@@ -258,29 +257,18 @@ class Generator:
             )
         )
         self.serial += 1
-        certificate = issue_certificate(
-            self.broker,
-            Certificate(
-                serial=self.serial,
-                subject=name,
-                role=role,
-                sign_key=identity.sign_key,
-                agree_key=identity.agree_key,
-                credit_limit=credit_limit,
-                currency="EUR",
-                not_before=at,
-                not_after=at + 365 * DAY_MS,
-                issuer=BROKER,
-            ),
-        )
+        certified = certificate(
+            self.broker, identity, name, at, at + 365 * DAY_MS,
+            serial=self.serial, role=role, credit_limit=credit_limit, issuer_id=BROKER,
+        )  # fmt: skip
         await self.emit(
             CertificateIssued(
-                at=self.tick(), account=name, serial=self.serial, certificate=certificate
+                at=self.tick(), account=name, serial=self.serial, certificate=certified
             )
         )
         self.counts.accounts += 1
         self.counts.certificates += 1
-        return Party(name, identity, certificate, credit_limit)
+        return Party(name, identity, certified, credit_limit)
 
     async def open_accounts(self, redemptions: int) -> None:
         """Vendors (each with its unit value), then buyers; a few buyers get a low limit."""
@@ -314,17 +302,11 @@ class Generator:
         at = self.tick()
         signed, commitment_id = sign_commitment(
             buyer.identity,
-            Commitment(
-                vendor=vendor.name,
-                buyer_certificate=buyer.certificate,
-                root=chain.root,
-                length=length,
-                unit_value=vendor.unit_value,
-                currency="EUR",
-                issued_at=at,
-                not_after=at + 30 * DAY_MS,
+            commitment(
+                vendor.name, buyer.certificate, at, at + 30 * DAY_MS,
+                root=chain.root, length=length, unit_value=vendor.unit_value,
             ),
-        )
+        )  # fmt: skip
         reserved = length * vendor.unit_value if self.rng.random() < 0.5 else 0
         await self.emit(
             CommitmentRegistered(

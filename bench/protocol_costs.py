@@ -32,20 +32,19 @@ from protocol import chain, credentials, crypto, topics
 from protocol.broker import BrokerCore
 from protocol.broker_events import AnyBrokerEvent
 from protocol.buyer import BuyerCore
-from protocol.crypto import TAG_COMMITMENT, Identity, MacKey
+from protocol.crypto import TAG_COMMITMENT, MacKey
 from protocol.envelope import Auth, open_body, parse, seal
 from protocol.events import (
-    CertificateReceived,
     CommitmentAccepted,
     MessageRejected,
     Outgoing,
     PaymentAccepted,
 )
-from protocol.memory import MemoryNetwork
-from protocol.messages import Certificate, Commit, Commitment, OfferItem, Payment, Redeem
+from protocol.messages import OfferItem, Payment, Redeem
 from protocol.vendor import VendorCore, VendorTerms
+from tests.support.forgery import unverifiable_commit
+from tests.support.world import SeededRandom, make_world, seeded_identity
 
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z; every message is stamped and received at T0
 BROKER = "broker"
 VENDOR = "vendor1"
 CREDIT = 10**12  # no buyer gets near its limit, so no credit events skew redemptions
@@ -154,42 +153,19 @@ def measure(group: str, name: str, trial: Trial, runs: int, note: str = "") -> R
     return summarize(group, name, samples, ops, runs, note)
 
 
-# --- an enrolled in-memory world, built here so the bench does not depend on tests/ ---------
+# --- an enrolled in-memory world (tests.support.world: seeded keys, fixed clock) -----------
 
 
-def seeded_identity(name: str) -> Identity:
-    """Deterministic keys, so every run measures the same bytes."""
-    return Identity.from_seeds(
-        hashlib.sha256(b"sign:" + name.encode()).digest(),
-        hashlib.sha256(b"agree:" + name.encode()).digest(),
-    )
+class CostWorld:
+    """One broker and one vendor, enrolled; buyers are added on demand.
 
-
-class SeededRandom:
-    """A deterministic stand-in for os.urandom."""
-
-    def __init__(self, label: str) -> None:
-        self._label = label.encode()
-        self._count = 0
-
-    def __call__(self, size: int) -> bytes:
-        self._count += 1
-        out = hashlib.sha256(self._label + self._count.to_bytes(8, "big")).digest()
-        while len(out) < size:
-            out += hashlib.sha256(out).digest()
-        return out[:size]
-
-
-class World:
-    """One broker and one vendor, enrolled; buyers are added on demand."""
+    Every message is stamped and received at the world's fixed clock (``T0``).
+    """
 
     def __init__(self) -> None:
-        self.now = T0
-        self.net = MemoryNetwork()
-        self.broker = BrokerCore(BROKER, seeded_identity(BROKER), random=SeededRandom(BROKER))
-        self.net.attach(self.broker, self.now)
-        self.broker.publish_identity(self.now)
-        self.net.pump(self.now)
+        self.world = make_world(vendors=0, buyers=0)
+        self.now = self.world.now
+        self.broker = self.world.broker
         self.terms = VendorTerms(
             unit_value=1,
             currency="EUR",
@@ -197,26 +173,11 @@ class World:
             max_jump=100,
             items=(OfferItem("article", 5),),
         )
-        token = self.net.open_account(self.broker, VENDOR, "vendor", 0, "EUR", self.now)
-        self.vendor = VendorCore(VENDOR, seeded_identity(VENDOR), self.broker.info, self.terms)
-        self.net.attach(self.vendor, self.now)
-        self.vendor.enroll(token, self.now)
-        self.net.pump(self.now)
-        if not self.vendor.certificate:
-            raise RuntimeError("vendor enrollment failed")
-        self.vendor.publish_offer(self.now)
-        self.net.pump(self.now)
+        self.vendor = self.world.enroll_vendor(VENDOR, self.terms)
 
     def enroll_buyer(self, name: str) -> BuyerCore:
         """A certified buyer that has read the vendor's offer."""
-        token = self.net.open_account(self.broker, name, "buyer", CREDIT, "EUR", self.now)
-        buyer = BuyerCore(name, seeded_identity(name), self.broker.info, random=SeededRandom(name))
-        self.net.attach(buyer, self.now)
-        buyer.enroll(token, self.now)
-        self.net.pump(self.now)
-        if not any(isinstance(e, CertificateReceived) for e in self.net.events[name]):
-            raise RuntimeError(f"{name} enrollment failed")
-        return buyer
+        return self.world.enroll_buyer(name, CREDIT)
 
     def open_channel(self, buyer: BuyerCore, length: int) -> tuple[bytes, Outgoing]:
         """A new commitment and its ``commit`` envelope, not delivered to anybody."""
@@ -262,7 +223,7 @@ def clear_verification_caches() -> None:
 
 
 def payment_envelopes(
-    world: World, buyer: BuyerCore, steps: list[int]
+    world: CostWorld, buyer: BuyerCore, steps: list[int]
 ) -> tuple[bytes, Outgoing, list[bytes]]:
     """A fresh channel's id, its commit and one payment envelope per step, in order."""
     cid, commit = world.open_channel(buyer, sum(steps))
@@ -274,7 +235,7 @@ def payment_envelopes(
     return cid, commit, payloads
 
 
-def vendor_trial(world: World, buyer: BuyerCore, steps: list[int]) -> Trial:
+def vendor_trial(world: CostWorld, buyer: BuyerCore, steps: list[int]) -> Trial:
     """Feed pre-built payments, in order, to a vendor that just accepted the commitment."""
     cid, commit, payloads = payment_envelopes(world, buyer, steps)
     topic = topics.inbox(VENDOR, buyer.account)
@@ -333,41 +294,15 @@ def rejection_trial(
     return trial
 
 
-def forged_commits(world: World, count: int) -> tuple[str, list[bytes]]:
+def forged_commits(world: CostWorld, count: int) -> tuple[str, list[bytes]]:
     """Distinct commits from one sender whose certificate a fake broker signed."""
-    mallory, fake = seeded_identity("mallory"), seeded_identity("fake-broker")
-    now_ms = int(world.now * 1000)
-    certificate = credentials.issue_certificate(
-        fake,
-        Certificate(
-            1, "mallory", "buyer", mallory.sign_key, mallory.agree_key, CREDIT, "EUR",
-            now_ms - 60_000, now_ms + 3_600_000, BROKER,
-        ),
-    )  # fmt: skip
-    topic = topics.inbox(VENDOR, "mallory")
-    payloads = []
-    for n in range(count):
-        commitment = Commitment(
-            VENDOR, certificate, bytes(32), 10, 1, "EUR", now_ms, now_ms + 600_000 + n
-        )
-        signed, cid = credentials.sign_commitment(mallory, commitment)
-        payloads.append(
-            seal(
-                topic,
-                Commit(signed),
-                auth=Auth.CHAIN,
-                sender="mallory",
-                recipient=VENDOR,
-                counter=n,
-                now=world.now,
-                key=MacKey(bytes(32)),
-                ref=cid,
-            )
-        )
-    return topic, payloads
+    commits = [
+        unverifiable_commit(world.now, n, vendor=VENDOR, credit_limit=CREDIT) for n in range(count)
+    ]
+    return commits[0][0], [payload for _, payload in commits]
 
 
-def rejection_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
+def rejection_results(world: CostWorld, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
     """What a flood costs the vendor per message, by the check that stops it."""
     count = max(sizes.fresh_commitments, 20)
     _, commit, payloads = payment_envelopes(world, buyer, [1] * count)
@@ -423,7 +358,7 @@ def rejection_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Resu
     ]
 
 
-def receipt_results(world: World, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
+def receipt_results(world: CostWorld, buyer: BuyerCore, sizes: Sizes) -> list[Result]:
     """Payments with ``data_to_send()`` every ``RECEIPT_EVERY``: the whole, and receipts alone."""
     count = sizes.payments
     cid, commit, payloads = payment_envelopes(world, buyer, [1] * count)
@@ -489,7 +424,7 @@ def refusals(events: Sequence[object]) -> list[MessageRejected]:
 
 
 def known_commitment_trial(  # noqa: PLR0913 - the world, the chain and the shape of the run
-    world: World,
+    world: CostWorld,
     history: list[AnyBrokerEvent],
     buyer: BuyerCore,
     cid: bytes,
@@ -523,7 +458,7 @@ def known_commitment_trial(  # noqa: PLR0913 - the world, the chain and the shap
 
 
 def fresh_commitment_trial(
-    world: World,
+    world: CostWorld,
     history: list[AnyBrokerEvent],
     redeems: list[tuple[BuyerCore, bytes, bytes]],
     mode: str,
@@ -627,7 +562,7 @@ def primitive_results(sample: bytes, topic: str, sizes: Sizes) -> list[Result]:
 def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     """Build the world and every envelope, then measure: vendor, broker, primitives."""
     progress("building the world and the envelopes")
-    world = World()
+    world = CostWorld()
     history: list[AnyBrokerEvent] = []  # the broker's ledger, filled once the world is built
     rng = random.Random(2026)
     mixed = [rng.randint(1, MAX_STEP) for _ in range(sizes.payments)]
@@ -644,7 +579,8 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     for k, count in ((1, sizes.redemptions_k1), (100, sizes.redemptions_k100)):
         cid, _ = world.open_channel(redeemer, 1 + k * count)
         first = world.redeem_envelope(redeemer, cid, 1)
-        if refusals(world.broker.receive(topics.inbox(BROKER, VENDOR), first, world.now)):
+        inbox = topics.inbox(BROKER, VENDOR)  # recorded: the ledger history holds it
+        if refusals(world.world.net.inject(BROKER, inbox, first, world.now)):
             raise RuntimeError("broker refused the first redemption")
         known.append((k, known_commitment_trial(world, history, redeemer, cid, k, count)))
 
@@ -659,7 +595,7 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Result]:
     same_buyer = first_redeems([repeat_buyer] * sizes.fresh_commitments)
     known_buyer = fresh_commitment_trial(world, history, same_buyer, "known-buyer")
     cached = fresh_commitment_trial(world, history, same_buyer, "cached")
-    history.extend(world.net.ledger_events(BROKER))
+    history.extend(world.world.net.ledger_events(BROKER))
 
     runs = sizes.runs
     results: list[Result] = []

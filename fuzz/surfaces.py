@@ -27,10 +27,8 @@ from protocol.crypto import (
     TAG_CERTIFICATE,
     TAG_COMMITMENT,
     TAG_ENROLL_PROOF,
-    TAG_ENVELOPE,
     Identity,
     MacKey,
-    chain_key,
 )
 from protocol.endpoint import Endpoint
 from protocol.envelope import BROADCAST, PROTOCOL_VERSION, Auth, Header
@@ -58,7 +56,8 @@ from protocol.messages import (
     Wire,
 )
 from protocol.vendor import VendorCore
-from tests.world import SeededRandom, World, default_terms, make_world, seeded_identity
+from tests.support.forgery import MALLORY, chain_mac_key, seal_header
+from tests.support.world import SeededRandom, World, default_terms, make_world, seeded_identity
 
 LEDGERED_REFUSALS = (MessageRejected, RedemptionRejected, RegistrationRefused)
 
@@ -164,12 +163,6 @@ def nested(depth: int, opener: bytes = b"\x91") -> bytes:
 def encode(value: object) -> bytes:
     """MessagePack of any value, including ``msgspec.Raw`` fragments and wrong-typed fields."""
     return msgspec.msgpack.encode(value)
-
-
-def topic_prefix(topic: str) -> bytes:
-    """What the MAC and signature put before the envelope (``docs/PROTOCOL.md``)."""
-    raw = topic.encode()
-    return len(raw).to_bytes(2, "big") + raw
 
 
 def cache_sizes() -> str:
@@ -304,7 +297,7 @@ class Rig:
         world.net.record = False
         world.net.log.clear()
         self._captured = frozenset(payload for _, _, payload in self.log)
-        self.outsider = seeded_identity("mallory")
+        self.outsider = seeded_identity(MALLORY)
         self.pool = tuple(
             HashChain(hashlib.sha256(b"fuzz pool %d" % n).digest(), 64) for n in range(3)
         )
@@ -667,14 +660,10 @@ class Rig:
             position = pick(src, (0, 1, 2, 3))
             fields[position] = pick(src, ((0, 2, -1), ("x" * 17,), ("Bad Name", "buyer9"),
                                           ("someone", "", "y" * 65))[position])  # fmt: skip
-        signed_part = bytes([stream.auth]) + encode(Header(*fields))  # type: ignore[arg-type]
-        prefix = topic_prefix(stream.topic)
-        if stream.signer is not None:
-            payload = signed_part + stream.signer.sign(TAG_ENVELOPE, prefix + signed_part)
-        elif key is not None:
-            payload = signed_part + key.tag(prefix, signed_part)
-        else:
+        if stream.signer is None and key is None:
             raise InvariantError(f"stream {stream.name} has neither key nor signer")
+        header = Header(*fields)  # type: ignore[arg-type]
+        payload = seal_header(stream.topic, stream.auth, header, key=key, signer=stream.signer)
         topic = stream.topic
         if flags & 16:
             others = [t for _, t in self.raw_targets if t != stream.topic]
@@ -692,10 +681,8 @@ class Rig:
             return bytes(32), MacKey(bytes(32))
         cid = credentials.commitment_id(signed.body)
         vendor = self.world.vendors[stream.recipient]
-        key = chain_key(
-            self.buyer.identity, vendor.identity.agree_key, "buyer1", vendor.account, cid
-        )
-        return cid, MacKey(key)
+        agree_key = vendor.identity.agree_key
+        return cid, chain_mac_key(self.buyer.identity, "buyer1", vendor.account, agree_key, cid)
 
     # --- seeds for a coverage-guided fuzzer ------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.world import World, make_world
+from tests.support.world import World, make_world
 
 
 @pytest.fixture

@@ -22,15 +22,16 @@ from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.vendor_agent import VendorAgent
 from protocol import topics
 from protocol.buyer import BuyerCore
-from protocol.codec import encode
 from protocol.credentials import sign_commitment
-from protocol.crypto import MacKey, chain_key
-from protocol.envelope import PROTOCOL_VERSION, Auth, Header
+from protocol.crypto import Identity, MacKey
+from protocol.endpoint import Endpoint
+from protocol.envelope import Auth
 from protocol.events import Outgoing
-from protocol.messages import Commit, Commitment, Redeem
+from protocol.messages import Commit, Commitment, Payment, Redeem
 from protocol.vendor import VendorCore, VendorTerms
 from tests.agents.conftest import Broker
 from tests.agents.harness import Harness, wait_until
+from tests.support.forgery import chain_mac_key
 
 
 @dataclass
@@ -257,40 +258,10 @@ async def harness(tmp_path: Path, mosquitto: Broker) -> AsyncIterator[AttackHarn
         await attack.stop()
 
 
-def seal_raw(  # noqa: PLR0913 - one argument per envelope field
-    topic: str,
-    type_name: str,
-    body: bytes,
-    *,
-    sender: str,
-    recipient: str,
-    key: MacKey,
-    now: float,
-    auth: Auth = Auth.CHAIN,
-    ref: bytes = b"",
-    counter: int | None = None,
-) -> bytes:
-    """An envelope with a correct MAC around arbitrary body bytes (what a key holder can send)."""
-    header = Header(
-        PROTOCOL_VERSION,
-        type_name,
-        sender,
-        recipient,
-        ref,
-        int(now * 1_000_000) if counter is None else counter,
-        int(now * 1000),
-        b"",
-        body,
-    )
-    signed_part = bytes([auth]) + encode(header)
-    raw_topic = topic.encode()
-    return signed_part + key.tag(len(raw_topic).to_bytes(2, "big") + raw_topic, signed_part)
-
-
 def vendor_key(core: BuyerCore, vendor: str, cid: bytes) -> MacKey:
     """The chain MAC key a buyer shares with ``vendor`` for commitment ``cid``."""
     agree_key = core.offers[vendor].certificate.agree_key
-    return MacKey(chain_key(core.identity, agree_key, core.account, vendor, cid))
+    return chain_mac_key(core.identity, core.account, vendor, agree_key, cid)
 
 
 def send_commitment(core: BuyerCore, vendor: str, commitment: Commitment, now: float) -> bytes:
@@ -299,6 +270,27 @@ def send_commitment(core: BuyerCore, vendor: str, commitment: Commitment, now: f
     core.send(
         vendor, Commit(signed), now, auth=Auth.CHAIN, key=vendor_key(core, vendor, cid), ref=cid
     )
+    return cid
+
+
+async def commit_as(  # noqa: PLR0913 - who signs, who sends, what, to whom
+    attacker: Rogue,
+    signer: Identity,
+    sender: Endpoint,
+    vendor_agree_key: bytes,
+    commitment: Commitment,
+    now: float,
+) -> bytes:
+    """Sign ``commitment`` with ``signer``; ``sender`` seals and the attacker publishes it."""
+    signed, cid = sign_commitment(signer, commitment)
+    vendor = commitment.vendor
+    key = chain_mac_key(sender.identity, sender.account, vendor, vendor_agree_key, cid)
+    sender.send(vendor, Commit(signed), now, auth=Auth.CHAIN, key=key, ref=cid)
+    sender.send(
+        vendor, Payment(cid, 1, bytes(32)), now, auth=Auth.CHAIN, key=key, ref=cid
+    )  # and a payment on it
+    for message in sender.data_to_send():
+        await attacker.publish(message.topic, message.payload)
     return cid
 
 

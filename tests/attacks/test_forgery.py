@@ -9,70 +9,23 @@ import pytest
 
 from agents.daemons.operator_client import operator_request
 from agents.daemons.operator_protocol import Revoke, Revoked
-from protocol.credentials import issue_certificate, sign_commitment
-from protocol.crypto import Identity, MacKey, chain_key
+from protocol.crypto import Identity
 from protocol.endpoint import Endpoint
-from protocol.envelope import Auth
-from protocol.messages import Certificate, Commit, Commitment, Payment
+from protocol.messages import Commitment
 from protocol.vendor import VendorTerms
 from tests.agents.harness import wait_until
 from tests.attacks.rogue import (
     AttackHarness,
-    Rogue,
     buyer_core,
+    commit_as,
     offered,
     rogue,
     send_commitment,
     wallet_core,
 )
+from tests.support.forgery import certificate, commitment, ms
 
 DAY = 86_400.0
-
-
-def certificate_for(
-    issuer: Identity, holder: Identity, subject: str, not_before: float, not_after: float
-) -> bytes:
-    """A buyer certificate with the given validity, signed by ``issuer``."""
-    body = Certificate(
-        serial=9_999,
-        subject=subject,
-        role="buyer",
-        sign_key=holder.sign_key,
-        agree_key=holder.agree_key,
-        credit_limit=10**9,
-        currency="EUR",
-        not_before=int(not_before * 1000),
-        not_after=int(not_after * 1000),
-        issuer="broker",
-    )
-    return issue_certificate(issuer, body)
-
-
-async def commit_as(  # noqa: PLR0913 - who signs, who sends, what, to whom
-    attacker: Rogue,
-    signer: Identity,
-    sender: Endpoint,
-    vendor_agree_key: bytes,
-    commitment: Commitment,
-    now: float,
-) -> bytes:
-    """Sign ``commitment`` with ``signer``; ``sender`` seals and the attacker publishes it."""
-    signed, cid = sign_commitment(signer, commitment)
-    key = MacKey(chain_key(sender.identity, vendor_agree_key, sender.account, "vendor1", cid))
-    sender.send("vendor1", Commit(signed), now, auth=Auth.CHAIN, key=key, ref=cid)
-    sender.send(
-        "vendor1", Payment(cid, 1, bytes(32)), now, auth=Auth.CHAIN, key=key, ref=cid
-    )  # and a payment on it
-    for message in sender.data_to_send():
-        await attacker.publish(message.topic, message.payload)
-    return cid
-
-
-def commitment(certificate: bytes, issued_at: float, not_after: float) -> Commitment:
-    return Commitment(
-        "vendor1", certificate, bytes(32), 100, 1, "EUR", int(issued_at * 1000),
-        int(not_after * 1000),
-    )  # fmt: skip
 
 
 @pytest.mark.asyncio
@@ -81,12 +34,12 @@ async def test_forged_certificate_is_refused(harness: AttackHarness) -> None:
     mallory = Identity.generate()
     fake_broker = Identity.generate()  # signs as "broker", but with the wrong key
     now = time.time()
-    forged = certificate_for(fake_broker, mallory, "mallory", now - DAY, now + DAY)
+    forged = certificate(fake_broker, mallory, "mallory", ms(now - DAY), ms(now + DAY))
     agree = vendor1.core.identity.agree_key
     async with rogue(harness.mosquitto, "mallory") as attacker:
         await commit_as(
             attacker, mallory, Endpoint("mallory", mallory), agree,
-            commitment(forged, now, now + 3600), now,
+            commitment("vendor1", forged, ms(now), ms(now + 3600)), now,
         )  # fmt: skip
         await wait_until(lambda: vendor1.loop.rejected == 2)
     assert vendor1.loop.rejections == {"certificate": 1, "auth": 1}
@@ -106,7 +59,7 @@ async def test_commitment_not_signed_by_the_certified_buyer_is_refused(
     async with rogue(harness.mosquitto, "mallory") as attacker:
         await commit_as(
             attacker, mallory, Endpoint("mallory", mallory), agree,
-            commitment(victim.certificate, now, now + 3600), now,
+            commitment("vendor1", victim.certificate, ms(now), ms(now + 3600)), now,
         )  # fmt: skip
         await wait_until(lambda: vendor1.loop.rejected == 2)
     assert vendor1.loop.rejections == {"commitment": 1, "auth": 1}
@@ -124,17 +77,18 @@ async def test_expired_certificate_and_backdated_commitments_are_refused(
     holder = Identity.generate()
     now = time.time()
     # A genuine certificate that expired yesterday, still in the holder's hands.
-    expired = certificate_for(broker_identity, holder, "buyer2", now - 3 * DAY, now - DAY)
+    expired = certificate(broker_identity, holder, "buyer2", ms(now - 3 * DAY), ms(now - DAY))
     agree = vendor1.core.identity.agree_key
     sender = Endpoint("buyer2", holder)
     async with rogue(harness.mosquitto, "buyer2") as attacker:
         # issued today: the certificate was not valid then
-        await commit_as(attacker, holder, sender, agree, commitment(expired, now, now + 60), now)
+        today = commitment("vendor1", expired, ms(now), ms(now + 60))
+        await commit_as(attacker, holder, sender, agree, today, now)
         # backdated into the certificate's life, and so already expired itself
-        backdated = commitment(expired, now - 2 * DAY, now - DAY)
+        backdated = commitment("vendor1", expired, ms(now - 2 * DAY), ms(now - DAY))
         await commit_as(attacker, holder, sender, agree, backdated, now)
         # backdated, but claiming to live on past its certificate
-        outliving = commitment(expired, now - 2 * DAY, now + DAY)
+        outliving = commitment("vendor1", expired, ms(now - 2 * DAY), ms(now + DAY))
         await commit_as(attacker, holder, sender, agree, outliving, now)
         await wait_until(lambda: vendor1.loop.rejected == 6)
     assert vendor1.loop.rejections == {"certificate": 1, "commitment": 2, "auth": 3}

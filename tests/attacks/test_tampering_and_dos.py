@@ -17,12 +17,12 @@ from tests.agents.harness import wait_until
 from tests.attacks.rogue import (
     AttackHarness,
     buyer_core,
+    commit_as,
     offered,
     pay_through,
     rogue,
-    seal_raw,
 )
-from tests.attacks.test_forgery import certificate_for, commit_as, commitment
+from tests.support.forgery import certificate, commitment, ms, seal_raw
 
 
 @pytest.mark.asyncio
@@ -149,14 +149,14 @@ async def test_flood_of_commitments_with_bad_signatures_is_throttled(
     mallory = Identity.generate()
     fake_broker = Identity.generate()
     now = time.time()
-    forged = certificate_for(fake_broker, mallory, "mallory", now - 60, now + 3600)
+    forged = certificate(fake_broker, mallory, "mallory", ms(now - 60), ms(now + 3600))
     agree = vendor1.core.identity.agree_key
     sender = Endpoint("mallory", mallory)
     async with rogue(harness.mosquitto, "mallory") as attacker:
         for offset in range(budget + 20):
             # every commitment is new bytes, so no verification result can be cached
-            await commit_as(attacker, mallory, sender, agree,
-                            commitment(forged, now, now + 600 + offset), now)  # fmt: skip
+            body = commitment("vendor1", forged, ms(now), ms(now + 600 + offset))
+            await commit_as(attacker, mallory, sender, agree, body, now)
         await wait_until(lambda: vendor1.loop.rejected == 2 * (budget + 20))
     # Each commit costs Ed25519 work until the sender's budget is spent; then it is
     # refused before any signature check (its payments fail as unknown chains).

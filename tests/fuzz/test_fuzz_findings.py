@@ -9,7 +9,7 @@ from protocol.envelope import Auth
 from protocol.errors import RedemptionError
 from protocol.events import BalanceReceived, MessageRejected
 from protocol.messages import Commitment, Redeem
-from tests.world import World, events_of, make_world
+from tests.support.world import World, events_of, make_world
 
 COUNT_MAX = 2**63 - 1
 

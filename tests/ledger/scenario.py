@@ -9,7 +9,7 @@ from pathlib import Path
 from broker_ledger.billing import PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore
-from tests.world import World, make_world, seeded_identity
+from tests.support.world import World, make_world, seeded_identity
 
 
 @dataclass

@@ -15,7 +15,7 @@ from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.store import EventStore
 from protocol.broker_events import PaywordsRedeemed
 from tests.ledger.scenario import LedgerRun, build_ledger
-from tests.world import seeded_identity
+from tests.support.world import seeded_identity
 
 BROKER_KEY = seeded_identity("broker").sign_key
 

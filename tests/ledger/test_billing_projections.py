@@ -18,7 +18,7 @@ from broker_ledger.store import EventStore
 from protocol.broker import BrokerCore
 from protocol.broker_events import AccountOpened, AnyBrokerEvent, InvoiceIssued, StatementIssued
 from tests.ledger.scenario import build_ledger, persist
-from tests.world import make_world, seeded_identity
+from tests.support.world import make_world, seeded_identity
 
 
 async def decoded(store: EventStore) -> list[tuple[int, AnyBrokerEvent]]:

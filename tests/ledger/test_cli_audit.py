@@ -12,7 +12,7 @@ import pytest
 
 from agents.cli.main import main
 from tests.ledger.scenario import LedgerRun, build_ledger
-from tests.world import seeded_identity
+from tests.support.world import seeded_identity
 
 
 @pytest.fixture(scope="module")

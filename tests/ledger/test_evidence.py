@@ -36,7 +36,7 @@ from protocol.broker_events import PaywordsRedeemed, RedemptionRejected
 from protocol.crypto import Identity
 from protocol.endpoint import BrokerInfo
 from tests.ledger.scenario import LedgerRun, build_ledger, persist
-from tests.world import seeded_identity
+from tests.support.world import seeded_identity
 
 BROKER = seeded_identity("broker")
 BROKER_KEY = BROKER.sign_key

@@ -15,7 +15,7 @@ from protocol.broker_events import AnyBrokerEvent, ReservationReleased
 from protocol.events import PeerError, ReceiptReceived
 from protocol.vendor import VendorTerms
 from tests.ledger.scenario import persist, project
-from tests.world import events_of, make_world, seeded_identity
+from tests.support.world import events_of, make_world, seeded_identity
 
 
 @pytest.mark.asyncio

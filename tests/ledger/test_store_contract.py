@@ -20,7 +20,7 @@ from broker_ledger.store import (
 from protocol.broker_events import AccountOpened, SettlementRecorded
 from protocol.ledger_heads import verify_head
 from tests.ledger.helpers import opened, settled
-from tests.world import seeded_identity
+from tests.support.world import seeded_identity
 
 
 class EventStoreContract:

@@ -1,4 +1,8 @@
-"""Builds a small in-memory world: one broker, vendors, buyers, enrolled and ready."""
+"""Seeded identities and a small in-memory world: one broker, vendors, buyers, enrolled.
+
+Everything is derived from names and a fixed clock, so tests, benchmarks and fuzzers that
+build the same world get the same bytes every run.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from protocol.broker import BrokerCore
+from protocol.broker import BrokerCore, BrokerPolicy
 from protocol.buyer import BuyerCore
 from protocol.crypto import Identity
 from protocol.events import CertificateReceived
@@ -86,8 +90,13 @@ def default_terms() -> VendorTerms:
     )
 
 
-def make_world(vendors: int = 1, buyers: int = 1, *, record: bool = False) -> World:
-    broker = BrokerCore("broker", seeded_identity("broker"), random=SeededRandom("broker"))
+def make_world(
+    vendors: int = 1, buyers: int = 1, *, record: bool = False, policy: BrokerPolicy | None = None
+) -> World:
+    """A broker with its identity published, then ``vendor1``.. and ``buyer1``.. enrolled."""
+    broker = BrokerCore(
+        "broker", seeded_identity("broker"), policy=policy, random=SeededRandom("broker")
+    )
     net = MemoryNetwork(record=record)
     world = World(net, broker)
     net.attach(broker, world.now)

@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 # The reference side only: the buyer below never touches these.
 from protocol.broker import BrokerCore
-from protocol.crypto import Identity
 from protocol.events import (
     CommitmentAccepted,
     MessageRejected,
@@ -38,6 +37,7 @@ from protocol.events import (
 )
 from protocol.messages import OfferItem
 from protocol.vendor import VendorCore, VendorTerms
+from tests.support.world import SeededRandom, seeded_identity
 
 # --- the spec buyer: constants of docs/PROTOCOL.md sections 3, 7, 10 -----------------------
 
@@ -612,25 +612,6 @@ TERMS = VendorTerms(
 Message = tuple[str, bytes]
 
 
-def seeded(label: str) -> Identity:
-    return Identity.from_seeds(
-        hashlib.sha256(b"sign:" + label.encode()).digest(),
-        hashlib.sha256(b"agree:" + label.encode()).digest(),
-    )
-
-
-class Seeded:
-    """Deterministic stand-in for os.urandom."""
-
-    def __init__(self, label: bytes) -> None:
-        self._label = label
-        self._count = 0
-
-    def __call__(self, size: int) -> bytes:
-        self._count += 1
-        return hashlib.sha256(self._label + self._count.to_bytes(8, "big")).digest()[:size]
-
-
 @dataclass
 class Reference:
     """The real broker and vendor, wired by topic; messages for the buyer are collected."""
@@ -673,8 +654,8 @@ class Reference:
 
 
 def make_reference() -> Reference:
-    broker = BrokerCore(BROKER, seeded(BROKER), random=Seeded(b"broker"))
-    vendor = VendorCore(VENDOR, seeded(VENDOR), broker.info, TERMS)
+    broker = BrokerCore(BROKER, seeded_identity(BROKER), random=SeededRandom(BROKER))
+    vendor = VendorCore(VENDOR, seeded_identity(VENDOR), broker.info, TERMS)
     ref = Reference(broker, vendor)
     broker.publish_identity(T0)
     ref.pump(T0)
@@ -883,7 +864,7 @@ def test_spec_buyer_commitment_outside_the_terms_is_refused() -> None:
 
 def load_vector(name: str) -> dict[str, object]:
     data: dict[str, object] = json.loads(
-        (Path(__file__).parent / "vectors" / f"{name}.json").read_text()
+        (Path(__file__).parent.parent / "vectors" / f"{name}.json").read_text()
     )
     return data
 

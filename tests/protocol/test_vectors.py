@@ -18,7 +18,7 @@ from protocol.envelope import open_body, parse, verify_mac
 from protocol.messages import Payment
 from tests.vectors.generate import build
 
-VECTORS = Path(__file__).parent / "vectors"
+VECTORS = Path(__file__).parent.parent / "vectors"
 
 
 def load(name: str) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from protocol.envelope import Auth
 from protocol.errors import MicropayError
 from protocol.events import MessageRejected, PaymentAccepted, ReceiptReceived
 from protocol.messages import MESSAGE_TYPES, Redeem
-from tests.world import World, events_of, make_world
+from tests.support.world import World, events_of, make_world
 
 SETTINGS = settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

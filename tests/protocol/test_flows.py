@@ -18,7 +18,7 @@ from protocol.events import (
 )
 from protocol.messages import Redeem
 from protocol.vendor import VendorCore, VendorTerms
-from tests.world import World, default_terms, events_of, make_world, seeded_identity
+from tests.support.world import World, default_terms, events_of, make_world, seeded_identity
 
 
 def test_thousand_paywords_in_mixed_steps_are_credited_exactly(world: World) -> None:
