@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Final, Protocol, TypeVar, get_args
+from typing import Any, Final, Protocol, TypeVar, get_args
 
 import msgspec
 
@@ -301,7 +301,7 @@ class Rig:
         self.pool = tuple(
             HashChain(hashlib.sha256(b"fuzz pool %d" % n).digest(), 64) for n in range(3)
         )
-        self.endpoints: dict[str, Endpoint] = {
+        self.endpoints: dict[str, Endpoint[Any]] = {
             "broker": self.broker,
             "buyer1": buyer,
             "vendor1": self.vendor1,

@@ -50,8 +50,6 @@ from protocol.envelope import (
     Auth,
     Parsed,
     open_body,
-    parse,
-    verify_mac,
     verify_signed,
 )
 from protocol.errors import (
@@ -149,7 +147,7 @@ class _Totals:
     amounts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
 
 
-class BrokerCore(Endpoint):
+class BrokerCore(Endpoint[BrokerCoreEvent]):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -323,26 +321,13 @@ class BrokerCore(Endpoint):
         """Its inbox, and its own retained ledger head (what it vouched for before a restart)."""
         return [*super().subscriptions(), topics.public(self.account, "ledger-head")]
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[BrokerCoreEvent]:
-        """Handle one MQTT message; never raises for anything the peer did.
+    def on_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BrokerCoreEvent]:
+        """Its own retained ledger head, read back (the only broadcast it subscribes to)."""
+        return [self._own_head(topic, parsed)]
 
-        Returns what it decided (ledger events, a refusal among them) for the shell to
-        persist before it publishes the replies.
-        """
-        sender = ""
-        try:
-            parsed = parse(payload, self.max_message_size)
-            sender = parsed.header.sender
-            self.check_addressing(topic, parsed)
-            if parsed.auth is Auth.SIGNED:
-                return [self._own_head(topic, parsed)]
-            key = self._key_for(parsed)
-            verify_mac(parsed, topic, key)
-            self.replay_guard.check(parsed, now)
-            self._dispatch(parsed, key, now)
-        except RemoteProtocolError as error:
-            return [*self._take_decided(), MessageRejected(topic, sender, error)]
-        return [*self._take_decided()]
+    def on_rejected(self, rejected: MessageRejected) -> list[BrokerCoreEvent]:
+        """A refusal the broker recorded (the ledger's evidence) goes with the rejection."""
+        return [*self._take_decided(), rejected]
 
     def _own_head(self, topic: str, parsed: Parsed) -> PublishedHeadSeen:
         """Only its own ledger head arrives signed (the subscription reads nothing else)."""
@@ -356,7 +341,8 @@ class BrokerCore(Endpoint):
             raise UnexpectedMessageError("a signed broadcast that is not a ledger head")
         return PublishedHeadSeen(body.seq, body.head, body.at)
 
-    def _key_for(self, parsed: Parsed) -> MacKey:
+    def message_key(self, parsed: Parsed) -> MacKey:
+        """The enrollment token's key, or the pairwise key of a certified account."""
         account = self.accounts.get(parsed.header.sender)
         if account is None:
             raise AuthenticationError
@@ -367,8 +353,10 @@ class BrokerCore(Endpoint):
             return self.pair_key_with(account.name, account.agree_key)
         raise AuthenticationError
 
-    def _dispatch(self, parsed: Parsed, key: MacKey, now: float) -> None:
-        body = open_body(parsed)
+    def on_message(
+        self, parsed: Parsed, body: Body, key: MacKey, now: float
+    ) -> list[BrokerCoreEvent]:
+        """Enrollment, redemption, registration and queries; refusals are answered."""
         try:
             match parsed.auth, body:
                 case Auth.TOKEN, EnrollRequest():
@@ -386,6 +374,7 @@ class BrokerCore(Endpoint):
         except RemoteProtocolError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
+        return [*self._take_decided()]
 
     # --- enrollment ----------------------------------------------------------------------------
 

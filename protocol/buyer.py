@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from protocol import topics
 from protocol.chain import HashChain
-from protocol.codec import decode_body, decode_signed
+from protocol.codec import decode_as, decode_signed
 from protocol.credentials import (
     commitment_id,
     sign_commitment,
@@ -26,15 +26,11 @@ from protocol.envelope import (
     DEFAULT_MAX_SKEW,
     Auth,
     Parsed,
-    open_body,
-    parse,
-    verify_mac,
     verify_signed,
 )
 from protocol.errors import (
     AuthenticationError,
     LocalProtocolError,
-    RemoteProtocolError,
     UnexpectedMessageError,
 )
 from protocol.events import (
@@ -42,7 +38,6 @@ from protocol.events import (
     BuyerEvent,
     ChannelOpened,
     InvoiceReceived,
-    MessageRejected,
     OfferReceived,
     PaywordSpent,
     PeerError,
@@ -52,6 +47,7 @@ from protocol.events import (
 from protocol.messages import (
     Balance,
     BalanceQuery,
+    Body,
     Certificate,
     Commit,
     Commitment,
@@ -98,7 +94,7 @@ class _VendorOffer:
     timestamp: int
 
 
-class BuyerCore(AgentEndpoint):
+class BuyerCore(AgentEndpoint[BuyerEvent]):
     """Bytes in, buyer events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     role = "buyer"
@@ -263,32 +259,31 @@ class BuyerCore(AgentEndpoint):
 
     # --- the network ---------------------------------------------------------------------------
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[BuyerEvent]:
-        """Handle one MQTT message; never raises for anything the peer did."""
-        sender = ""
-        try:
-            parsed = parse(payload, self.max_message_size)
-            sender = parsed.header.sender
-            self.check_addressing(topic, parsed)
-            match parsed.auth:
-                case Auth.SIGNED:
-                    return self._broadcast(topic, parsed, now)
-                case Auth.CHAIN:
-                    return self._from_vendor(topic, parsed, now)
-                case _:
-                    return self._from_broker(topic, parsed, now)
-        except RemoteProtocolError as error:
-            return [MessageRejected(topic, sender, error)]
+    def message_key(self, parsed: Parsed) -> MacKey | None:
+        """A vendor's chain stream has its channel's key; the broker, its own."""
+        if parsed.auth is not Auth.CHAIN:
+            return self.broker_message_key(parsed)
+        channel = self.channels.get(parsed.header.ref)
+        if channel is None or channel.vendor != parsed.header.sender:
+            raise AuthenticationError
+        return channel.key
 
-    def _broadcast(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
+    def on_message(self, parsed: Parsed, body: Body, _key: MacKey, now: float) -> list[BuyerEvent]:
+        """Receipts and refusals from vendors; enrollment and answers from the broker."""
+        if parsed.auth is Auth.CHAIN:
+            return self._from_vendor(parsed, body)
+        return self._from_broker(parsed, body, now)
+
+    def on_broker_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BuyerEvent]:
+        """Revocation lists and ledger heads."""
+        return list(self.broker_broadcast(topic, parsed))
+
+    def on_offer(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
+        """A vendor's offer, signed by the key of the certificate it carries."""
         header = parsed.header
-        if header.sender == self.broker.id:
-            verify_signed(parsed, topic, self.broker.sign_key)
-            return list(self.broker_broadcast(topic, parsed))
         if header.type != "offer":
             raise UnexpectedMessageError(f"buyer does not read {header.type!r} broadcasts")
-        offer = decode_body(header.type, header.body)
-        assert isinstance(offer, Offer)  # noqa: S101 - decode_body returns the named type
+        offer = decode_as(Offer, header.body)
         broker = self.broker
         certificate = verify_certificate(
             offer.certificate, broker.sign_key, broker.id, now, "vendor", self.revoked
@@ -304,13 +299,8 @@ class BuyerCore(AgentEndpoint):
         self.offers[header.sender] = _VendorOffer(offer, certificate, header.timestamp)
         return [OfferReceived(header.sender, offer)]
 
-    def _from_vendor(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
-        channel = self.channels.get(parsed.header.ref)
-        if channel is None or channel.vendor != parsed.header.sender:
-            raise AuthenticationError
-        verify_mac(parsed, topic, channel.key)
-        self.replay_guard.check(parsed, now)
-        body = open_body(parsed)
+    def _from_vendor(self, parsed: Parsed, body: Body) -> list[BuyerEvent]:
+        channel = self.channels[parsed.header.ref]
         match body:
             case Receipt() if body.commitment_id == channel.id:
                 if body.index <= channel.acknowledged:
@@ -352,12 +342,7 @@ class BuyerCore(AgentEndpoint):
             PaywordSpent(channel.id, index),
         ]
 
-    def _from_broker(self, topic: str, parsed: Parsed, now: float) -> list[BuyerEvent]:
-        key = self.broker_message_key(parsed)
-        verify_mac(parsed, topic, key)
-        self.replay_guard.check(parsed, now)
-        self.check_token_use(parsed)
-        body = open_body(parsed)
+    def _from_broker(self, parsed: Parsed, body: Body, now: float) -> list[BuyerEvent]:
         match body:
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]

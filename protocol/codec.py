@@ -6,7 +6,7 @@ asked for or raise ``MalformedMessageError``. Nothing else escapes.
 
 from __future__ import annotations
 
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -14,6 +14,7 @@ from protocol.errors import MalformedMessageError
 from protocol.messages import MESSAGE_TYPES, TYPE_NAMES, Body, Certificate, Commitment, Signed
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Body)
 
 _encoder: Final = msgspec.msgpack.Encoder()
 _signed_decoder: Final = msgspec.msgpack.Decoder(Signed)
@@ -21,6 +22,10 @@ _certificate_decoder: Final = msgspec.msgpack.Decoder(Certificate)
 _commitment_decoder: Final = msgspec.msgpack.Decoder(Commitment)
 _body_decoders: Final[dict[str, msgspec.msgpack.Decoder[Body]]] = {
     name: msgspec.msgpack.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
+}
+# Any: each decoder decodes exactly its key's class, which ``decode_as`` types for its caller.
+_decoders_by_class: Final[dict[type, tuple[str, msgspec.msgpack.Decoder[Any]]]] = {
+    MESSAGE_TYPES[name]: (name, decoder) for name, decoder in _body_decoders.items()
 }
 
 
@@ -48,6 +53,13 @@ def decode_body(message_type: str, data: bytes) -> Body:
     if decoder is None:
         raise MalformedMessageError(f"unknown message type {message_type!r}")
     return _decode(decoder, data, message_type)
+
+
+def decode_as(cls: type[B], data: bytes) -> B:
+    """Decode a body the caller already knows the type of (an offer, a first commit)."""
+    name, decoder = _decoders_by_class[cls]
+    typed: msgspec.msgpack.Decoder[B] = decoder
+    return _decode(typed, data, name)
 
 
 def decode_signed(data: bytes) -> Signed:

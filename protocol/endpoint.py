@@ -1,13 +1,19 @@
-"""Machinery every role shares: the outbox, counters, replay guard and key caches.
+"""Machinery every role shares: the receive pipeline, the outbox, counters and key caches.
 
 The role modules (``buyer``, ``vendor``, ``broker``) hold all the transition rules; this
-module only moves bytes in and out in the checked order.
+module only moves bytes in and out in the checked order. ``Endpoint.receive`` is that
+order, written once: size, header, addressing, key, MAC, skew and replay, authorisation,
+typed decode. A role supplies how it picks a key (``message_key``) and what it does with
+a decoded body (``on_message``), plus its documented exceptions as named hooks: signed
+broadcasts (``on_broadcast``, where a vendor's ``offer`` carries its own signer), and the
+first ``commit`` of a chain, whose MAC key comes from its own body (``on_first_commit``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeAlias, TypeVar
 
 from protocol import topics
 from protocol.credentials import enroll_proof_data, verify_certificate
@@ -21,14 +27,23 @@ from protocol.envelope import (
     Parsed,
     ReplayGuard,
     open_body,
+    parse,
     seal,
+    verify_mac,
+    verify_signed,
 )
-from protocol.errors import AuthenticationError, CertificateError, UnexpectedMessageError
+from protocol.errors import (
+    AuthenticationError,
+    CertificateError,
+    RemoteProtocolError,
+    UnexpectedMessageError,
+)
 from protocol.events import (
     CertificateReceived,
     HeadReceived,
     HeldReply,
     LedgerHeadWitnessed,
+    MessageRejected,
     Outgoing,
     RevocationsUpdated,
 )
@@ -45,6 +60,10 @@ from protocol.messages import (
     SignedHead,
 )
 
+E = TypeVar("E")
+Outcome: TypeAlias = list[E | MessageRejected]
+"""What one call into a core returns: its events (every role's union has ``MessageRejected``)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerInfo:
@@ -55,8 +74,8 @@ class BrokerInfo:
     agree_key: bytes
 
 
-class Endpoint:
-    """An agent's sending side and its receive-side bookkeeping."""
+class Endpoint(Generic[E]):
+    """An agent's receive pipeline, its sending side and its bookkeeping; ``E`` its events."""
 
     def __init__(
         self,
@@ -78,6 +97,53 @@ class Endpoint:
     def subscriptions(self) -> list[str]:
         """The MQTT topic filters this endpoint reads: its own inbox."""
         return [topics.inbox_filter(self.account)]
+
+    # --- the receive pipeline --------------------------------------------------------------
+
+    def receive(self, topic: str, payload: bytes, now: float) -> Outcome[E]:
+        """Handle one MQTT message; never raises for anything the peer did."""
+        sender = ""
+        try:
+            parsed = parse(payload, self.max_message_size)
+            sender = parsed.header.sender
+            self.check_addressing(topic, parsed)
+            if parsed.auth is Auth.SIGNED:
+                return self.on_broadcast(topic, parsed, now)
+            key = self.message_key(parsed)
+            if key is None:
+                return self.on_first_commit(topic, parsed, now)
+            verify_mac(parsed, topic, key)
+            self.replay_guard.check(parsed, now)
+            self.check_use(parsed)
+            return self.on_message(parsed, open_body(parsed), key, now)
+        except RemoteProtocolError as error:
+            return self.on_rejected(MessageRejected(topic, sender, error))
+
+    def message_key(self, parsed: Parsed) -> MacKey | None:
+        """The MAC key of an inbox message (``None``: it comes from the body, see below).
+
+        Raises ``AuthenticationError`` when no key fits the sender and stream.
+        """
+        raise AuthenticationError
+
+    def check_use(self, parsed: Parsed) -> None:
+        """Refuse an authentic message its key may not carry (before decoding its body)."""
+
+    def on_message(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> Outcome[E]:
+        """What the role does with an authenticated, fresh, decoded message."""
+        raise UnexpectedMessageError(f"{self.account} does not accept {parsed.header.type!r}")
+
+    def on_broadcast(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """A signed, retained broadcast: the role says whose signature it accepts."""
+        raise AuthenticationError
+
+    def on_first_commit(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """The one message whose MAC key comes from its own body (the vendor's)."""
+        raise AuthenticationError
+
+    def on_rejected(self, rejected: MessageRejected) -> Outcome[E]:
+        """What goes with a rejection (the broker adds the refusal it recorded)."""
+        return [rejected]
 
     def data_to_send(self) -> list[Outgoing]:
         """Everything queued since the last call, in order; the shell publishes it."""
@@ -218,7 +284,7 @@ class Endpoint:
             raise AuthenticationError
 
 
-class AgentEndpoint(Endpoint):
+class AgentEndpoint(Endpoint[E]):
     """A buyer's or vendor's endpoint: knows its broker and enrolls with it."""
 
     role: Role
@@ -251,6 +317,29 @@ class AgentEndpoint(Endpoint):
             topics.public(broker, "revocations"),
             topics.public(broker, "ledger-head"),
         ]
+
+    def on_broadcast(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """The broker's broadcasts, checked against its key; other signers offer (``on_offer``)."""
+        if parsed.header.sender != self.broker.id:
+            return self.on_offer(topic, parsed, now)
+        verify_signed(parsed, topic, self.broker.sign_key)
+        return self.on_broker_broadcast(topic, parsed, now)
+
+    def on_offer(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """A broadcast signed by a key its own body certifies (the buyer reads offers)."""
+        raise AuthenticationError
+
+    def on_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """What the role does with a verified broker broadcast."""
+        raise UnexpectedMessageError(f"{self.account} does not read {parsed.header.type!r}")
+
+    def message_key(self, parsed: Parsed) -> MacKey | None:
+        """From the broker: the pairwise key, or the enrollment token's."""
+        return self.broker_message_key(parsed)
+
+    def check_use(self, parsed: Parsed) -> None:
+        """The enrollment token authenticates only the enrollment answer."""
+        self.check_token_use(parsed)
 
     def broker_broadcast(
         self, topic: str, parsed: Parsed

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from protocol import chain
-from protocol.codec import decode_body
+from protocol.codec import decode_as
 from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
 from protocol.crypto import Identity, MacKey, chain_key
 from protocol.endpoint import AgentEndpoint, BrokerInfo
@@ -19,10 +19,7 @@ from protocol.envelope import (
     DEFAULT_MAX_SKEW,
     Auth,
     Parsed,
-    open_body,
-    parse,
     verify_mac,
-    verify_signed,
 )
 from protocol.errors import (
     AuthenticationError,
@@ -37,7 +34,6 @@ from protocol.events import (
     CommitmentAccepted,
     HeadReceived,
     LedgerHeadWitnessed,
-    MessageRejected,
     Outgoing,
     PaymentAccepted,
     PeerError,
@@ -48,6 +44,7 @@ from protocol.events import (
 from protocol.messages import (
     Balance,
     BalanceQuery,
+    Body,
     Commit,
     Enrolled,
     Error,
@@ -118,7 +115,7 @@ class _Pending:
     backoff: float = 0.0
 
 
-class VendorCore(AgentEndpoint):
+class VendorCore(AgentEndpoint[VendorEvent]):
     """Bytes in, vendor events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     role = "vendor"
@@ -228,26 +225,36 @@ class VendorCore(AgentEndpoint):
 
     # --- the network ---------------------------------------------------------------------------
 
-    def receive(self, topic: str, payload: bytes, now: float) -> list[VendorEvent]:
-        """Handle one MQTT message; never raises for anything the peer did."""
-        sender = ""
-        try:
-            parsed = parse(payload, self.max_message_size)
-            sender = parsed.header.sender
-            self.check_addressing(topic, parsed)
-            if parsed.auth is Auth.CHAIN:
-                return self._from_buyer(topic, parsed, now)
-            if parsed.auth is Auth.SIGNED:
-                if parsed.header.sender != self.broker.id:
-                    raise AuthenticationError
-                verify_signed(parsed, topic, self.broker.sign_key)
-                return self._from_broker_broadcast(topic, parsed, now)
-            verify_mac(parsed, topic, self.broker_message_key(parsed))
-            self.replay_guard.check(parsed, now)
-            self.check_token_use(parsed)
-            return self._from_broker(parsed, now)
-        except RemoteProtocolError as error:
-            return [MessageRejected(topic, sender, error)]
+    def message_key(self, parsed: Parsed) -> MacKey | None:
+        """A chain's key, a pending commitment's, or the broker's; ``None``: a first commit."""
+        if parsed.auth is not Auth.CHAIN:
+            return self.broker_message_key(parsed)
+        header = parsed.header
+        state = self.chains.get(header.ref)
+        if state is not None:
+            if header.sender != state.buyer:
+                raise AuthenticationError
+            return state.key
+        if header.type == "commit":
+            return None
+        pending = self._pending.get(header.ref)
+        if pending is not None and header.sender == pending.buyer:
+            return pending.key
+        raise AuthenticationError
+
+    def on_message(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
+        """Payments and commits from buyers; enrollment, receipts and answers from the broker."""
+        if parsed.auth is Auth.CHAIN:
+            return self._from_buyer(parsed, body, key, now)
+        return self._from_broker(parsed, body, now)
+
+    def on_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+        """Revocations and ledger heads; the broker's identity means it (re)started."""
+        return self._from_broker_broadcast(topic, parsed, now)
+
+    def on_first_commit(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+        """A commit on a chain this vendor does not hold yet."""
+        return self._first_commit(topic, parsed, now)
 
     def _from_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
         events: list[VendorEvent] = list(self.broker_broadcast(topic, parsed))
@@ -258,22 +265,9 @@ class VendorCore(AgentEndpoint):
             self.reconcile(now)  # the broker (re)started, or this vendor (re)connected
         return events
 
-    def _from_buyer(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
+    def _from_buyer(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
         header = parsed.header
         state = self.chains.get(header.ref)
-        if state is not None:
-            if header.sender != state.buyer:
-                raise AuthenticationError
-            key = state.key
-        elif header.type == "commit":
-            return self._first_commit(topic, parsed, now)
-        elif header.ref in self._pending and header.sender == self._pending[header.ref].buyer:
-            key = self._pending[header.ref].key
-        else:
-            raise AuthenticationError
-        verify_mac(parsed, topic, key)
-        self.replay_guard.check(parsed, now)
-        body = open_body(parsed)
         try:
             match body:
                 case Payment() if state is not None:
@@ -298,8 +292,7 @@ class VendorCore(AgentEndpoint):
         header = parsed.header
         self._check_commit_budget(header.sender, now)
         try:
-            body = decode_body(header.type, header.body)
-            assert isinstance(body, Commit)  # noqa: S101 - decode_body returns the named type
+            body = decode_as(Commit, header.body)
             verified = self._verify_commit(body, now)
             if verified.id != header.ref or verified.certificate.subject != header.sender:
                 raise AuthenticationError
@@ -438,8 +431,7 @@ class VendorCore(AgentEndpoint):
     def _queue_receipt(self, state: VendorChain, now: float) -> None:
         self._receipts[state.verified.id] = (state, now)
 
-    def _from_broker(self, parsed: Parsed, now: float) -> list[VendorEvent]:
-        body = open_body(parsed)
+    def _from_broker(self, parsed: Parsed, body: Body, now: float) -> list[VendorEvent]:
         match body:
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]

@@ -276,7 +276,7 @@ def send_commitment(core: BuyerCore, vendor: str, commitment: Commitment, now: f
 async def commit_as(  # noqa: PLR0913 - who signs, who sends, what, to whom
     attacker: Rogue,
     signer: Identity,
-    sender: Endpoint,
+    sender: Endpoint[object],
     vendor_agree_key: bytes,
     commitment: Commitment,
     now: float,

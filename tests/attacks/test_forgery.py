@@ -79,7 +79,7 @@ async def test_expired_certificate_and_backdated_commitments_are_refused(
     # A genuine certificate that expired yesterday, still in the holder's hands.
     expired = certificate(broker_identity, holder, "buyer2", ms(now - 3 * DAY), ms(now - DAY))
     agree = vendor1.core.identity.agree_key
-    sender = Endpoint("buyer2", holder)
+    sender: Endpoint[object] = Endpoint("buyer2", holder)
     async with rogue(harness.mosquitto, "buyer2") as attacker:
         # issued today: the certificate was not valid then
         today = commitment("vendor1", expired, ms(now), ms(now + 60))

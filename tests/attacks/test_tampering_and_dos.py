@@ -63,7 +63,7 @@ async def test_bad_mac_flood_is_dropped_and_the_vendor_keeps_serving(
         cid, _ = await pay_through(buyer, vendor1, 3)
         guard_streams = len(vendor1.core.replay_guard)
         wrong_key = MacKey(os.urandom(32))
-        mallory = Endpoint("mallory", Identity.generate())
+        mallory: Endpoint[object] = Endpoint("mallory", Identity.generate())
         async with rogue(harness.mosquitto, "mallory") as attacker:
             started = time.perf_counter()
             for index in range(flood):
@@ -151,7 +151,7 @@ async def test_flood_of_commitments_with_bad_signatures_is_throttled(
     now = time.time()
     forged = certificate(fake_broker, mallory, "mallory", ms(now - 60), ms(now + 3600))
     agree = vendor1.core.identity.agree_key
-    sender = Endpoint("mallory", mallory)
+    sender: Endpoint[object] = Endpoint("mallory", mallory)
     async with rogue(harness.mosquitto, "mallory") as attacker:
         for offset in range(budget + 20):
             # every commitment is new bytes, so no verification result can be cached
