@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol import topics
+from protocol.buyer_channel import Channel, ChannelState
 from protocol.chain import HashChain
 from protocol.codec import decode_as, decode_signed
 from protocol.credentials import (
@@ -59,32 +60,6 @@ from protocol.messages import (
     Payment,
     Receipt,
 )
-
-
-@dataclass(slots=True)
-class Channel:
-    """One commitment to one vendor, and how far it has been spent and acknowledged."""
-
-    id: bytes
-    vendor: str
-    chain: HashChain
-    seed: bytes
-    commitment: bytes
-    unit_value: int
-    max_jump: int
-    key: MacKey
-    spent: int = 0
-    acknowledged: int = -1
-    retry_due: float | None = None
-    backoff: float = 0.0
-    last_item: str = ""
-    refused: bool = False
-    futile_rounds: int = 0
-
-    @property
-    def remaining(self) -> int:
-        """Units still payable on this chain."""
-        return self.chain.length - self.spent
 
 
 @dataclass(slots=True)
@@ -165,9 +140,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         """Reinstate a channel from the wallet after a restart."""
         chain = HashChain(seed, length)
         cid = commitment_id(decode_signed(commitment).body)
-        channel = self._install(cid, vendor, chain, seed, commitment, spent)
-        channel.acknowledged = -1
-        return channel
+        return self._install(cid, vendor, chain, seed, commitment, spent)
 
     def _install(  # noqa: PLR0913
         self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
@@ -239,6 +212,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             )
 
     def _arm_retry(self, channel: Channel, now: float) -> None:
+        if channel.state is ChannelState.ABANDONED:
+            channel.resume()  # a new payment tries again
         if channel.retry_due is None:
             channel.backoff = self.retry_initial
             channel.retry_due = now + channel.backoff
@@ -310,6 +285,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                     events.extend(self._wallet_behind(channel, body.index))
                 channel.acknowledged = body.index
                 channel.futile_rounds = 0
+                if channel.state is not ChannelState.REFUSED:
+                    channel.set_state(ChannelState.OPEN)
                 if channel.acknowledged >= channel.spent:
                     channel.retry_due = None
                 events.append(ReceiptReceived(channel.id, body.index, body.amount))
@@ -317,7 +294,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             case Error():
                 # A refusal may be transient (a jump over a lost payment is refused until the
                 # retransmission fills the gap); the timer gives up after a few futile rounds.
-                channel.refused = True
+                channel.set_state(ChannelState.REFUSED)
                 return [PeerError(channel.vendor, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
@@ -368,13 +345,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         for channel in self.channels.values():
             if channel.retry_due is None or channel.retry_due > now:
                 continue
-            if channel.refused:
-                channel.refused = False
+            if channel.state is ChannelState.REFUSED:
                 channel.futile_rounds += 1
                 if channel.futile_rounds > self.max_futile_rounds:
                     channel.retry_due = None
+                    channel.set_state(ChannelState.ABANDONED)
                     continue
-            if channel.acknowledged < 0:
+                channel.resume()
+            if channel.state is ChannelState.COMMITTING:
                 self.send(
                     channel.vendor,
                     Commit(channel.commitment),

@@ -1,0 +1,62 @@
+"""A buyer's channel: one commitment to one vendor, and where it stands in its life cycle."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from protocol.chain import HashChain
+from protocol.crypto import MacKey
+
+log = logging.getLogger("micropay.buyer")
+
+
+class ChannelState(enum.Enum):
+    """Where a channel stands; what the retransmission timer does depends on it."""
+
+    COMMITTING = "committing"
+    """The commit is out (or the channel was restored); the vendor has not acknowledged it."""
+    OPEN = "open"
+    """The vendor acknowledged the commitment: payments flow, unacknowledged ones are resent."""
+    REFUSED = "refused"
+    """The vendor refused a (re)transmission; the next timer round counts as futile."""
+    ABANDONED = "abandoned"
+    """Refused round after round: retransmission stopped until the next payment."""
+
+
+@dataclass(slots=True)
+class Channel:
+    """One commitment to one vendor, and how far it has been spent and acknowledged."""
+
+    id: bytes
+    vendor: str
+    chain: HashChain
+    seed: bytes
+    commitment: bytes
+    unit_value: int
+    max_jump: int
+    key: MacKey
+    spent: int = 0
+    acknowledged: int = -1  # the highest index the vendor acknowledged (0: the commit)
+    retry_due: float | None = None
+    backoff: float = 0.0
+    last_item: str = ""
+    futile_rounds: int = 0
+    state: ChannelState = ChannelState.COMMITTING
+
+    @property
+    def remaining(self) -> int:
+        """Units still payable on this chain."""
+        return self.chain.length - self.spent
+
+    def set_state(self, state: ChannelState) -> None:
+        """The one place a channel changes state, so each change is in the debug log."""
+        if state is not self.state:
+            log.debug("channel %s to %s: %s -> %s", self.id.hex()[:16], self.vendor,
+                      self.state.value, state.value)  # fmt: skip
+            self.state = state
+
+    def resume(self) -> None:
+        """Leave ``REFUSED`` or ``ABANDONED`` for the state the acknowledgements show."""
+        self.set_state(ChannelState.OPEN if self.acknowledged >= 0 else ChannelState.COMMITTING)
