@@ -7,13 +7,12 @@ chain so a burst of payments costs one receipt.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from protocol import chain
 from protocol.codec import decode_as
+from protocol.commit_throttle import CommitThrottle
 from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
 from protocol.crypto import Identity, MacKey, chain_key
-from protocol.endpoint import AgentEndpoint, BrokerInfo
+from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
@@ -27,98 +26,36 @@ from protocol.errors import (
     LocalProtocolError,
     PaymentError,
     RemoteProtocolError,
-    ThrottledError,
     UnexpectedMessageError,
 )
 from protocol.events import (
     CommitmentAccepted,
-    HeadReceived,
     LedgerHeadWitnessed,
     Outgoing,
     PaymentAccepted,
     PeerError,
-    RedemptionConfirmed,
-    StateBehind,
     VendorEvent,
 )
 from protocol.messages import (
     Balance,
-    BalanceQuery,
     Body,
     Commit,
     Enrolled,
     Error,
     Offer,
-    OfferItem,
     Payment,
     Receipt,
-    Redeem,
     Redeemed,
-    Register,
     Registered,
 )
+from protocol.vendor_chains import PendingCommitment, VendorChain, VendorTerms
+from protocol.vendor_redemption import VendorRedemption
 
-MAX_THROTTLED_SENDERS = 10_000
-"""Senders whose failed commitments are counted at once (bounded memory)."""
-
-
-@dataclass(frozen=True, slots=True)
-class VendorTerms:
-    """What the vendor accepts; published as its offer."""
-
-    unit_value: int = 1
-    currency: str = "EUR"
-    max_length: int = 100_000
-    max_jump: int = 1_000
-    online: bool = False
-    items: tuple[OfferItem, ...] = ()
-    offer_lifetime: float = 86_400.0
-    redeem_interval: float = 60.0
-    redeem_retry: float = 5.0
-    redeem_retry_max: float = 300.0
-    commit_failure_budget: int = 16
-    commit_failure_window: float = 60.0
+__all__ = ["VendorChain", "VendorCore", "VendorTerms"]
 
 
-@dataclass(slots=True)
-class VendorChain:
-    """One accepted commitment: the last payword held and what the broker has credited."""
-
-    verified: VerifiedCommitment
-    key: MacKey
-    buyer: str
-    buyer_serial: int
-    index: int
-    word: bytes
-    redeemed: int = 0
-    redeem_due: float = 0.0
-    redeem_backoff: float = 0.0
-    in_flight: int = 0
-    receipt_seq: int = 0  # the ledger head the broker's latest receipt for it carried
-    reconfirm: bool = False  # ask the broker again even though nothing new is held
-
-    @property
-    def paid(self) -> int:
-        """The index payments must exceed: held here, or already credited by the broker."""
-        return max(self.index, self.redeemed)
-
-
-@dataclass(slots=True)
-class _Pending:
-    """A commitment waiting for the broker's on-line verdict."""
-
-    verified: VerifiedCommitment
-    key: MacKey
-    buyer: str
-    corr: bytes
-    retry_due: float = 0.0
-    backoff: float = 0.0
-
-
-class VendorCore(AgentEndpoint[VendorEvent]):
+class VendorCore(VendorRedemption):
     """Bytes in, vendor events and bytes out. No I/O, no clock: ``now`` is an argument."""
-
-    role = "vendor"
 
     def __init__(  # noqa: PLR0913 - identity, credentials, trust anchor, terms
         self,
@@ -131,15 +68,17 @@ class VendorCore(AgentEndpoint[VendorEvent]):
         max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
         super().__init__(
-            account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
+            account,
+            identity,
+            broker,
+            terms or VendorTerms(),
+            max_message_size=max_message_size,
+            max_skew=max_skew,
         )
-        self.terms = terms or VendorTerms()
-        self.chains: dict[bytes, VendorChain] = {}
         self._chains_of: dict[str, dict[bytes, VendorChain]] = {}  # buyer -> its chains here
-        self._pending: dict[bytes, _Pending] = {}
         self._receipts: dict[bytes, tuple[VendorChain, float]] = {}
-        # sender -> (failed commit checks, window start): caps the Ed25519 work a peer can cause
-        self._commit_failures: dict[str, tuple[int, float]] = {}
+        terms = self.terms
+        self._throttle = CommitThrottle(terms.commit_failure_budget, terms.commit_failure_window)
 
     # --- outgoing ------------------------------------------------------------------------------
 
@@ -290,7 +229,7 @@ class VendorCore(AgentEndpoint[VendorEvent]):
         before any signature check.
         """
         header = parsed.header
-        self._check_commit_budget(header.sender, now)
+        self._throttle.check(header.sender, now)
         try:
             body = decode_as(Commit, header.body)
             verified = self._verify_commit(body, now)
@@ -299,31 +238,10 @@ class VendorCore(AgentEndpoint[VendorEvent]):
             key = self._chain_key(verified)
             verify_mac(parsed, topic, key)
         except RemoteProtocolError:
-            self._commit_failed(header.sender, now)
+            self._throttle.failed(header.sender, now)
             raise
         self.replay_guard.check(parsed, now)
         return self._commit(parsed, verified, key, now)
-
-    def _check_commit_budget(self, sender: str, now: float) -> None:
-        """Refuse, before any signature check, a sender whose recent commits kept failing."""
-        failures, since = self._commit_failures.get(sender, (0, now))
-        if now - since > self.terms.commit_failure_window:
-            del self._commit_failures[sender]
-        elif failures >= self.terms.commit_failure_budget:
-            raise ThrottledError(f"{failures} failed commitments in the last minute")
-
-    def _commit_failed(self, sender: str, now: float) -> None:
-        failures, since = self._commit_failures.get(sender, (0, now))
-        if not failures and len(self._commit_failures) >= MAX_THROTTLED_SENDERS:
-            self._forget_commit_failures(now)
-            if len(self._commit_failures) >= MAX_THROTTLED_SENDERS:
-                return  # bounded memory first; the ACL already binds senders to MQTT users
-        self._commit_failures[sender] = (failures + 1, since)
-
-    def _forget_commit_failures(self, now: float) -> None:
-        window = self.terms.commit_failure_window
-        for sender in [s for s, (_, t) in self._commit_failures.items() if now - t > window]:
-            del self._commit_failures[sender]
 
     def exposure(self, buyer: str, now: float) -> int:
         """What this vendor may still claim for ``buyer``.
@@ -376,7 +294,7 @@ class VendorCore(AgentEndpoint[VendorEvent]):
             raise
         if terms.online:
             if verified.id not in self._pending:
-                pending = _Pending(verified, key, parsed.header.sender, parsed.header.corr)
+                pending = PendingCommitment(verified, key, parsed.header.sender, parsed.header.corr)
                 self._pending[verified.id] = pending
                 self._send_register(pending, now)
             return []
@@ -449,20 +367,6 @@ class VendorCore(AgentEndpoint[VendorEvent]):
             case _:
                 raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r}")
 
-    def _send_register(self, pending: _Pending, now: float) -> None:
-        """Ask the broker (again); unanswered requests are resent with backoff."""
-        terms = self.terms
-        pending.backoff = min(max(pending.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
-        pending.retry_due = now + pending.backoff
-        self.send(
-            self.broker.id,
-            Register(pending.verified.signed),
-            now,
-            auth=Auth.PAIR,
-            key=self.broker_key,
-            corr=pending.verified.id[:16],
-        )
-
     def _registered(self, registered: Registered, now: float) -> list[VendorEvent]:
         pending = self._pending.pop(registered.commitment_id, None)
         if pending is None:
@@ -472,175 +376,20 @@ class VendorCore(AgentEndpoint[VendorEvent]):
             return []
         return self._accept(pending.verified, pending.key, now)
 
-    def _refuse_pending(self, pending: _Pending, detail: str, now: float) -> None:
-        self.send(
-            pending.buyer,
-            Error("commitment", detail),
-            now,
-            auth=Auth.CHAIN,
-            key=pending.key,
-            ref=pending.verified.id,
-            corr=pending.corr,
-        )
-
-    # --- redemption ----------------------------------------------------------------------------
-
-    def _redeemed(self, parsed: Parsed, redeemed: Redeemed, now: float) -> list[VendorEvent]:
-        cid = redeemed.commitment_id
-        received = self.head_from_reply(parsed, redeemed.ledger, cid)
-        events = self._heard(received, now)
-        state = self.chains.get(cid)
-        if state is None:
-            return events
-        if received is not None and received.verdict in ("new", "seen"):
-            state.receipt_seq = received.signed.seq
-        state.reconfirm = False
-        state.in_flight = 0
-        if redeemed.index <= state.redeemed:
-            return events
-        if redeemed.index > state.index:
-            # The broker credited paywords this store does not hold: the store is older
-            # than the broker's record. Adopting the broker's index means those paywords
-            # are never served a second time.
-            events.append(
-                StateBehind(
-                    "ours",
-                    f"the broker credited commitment {cid.hex()[:16]} up to index"
-                    f" {redeemed.index} but this store holds only {state.index}: the store is"
-                    " older than the broker's record (restored from a backup?); payments up"
-                    f" to {redeemed.index} will not be accepted again",
-                )
-            )
-        state.redeemed = redeemed.index
-        state.redeem_backoff = 0.0
-        state.redeem_due = now + self.terms.redeem_interval
-        events.append(RedemptionConfirmed(cid, redeemed.index, redeemed.amount))
-        return events
-
-    def _heard(self, received: HeadReceived | None, now: float) -> list[VendorEvent]:
-        """Keep a signed head; if it shows the broker's ledger went back, re-send evidence."""
-        if received is None:
-            return []
-        events: list[VendorEvent] = [received]
-        if received.verdict == "regression":
-            events.extend(self._broker_lost(received.signed.seq, now))
-        return events
-
-    def _broker_lost(self, seq: int, now: float) -> list[VendorEvent]:
-        """The broker's ledger is back at ``seq``: re-send every redemption it confirmed later."""
-        lost = [s for s in self.chains.values() if s.redeemed and s.receipt_seq > seq]
-        for state in lost:
-            self._reconfirm(state, now)
-        if not lost:
-            return []
-        return [
-            StateBehind(
-                "broker's",
-                f"the broker's ledger went back to seq {seq} below receipts this vendor holds;"
-                f" re-sending {len(lost)} redemptions with their paywords",
-            )
-        ]
-
-    def _reconfirm(self, state: VendorChain, now: float) -> None:
-        state.reconfirm = True
-        state.redeem_backoff = 0.0
-        self._send_redeem(state, now)
-
-    def _reconcile(self, balance: Balance, now: float) -> list[VendorEvent]:
-        """Compare the broker's total credit with this store's; either may be the older one."""
-        held = confirmed = 0
-        for state in self.chains.values():
-            unit = state.verified.commitment.unit_value
-            held += state.paid * unit
-            confirmed += state.redeemed * unit
-        if balance.credited > held:
-            for state in self.chains.values():
-                self._reconfirm(state, now)  # each answer tells what the broker holds
-            return [
-                StateBehind(
-                    "ours",
-                    f"the broker credited this vendor {balance.credited} but its store holds"
-                    f" paywords worth {held}: the store is older than the broker's record"
-                    " (restored from a backup?); asking the broker chain by chain",
-                )
-            ]
-        if balance.credited < confirmed:
-            lost = [s for s in self.chains.values() if s.redeemed]
-            for state in lost:
-                self._reconfirm(state, now)
-            return [
-                StateBehind(
-                    "broker's",
-                    f"the broker credited this vendor {balance.credited} but this store holds"
-                    f" its receipts for {confirmed}: the broker's ledger lost redemptions;"
-                    f" re-sending {len(lost)} with their paywords",
-                )
-            ]
-        return []
-
-    def reconcile(self, now: float) -> None:
-        """Ask the broker for this vendor's balance, to compare with the store."""
-        if self.certificate:
-            self.send(self.broker.id, BalanceQuery(), now, auth=Auth.PAIR, key=self.broker_key)
-
-    def _redemption_refused(self, corr: bytes, now: float) -> None:
-        for cid, pending in list(self._pending.items()):
-            if cid[:16] == corr:  # the broker refused to even consider the commitment
-                del self._pending[cid]
-                self._refuse_pending(pending, "refused by the broker", now)
-        for cid, state in self.chains.items():
-            if cid[:16] == corr:
-                state.in_flight = 0
-                state.redeem_due = now + self.terms.redeem_retry_max
-
-    def redeem_all(self, now: float) -> int:
-        """Queue a redemption for every chain holding unredeemed paywords (e.g. at shutdown)."""
-        count = 0
-        for state in self.chains.values():
-            if state.index > state.redeemed:
-                self._send_redeem(state, now)
-                count += 1
-        return count
-
-    def _send_redeem(self, state: VendorChain, now: float) -> None:
-        terms = self.terms
-        state.in_flight = state.index
-        state.redeem_backoff = min(
-            max(state.redeem_backoff * 2, terms.redeem_retry), terms.redeem_retry_max
-        )
-        state.redeem_due = now + state.redeem_backoff
-        body = Redeem(state.verified.signed, state.index, state.word)
-        self.send(
-            self.broker.id,
-            body,
-            now,
-            auth=Auth.PAIR,
-            key=self.broker_key,
-            corr=state.verified.id[:16],
-        )
-
     def get_timer(self) -> float | None:
         """When the next redemption (or retry) falls due."""
-        due = [s.redeem_due for s in self.chains.values() if s.index > s.redeemed or s.reconfirm]
+        due = [s.redeem_due for s in self.chains.values() if s.owes_redemption]
         due.extend(p.retry_due for p in self._pending.values())
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[VendorEvent]:
         """Send due redemptions; unanswered ones are retried with exponential backoff."""
         for state in self.chains.values():
-            if (state.index > state.redeemed or state.reconfirm) and state.redeem_due <= now:
+            if state.owes_redemption and state.redeem_due <= now:
                 self._send_redeem(state, now)
         for pending in self._pending.values():
             if pending.retry_due <= now:
                 self._send_register(pending, now)
         self.replay_guard.prune(now)
-        self._forget_commit_failures(now)
+        self._throttle.forget(now)
         return []
-
-    @property
-    def unredeemed_amount(self) -> int:
-        """Value held in paywords the broker has not yet credited."""
-        return sum(
-            max(s.index - s.redeemed, 0) * s.verified.commitment.unit_value
-            for s in self.chains.values()
-        )
