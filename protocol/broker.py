@@ -10,29 +10,24 @@ from __future__ import annotations
 import heapq
 import os
 import re
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from protocol import topics
+from protocol.broker_books import (
+    BrokerPolicy,
+    ms,
+)
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
     CertificateIssued,
     CertificateRevoked,
-    CommitmentRegistered,
-    CreditLimitExceeded,
-    PaywordsRedeemed,
-    RedemptionRejected,
-    RegistrationRefused,
     ReservationReleased,
 )
-from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.broker_redemption import BrokerRedemption
 from protocol.credentials import (
-    VerifiedCommitment,
     enroll_proof_data,
     issue_certificate,
-    verify_commitment,
 )
 from protocol.crypto import (
     TAG_ENROLL_PROOF,
@@ -43,7 +38,6 @@ from protocol.crypto import (
     token_key,
     verify_signature,
 )
-from protocol.endpoint import BrokerInfo, Endpoint
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
@@ -54,10 +48,8 @@ from protocol.envelope import (
 )
 from protocol.errors import (
     AuthenticationError,
-    CommitmentError,
     EnrollmentError,
     LocalProtocolError,
-    RedemptionError,
     RemoteProtocolError,
     UnexpectedMessageError,
 )
@@ -68,7 +60,6 @@ from protocol.messages import (
     Body,
     BrokerIdentity,
     Certificate,
-    Commitment,
     Enrolled,
     EnrollRequest,
     Invoice,
@@ -76,78 +67,20 @@ from protocol.messages import (
     InvoiceQuery,
     LedgerHead,
     Redeem,
-    Redeemed,
     Register,
-    Registered,
-    RevocationList,
     Role,
-    SignedHead,
 )
 from protocol.money_rules import (
     MAX_TOTAL,
-    Payword,
-    amount_for,
-    check_payword,
-    fits_total,
-    units_between,
 )
 
-DAY = 86_400.0
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CURRENCY = re.compile(r"[A-Z]{3}")
 
-
-@dataclass(slots=True)
-class Account:
-    """One buyer's or vendor's account at the broker."""
-
-    name: str
-    role: Role
-    credit_limit: int
-    currency: str
-    token_nonce: bytes
-    certificate: bytes = b""
-    sign_key: bytes = b""
-    agree_key: bytes = b""
-    serial: int = 0
+__all__ = ["BrokerCore", "BrokerPolicy"]
 
 
-@dataclass(slots=True)
-class ChainRecord:
-    """What the broker knows of one commitment."""
-
-    buyer: str
-    vendor: str
-    commitment: bytes
-    length: int
-    unit_value: int
-    root: bytes
-    reserved: int
-    index: int = 0
-    word: bytes = b""
-    amount: int = 0
-
-
-@dataclass(slots=True)
-class BrokerPolicy:
-    """Operator settings for certificates and redemption."""
-
-    certificate_lifetime: float = 365 * DAY
-    redemption_grace: float = 30 * DAY
-    max_chain_length: int = 1_000_000
-    revoke_over_limit: bool = True
-
-
-@dataclass(slots=True)
-class _Totals:
-    debited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    credited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    reserved: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    units: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    amounts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-
-
-class BrokerCore(Endpoint[BrokerCoreEvent]):
+class BrokerCore(BrokerRedemption):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -167,90 +100,16 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
         of the commit that made the replies' events durable; without it (in memory) those
         replies go out at once, without a head.
         """
-        super().__init__(broker_id, identity, max_message_size=max_message_size, max_skew=max_skew)
-        self.attest_replies = attest_replies
-        self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
-        self.policy = policy or BrokerPolicy()
+        super().__init__(
+            broker_id,
+            identity,
+            policy or BrokerPolicy(),
+            max_message_size=max_message_size,
+            max_skew=max_skew,
+            attest_replies=attest_replies,
+        )
         self._random = random
         self._token_secret = broker_token_secret(identity)
-        self.accounts: dict[str, Account] = {}
-        self.chains: dict[bytes, ChainRecord] = {}
-        self.revoked: dict[int, str] = {}
-        self.totals = _Totals()
-        self._next_serial = 1
-        self._decided: list[AnyBrokerEvent] = []  # by the call in progress
-        # (redemption deadline, id) of on-line commitments that reserved credit; entries
-        # whose reservation is used up are dropped lazily
-        self._reservation_deadlines: list[tuple[float, bytes]] = []
-
-    # --- state: the only place it changes ----------------------------------------------------
-
-    def apply(self, event: AnyBrokerEvent) -> None:
-        """Fold one event into the state (live or replayed from the ledger)."""
-        totals = self.totals
-        match event:
-            case AccountOpened():
-                self.accounts[event.account] = Account(
-                    event.account, event.role, event.credit_limit, event.currency, event.token_nonce
-                )
-            case CertificateIssued():
-                account = self.accounts[event.account]
-                certificate = _certificate_of(event.certificate)
-                account.certificate = event.certificate
-                account.sign_key = certificate.sign_key
-                account.agree_key = certificate.agree_key
-                account.serial = event.serial
-                self._next_serial = max(self._next_serial, event.serial + 1)
-                self._pair_keys.pop(event.account, None)
-            case CertificateRevoked():
-                self.revoked[event.serial] = event.account
-            case CommitmentRegistered():
-                commitment = _commitment_of(event.commitment)
-                self.chains[event.commitment_id] = ChainRecord(
-                    event.buyer,
-                    event.vendor,
-                    event.commitment,
-                    event.length,
-                    event.unit_value,
-                    commitment.root,
-                    event.reserved,
-                    word=commitment.root,
-                )
-                totals.reserved[event.buyer] += event.reserved
-                if event.reserved:
-                    deadline = commitment.not_after / 1000 + self.policy.redemption_grace
-                    heapq.heappush(self._reservation_deadlines, (deadline, event.commitment_id))
-            case ReservationReleased():
-                self.chains[event.commitment_id].reserved -= event.amount
-                totals.reserved[event.buyer] -= event.amount
-            case PaywordsRedeemed():
-                record = self.chains[event.commitment_id]
-                record.index = event.index
-                record.word = event.payword
-                record.amount += event.amount
-                released = min(record.reserved, event.amount)
-                record.reserved -= released
-                totals.reserved[event.buyer] -= released
-                totals.debited[event.buyer] += event.amount
-                totals.credited[event.vendor] += event.amount
-                totals.units[event.buyer, event.vendor] += event.units
-                totals.amounts[event.buyer, event.vendor] += event.amount
-            case _:
-                pass  # refusals, alerts and billing change no protocol state
-
-    def rebuild(self, events: Iterable[AnyBrokerEvent]) -> None:
-        """Rebuild the state from the ledger's history."""
-        for event in events:
-            self.apply(event)
-
-    def _record(self, event: AnyBrokerEvent) -> None:
-        self.apply(event)
-        self._decided.append(event)
-
-    def _take_decided(self) -> list[AnyBrokerEvent]:
-        """What the current call decided, handed back to the shell to persist."""
-        out, self._decided = self._decided, []
-        return out
 
     # --- operator actions --------------------------------------------------------------------
 
@@ -269,7 +128,7 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
                 "account names are 1-64 of A-Z a-z 0-9 . _ - and currencies 3 capitals"
             )
         opened = AccountOpened(
-            at=_ms(now),
+            at=ms(now),
             account=account,
             role=role,
             credit_limit=credit_limit,
@@ -293,9 +152,7 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
             raise LocalProtocolError(f"{account!r} has no certificate to revoke")
         if holder.serial not in self.revoked:
             self._record(
-                CertificateRevoked(
-                    at=_ms(now), account=account, serial=holder.serial, reason=reason
-                )
+                CertificateRevoked(at=ms(now), account=account, serial=holder.serial, reason=reason)
             )
         self.publish_revocations(now)
         return self._take_decided()
@@ -305,15 +162,9 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
         info = self.info
         self.broadcast("identity", BrokerIdentity(info.id, info.sign_key, info.agree_key), now)
 
-    def publish_revocations(self, now: float) -> None:
-        """Queue the retained, signed revocation list."""
-        serials = sorted(self.revoked)
-        body = RevocationList(self.account, len(serials), _ms(now), serials)
-        self.broadcast("revocations", body, now)
-
     def publish_ledger_head(self, seq: int, head: bytes, now: float) -> None:
         """Queue the retained, signed ledger head (call only with a durable head)."""
-        self.broadcast("ledger-head", LedgerHead(self.account, seq, head, _ms(now)), now)
+        self.broadcast("ledger-head", LedgerHead(self.account, seq, head, ms(now)), now)
 
     # --- the network -------------------------------------------------------------------------
 
@@ -392,7 +243,7 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
             verify_signature(request.sign_key, TAG_ENROLL_PROOF, proof_data, request.proof)
         except AuthenticationError as exc:
             raise EnrollmentError("proof of possession does not verify") from exc
-        now_ms = _ms(now)
+        now_ms = ms(now)
         certificate = Certificate(
             serial=self._next_serial,
             subject=account.name,
@@ -417,201 +268,6 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
         header = parsed.header
         self.send(
             header.sender, Enrolled(certificate), now, auth=Auth.TOKEN, key=key, corr=header.corr
-        )
-
-    # --- commitments and redemption ------------------------------------------------------------
-
-    def _verified(self, vendor: str, signed: bytes, now: float, grace: float) -> VerifiedCommitment:
-        info = self.info
-        verified = verify_commitment(signed, info.sign_key, info.id, now - grace, vendor)
-        if verified.commitment.length > self.policy.max_chain_length:
-            raise CommitmentError(f"chain longer than {self.policy.max_chain_length}")
-        buyer = self.accounts.get(verified.certificate.subject)
-        if buyer is None or buyer.role != "buyer":
-            raise CommitmentError("buyer has no account here")
-        seller = self.accounts[vendor]
-        if seller.role != "vendor":
-            raise CommitmentError(f"{vendor!r} is not a vendor account")
-        if verified.commitment.currency != seller.currency:
-            raise CommitmentError("commitment currency differs from the vendor's account")
-        return verified
-
-    def _ensure_registered(
-        self, verified: VerifiedCommitment, reserved: int, now: float
-    ) -> ChainRecord:
-        record = self.chains.get(verified.id)
-        if record is None:
-            commitment = verified.commitment
-            self._record(
-                CommitmentRegistered(
-                    at=_ms(now),
-                    commitment_id=verified.id,
-                    buyer=verified.certificate.subject,
-                    vendor=commitment.vendor,
-                    commitment=verified.signed,
-                    length=commitment.length,
-                    unit_value=commitment.unit_value,
-                    reserved=reserved,
-                )
-            )
-            record = self.chains[verified.id]
-        return record
-
-    def _redeem(self, parsed: Parsed, redeem: Redeem, key: MacKey, now: float) -> None:
-        vendor = parsed.header.sender
-        try:
-            verified = self._verified(vendor, redeem.commitment, now, self.policy.redemption_grace)
-            record = self.chains.get(verified.id)
-            if record is not None and redeem.index <= record.index:
-                self._send_redeemed(parsed, verified.id, record, key, now)
-                return
-            self._check_redeemable(verified, record, redeem)
-            self._check_bounded(verified, record, redeem)
-        except RemoteProtocolError as error:
-            self._record(
-                RedemptionRejected(
-                    at=_ms(now),
-                    vendor=vendor,
-                    reason=str(error),
-                    commitment=redeem.commitment,
-                    index=redeem.index,
-                    payword=redeem.payword,
-                )
-            )
-            raise RedemptionError(str(error)) from error
-        record = self._ensure_registered(verified, 0, now)
-        units = redeem.index - record.index
-        amount = units * record.unit_value
-        self._record(
-            PaywordsRedeemed(
-                at=_ms(now),
-                commitment_id=verified.id,
-                buyer=record.buyer,
-                vendor=vendor,
-                commitment=verified.signed,
-                from_index=record.index,
-                index=redeem.index,
-                payword=redeem.payword,
-                units=units,
-                amount=amount,
-            )
-        )
-        self._check_credit(record.buyer, now)
-        self._send_redeemed(parsed, verified.id, record, key, now)
-
-    @staticmethod
-    def _check_redeemable(
-        verified: VerifiedCommitment, record: ChainRecord | None, redeem: Redeem
-    ) -> None:
-        commitment = verified.commitment
-        index, word = (record.index, record.word) if record else (0, commitment.root)
-        verdict = check_payword(redeem.payword, redeem.index, commitment.length, word, index)
-        if verdict is Payword.BEYOND_LENGTH:
-            raise RedemptionError(f"index {redeem.index} beyond chain length {commitment.length}")
-        if verdict is Payword.OFF_CHAIN:
-            raise RedemptionError(f"payword {redeem.index} does not hash to the chain")
-
-    def _check_bounded(
-        self, verified: VerifiedCommitment, record: ChainRecord | None, redeem: Redeem
-    ) -> None:
-        """Refuse a credit that would carry a total past ``MAX_TOTAL``.
-
-        The unit value is the buyer's to choose (up to ``Count``), so units times value can
-        exceed what a ``Redeemed``, ``Balance`` or ``Invoice`` can carry.
-        """
-        commitment = verified.commitment
-        units = units_between(record.index if record else 0, redeem.index)
-        amount = amount_for(units, commitment.unit_value)
-        totals = self.totals
-        buyer, vendor = verified.certificate.subject, commitment.vendor
-        largest = max(totals.debited.get(buyer, 0), totals.credited.get(vendor, 0))
-        if not fits_total(largest, amount):
-            raise RedemptionError(f"crediting {amount} would overflow the totals")
-
-    def _check_credit(self, buyer: str, now: float) -> None:
-        account = self.accounts[buyer]
-        limit = account.credit_limit
-        exposure = self.totals.debited[buyer] + self.totals.reserved[buyer]
-        if exposure > limit:
-            if account.serial in self.revoked:
-                return  # already cut off; vendors stop at the revocation list
-            self._record(
-                CreditLimitExceeded(at=_ms(now), buyer=buyer, exposure=exposure, limit=limit)
-            )
-            if self.policy.revoke_over_limit:
-                self._revoke_over_limit(account, now)
-
-    def _revoke_over_limit(self, account: Account, now: float) -> None:
-        self._record(
-            CertificateRevoked(
-                at=_ms(now),
-                account=account.name,
-                serial=account.serial,
-                reason="credit limit exceeded",
-            )
-        )
-        self.publish_revocations(now)
-
-    def _send_redeemed(
-        self, parsed: Parsed, cid: bytes, record: ChainRecord, key: MacKey, now: float
-    ) -> None:
-        index, amount = record.index, record.amount
-        self._reply_with_head(
-            parsed,
-            lambda head: Redeemed(cid, index, amount, head),
-            key,
-            now,
-            corr=parsed.header.corr,
-        )
-
-    def _reply_with_head(
-        self,
-        parsed: Parsed,
-        body: Callable[[SignedHead | None], Body],
-        key: MacKey,
-        now: float,
-        *,
-        corr: bytes,
-    ) -> None:
-        """A reply that moves money carries the signed head of the ledger that holds it."""
-        recipient = parsed.header.sender
-        if self.attest_replies:
-            self.hold(recipient, body, now, auth=Auth.PAIR, key=key, corr=corr)
-        else:
-            self.send(recipient, body(None), now, auth=Auth.PAIR, key=key, corr=corr)
-
-    def _register(self, parsed: Parsed, register: Register, key: MacKey, now: float) -> None:
-        vendor = parsed.header.sender
-        verified = self._verified(vendor, register.commitment, now, 0.0)
-        commitment = verified.commitment
-        buyer = verified.certificate.subject
-        approved, reason = True, ""
-        if verified.id not in self.chains:
-            value = commitment.length * commitment.unit_value
-            exposure = self.totals.debited[buyer] + self.totals.reserved[buyer] + value
-            if verified.certificate.serial in self.revoked:
-                approved, reason = False, "certificate revoked"
-            elif exposure > self.accounts[buyer].credit_limit:
-                approved, reason = False, f"credit limit: exposure would be {exposure}"
-            if approved:
-                self._ensure_registered(verified, value, now)
-            else:
-                self._record(
-                    RegistrationRefused(
-                        at=_ms(now),
-                        commitment_id=verified.id,
-                        buyer=buyer,
-                        vendor=vendor,
-                        reason=reason,
-                    )
-                )
-        cid = verified.id
-        self._reply_with_head(
-            parsed,
-            lambda head: Registered(cid, approved, reason, head),
-            key,
-            now,
-            corr=parsed.header.corr,
         )
 
     # --- queries -------------------------------------------------------------------------------
@@ -657,20 +313,8 @@ class BrokerCore(Endpoint[BrokerCoreEvent]):
             record = self.chains[cid]
             self._record(
                 ReservationReleased(
-                    at=_ms(now), commitment_id=cid, buyer=record.buyer, amount=record.reserved
+                    at=ms(now), commitment_id=cid, buyer=record.buyer, amount=record.reserved
                 )
             )
         self.replay_guard.prune(now)
         return self._take_decided()
-
-
-def _ms(now: float) -> int:
-    return int(now * 1000)
-
-
-def _certificate_of(signed: bytes) -> Certificate:
-    return decode_certificate(decode_signed(signed).body)
-
-
-def _commitment_of(signed: bytes) -> Commitment:
-    return decode_commitment(decode_signed(signed).body)

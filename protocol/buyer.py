@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol import topics
+from protocol.agent_endpoint import AgentEndpoint
 from protocol.buyer_channel import Channel, ChannelState
 from protocol.chain import HashChain
 from protocol.codec import decode_as, decode_signed
@@ -21,7 +22,7 @@ from protocol.credentials import (
     verify_certificate,
 )
 from protocol.crypto import Identity, MacKey, chain_key
-from protocol.endpoint import AgentEndpoint, BrokerInfo
+from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,

@@ -7,8 +7,9 @@ ledger (or this vendor's store) went back makes the vendor re-send its evidence.
 
 from __future__ import annotations
 
+from protocol.agent_endpoint import AgentEndpoint
 from protocol.crypto import Identity
-from protocol.endpoint import AgentEndpoint, BrokerInfo
+from protocol.endpoint import BrokerInfo
 from protocol.envelope import Auth, Parsed
 from protocol.events import (
     HeadReceived,

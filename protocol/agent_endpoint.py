@@ -1,0 +1,192 @@
+"""A buyer's or vendor's endpoint: trusts one broker, enrolls with it, watches its ledger.
+
+It reads the broker's signed broadcasts (revocation lists, ledger heads), judges every
+signed ledger head it is shown against the ones it holds (``protocol.ledger_heads``), and
+holds the enrollment token only until the certificate arrives.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from protocol import topics
+from protocol.credentials import enroll_proof_data, verify_certificate
+from protocol.crypto import TAG_ENROLL_PROOF, Identity, MacKey, token_key
+from protocol.endpoint import BrokerInfo, Endpoint, Outcome
+from protocol.envelope import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MAX_SKEW,
+    Auth,
+    Parsed,
+    open_body,
+    verify_signed,
+)
+from protocol.errors import (
+    AuthenticationError,
+    CertificateError,
+    UnexpectedMessageError,
+)
+from protocol.events import (
+    CertificateReceived,
+    HeadReceived,
+    LedgerHeadWitnessed,
+    RevocationsUpdated,
+)
+from protocol.ledger_heads import HeadVerdict, HeldHead, LedgerView, verify_head
+from protocol.messages import (
+    Certificate,
+    Enrolled,
+    EnrollRequest,
+    LedgerHead,
+    RevocationList,
+    Role,
+    SignedHead,
+)
+
+E = TypeVar("E")
+
+
+class AgentEndpoint(Endpoint[E]):
+    """A buyer's or vendor's endpoint: knows its broker and enrolls with it."""
+
+    role: Role
+
+    def __init__(
+        self,
+        account: str,
+        identity: Identity,
+        broker: BrokerInfo,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        max_skew: float = DEFAULT_MAX_SKEW,
+    ) -> None:
+        super().__init__(account, identity, max_message_size=max_message_size, max_skew=max_skew)
+        self.broker = broker
+        self.broker_key = self.pair_key_with(broker.id, broker.agree_key)
+        self.token_key: MacKey | None = None
+        self.certificate = b""
+        self.certified: Certificate | None = None
+        self.revoked: frozenset[int] = frozenset()
+        self._revocation_sequence = -1
+        self.ledger_view = LedgerView()
+
+    def subscriptions(self) -> list[str]:
+        """Its inbox and the broker's retained identity and revocation list."""
+        broker = self.broker.id
+        return [
+            *super().subscriptions(),
+            topics.public(broker, "identity"),
+            topics.public(broker, "revocations"),
+            topics.public(broker, "ledger-head"),
+        ]
+
+    def on_broadcast(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """The broker's broadcasts, checked against its key; other signers offer (``on_offer``)."""
+        if parsed.header.sender != self.broker.id:
+            return self.on_offer(topic, parsed, now)
+        verify_signed(parsed, topic, self.broker.sign_key)
+        return self.on_broker_broadcast(topic, parsed, now)
+
+    def on_offer(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """A broadcast signed by a key its own body certifies (the buyer reads offers)."""
+        raise AuthenticationError
+
+    def on_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> Outcome[E]:
+        """What the role does with a verified broker broadcast."""
+        raise UnexpectedMessageError(f"{self.account} does not read {parsed.header.type!r}")
+
+    def message_key(self, parsed: Parsed) -> MacKey | None:
+        """From the broker: the pairwise key, or the enrollment token's."""
+        return self.broker_message_key(parsed)
+
+    def check_use(self, parsed: Parsed) -> None:
+        """The enrollment token authenticates only the enrollment answer."""
+        self.check_token_use(parsed)
+
+    def broker_broadcast(
+        self, topic: str, parsed: Parsed
+    ) -> list[RevocationsUpdated | LedgerHeadWitnessed]:
+        """A broadcast whose broker signature has been verified: revocations, ledger heads."""
+        body = open_body(parsed)
+        if isinstance(body, RevocationList):
+            if body.sequence <= self._revocation_sequence:
+                return []
+            self._revocation_sequence = body.sequence
+            self.revoked = frozenset(body.serials)
+            return [RevocationsUpdated(body.sequence, self.revoked)]
+        if isinstance(body, LedgerHead) and body.issuer == self.broker.id:
+            verdict = self._judge(HeldHead(body.seq, body.head, body.at, b""))
+            envelope = parsed.signed_part + parsed.trailer
+            return [LedgerHeadWitnessed(body.seq, body.head, body.at, topic, envelope, verdict)]
+        return []
+
+    @property
+    def witnessed_seq(self) -> int:
+        """The highest ledger sequence number the broker has vouched for to this agent."""
+        return self.ledger_view.vouched
+
+    def head_from_reply(
+        self, parsed: Parsed, signed: SignedHead | None, scope: bytes
+    ) -> HeadReceived | None:
+        """Check and judge the signed head a money reply carried (``None``: it had none)."""
+        if signed is None:
+            return None
+        verify_head(self.broker.sign_key, self.broker.id, signed)
+        at = parsed.header.timestamp
+        verdict = self._judge(HeldHead(signed.seq, signed.head, at, scope))
+        return HeadReceived(scope, signed, at, verdict)
+
+    def _judge(self, held: HeldHead) -> HeadVerdict:
+        view = self.ledger_view
+        verdict = view.judge(held.seq, held.head, held.at)
+        if verdict in ("new", "seen"):
+            view.keep(held)
+        elif verdict in ("contradiction", "regression"):
+            view.follow(held)
+        return verdict
+
+    def enroll(self, token: bytes, now: float) -> None:
+        """Queue an enrollment request authenticated by the operator's one-time token."""
+        self.token_key = MacKey(token_key(token, self.account))
+        identity = self.identity
+        proof = identity.sign(
+            TAG_ENROLL_PROOF,
+            enroll_proof_data(self.account, self.broker.id, identity.sign_key, identity.agree_key),
+        )
+        request = EnrollRequest(identity.sign_key, identity.agree_key, proof)
+        self.send(self.broker.id, request, now, auth=Auth.TOKEN, key=self.token_key)
+
+    def restore_certificate(self, signed: bytes, now: float) -> Certificate:
+        """Adopt a certificate (from enrollment or the agent's store), checked in full."""
+        broker = self.broker
+        certificate = verify_certificate(signed, broker.sign_key, broker.id, now, role=self.role)
+        identity = self.identity
+        keys = (certificate.sign_key, certificate.agree_key)
+        if certificate.subject != self.account or keys != (identity.sign_key, identity.agree_key):
+            raise CertificateError("certificate is not for this agent's keys")
+        self.certificate = signed
+        self.certified = certificate
+        return certificate
+
+    def broker_message_key(self, parsed: Parsed) -> MacKey:
+        """The key of a MAC'd message from the broker (pairwise, or the enrollment token's)."""
+        if parsed.header.sender != self.broker.id:
+            raise AuthenticationError
+        if parsed.auth is Auth.PAIR:
+            return self.broker_key
+        if parsed.auth is Auth.TOKEN and self.token_key is not None:
+            return self.token_key
+        raise AuthenticationError
+
+    def check_token_use(self, parsed: Parsed) -> None:
+        """The enrollment token authenticates only the enrollment answer (or its refusal)."""
+        if parsed.auth is Auth.TOKEN and parsed.header.type not in ("enrolled", "error"):
+            raise UnexpectedMessageError("only enrollment travels under the token key")
+
+    def enrolled(self, parsed: Parsed, body: Enrolled, now: float) -> CertificateReceived:
+        """Handle the broker's answer to ``enroll``."""
+        if parsed.auth is not Auth.TOKEN:
+            raise UnexpectedMessageError("certificates arrive on the enrollment stream only")
+        certificate = self.restore_certificate(body.certificate, now)
+        self.token_key = None
+        return CertificateReceived(body.certificate, certificate.serial)

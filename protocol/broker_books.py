@@ -1,0 +1,209 @@
+"""The broker's books: accounts, chains and totals, folded from its ledger events.
+
+State changes only through ``apply`` of a ``BrokerEvent``, both live and when the ledger
+replays history, so the state after a restart is exactly the state before it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from protocol.broker_events import (
+    AccountOpened,
+    AnyBrokerEvent,
+    CertificateIssued,
+    CertificateRevoked,
+    CommitmentRegistered,
+    PaywordsRedeemed,
+    ReservationReleased,
+)
+from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.crypto import (
+    Identity,
+)
+from protocol.endpoint import BrokerInfo, Endpoint
+from protocol.events import BrokerCoreEvent
+from protocol.messages import (
+    Certificate,
+    Commitment,
+    RevocationList,
+    Role,
+)
+
+DAY = 86_400.0
+
+
+@dataclass(slots=True)
+class Account:
+    """One buyer's or vendor's account at the broker."""
+
+    name: str
+    role: Role
+    credit_limit: int
+    currency: str
+    token_nonce: bytes
+    certificate: bytes = b""
+    sign_key: bytes = b""
+    agree_key: bytes = b""
+    serial: int = 0
+
+
+@dataclass(slots=True)
+class ChainRecord:
+    """What the broker knows of one commitment."""
+
+    buyer: str
+    vendor: str
+    commitment: bytes
+    length: int
+    unit_value: int
+    root: bytes
+    reserved: int
+    index: int = 0
+    word: bytes = b""
+    amount: int = 0
+
+
+@dataclass(slots=True)
+class BrokerPolicy:
+    """Operator settings for certificates and redemption."""
+
+    certificate_lifetime: float = 365 * DAY
+    redemption_grace: float = 30 * DAY
+    max_chain_length: int = 1_000_000
+    revoke_over_limit: bool = True
+
+
+@dataclass(slots=True)
+class Totals:
+    """Running totals per account (and per buyer-vendor pair), folded from the events."""
+
+    debited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    credited: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    reserved: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    units: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    amounts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+
+
+class BrokerBooks(Endpoint[BrokerCoreEvent]):
+    """The broker's accounts, chains and totals, changed only by ``apply``.
+
+    What a call decided waits in ``_decided`` until the call hands it to the shell.
+    """
+
+    def __init__(  # noqa: PLR0913 - identity, policy, limits
+        self,
+        broker_id: str,
+        identity: Identity,
+        policy: BrokerPolicy,
+        *,
+        max_message_size: int,
+        max_skew: float,
+        attest_replies: bool,
+    ) -> None:
+        super().__init__(broker_id, identity, max_message_size=max_message_size, max_skew=max_skew)
+        self.attest_replies = attest_replies
+        self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+        self.policy = policy
+        self.accounts: dict[str, Account] = {}
+        self.chains: dict[bytes, ChainRecord] = {}
+        self.revoked: dict[int, str] = {}
+        self.totals = Totals()
+        self._next_serial = 1
+        self._decided: list[AnyBrokerEvent] = []  # by the call in progress
+        # (redemption deadline, id) of on-line commitments that reserved credit; entries
+        # whose reservation is used up are dropped lazily
+        self._reservation_deadlines: list[tuple[float, bytes]] = []
+
+    # --- state: the only place it changes ----------------------------------------------------
+
+    def apply(self, event: AnyBrokerEvent) -> None:
+        """Fold one event into the state (live or replayed from the ledger)."""
+        totals = self.totals
+        match event:
+            case AccountOpened():
+                self.accounts[event.account] = Account(
+                    event.account, event.role, event.credit_limit, event.currency, event.token_nonce
+                )
+            case CertificateIssued():
+                account = self.accounts[event.account]
+                certificate = certificate_of(event.certificate)
+                account.certificate = event.certificate
+                account.sign_key = certificate.sign_key
+                account.agree_key = certificate.agree_key
+                account.serial = event.serial
+                self._next_serial = max(self._next_serial, event.serial + 1)
+                self._pair_keys.pop(event.account, None)
+            case CertificateRevoked():
+                self.revoked[event.serial] = event.account
+            case CommitmentRegistered():
+                commitment = commitment_of(event.commitment)
+                self.chains[event.commitment_id] = ChainRecord(
+                    event.buyer,
+                    event.vendor,
+                    event.commitment,
+                    event.length,
+                    event.unit_value,
+                    commitment.root,
+                    event.reserved,
+                    word=commitment.root,
+                )
+                totals.reserved[event.buyer] += event.reserved
+                if event.reserved:
+                    deadline = commitment.not_after / 1000 + self.policy.redemption_grace
+                    heapq.heappush(self._reservation_deadlines, (deadline, event.commitment_id))
+            case ReservationReleased():
+                self.chains[event.commitment_id].reserved -= event.amount
+                totals.reserved[event.buyer] -= event.amount
+            case PaywordsRedeemed():
+                record = self.chains[event.commitment_id]
+                record.index = event.index
+                record.word = event.payword
+                record.amount += event.amount
+                released = min(record.reserved, event.amount)
+                record.reserved -= released
+                totals.reserved[event.buyer] -= released
+                totals.debited[event.buyer] += event.amount
+                totals.credited[event.vendor] += event.amount
+                totals.units[event.buyer, event.vendor] += event.units
+                totals.amounts[event.buyer, event.vendor] += event.amount
+            case _:
+                pass  # refusals, alerts and billing change no protocol state
+
+    def rebuild(self, events: Iterable[AnyBrokerEvent]) -> None:
+        """Rebuild the state from the ledger's history."""
+        for event in events:
+            self.apply(event)
+
+    def _record(self, event: AnyBrokerEvent) -> None:
+        self.apply(event)
+        self._decided.append(event)
+
+    def _take_decided(self) -> list[AnyBrokerEvent]:
+        """What the current call decided, handed back to the shell to persist."""
+        out, self._decided = self._decided, []
+        return out
+
+    def publish_revocations(self, now: float) -> None:
+        """Queue the retained, signed revocation list."""
+        serials = sorted(self.revoked)
+        body = RevocationList(self.account, len(serials), ms(now), serials)
+        self.broadcast("revocations", body, now)
+
+
+def ms(now: float) -> int:
+    """Seconds (the shell's clock) to the milliseconds events and messages carry."""
+    return int(now * 1000)
+
+
+def certificate_of(signed: bytes) -> Certificate:
+    """The certificate inside a ``Signed`` the broker issued (checked when it was)."""
+    return decode_certificate(decode_signed(signed).body)
+
+
+def commitment_of(signed: bytes) -> Commitment:
+    """The commitment inside a ``Signed`` the broker verified before recording it."""
+    return decode_commitment(decode_signed(signed).body)
