@@ -354,14 +354,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                     continue
                 channel.resume()
             if channel.state is ChannelState.COMMITTING:
-                self.send(
-                    channel.vendor,
-                    Commit(channel.commitment),
-                    now,
-                    auth=Auth.CHAIN,
-                    key=channel.key,
-                    ref=channel.id,
-                )
+                self._send_commit(channel, now)  # the retry is armed: only the commit goes
             self._resend_payments(channel, now)
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff

@@ -40,6 +40,8 @@ E = TypeVar("E")
 
 MAX_IN_FLIGHT = 256
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
+REARM_INTERVAL = 0.25
+"""How often activity may make the timer task ask the core again (s)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,20 +331,23 @@ class AgentLoop(Generic[E]):
                     events, count = [], 0
 
     async def _timers(self) -> None:
-        """Sleep until the core's timer is due, re-armed after every batch (no polling)."""
+        """Sleep until the core's timer is due; re-armed from ``get_timer`` after activity.
+
+        A batch may arm an earlier timer, so each one wakes this task, which asks the core
+        again, at most every ``REARM_INTERVAL`` s: ``get_timer`` may walk every chain.
+        """
         while True:
             self._timer_moved.clear()
+            now = self.clock()
             due = self.core.get_timer()
-            wait = None if due is None else max(due - self.clock(), 0.0)
+            if due is not None and due <= now:
+                async with self._lock:
+                    await self._persist_and_queue(list(self.core.handle_timer(self.clock())))
+                continue
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
+                async with asyncio.timeout(None if due is None else due - now):
                     await self._timer_moved.wait()
-                    continue  # something ran: the core may have armed an earlier timer
-            async with self._lock:
-                now = self.clock()
-                due = self.core.get_timer()
-                events = self.core.handle_timer(now) if due is not None and due <= now else ()
-                await self._persist_and_queue(list(events))
+                    await asyncio.sleep(REARM_INTERVAL)
 
     async def _publish(self) -> None:
         while True:
