@@ -119,8 +119,8 @@ class BrokerRedemption(BrokerBooks):
             )
             raise RedemptionError(str(error)) from error
         record = self._ensure_registered(verified, 0, now)
-        units = redeem.index - record.index
-        amount = units * record.unit_value
+        units = units_between(record.index, redeem.index)
+        amount = amount_for(units, record.unit_value)
         self._record(
             PaywordsRedeemed(
                 at=ms(now),
@@ -226,7 +226,7 @@ class BrokerRedemption(BrokerBooks):
         buyer = verified.certificate.subject
         approved, reason = True, ""
         if verified.id not in self.chains:
-            value = commitment.length * commitment.unit_value
+            value = amount_for(commitment.length, commitment.unit_value)
             exposure = self.totals.debited[buyer] + self.totals.reserved[buyer] + value
             if verified.certificate.serial in self.revoked:
                 approved, reason = False, "certificate revoked"

@@ -48,6 +48,7 @@ from protocol.messages import (
     Redeemed,
     Registered,
 )
+from protocol.money_rules import amount_for
 from protocol.vendor_chains import PendingCommitment, VendorChain, VendorTerms
 from protocol.vendor_redemption import VendorRedemption
 
@@ -102,7 +103,8 @@ class VendorCore(VendorRedemption):
     def data_to_send(self) -> list[Outgoing]:
         """Queued messages, plus one coalesced receipt per chain paid since the last call."""
         for cid, (state, now) in self._receipts.items():
-            body = Receipt(cid, state.index, state.index * state.verified.commitment.unit_value)
+            amount = amount_for(state.index, state.verified.commitment.unit_value)
+            body = Receipt(cid, state.index, amount)
             self.send(state.buyer, body, now, auth=Auth.CHAIN, key=state.key, ref=cid)
         self._receipts.clear()
         return super().data_to_send()
@@ -254,7 +256,7 @@ class VendorCore(VendorRedemption):
         for state in self._chains_of.get(buyer, {}).values():
             commitment = state.verified.commitment
             reach = commitment.length if now_ms <= commitment.not_after else state.index
-            total += max(reach - state.redeemed, 0) * commitment.unit_value
+            total += amount_for(max(reach - state.redeemed, 0), commitment.unit_value)
         return total
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
@@ -283,7 +285,7 @@ class VendorCore(VendorRedemption):
             if commitment.length > terms.max_length:
                 raise CommitmentError(f"chain longer than {terms.max_length}")
             exposure = self.exposure(verified.certificate.subject, now)
-            value = commitment.length * commitment.unit_value
+            value = amount_for(commitment.length, commitment.unit_value)
             if exposure + value > verified.certificate.credit_limit:
                 raise CommitmentError(
                     f"credit limit: {exposure} open here plus {value} exceeds "
@@ -341,7 +343,7 @@ class VendorCore(VendorRedemption):
                 index,
                 payment.payword,
                 units,
-                units * unit_value,
+                amount_for(units, unit_value),
                 payment.item,
             )
         ]

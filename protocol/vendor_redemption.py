@@ -18,6 +18,7 @@ from protocol.events import (
     VendorEvent,
 )
 from protocol.messages import Balance, BalanceQuery, Error, Redeem, Redeemed, Register
+from protocol.money_rules import amount_for
 from protocol.vendor_chains import ChainState, PendingCommitment, VendorChain, VendorTerms
 
 
@@ -135,8 +136,8 @@ class VendorRedemption(AgentEndpoint[VendorEvent]):
         held = confirmed = 0
         for state in self.chains.values():
             unit = state.verified.commitment.unit_value
-            held += state.paid * unit
-            confirmed += state.redeemed * unit
+            held += amount_for(state.paid, unit)
+            confirmed += amount_for(state.redeemed, unit)
         if balance.credited > held:
             for state in self.chains.values():
                 self._reconfirm(state, now)  # each answer tells what the broker holds
@@ -209,6 +210,6 @@ class VendorRedemption(AgentEndpoint[VendorEvent]):
     def unredeemed_amount(self) -> int:
         """Value held in paywords the broker has not yet credited."""
         return sum(
-            max(s.index - s.redeemed, 0) * s.verified.commitment.unit_value
+            amount_for(max(s.index - s.redeemed, 0), s.verified.commitment.unit_value)
             for s in self.chains.values()
         )
