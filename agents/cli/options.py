@@ -11,10 +11,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from agents.runtime.loop import AgentFailedError
 from agents.runtime.mqtt import MqttSettings
 from agents.runtime.secret_input import secret
 from agents.runtime.settings import bounded, resolve, setup_logging
+from agents.runtime.supervision import AgentFailedError
 
 MQTT_DEFAULTS: dict[str, Any] = {
     "mqtt_host": "127.0.0.1",

@@ -16,8 +16,9 @@ from agents.daemons.admin_socket import serve_admin
 from agents.daemons.broker_service import BrokerService
 from agents.daemons.operator_actions import run_admin_request
 from agents.daemons.operator_protocol import Answer, OperatorRequest
-from agents.runtime.loop import AgentLoop, first_failure
+from agents.runtime.loop import AgentLoop
 from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.supervision import first_failure
 from protocol.events import BrokerCoreEvent, PublishedHeadSeen
 
 log = logging.getLogger("micropay.broker")
@@ -114,10 +115,9 @@ class BrokerDaemon:
             self.service.files.ledger,
             self.service.store.durable_head[0],
         )
-        serving = asyncio.create_task(self.loop.run(), name="broker-loop")
         try:
             await first_failure(
-                serving,
+                self.loop.run(),
                 {
                     "the ledger writer": self.service.wait_failed(),
                     "the projector": self._project_periodically(),

@@ -16,8 +16,9 @@ from pathlib import Path
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
 from agents.daemons.broker_log import log_decisions
 from agents.runtime.keystore import load_identity
-from agents.runtime.loop import AgentFailedError, Clock
+from agents.runtime.loop import Clock
 from agents.runtime.private_files import check_private_dir
+from agents.runtime.supervision import AgentFailedError
 from broker_ledger.billing import PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError

@@ -23,6 +23,7 @@ from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import make_private_dir
+from agents.runtime.supervision import first_failure
 from protocol.endpoint import BrokerInfo
 from protocol.events import CertificateReceived, PaymentAccepted, VendorEvent
 from protocol.vendor import VendorCore, VendorTerms
@@ -139,11 +140,10 @@ class VendorAgent:
             await stop_requested.wait()
             await self.shutdown()
 
-        stopper = asyncio.create_task(stop_when_asked(), name="vendor-shutdown")
         try:
-            await self.loop.run()
+            # The shutdown runs beside the loop: if it fails, the daemon stops with its error.
+            await first_failure(self.loop.run(), {}, alongside=[stop_when_asked()])
         finally:
-            stopper.cancel()
             await self.store.close()
             log.info(
                 "vendor %s stopped: %s payments, %s accepted this run",

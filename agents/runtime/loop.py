@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from agents.runtime.mqtt import LinkError, MqttLink
+from agents.runtime.supervision import first_failure
 from protocol.core import Core
 from protocol.events import (
     HeadReceived,
@@ -51,38 +52,6 @@ class _Staged(Generic[E]):
     events: list[E]
     outgoing: list[Outgoing]
     held: list[HeldReply]
-
-
-class AgentFailedError(Exception):
-    """A task the agent cannot run without has stopped: the process must exit non-zero.
-
-    Crash-only: the agent's state is rebuilt from its store at the next start, so
-    stopping loudly is always safe, and staying alive without the task never is.
-    """
-
-
-async def first_failure(main: asyncio.Task[None], watched: dict[str, Awaitable[object]]) -> None:
-    """Wait for ``main``; if a watched task or awaitable ends first, cancel ``main`` and raise.
-
-    A watched awaitable that ends, with an error or without, is a task the agent cannot
-    run without: its end becomes one ``AgentFailedError`` naming it and the cause.
-    """
-    guards = {asyncio.ensure_future(awaitable): name for name, awaitable in watched.items()}
-    try:
-        done, _ = await asyncio.wait({main, *guards}, return_when=asyncio.FIRST_COMPLETED)
-        if main in done:
-            main.result()
-            return
-        ended = next(iter(done))
-        cause = ended.exception() if not ended.cancelled() else None
-        main.cancel()
-        with contextlib.suppress(BaseException):
-            await main
-        detail = f"{cause}" if isinstance(cause, AgentFailedError) else f"{cause!r}"
-        raise AgentFailedError(f"{guards[ended]} stopped: {detail}") from cause
-    finally:
-        for guard in guards:
-            guard.cancel()
 
 
 Persist = Callable[[list[E]], Awaitable[None]]
@@ -265,9 +234,10 @@ class AgentLoop(Generic[E]):
         made durable any more, so nothing may be acknowledged.
         """
         committer = self._ensure_committer()
-        connection = asyncio.create_task(self._reconnect_loop(RECONNECT_MIN), name="mqtt")
         try:
-            await first_failure(connection, {"the store's commit task": committer})
+            await first_failure(
+                self._reconnect_loop(RECONNECT_MIN), {"the store's commit task": committer}
+            )
         finally:
             committer.cancel()
             with contextlib.suppress(BaseException):
