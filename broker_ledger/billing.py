@@ -129,15 +129,10 @@ async def close_period(
     last = await store.last_of_type("period-closed")
     after = 0
     if last is not None:
-        marker = store.decode(last)
-        assert isinstance(marker, PeriodClosed)  # noqa: S101 - the query selected the type
-        after = marker.through_sequence
+        after = store.decode_as(PeriodClosed, last).through_sequence
     through = store.head[0]
-    redemptions = []
-    for row in await store.read_type("paywords-redeemed", after, through):
-        event = store.decode(row)
-        assert isinstance(event, PaywordsRedeemed)  # noqa: S101 - the query selected the type
-        redemptions.append(event)
+    rows = await store.read_type("paywords-redeemed", after, through)
+    redemptions = [store.decode_as(PaywordsRedeemed, row) for row in rows]
     currencies = await _currencies(store)
     events = bill(redemptions, period, after, through, basis_points, currencies, at)
     try:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 
-from broker_ledger.codec import EventCodec
+from broker_ledger.codec import EventCodec, EventDecodeError
 from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.store_errors import LedgerIntegrityError
 from broker_ledger.store_records import Checkpoint, StoredEvent
 from protocol.broker_events import AnyBrokerEvent
+
+T = TypeVar("T")
 
 SELECT_STREAM: Final = (
     "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log"
@@ -99,6 +101,13 @@ class LedgerReader:
     def decode(self, stored: StoredEvent) -> AnyBrokerEvent:
         """The event a row holds, upcast to the current schema."""
         return self.codec.decode(stored.type, stored.schema, stored.body)
+
+    def decode_as(self, cls: type[T], stored: StoredEvent) -> T:
+        """The event of a row a query selected by type; another type is a corrupt row."""
+        event = self.decode(stored)
+        if not isinstance(event, cls):
+            raise EventDecodeError(f"event {stored.seq} is a {stored.type}, not a {cls.__name__}")
+        return event
 
     @property
     def connection(self) -> aiosqlite.Connection:
