@@ -99,10 +99,6 @@ class AgentEndpoint(Endpoint[E]):
         """From the broker: the pairwise key, or the enrollment token's."""
         return self.broker_message_key(parsed)
 
-    def check_use(self, parsed: Parsed) -> None:
-        """The enrollment token authenticates only the enrollment answer."""
-        self.check_token_use(parsed)
-
     def broker_broadcast(
         self, topic: str, parsed: Parsed
     ) -> list[RevocationsUpdated | LedgerHeadWitnessed]:
@@ -180,7 +176,7 @@ class AgentEndpoint(Endpoint[E]):
 
     def check_token_use(self, parsed: Parsed) -> None:
         """The enrollment token authenticates only the enrollment answer (or its refusal)."""
-        if parsed.auth is Auth.TOKEN and parsed.header.type not in ("enrolled", "error"):
+        if parsed.header.type not in ("enrolled", "error"):
             raise UnexpectedMessageError("only enrollment travels under the token key")
 
     def enrolled(self, parsed: Parsed, body: Enrolled, now: float) -> CertificateReceived:

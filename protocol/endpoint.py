@@ -100,7 +100,8 @@ class Endpoint(Generic[E]):
                 return self.on_first_commit(topic, parsed, now)
             verify_mac(parsed, topic, key)
             self.replay_guard.check(parsed, now)
-            self.check_use(parsed)
+            if parsed.auth is Auth.TOKEN:
+                self.check_token_use(parsed)
             return self.on_message(parsed, open_body(parsed), key, now)
         except RemoteProtocolError as error:
             return self.on_rejected(MessageRejected(topic, sender, error))
@@ -112,8 +113,8 @@ class Endpoint(Generic[E]):
         """
         raise AuthenticationError
 
-    def check_use(self, parsed: Parsed) -> None:
-        """Refuse an authentic message its key may not carry (before decoding its body)."""
+    def check_token_use(self, parsed: Parsed) -> None:
+        """Refuse, before decoding it, a message the enrollment token may not carry."""
 
     def on_message(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> Outcome[E]:
         """What the role does with an authenticated, fresh, decoded message."""

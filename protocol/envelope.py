@@ -50,6 +50,9 @@ class Auth(enum.IntEnum):
     """Ed25519 signature by the sender, for retained messages read by many."""
 
 
+_AUTH_BY_BYTE: Final[dict[int, Auth]] = {auth.value: auth for auth in Auth}
+
+
 class Header(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     """The envelope's fields, in wire order."""
 
@@ -124,10 +127,9 @@ def parse(payload: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Parsed:
         raise MessageTooLargeError(f"{len(payload)} bytes > limit {max_size}")
     if not payload:
         raise MalformedMessageError("empty payload")
-    try:
-        auth = Auth(payload[0])
-    except ValueError as exc:
-        raise MalformedMessageError(f"unknown auth byte {payload[0]}") from exc
+    auth = _AUTH_BY_BYTE.get(payload[0])  # a dict: ``Auth(byte)`` costs a call per message
+    if auth is None:
+        raise MalformedMessageError(f"unknown auth byte {payload[0]}")
     trailer_size = SIGNATURE_SIZE if auth is Auth.SIGNED else MAC_SIZE
     if len(payload) < 1 + trailer_size + 1:
         raise MalformedMessageError("payload shorter than its trailer")

@@ -185,9 +185,24 @@ class VendorCore(VendorRedemption):
 
     def on_message(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
         """Payments and commits from buyers; enrollment, receipts and answers from the broker."""
-        if parsed.auth is Auth.CHAIN:
-            return self._from_buyer(parsed, body, key, now)
-        return self._from_broker(parsed, body, now)
+        if parsed.auth is not Auth.CHAIN:
+            return self._from_broker(parsed, body, now)
+        state = self.chains.get(parsed.header.ref)  # the hot path: one call per payment
+        try:
+            match body:
+                case Payment() if state is not None:
+                    return self._pay(state, body, now)
+                case Commit():
+                    if state is not None:
+                        self._queue_receipt(state, now)
+                    return []
+                case _:
+                    raise UnexpectedMessageError(
+                        f"vendor does not accept {parsed.header.type!r} here"
+                    )
+        except RemoteProtocolError as error:
+            self.reply_error(parsed, error.code, str(error), now, key)
+            raise
 
     def on_broker_broadcast(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
         """Revocations and ledger heads; the broker's identity means it (re)started."""
@@ -205,23 +220,6 @@ class VendorCore(VendorRedemption):
         if parsed.header.type == "identity":
             self.reconcile(now)  # the broker (re)started, or this vendor (re)connected
         return events
-
-    def _from_buyer(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
-        header = parsed.header
-        state = self.chains.get(header.ref)
-        try:
-            match body:
-                case Payment() if state is not None:
-                    return self._pay(state, body, now)
-                case Commit():
-                    if state is not None:
-                        self._queue_receipt(state, now)
-                    return []
-                case _:
-                    raise UnexpectedMessageError(f"vendor does not accept {header.type!r} here")
-        except RemoteProtocolError as error:
-            self.reply_error(parsed, error.code, str(error), now, key)
-            raise
 
     def _first_commit(self, topic: str, parsed: Parsed, now: float) -> list[VendorEvent]:
         """The one message whose MAC key comes from its own body.
