@@ -45,6 +45,10 @@ from protocol.messages import (
 
 E = TypeVar("E")
 
+ENROLL_RETRY = 2.0
+"""First wait before an unanswered enrollment request is sent again (s); it doubles."""
+ENROLL_RETRY_MAX = 30.0
+
 
 class AgentEndpoint(Endpoint[E]):
     """A buyer's or vendor's endpoint: knows its broker and enrolls with it."""
@@ -64,6 +68,10 @@ class AgentEndpoint(Endpoint[E]):
         self.broker = broker
         self.broker_key = self.pair_key_with(broker.id, broker.agree_key)
         self.token_key: MacKey | None = None
+        # the enrollment request, resent until the broker answers (it may not be up yet)
+        self._enrollment: EnrollRequest | None = None
+        self._enroll_due = 0.0
+        self._enroll_backoff = ENROLL_RETRY
         self.certificate = b""
         self.certified: Certificate | None = None
         self.revoked: frozenset[int] = frozenset()
@@ -149,8 +157,25 @@ class AgentEndpoint(Endpoint[E]):
             TAG_ENROLL_PROOF,
             enroll_proof_data(self.account, self.broker.id, identity.sign_key, identity.agree_key),
         )
-        request = EnrollRequest(identity.sign_key, identity.agree_key, proof)
-        self.send(self.broker.id, request, now, auth=Auth.TOKEN, key=self.token_key)
+        self._enrollment = EnrollRequest(identity.sign_key, identity.agree_key, proof)
+        self._enroll_backoff = ENROLL_RETRY
+        self._send_enrollment(now)
+
+    def _send_enrollment(self, now: float) -> None:
+        if self._enrollment is None or self.token_key is None:
+            return
+        self.send(self.broker.id, self._enrollment, now, auth=Auth.TOKEN, key=self.token_key)
+        self._enroll_due = now + self._enroll_backoff
+        self._enroll_backoff = min(self._enroll_backoff * 2, ENROLL_RETRY_MAX)
+
+    def enrollment_timer(self) -> float | None:
+        """When an unanswered enrollment request is sent again (the broker answers repeats)."""
+        return self._enroll_due if self._enrollment is not None else None
+
+    def resend_enrollment(self, now: float) -> None:
+        """Send the enrollment request again if it is due and still unanswered."""
+        if self._enrollment is not None and self._enroll_due <= now:
+            self._send_enrollment(now)
 
     def restore_certificate(self, signed: bytes, now: float) -> Certificate:
         """Adopt a certificate (from enrollment or the agent's store), checked in full."""
@@ -175,9 +200,13 @@ class AgentEndpoint(Endpoint[E]):
         raise AuthenticationError
 
     def check_token_use(self, parsed: Parsed) -> None:
-        """The enrollment token authenticates only the enrollment answer (or its refusal)."""
+        """The enrollment token authenticates only the enrollment answer (or its refusal).
+
+        Either answer ends the retransmission of the request: a refusal would be repeated.
+        """
         if parsed.header.type not in ("enrolled", "error"):
             raise UnexpectedMessageError("only enrollment travels under the token key")
+        self._enrollment = None
 
     def enrolled(self, parsed: Parsed, body: Enrolled, now: float) -> CertificateReceived:
         """Handle the broker's answer to ``enroll``."""

@@ -339,10 +339,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
     def get_timer(self) -> float | None:
         """When an unacknowledged commit or payment is next retransmitted."""
         due = [c.retry_due for c in self.channels.values() if c.retry_due is not None]
+        enrolling = self.enrollment_timer()
+        if enrolling is not None:
+            due.append(enrolling)
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[BuyerEvent]:
         """Retransmit what the vendor has not acknowledged (it answers repeats idempotently)."""
+        self.resend_enrollment(now)
         for channel in self.channels.values():
             if channel.retry_due is None or channel.retry_due > now:
                 continue

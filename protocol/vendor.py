@@ -380,10 +380,14 @@ class VendorCore(VendorRedemption):
         """When the next redemption (or retry) falls due."""
         due = [s.redeem_due for s in self.chains.values() if s.owes_redemption]
         due.extend(p.retry_due for p in self._pending.values())
+        enrolling = self.enrollment_timer()
+        if enrolling is not None:
+            due.append(enrolling)
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[VendorEvent]:
         """Send due redemptions; unanswered ones are retried with exponential backoff."""
+        self.resend_enrollment(now)
         for state in self.chains.values():
             if state.owes_redemption and state.redeem_due <= now:
                 self._send_redeem(state, now)
