@@ -15,6 +15,7 @@ from agents.ops.mosquitto import (
     render,
 )
 from agents.ops.tls_certs import DEFAULT_DAYS, CertError, make_certs
+from agents.runtime.private_files import write_private
 from agents.runtime.secret_input import read_secret_file
 from agents.runtime.settings import bounded
 
@@ -51,12 +52,22 @@ def cmd_mqtt_certs(args: argparse.Namespace) -> int:
 
 def cmd_mqtt_add_user(args: argparse.Namespace) -> int:
     """Create or update an MQTT user (the ACL confines it by its name)."""
+    if args.password_file is not None and args.new_password_file is not None:
+        raise CommandError("give --password-file (set it) or --new-password-file (save it)")
     chosen = args.password_file is not None
     password = (
         read_secret_file(args.password_file, "MQTT password") if chosen else generated_password()
     )
+    if args.new_password_file is not None:
+        try:
+            write_private(args.new_password_file, password + "\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.new_password_file}: {exc.strerror}") from exc
     add_user(MosquittoFiles(args.directory), args.name, password)
-    result = {"username": args.name, "password": None if chosen else password}
+    shown = None if chosen or args.new_password_file is not None else password
+    result: dict[str, Any] = {"username": args.name, "password": shown}
+    if args.new_password_file is not None:
+        result["password_file"] = str(args.new_password_file)
     result["note"] = "reload Mosquitto (SIGHUP, or systemctl reload mosquitto) to use it"
     print_json(result)
     return 0
@@ -104,5 +115,12 @@ def register_mqtt(commands: argparse._SubParsersAction[Any]) -> None:
         type=Path,
         metavar="FILE",
         help="a 0600 file holding the password to set (default: generated and printed)",
+    )
+    user.add_argument(
+        "--new-password-file",
+        type=Path,
+        metavar="FILE",
+        help="generate the password and write it to FILE (created 0600) instead of printing it;"
+        " give FILE to the agent as --mqtt-password-file",
     )
     user.set_defaults(handler=cmd_mqtt_add_user)
