@@ -23,6 +23,7 @@ from typing import Self
 from agents.ops.mosquitto_passwd import PasswordFileError, set_password
 from agents.ops.retain_guard import LIBRARY_NAME, RetainGuardError
 from agents.ops.retain_guard import build as build_retain_guard
+from agents.ops.shipped_files import shipped
 from agents.ops.tls_certs import CertFiles
 from agents.runtime.private_files import (
     create_private_file,
@@ -31,9 +32,8 @@ from agents.runtime.private_files import (
     write_private,
 )
 
-PROJECT = Path(__file__).resolve().parents[2]
-TEMPLATE = PROJECT / "mosquitto.conf"
-ACL_TEMPLATE = PROJECT / "mosquitto.acl"
+TEMPLATE = shipped("mosquitto.conf")
+ACL_TEMPLATE = shipped("mosquitto.acl")
 
 
 class MosquittoError(Exception):

@@ -27,9 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Final
 
-PROJECT: Final = Path(__file__).resolve().parents[2]
-SOURCE: Final = PROJECT / "contrib" / "mosquitto" / "micropay_retain_guard.c"
-BUILD_DIR: Final = PROJECT / "build" / "mosquitto"
+from agents.ops.shipped_files import build_dir, shipped
+
+SOURCE: Final = shipped("contrib/mosquitto/micropay_retain_guard.c")
+BUILD_DIR: Final = build_dir("mosquitto")
 LIBRARY_NAME: Final = "micropay_retain_guard.so"
 INSTALL_HINT: Final = "apt-get install gcc mosquitto-dev libmosquitto-dev"
 CFLAGS: Final = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared")

@@ -151,6 +151,8 @@ def test_the_wheel_installs_and_serves_the_public_api(tmp_path: Path) -> None:
     (wheel,) = dist.glob("micropay-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"{package}/py.typed" for package in PACKAGES} <= names
+    shipped = {"mosquitto.conf", "mosquitto.acl", "micropay_retain_guard.c"}
+    assert {f"agents/ops/shipped/{name}" for name in shipped} <= names
     assert "protocol/__init__.py" in names
     assert not any(name.startswith(("tests/", "bench/", "fuzz/")) for name in names)
 
@@ -168,6 +170,16 @@ def test_the_wheel_installs_and_serves_the_public_api(tmp_path: Path) -> None:
     exported = _run([str(python), "-I", "-c", INSTALLED_CHECK], tmp_path, env).split()
     assert exported == sorted(protocol.__all__)
     _run([str(venv / "bin" / "micropay"), "--help"], tmp_path, env)
+    # Away from the source tree, `mqtt render` finds the shipped templates and builds the
+    # retain guard into the user's cache.
+    rendered = tmp_path / "mq"
+    cache_env = {**env, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    micropay = str(venv / "bin" / "micropay")
+    _run([micropay, "mqtt", "render", str(rendered), "--port", "18999"], tmp_path, cache_env)
+    config = (rendered / "mosquitto.conf").read_text()
+    assert "listener 18999 127.0.0.1" in config
+    assert f"plugin {rendered / 'micropay_retain_guard.so'}" in config
+    assert (tmp_path / "cache" / "micropay" / "mosquitto" / "micropay_retain_guard.so").is_file()
 
     # mypy reads an installed package only with its py.typed: then the one planted error
     # is found, and nothing is reported about missing stubs.
