@@ -3,15 +3,22 @@
 A period covers every redemption recorded since the previous period closed. Closing
 appends the invoices, statements and a ``PeriodClosed`` marker to the period's own stream
 at expected version 0, so closing the same period twice (even concurrently) changes
-nothing. Amounts are integers: the broker's fee is ``gross * basis_points // 10_000`` per
-vendor statement, so ``debited == credited + fees`` holds exactly.
+nothing; closing it again on other terms (another fee) is refused, naming the terms it
+was closed on, since the ledger keeps the first close forever. Amounts are integers: the
+broker's fee is ``gross * basis_points // 10_000`` per vendor statement, so
+``debited == credited + fees`` holds exactly.
+
+A period's name becomes part of the ledger for good, so it is a short token:
+``PERIOD_RULE`` (``2026-11``, ``2026-Q4``, ``2026-11-b``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Final
 
 from broker_ledger.store import ConcurrencyError, EventStore, StreamAppend
 from protocol.broker_events import (
@@ -26,6 +33,21 @@ from protocol.broker_events import (
 )
 
 BASIS_POINTS = 10_000
+PERIOD: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
+PERIOD_RULE: Final = (
+    "1-32 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit (e.g. 2026-11)"
+)
+
+
+class PeriodError(ValueError):
+    """A period name that does not fit ``PERIOD``, or a repeat on other terms."""
+
+
+def check_period_name(period: str) -> str:
+    """``period`` if it is a valid period name, else ``PeriodError`` saying what one is."""
+    if not PERIOD.fullmatch(period):
+        raise PeriodError(f"a period name is {PERIOD_RULE}, not {period!r:.60}")
+    return period
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +63,7 @@ class PeriodSummary:
     credited: int
     fees: int
     newly_closed: bool
+    fee_basis_points: int = 0
 
 
 def fee_of(gross: int, basis_points: int) -> int:
@@ -118,13 +141,18 @@ def bill(  # noqa: PLR0913 - the period's bounds and terms
 async def close_period(
     store: EventStore, period: str, *, at: int, basis_points: int = 0
 ) -> PeriodSummary:
-    """Close ``period`` over everything redeemed since the last close (idempotent)."""
+    """Close ``period`` over everything redeemed since the last close.
+
+    Idempotent: closing it again on the same terms returns the first close's summary;
+    on other terms, ``PeriodError`` names the terms it was closed on.
+    """
+    check_period_name(period)
     if not 0 <= basis_points <= BASIS_POINTS:
         raise ValueError("the fee is 0..10000 basis points")
     stream = f"period:{period}"
     existing = await _summary(store, stream)
     if existing is not None:
-        return existing
+        return _same_terms(existing, basis_points)
     await store.flush()
     last = await store.last_of_type("period-closed")
     after = 0
@@ -146,7 +174,20 @@ async def close_period(
     summary = await _summary(store, stream)
     if summary is None:
         raise ConcurrencyError(f"period {period} could not be closed")
-    return summary
+    return _same_terms(summary, basis_points)
+
+
+def _same_terms(closed: PeriodSummary, basis_points: int) -> PeriodSummary:
+    """The earlier close of a period, if asked for again on its terms."""
+    if closed.fee_basis_points != basis_points:
+        raise PeriodError(
+            f"period {closed.period} was already closed with a fee of"
+            f" {closed.fee_basis_points} basis points (through ledger event"
+            f" {closed.through_sequence}: {closed.invoices} invoices, {closed.statements}"
+            f" statements, {closed.debited} debited); it cannot be closed again with"
+            f" {basis_points}"
+        )
+    return closed
 
 
 async def _summary(store: EventStore, stream: str) -> PeriodSummary | None:
@@ -167,6 +208,7 @@ async def _summary(store: EventStore, stream: str) -> PeriodSummary | None:
         credited=marker.credited,
         fees=marker.fees,
         newly_closed=False,
+        fee_basis_points=marker.fee_basis_points,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from agents.daemons.operator_protocol import (
 from agents.ops.mosquitto import MosquittoFiles, add_user, generated_password
 from agents.runtime.private_files import write_private
 from agents.runtime.settings import bounded
+from broker_ledger.billing import PERIOD, PERIOD_RULE
 
 
 def cmd_broker_init(args: argparse.Namespace) -> int:
@@ -101,11 +103,23 @@ def cmd_broker_open_account(args: argparse.Namespace) -> int:
     return 0
 
 
+def _period(text: str) -> str:
+    """An argparse type: a period name (``PERIOD_RULE``), or a usage error."""
+    if not PERIOD.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a period name is {PERIOD_RULE}, not {text!r:.60}")
+    return text
+
+
 def cmd_broker_close_period(args: argparse.Namespace) -> int:
-    """Close a billing period (idempotent) and print its summary."""
+    """Close a billing period (idempotent on the same terms) and print its summary."""
     prepare(args, "broker", {"data_dir": Path("micropay-broker")})
     answer = _operator(args, ClosePeriod(period=args.period, fee_basis_points=args.fee_bps))
     print_json(msgspec.to_builtins(answer.summary))
+    if not answer.summary.newly_closed:
+        fee = answer.summary.fee_basis_points
+        sys.stderr.write(
+            f"period {args.period} was already closed (fee {fee} basis points): nothing changed\n"
+        )
     return 0
 
 
@@ -169,9 +183,20 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
         help="write the one-time token to FILE (created 0600) instead of printing it",
     )
     opened.set_defaults(handler=cmd_broker_open_account)
-    close = sub.add_parser("close-period", help="close a billing period (idempotent)")
+    close = sub.add_parser(
+        "close-period",
+        help="close a billing period (idempotent)",
+        description=(
+            "Write one invoice per buyer and one statement per vendor over everything"
+            " redeemed since the last period closed. Closing the same period again with the"
+            " same --fee-bps changes nothing and exits 0; with another fee it is refused"
+            " (exit 1), naming the terms it was closed on."
+        ),
+    )
     add_common(close, mqtt=False)
-    close.add_argument("period", help="the period's name, e.g. 2026-11")
+    close.add_argument(
+        "period", type=_period, help=f"the period's name: {PERIOD_RULE.replace('%', '%%')}"
+    )
     close.add_argument(
         "--fee-bps", type=bounded("fee_bps"), default=0, help="broker fee in basis points"
     )

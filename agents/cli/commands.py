@@ -1,4 +1,4 @@
-"""The agent sub-commands (``broker``, ``vendor``, ``buyer``, ``mqtt``) and their user errors."""
+"""The agent sub-commands (``broker``, ``vendor``, ``buyer``, ``mqtt``, ``config``) and errors."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from agents.cli.broker_commands import register_broker
+from agents.cli.config_commands import register_config
 from agents.cli.mqtt_commands import register_mqtt
 from agents.cli.options import CommandError
 from agents.cli.party_commands import register_buyer, register_vendor
@@ -25,6 +26,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     register_vendor(commands)
     register_buyer(commands)
     register_mqtt(commands)
+    register_config(commands)
 
 
 USER_ERRORS = (

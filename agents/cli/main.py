@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.cli.commands import USER_ERRORS, register
+from agents.cli.help_format import DefaultsShown
 from agents.cli.progress import ProgressBar
+from agents.runtime.config_file import ConfigError
 from agents.runtime.private_files import restrict_umask
 from agents.runtime.settings import bounded
 
@@ -125,7 +127,38 @@ class StrictParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - argparse's own
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", DefaultsShown)
         super().__init__(*args, **kwargs)
+
+
+def installed_version() -> str:
+    """The installed package's version, as ``pip`` and ``uv`` know it."""
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415 - --version only
+
+    try:
+        return version("micropay")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: looked up only when asked for, so every other command starts as fast."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:  # noqa: ANN401 - argparse's own
+        kwargs.setdefault("help", "print the version and exit")
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        """Print ``micropay VERSION`` and exit 0."""
+        del namespace, values, option_string
+        sys.stdout.write(f"{parser.prog} {installed_version()}\n")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="micropay",
         description="PayWord micropayments between buyers, vendors and a broker over MQTT.",
     )
+    parser.add_argument("--version", action=VersionAction)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     audit = commands.add_parser(
@@ -285,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
+    except ConfigError as error:
+        sys.stderr.write(f"micropay: error: {error}\n")
+        return EXIT_USAGE
     except USER_ERRORS as error:
         sys.stderr.write(f"micropay: error: {error}\n")
         return EXIT_FAILED

@@ -11,20 +11,14 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from agents.runtime.config_schema import default_log_level
+from agents.runtime.log_setup import setup_logging
 from agents.runtime.mqtt import MqttSettings
 from agents.runtime.secret_input import secret
-from agents.runtime.settings import bounded, resolve, setup_logging
+from agents.runtime.settings import Setting, bounded, resolve
 from agents.runtime.supervision import AgentFailedError
 
-MQTT_DEFAULTS: dict[str, Any] = {
-    "mqtt_host": "127.0.0.1",
-    "mqtt_port": 1883,
-    "mqtt_username": None,
-    "mqtt_password": None,
-    "mqtt_password_file": None,
-    "mqtt_tls_ca": None,
-}
-COMMON_DEFAULTS: dict[str, Any] = {"log_level": "info", "log_json": False}
+log = logging.getLogger("micropay.settings")
 
 
 class CommandError(Exception):
@@ -38,7 +32,15 @@ def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
     parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
-        help="log verbosity (default info)",
+        help="log verbosity (default: info for the daemons, warning for other commands)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        dest="log_level",
+        action="store_const",
+        const="info",
+        help="also log what the command does (--log-level info)",
     )
     parser.add_argument(
         "--log-json", action="store_const", const=True, help="log one JSON object per line"
@@ -73,9 +75,22 @@ def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:
 
 
 def prepare(args: argparse.Namespace, group: str, defaults: dict[str, Any]) -> None:
-    """Resolve options (flags, environment, file, defaults) and set up logging."""
-    resolve(args, group, {**COMMON_DEFAULTS, **MQTT_DEFAULTS, **defaults})
+    """Resolve options (flags, environment, file, defaults) and set up logging.
+
+    A daemon (``run``) logs at INFO by default; a short command only warnings and errors,
+    so that its output is its answer.
+    """
+    settled = resolve(args, group, defaults)
+    if args.log_level is None:
+        args.log_level = default_log_level(getattr(args, "action", None))
     setup_logging(args.log_level, bool(args.log_json))
+    log_settings(group, settled)
+
+
+def log_settings(group: str, settled: dict[str, Setting]) -> None:
+    """Each option's value and origin at DEBUG (secrets only as set or unset)."""
+    for name, setting in settled.items():
+        log.debug("%s.%s = %s (%s)", group, name, setting.shown(name), setting.origin)
 
 
 def print_json(data: object) -> None:

@@ -15,6 +15,7 @@ from agents.cli.options import (
     print_json,
     run_daemon,
 )
+from agents.cli.pay_summary import PaySession
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
@@ -122,11 +123,13 @@ def cmd_buyer_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_buyer_pay(args: argparse.Namespace) -> int:
-    """Pay a vendor, wait for its receipts and print what was paid."""
+    """Pay a vendor, wait for its receipts and print what was paid (so far, on Ctrl-C)."""
     prepare(args, "buyer", BUYER_DEFAULTS)
+    session = PaySession(args.vendor)
 
     async def run() -> dict[str, Any]:
         buyer = await _buyer(args)
+        await session.start(buyer)
         result = await buyer.run(
             lambda: buyer.pay(
                 args.vendor,
@@ -150,7 +153,10 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
             else None,
         }
 
-    print_json(asyncio.run(run()))
+    try:
+        print_json(asyncio.run(run()))
+    except KeyboardInterrupt:
+        return session.interrupted()
     return 0
 
 

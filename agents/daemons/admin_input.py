@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from broker_ledger.billing import PERIOD, PERIOD_RULE
 from protocol.messages import Role
 
 NAME: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -32,9 +33,16 @@ def integer(field: str, value: object, low: int, high: int) -> int:
 
 
 def name(field: str, value: object) -> str:
-    """An account or period name: 1-64 of A-Z a-z 0-9 . _ -."""
+    """An account name: 1-64 of A-Z a-z 0-9 . _ -."""
     if not isinstance(value, str) or not NAME.fullmatch(value):
         raise AdminInputError(f"{field} names are 1-64 of A-Z a-z 0-9 . _ -, not {value!r:.80}")
+    return value
+
+
+def period(value: object) -> str:
+    """A billing period's name: it stays in the ledger for good (``billing.PERIOD_RULE``)."""
+    if not isinstance(value, str) or not PERIOD.fullmatch(value):
+        raise AdminInputError(f"a period name is {PERIOD_RULE}, not {value!r:.60}")
     return value
 
 

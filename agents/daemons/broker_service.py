@@ -146,5 +146,12 @@ class BrokerService:
                 summary.fees,
                 summary.after_sequence + 1,
                 summary.through_sequence,
+                extra={
+                    "period": summary.period,
+                    "fee_basis_points": summary.fee_basis_points,
+                    "debited": summary.debited,
+                    "credited": summary.credited,
+                    "fees": summary.fees,
+                },
             )
         return summary

@@ -59,7 +59,7 @@ async def _carry_out(service: BrokerService, request: OperatorRequest) -> Answer
             return Revoked()
         case ClosePeriod():
             summary = await service.close_period(
-                admin_input.name("period", request.period),
+                admin_input.period(request.period),
                 admin_input.integer("fee_basis_points", request.fee_basis_points, 0, BASIS_POINTS),
             )
             return PeriodClosed(summary=period_report(summary))
@@ -80,6 +80,7 @@ def period_report(summary: PeriodSummary) -> PeriodReport:
         credited=summary.credited,
         fees=summary.fees,
         newly_closed=summary.newly_closed,
+        fee_basis_points=summary.fee_basis_points,
     )
 
 

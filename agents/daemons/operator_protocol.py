@@ -44,6 +44,7 @@ class PeriodReport(msgspec.Struct, frozen=True):
     credited: int
     fees: int
     newly_closed: bool
+    fee_basis_points: int
 
 
 class PeriodClosed(Granted, kw_only=True, frozen=True):
@@ -119,7 +120,7 @@ class Revoke(Command, tag="revoke", frozen=True):
 
 
 class ClosePeriod(Command, tag="close-period", frozen=True):
-    """Close a billing period (idempotent)."""
+    """Close a billing period (idempotent on the same terms, refused on others)."""
 
     answer: ClassVar[type[PeriodClosed]] = PeriodClosed
     period: str

@@ -2,98 +2,148 @@
 
 ``MICROPAY_<OPTION>`` (``MICROPAY_MQTT_PORT``, ``MICROPAY_DATA_DIR`` ...) overrides the
 file; a flag overrides both. The TOML file has one table per command group plus
-``[mqtt]``, with option names as keys (``data_dir``, ``unit_value`` ...).
+``[mqtt]``, with option names as keys (``data_dir``, ``unit_value`` ...); its schema is
+``config_schema``. Each value keeps where it came from, so that an operator can ask.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import sys
-import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-MQTT_KEYS = (
-    "mqtt_host",
-    "mqtt_port",
-    "mqtt_username",
-    "mqtt_password",
-    "mqtt_password_file",
-    "mqtt_tls_ca",
+from agents.runtime import config_schema
+from agents.runtime.config_file import ConfigError, ConfigFile, SettingsError, load_config
+from agents.runtime.config_schema import (
+    BOUNDS,
+    INTEGER,
+    LEVEL,
+    NUMBER,
+    PATH,
+    SWITCH,
+    TEXT,
+    Kind,
+    default_log_level,
 )
-COUNT: Final = 2**63 - 1  # the wire's largest amount
-INDEX: Final = 2**32 - 1  # the wire's largest chain index
-BOUNDS: Final[dict[str, tuple[float, float]]] = {
-    "mqtt_port": (1, 65_535),
-    "port": (1, 65_535),
-    "tls_port": (1, 65_535),
-    "credit_limit": (0, COUNT),
-    "fee_bps": (0, 10_000),
-    "unit_value": (1, COUNT),
-    "max_jump": (1, INDEX),
-    "max_length": (1, INDEX),
-    "redeem_interval": (1, 366 * 86_400),
-    "witness_interval": (0.01, 86_400),
-    "timeout": (0.1, 86_400),
-    "payments": (1, 10**9),
-    "units": (1, INDEX),
-    "chain_length": (1, INDEX),
-    "days": (1, 36_500),
-    "workers": (1, 64),
-}
-"""Every number an operator can give, bounded where it enters (flag, environment or file)."""
+
+MQTT_KEYS: Final = tuple(config_schema.option_name("mqtt", key) for key in config_schema.MQTT)
+TRUE: Final = frozenset({"1", "true", "yes", "on"})
+FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+__all__ = ["BOUNDS", "MQTT_KEYS", "ConfigError", "Setting", "SettingsError", "resolve"]
 
 
-class SettingsError(Exception):
-    """A configuration file that cannot be read, or a required value that is missing."""
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """An option's value and where it came from (a flag, a variable, a file line, a default)."""
 
+    value: Any
+    origin: str
+    secret: bool = False
 
-def load_file(path: Path | None) -> dict[str, Any]:
-    """The parsed TOML file (empty without one)."""
-    if path is None:
-        return {}
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError as exc:
-        raise SettingsError(f"no configuration file at {path}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"{path} is not valid TOML: {exc}") from exc
-
-
-def resolve(args: argparse.Namespace, group: str, defaults: dict[str, Any]) -> None:
-    """Fill every option left unset on the command line from env, file, then ``defaults``."""
-    config_path = getattr(args, "config", None) or os.environ.get("MICROPAY_CONFIG")
-    document = load_file(Path(config_path) if config_path else None)
-    section = document.get(group, {})
-    mqtt = {f"mqtt_{key}": value for key, value in document.get("mqtt", {}).items()}
-    for name, default in defaults.items():
-        if getattr(args, name, None) is not None:
-            continue
-        value: Any = os.environ.get(f"MICROPAY_{name.upper()}")
+    def shown(self, name: str) -> str:
+        """The value as it would be written in the file (secrets only as set or unset)."""
+        value = self.value
+        if self.secret:
+            return "(set)" if value else "(unset)"
+        if value is None and name == "log_level":
+            return f"({default_log_level('run')} for run, {default_log_level(None)} otherwise)"
         if value is None:
-            value = section.get(name, mqtt.get(name))
-        setattr(args, name, default if value is None else _typed(name, value, default))
-    check_bounds(args)
+            return "(unset)"
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, str | Path):
+            return json.dumps(str(value))
+        return str(value)
 
 
-def _typed(name: str, value: Any, default: Any) -> Any:  # noqa: ANN401 - TOML or env value
-    """A value from the environment or the file, converted like its default."""
+def config_path(given: Path | None) -> Path | None:
+    """The file named by ``--config``, else by ``MICROPAY_CONFIG``; ``None`` without either."""
+    named = given or os.environ.get("MICROPAY_CONFIG")
+    return Path(named) if named else None
+
+
+def settle(
+    group: str,
+    defaults: Mapping[str, Any],
+    given: Mapping[str, Any],
+    config: ConfigFile | None,
+    environ: Mapping[str, str],
+) -> dict[str, Setting]:
+    """Every option of ``defaults``: from ``given`` (flags), ``environ``, ``config``, default."""
+    settled = {}
+    for name, default in defaults.items():
+        place = config_schema.lookup(group, name)
+        secret = place is not None and place[2].secret
+        env = f"MICROPAY_{name.upper()}"
+        if given.get(name) is not None:
+            settled[name] = Setting(given[name], "flag --" + name.replace("_", "-"), secret)
+        elif env in environ:
+            value = from_environment(env, environ[env], _kind(group, name, default))
+            settled[name] = Setting(value, f"environment variable {env}", secret)
+        elif config is not None and place is not None and place[:2] in config.values:
+            found = config.values[place[0], place[1]]
+            settled[name] = Setting(found.value, found.where, secret)
+        else:
+            settled[name] = Setting(default, "default", secret)
+    return settled
+
+
+def resolve(
+    args: argparse.Namespace, group: str, defaults: dict[str, Any] | None = None
+) -> dict[str, Setting]:
+    """Fill every option left unset on the command line from env, file, then its default.
+
+    The options are the group's schema plus ``defaults`` (whose values win); returns
+    where each came from.
+    """
+    options = {**config_schema.defaults(group), **(defaults or {})}
+    config = load_config(config_path(getattr(args, "config", None)))
+    given = {name: getattr(args, name, None) for name in options}
+    settled = settle(group, options, given, config, os.environ)
+    for name, setting in settled.items():
+        setattr(args, name, setting.value)
+    return settled
+
+
+def _kind(group: str, name: str, default: object) -> Kind:
+    place = config_schema.lookup(group, name)
+    if place is not None:
+        return place[2].kind
     if isinstance(default, bool):
-        return value.lower() in {"1", "true", "yes", "on"} if isinstance(value, str) else value
+        return SWITCH
     if isinstance(default, int | float):
-        kind = type(default)
-        try:
-            return kind(value)
-        except (TypeError, ValueError) as exc:
-            noun = "an integer" if kind is int else "a number"
-            raise SettingsError(f"{name} must be {noun}, not {value!r}") from exc
+        return INTEGER if isinstance(default, int) else NUMBER
     if isinstance(default, Path) or name.endswith(("_dir", "_pub", "_file")):
-        return Path(value)
+        return PATH
+    return TEXT
+
+
+def from_environment(env: str, text: str, kind: Kind) -> object:
+    """A variable's text as its option's kind, within the option's bounds."""
+    value: object = text
+    if kind is SWITCH:
+        if text.lower() not in TRUE | FALSE:
+            raise ConfigError(f"{env} must be true or false (1/0, yes/no, on/off), not {text!r}")
+        value = text.lower() in TRUE
+    elif kind is INTEGER or kind is NUMBER:
+        try:
+            value = int(text) if kind is INTEGER else float(text)
+        except ValueError as exc:
+            raise ConfigError(f"{env} must be {kind.noun}, not {text!r}") from exc
+    elif kind is LEVEL:
+        value = text.lower()
+        if value not in {"debug", "info", "warning", "error"}:
+            raise ConfigError(f"{env} must be {kind.noun}, not {text!r}")
+    elif kind.path:
+        value = Path(text)
+    problem = config_schema.out_of_bounds(env.removeprefix("MICROPAY_").lower(), value)
+    if problem is not None:
+        raise ConfigError(f"{env} {problem}")
     return value
 
 
@@ -107,29 +157,12 @@ def bounded(name: str, kind: type[int | float] = int) -> Callable[[str], float]:
         except ValueError as exc:
             raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, not {text!r}") from exc
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {_shown(low)} and {_shown(high)}")
+            shown = config_schema.shown
+            raise argparse.ArgumentTypeError(f"must be between {shown(low)} and {shown(high)}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
-
-
-def _shown(bound: float) -> str:
-    """A bound as a person reads it: whole numbers in full, with thousands separators."""
-    return f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}"
-
-
-def check_bounds(args: argparse.Namespace) -> None:
-    """Refuse a bounded option that came from the environment or the file out of range."""
-    for name, (low, high) in BOUNDS.items():
-        value = getattr(args, name, None)
-        if value is None or isinstance(value, bool):
-            continue
-        if not isinstance(value, int | float) or not low <= value <= high:
-            flag = "--" + name.replace("_", "-")
-            raise SettingsError(
-                f"{flag} must be between {_shown(low)} and {_shown(high)}, not {value!r}"
-            )
 
 
 def require(args: argparse.Namespace, *names: str) -> None:
@@ -139,30 +172,3 @@ def require(args: argparse.Namespace, *names: str) -> None:
         flags = ", ".join("--" + n.replace("_", "-") for n in missing)
         envs = ", ".join("MICROPAY_" + n.upper() for n in missing)
         raise SettingsError(f"missing {flags} (or {envs}, or the config file)")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per log line, for log shippers."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as JSON."""
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(level: str, as_json: bool) -> None:
-    """Configure the root logger for a daemon or a command."""
-    handler = logging.StreamHandler(sys.stderr)
-    if as_json:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
-    logging.getLogger("aiomqtt").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -44,7 +44,7 @@ def test_bad_values_and_missing_options_are_clear(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MICROPAY_UNIT_VALUE", "lots")
-    with pytest.raises(SettingsError, match="unit_value must be an integer"):
+    with pytest.raises(SettingsError, match="MICROPAY_UNIT_VALUE must be an integer"):
         resolve(namespace(), "vendor", DEFAULTS)
     with pytest.raises(SettingsError, match="--broker-pub"):
         require(argparse.Namespace(broker_pub=None), "broker_pub")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from broker_ledger.billing import close_period
+from broker_ledger.billing import PeriodError, close_period
 from broker_ledger.codec import EventCodec
 from broker_ledger.projections import Projector, fold_all
 from broker_ledger.store import EventStore
@@ -31,7 +31,9 @@ async def test_closing_a_period_twice_changes_nothing_and_balances(tmp_path: Pat
     store = await EventStore.open(run.path, "broker", signer=seeded_identity("broker"))
     first = await close_period(store, "2026-01", at=1, basis_points=300)
     head = store.head
-    again = await close_period(store, "2026-01", at=2, basis_points=0)
+    again = await close_period(store, "2026-01", at=2, basis_points=300)
+    with pytest.raises(PeriodError, match="already closed with a fee of 300 basis points"):
+        await close_period(store, "2026-01", at=2, basis_points=0)
     racing = await asyncio.gather(
         close_period(store, "2026-02", at=3), close_period(store, "2026-02", at=4)
     )

@@ -1,0 +1,65 @@
+"""What ``buyer pay`` says when interrupted: how much it paid and how much was acknowledged.
+
+Ctrl-C ends a paying session wherever it is. The wallet already holds every payword
+spent, so the next run resumes the channel and resends what the vendor has not
+acknowledged; the operator still needs to know how far this run got, and exit 130 alone
+does not say.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from agents.cli.options import print_json
+from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.wallet_store import WalletStore
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
+
+
+@dataclass
+class PaySession:
+    """The buyer paying ``vendor``, and how far each of its channels was spent before."""
+
+    vendor: str
+    buyer: BuyerAgent | None = None
+    spent_before: dict[bytes, int] = field(default_factory=dict)
+
+    async def start(self, buyer: BuyerAgent) -> None:
+        """Note where the wallet's channels stand before this session pays anything."""
+        self.buyer = buyer
+        if isinstance(buyer.store, WalletStore):
+            channels = await buyer.store.channels()
+            self.spent_before = {channel.commitment_id: channel.spent for channel in channels}
+
+    def so_far(self) -> dict[str, Any]:
+        """Units and amount paid to the vendor in this session, and units it acknowledged."""
+        paid = acknowledged = amount = 0
+        channels = [] if self.buyer is None else self.buyer.core.channels.values()
+        for channel in channels:
+            if channel.vendor != self.vendor:
+                continue
+            before = self.spent_before.get(channel.id, 0)
+            paid += channel.spent - before
+            acknowledged += max(0, min(channel.acknowledged, channel.spent) - before)
+            amount += (channel.spent - before) * channel.unit_value
+        return {
+            "vendor": self.vendor,
+            "interrupted": True,
+            "units_paid": paid,
+            "amount_paid": amount,
+            "units_acknowledged": acknowledged,
+        }
+
+    def interrupted(self) -> int:
+        """Print the session's summary (JSON on stdout, a line on stderr); exit 130."""
+        summary = self.so_far()
+        print_json(summary)
+        sys.stderr.write(
+            f"micropay: interrupted: paid {self.vendor} {summary['units_paid']} units"
+            f" (amount {summary['amount_paid']}), {summary['units_acknowledged']} acknowledged"
+            " so far; the wallet keeps its place and resends the rest on the next run\n"
+        )
+        return EXIT_INTERRUPTED
