@@ -134,6 +134,7 @@ class LedgerAudit:
                 if version != versions.get(stream, 0) + 1:
                     report.fail(seq, "stream-versions", f"{stream} jumps to version {version}")
                 versions[stream] = version
+                report.head_seq, report.head_at = seq, at
                 try:
                     event = decode(kind, schema, body)
                 except EventDecodeError as exc:
@@ -144,7 +145,7 @@ class LedgerAudit:
             if self._progress is not None:
                 self._progress(report.events, total)
         report.streams = len(versions)
-        computed_at[-1] = previous_computed
+        report.head_hash = computed_at[-1] = previous_computed
         return computed_at
 
     def _check_checkpoints(

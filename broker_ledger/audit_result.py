@@ -23,11 +23,18 @@ class Finding:
 
 @dataclass(slots=True)
 class AuditReport:
-    """Everything the audit counted, recomputed and found."""
+    """Everything the audit counted, recomputed and found.
+
+    ``head_*`` is the last event read: its sequence number, its time (ms) and the link
+    hash recomputed from genesis, so a reader knows which ledger state the verdict is on.
+    """
 
     path: str
     broker_id: str = ""
     key_source: str = ""
+    head_seq: int = 0
+    head_at: int = 0
+    head_hash: bytes = b""
     events: int = 0
     streams: int = 0
     accounts: int = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from broker_ledger.audit_result import AuditReport
@@ -16,6 +17,7 @@ def as_dict(report: AuditReport) -> dict[str, Any]:
         "ok": report.ok,
         "broker": report.broker_id,
         "broker_key": report.key_source,
+        "head": {"seq": report.head_seq, "at": report.head_at, "hash": report.head_hash.hex()},
         "seconds": round(report.seconds, 3),
         "events": report.events,
         "events_per_second": round(report.events / report.seconds) if report.seconds else None,
@@ -53,6 +55,7 @@ def as_text(report: AuditReport) -> str:
     rate = f" ({report.events / report.seconds:,.0f} events/s)" if report.seconds else ""
     lines = [
         f"micropay audit: {report.path}",
+        f"  head          {head_line(report)}",
         f"  broker        {report.broker_id or '?'} (public key {report.key_source})",
         (
             f"  events        {report.events:,} in {report.seconds:.2f} s{rate}, "
@@ -93,3 +96,13 @@ def as_text(report: AuditReport) -> str:
         if report.findings_total > 1:
             lines.append(f"        ({report.findings_total} findings in all; --json lists them)")
     return "\n".join(lines)
+
+
+def head_line(report: AuditReport) -> str:
+    """The ledger state the verdict is about: last sequence number, its time, its hash."""
+    if not report.head_hash:
+        return "none read"
+    if report.head_seq == 0:
+        return f"seq 0 (no events), hash {report.head_hash.hex()}"
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(report.head_at / 1000))
+    return f"seq {report.head_seq:,} at {stamp}, hash {report.head_hash.hex()}"

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from agents.cli.backup_commands import add_backup_parser
 from agents.cli.dispute import add_dispute_parser
 from agents.cli.options import (
     CommandError,
@@ -19,6 +20,7 @@ from agents.cli.options import (
     print_json,
     run_daemon,
 )
+from agents.cli.status_commands import add_broker_status
 from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.broker_files import PUBLIC_FILE, init_broker
 from agents.daemons.broker_service import BrokerService
@@ -30,7 +32,6 @@ from agents.daemons.operator_protocol import (
     OpenAccount,
     Refused,
     Revoke,
-    Status,
 )
 from agents.ops.mosquitto import MosquittoFiles, add_user, generated_password
 from agents.runtime.private_files import write_private
@@ -61,7 +62,7 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
         raise CommandError("--witness-interval must be above 0 seconds")
 
     async def run() -> None:
-        service = await BrokerService.open(args.data_dir)
+        service = await BrokerService.open(args.data_dir, daemon=True)
         mqtt = mqtt_settings(args, service.core.account)
         await BrokerDaemon(service, mqtt, interval).run()
 
@@ -139,15 +140,6 @@ def cmd_broker_sign_tail(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_broker_status(args: argparse.Namespace) -> int:
-    """Accounts, commitments and totals, from the daemon or the ledger."""
-    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
-    status = msgspec.to_builtins(_operator(args, Status()))
-    status.pop("ok", None)
-    print_json(status)
-    return 0
-
-
 def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``micropay broker`` and its actions."""
     broker = commands.add_parser("broker", help="the broker: init, run, accounts, billing")
@@ -222,7 +214,6 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
         "--through", type=int, required=True, metavar="SEQ", help="the ledger's last event"
     )
     tail.set_defaults(handler=cmd_broker_sign_tail)
-    status = sub.add_parser("status", help="accounts, commitments and totals")
-    add_common(status, mqtt=False)
-    status.set_defaults(handler=cmd_broker_status)
+    add_broker_status(sub)
+    add_backup_parser(sub, "broker")
     add_dispute_parser(sub)

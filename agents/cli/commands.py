@@ -13,6 +13,7 @@ from agents.cli.party_commands import register_buyer, register_vendor
 from agents.daemons.broker_files import BrokerSetupError
 from agents.daemons.buyer_agent import BuyerError
 from agents.ops.mosquitto import MosquittoError
+from agents.runtime.datadir_lock import DataDirBusyError
 from agents.runtime.keystore import KeyFileError
 from agents.runtime.private_files import PermissionsError
 from agents.runtime.secret_input import SecretInputError
@@ -39,5 +40,6 @@ USER_ERRORS = (
     PermissionsError,
     LedgerError,
     SecretInputError,
+    DataDirBusyError,
 )
 __all__ = ["MQTT_KEYS", "USER_ERRORS", "register"]

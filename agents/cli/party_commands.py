@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from agents.cli.backup_commands import add_backup_parser
 from agents.cli.options import (
     CommandError,
     add_common,
@@ -16,6 +17,7 @@ from agents.cli.options import (
     run_daemon,
 )
 from agents.cli.pay_summary import PaySession
+from agents.cli.status_commands import add_vendor_status
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
@@ -223,12 +225,15 @@ def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
     )
     run.add_argument("--item", type=_item, action="append", help="offer item NAME=PRICE")
     run.set_defaults(handler=cmd_vendor_run)
+    add_vendor_status(sub)
+    add_backup_parser(sub, "vendor")
 
 
 def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``micropay buyer`` and its actions (enroll, pay, balance)."""
     buyer = commands.add_parser("buyer", help="the buyer's wallet: enroll, pay, balance")
     sub = buyer.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add_backup_parser(sub, "buyer")
     for action, handler, text in (
         ("enroll", cmd_buyer_enroll, "enroll with a token"),
         ("pay", cmd_buyer_pay, "pay a vendor"),

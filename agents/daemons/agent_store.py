@@ -5,6 +5,7 @@ published: the buyer records the highest index it will reveal before the payword
 and the vendor records the paywords it accepted before the receipt (or the service) does.
 This module is what both share (the file and its thread, the meta table, the signed heads
 kept, ``record``); ``WalletStore`` and ``VendorStore`` add what each reads back at start.
+An open store holds its directory's lock: one agent process per data directory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from agents.daemons.store_schema import (
     ContradictionRow,
     HeadRow,
 )
+from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.private_files import create_private_file
 from protocol.events import (
     BuyerEvent,
@@ -80,14 +82,18 @@ class AgentStore:
     grouped statements, COMMIT and its fsync) costs one hand-off, not one per statement.
     """
 
-    def __init__(self, connection: sqlite3.Connection, worker: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, worker: ThreadPoolExecutor, lock: DataDirLock
+    ) -> None:
         self._db = connection
         self._worker = worker
+        self._lock = lock
         self.transactions = 0
 
     @classmethod
-    async def open(cls, path: Path) -> Self:
-        """Open or create the store."""
+    async def open(cls, path: Path, lock: DataDirLock | None = None) -> Self:
+        """Open or create the store, holding its directory's lock (taken now if not given)."""
+        lock = lock or DataDirLock.acquire(path.parent, "micropay command")
         worker = ThreadPoolExecutor(1, thread_name_prefix="agent-store")
 
         def connect() -> sqlite3.Connection:
@@ -98,16 +104,24 @@ class AgentStore:
             connection.executescript(SCHEMA)
             return connection
 
-        connection = await asyncio.get_running_loop().run_in_executor(worker, connect)
-        return cls(connection, worker)
+        try:
+            connection = await asyncio.get_running_loop().run_in_executor(worker, connect)
+        except BaseException:
+            worker.shutdown(wait=False)
+            lock.release()
+            raise
+        return cls(connection, worker, lock)
 
     async def _run(self, job: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, job)
 
     async def close(self) -> None:
-        """Close the file."""
-        await self._run(self._db.close)
-        self._worker.shutdown(wait=True)
+        """Close the file and give the directory up."""
+        try:
+            await self._run(self._db.close)
+            self._worker.shutdown(wait=True)
+        finally:
+            self._lock.release()
 
     async def get(self, key: str) -> bytes | None:
         """A value from the meta table."""

@@ -107,7 +107,7 @@ class BrokerDaemon:
         stopping: set[asyncio.Task[None]] = set()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, lambda: stopping.add(asyncio.create_task(self.stop())))
-        admin_path = self.service.files.admin
+        admin_path = self.service.files.admin  # ours to replace and remove: we hold the lock
         server = await serve_admin(admin_path, self._operator)
         log.info(
             "broker %s serving (ledger %s, head %s)",

@@ -1,7 +1,8 @@
 """A broker's data directory: its layout, its public identity file, and its creation.
 
 The directory holds the broker's key file, its public identity (what agents are
-configured with), its ledger and, while the daemon runs, its admin socket.
+configured with), its ledger, the lock of the one process writing it and, while the
+daemon runs, its admin socket.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity
 from agents.runtime.private_files import make_private_dir, write_private
 from broker_ledger.store import EventStore
@@ -76,9 +78,10 @@ async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
     """Create keys, the public identity file and an empty ledger."""
     files = BrokerFiles(directory)
     make_private_dir(directory)
-    identity = create_identity(files.key)
-    info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
-    write_public(files.public, info)
-    store = await EventStore.open(files.ledger, broker_id, signer=identity)
-    await store.close()
+    with DataDirLock.acquire(directory, "broker command"):
+        identity = create_identity(files.key)
+        info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+        write_public(files.public, info)
+        store = await EventStore.open(files.ledger, broker_id, signer=identity)
+        await store.close()
     return info

@@ -2,7 +2,9 @@
 
 The protocol core is rebuilt from the ledger at start; every event the core emits is
 appended (durably, group-committed) before the reply that depends on it is published.
-Operator actions run here, so the daemon's state and the ledger never disagree.
+Operator actions run here, so the daemon's state and the ledger never disagree. A service
+holds its data directory's lock from open to close: it is the directory's one writer,
+and only it may replace or remove the admin socket there.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
 from agents.daemons.broker_log import log_decisions
+from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import load_identity
 from agents.runtime.loop import Clock
 from agents.runtime.private_files import check_private_dir
@@ -34,9 +37,15 @@ class BrokerService:
     """The broker core, its ledger and its read models, opened together."""
 
     def __init__(
-        self, files: BrokerFiles, core: BrokerCore, store: EventStore, clock: Clock = time.time
+        self,
+        files: BrokerFiles,
+        core: BrokerCore,
+        store: EventStore,
+        lock: DataDirLock,
+        clock: Clock = time.time,
     ) -> None:
         self.files = files
+        self.lock = lock
         self.clock = clock
         self.core = core
         self.store = store
@@ -45,23 +54,36 @@ class BrokerService:
         self._failed = asyncio.Event()
 
     @classmethod
-    async def open(cls, directory: Path, policy: BrokerPolicy | None = None) -> BrokerService:
-        """Load keys and rebuild the core from the ledger."""
+    async def open(
+        cls, directory: Path, policy: BrokerPolicy | None = None, *, daemon: bool = False
+    ) -> BrokerService:
+        """Take the directory, load keys and rebuild the core from the ledger.
+
+        A ``daemon`` gives an operator's offline command a moment to finish first.
+        """
         files = BrokerFiles(directory)
         if not files.key.exists():
             raise BrokerSetupError(f"{directory} has no broker keys: run `micropay broker init`")
         check_private_dir(directory)
-        identity = load_identity(files.key)
-        info = read_public(files.public)
-        store = await EventStore.open(files.ledger, info.id, signer=identity)
-        core = BrokerCore(info.id, identity, policy=policy, attest_replies=True)
+        if daemon:
+            lock = await DataDirLock.acquire_for_daemon(directory, "broker daemon")
+        else:
+            lock = DataDirLock.acquire(directory, "broker command")
         try:
-            async for row in store.replay():
-                core.apply(store.decode(row))
+            identity = load_identity(files.key)
+            info = read_public(files.public)
+            store = await EventStore.open(files.ledger, info.id, signer=identity)
+            core = BrokerCore(info.id, identity, policy=policy, attest_replies=True)
+            try:
+                async for row in store.replay():
+                    core.apply(store.decode(row))
+            except BaseException:
+                await store.close()
+                raise
         except BaseException:
-            await store.close()
+            lock.release()
             raise
-        return cls(files, core, store)
+        return cls(files, core, store, lock)
 
     async def persist(self, decided: Sequence[BrokerCoreEvent]) -> None:
         """Append the ledger events the core decided; called before its replies go out.
@@ -109,9 +131,12 @@ class BrokerService:
             if self.failure is None and self.store.failure is None:
                 await self.project()
         finally:
-            if self._projector is not None:
-                await self._projector.close()
-            await self.store.close()
+            try:
+                if self._projector is not None:
+                    await self._projector.close()
+                await self.store.close()
+            finally:
+                self.lock.release()
 
     # --- operator actions --------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from typing import Any, Final, TypeVar
 
 from agents.daemons.agent_store import AgentStore
 from agents.daemons.wallet_store import WalletStore
+from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
@@ -83,16 +84,22 @@ class BuyerAgent:
     ) -> BuyerAgent:
         """Load (or create) keys and the wallet."""
         make_private_dir(directory)
-        key_path = directory / KEY_FILE
-        identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
-        store = await WalletStore.open(directory / STORE_FILE)
-        core = BuyerCore(account, identity, broker)
-        certificate = await store.get("certificate")
-        if certificate is not None:
-            core.restore_certificate(certificate, clock())
-        await store.restore_heads(core.ledger_view)
+        lock = DataDirLock.acquire(directory, "buyer command")
+        store = await WalletStore.open(directory / STORE_FILE, lock)
+        try:
+            key_path = directory / KEY_FILE
+            identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+            core = BuyerCore(account, identity, broker)
+            certificate = await store.get("certificate")
+            if certificate is not None:
+                core.restore_certificate(certificate, clock())
+            await store.restore_heads(core.ledger_view)
+            channels = await store.channels()
+        except BaseException:
+            await store.close()
+            raise
         agent = cls(core, store, mqtt, clock)
-        for channel in await store.channels():
+        for channel in channels:
             agent._stored_channels.setdefault(channel.vendor, []).append(
                 (
                     channel.commitment_id,

@@ -86,14 +86,19 @@ def period_report(summary: PeriodSummary) -> PeriodReport:
 
 def broker_status(service: BrokerService) -> BrokerStatus:
     """Accounts, commitments and totals as the core holds them now."""
-    totals = service.core.totals
+    core = service.core
+    totals = core.totals
+    seq, head = service.store.head
     return BrokerStatus(
-        accounts=len(service.core.accounts),
-        enrolled=tuple(
-            sorted(name for name, account in service.core.accounts.items() if account.serial)
-        ),
-        commitments=len(service.core.chains),
+        accounts=len(core.accounts),
+        enrolled=tuple(sorted(name for name, account in core.accounts.items() if account.serial)),
+        commitments=len(core.chains),
         debited=sum(totals.debited.values()),
         credited=sum(totals.credited.values()),
-        ledger_head=service.store.head[0],
+        ledger_head=seq,
+        ledger_head_hash=head.hex(),
+        buyers=sum(1 for account in core.accounts.values() if account.role == "buyer"),
+        vendors=sum(1 for account in core.accounts.values() if account.role == "vendor"),
+        revoked=sum(1 for account in core.accounts.values() if account.serial in core.revoked),
+        reserved=sum(totals.reserved.values()),
     )

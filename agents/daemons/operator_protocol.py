@@ -54,7 +54,11 @@ class PeriodClosed(Granted, kw_only=True, frozen=True):
 
 
 class BrokerStatus(Granted, kw_only=True, frozen=True):
-    """Accounts, commitments and totals of the running broker."""
+    """Accounts, commitments and totals of the running broker.
+
+    The fields after ``ledger_head`` came later: they have defaults, so each end still
+    reads the other's answer across versions.
+    """
 
     accounts: int
     enrolled: tuple[str, ...]
@@ -62,6 +66,11 @@ class BrokerStatus(Granted, kw_only=True, frozen=True):
     debited: int
     credited: int
     ledger_head: int
+    ledger_head_hash: str = ""
+    buyers: int = 0
+    vendors: int = 0
+    revoked: int = 0
+    reserved: int = 0
 
 
 class Refused(msgspec.Struct, kw_only=True, frozen=True):

@@ -19,6 +19,7 @@ from typing import Final
 
 from agents.daemons.agent_store import AgentStore
 from agents.daemons.vendor_store import VendorStore
+from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
@@ -73,24 +74,16 @@ class VendorAgent:
     ) -> VendorAgent:
         """Load (or create) keys, reopen the store, restore every chain."""
         make_private_dir(directory)
-        key_path = directory / KEY_FILE
-        identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
-        store = await VendorStore.open(directory / STORE_FILE)
-        core = VendorCore(account, identity, broker, terms)
-        now = clock()
-        certificate = await store.get("certificate")
-        if certificate is not None:
-            core.restore_certificate(certificate, now)
-        receipts = await store.restore_heads(core.ledger_view)
-        for chain in await store.chains():
-            core.restore_chain(
-                chain.commitment,
-                chain.index,
-                chain.word,
-                chain.redeemed,
-                now,
-                receipt_seq=receipts.get(chain.commitment_id, 0),
-            )
+        lock = await DataDirLock.acquire_for_daemon(directory, "vendor daemon")
+        store = await VendorStore.open(directory / STORE_FILE, lock)
+        try:
+            key_path = directory / KEY_FILE
+            identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+            core = VendorCore(account, identity, broker, terms)
+            await _restore(core, store, clock())
+        except BaseException:
+            await store.close()
+            raise
         return cls(core, store, mqtt, clock)
 
     def _react(self, event: VendorEvent, now: float) -> None:
@@ -151,3 +144,20 @@ class VendorAgent:
                 self.counters.payments,
                 self.counters.amount,
             )
+
+
+async def _restore(core: VendorCore, store: VendorStore, now: float) -> None:
+    """Put the certificate, the kept heads and every chain back into a fresh core."""
+    certificate = await store.get("certificate")
+    if certificate is not None:
+        core.restore_certificate(certificate, now)
+    receipts = await store.restore_heads(core.ledger_view)
+    for chain in await store.chains():
+        core.restore_chain(
+            chain.commitment,
+            chain.index,
+            chain.word,
+            chain.redeemed,
+            now,
+            receipt_seq=receipts.get(chain.commitment_id, 0),
+        )

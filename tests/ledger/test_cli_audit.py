@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,20 @@ def test_a_file_that_is_not_a_ledger_fails_cleanly(
     bogus.write_text("not a database")
     assert main(["audit", str(bogus), "--no-progress"]) == 1
     assert "result: FAILED" in capsys.readouterr().out
+
+
+def test_the_first_lines_name_the_head_the_verdict_is_about(
+    run: LedgerRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with sqlite3.connect(f"file:{run.path}?mode=ro", uri=True) as db:
+        seq, at, link = db.execute(
+            "SELECT seq, at, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at / 1000))
+    assert main(["audit", str(run.path), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"micropay audit: {run.path}"
+    assert lines[1] == f"  head          seq {seq:,} at {stamp}, hash {bytes(link).hex()}"
+    assert main(["audit", str(run.path), "--json"]) == 0
+    head = json.loads(capsys.readouterr().out)["head"]
+    assert head == {"seq": seq, "at": at, "hash": bytes(link).hex()}
