@@ -130,3 +130,24 @@ def test_the_readme_and_mosquitto_conf_agree_on_how_long_a_backlog_is_kept() -> 
     seconds = int(cap[1]) * {"h": 3600, "d": 86_400, "w": 7 * 86_400}[cap[2]]
     assert seconds >= SESSION_EXPIRY  # the cap does not cut the agents' day short
     assert f"persistent_client_expiration {cap[1]}{cap[2]}" in readme
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`micropay config check | head -1`: the pipe closes early; no traceback, exit 141."""
+    reader, writer = os.pipe()
+    os.close(reader)  # every write to the pipe now fails with EPIPE
+    example = REPO / "contrib" / "micropay.toml.example"
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter
+            [sys.executable, "-m", "agents.cli.main", "config", "check", str(example)],
+            cwd=tmp_path,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert done.returncode == 141
+    assert done.stderr == ""
