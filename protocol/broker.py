@@ -282,8 +282,14 @@ class BrokerCore(BrokerRedemption):
             totals.credited.get(account.name, 0),
             totals.reserved.get(account.name, 0),
         )
+        # The limit and the revocation tell a buyer why it may pay no more.
+        standing = (account.credit_limit, account.serial in self.revoked)
         self._reply_with_head(
-            parsed, lambda head: Balance(*figures, head), key, now, corr=parsed.header.corr
+            parsed,
+            lambda head: Balance(*figures, head, *standing),
+            key,
+            now,
+            corr=parsed.header.corr,
         )
 
     def _invoice(self, parsed: Parsed, key: MacKey, now: float) -> None:

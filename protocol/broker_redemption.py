@@ -227,11 +227,16 @@ class BrokerRedemption(BrokerBooks):
         approved, reason = True, ""
         if verified.id not in self.chains:
             value = amount_for(commitment.length, commitment.unit_value)
-            exposure = self.totals.debited[buyer] + self.totals.reserved[buyer] + value
+            debited, reserved = self.totals.debited[buyer], self.totals.reserved[buyer]
+            limit = self.accounts[buyer].credit_limit
             if verified.certificate.serial in self.revoked:
                 approved, reason = False, "certificate revoked"
-            elif exposure > self.accounts[buyer].credit_limit:
-                approved, reason = False, f"credit limit: exposure would be {exposure}"
+            elif debited + reserved + value > limit:
+                approved = False
+                reason = (
+                    f"credit limit {limit}: {debited} already debited and {reserved} reserved,"
+                    f" a chain worth {value} more would pass it"
+                )
             if approved:
                 self._ensure_registered(verified, value, now)
             else:

@@ -14,8 +14,16 @@ from dataclasses import dataclass
 from protocol import topics
 from protocol.agent_endpoint import AgentEndpoint
 from protocol.buyer_channel import Channel, ChannelState
+from protocol.buyer_rules import (
+    item_refusal,
+    pay_refusal,
+    payment_corr,
+    payment_steps,
+    vendor_refusal,
+    wallet_behind,
+)
 from protocol.chain import HashChain
-from protocol.codec import decode_as, decode_signed
+from protocol.codec import decode_as, decode_commitment, decode_signed
 from protocol.credentials import (
     commitment_id,
     sign_commitment,
@@ -44,7 +52,6 @@ from protocol.events import (
     PaywordSpent,
     PeerError,
     ReceiptReceived,
-    StateBehind,
 )
 from protocol.messages import (
     Balance,
@@ -112,10 +119,13 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
         offer = known.offer
         if length > offer.max_length:
-            raise LocalProtocolError(f"{vendor} accepts chains of at most {offer.max_length}")
-        affordable = self.certified.credit_limit // offer.unit_value
+            raise LocalProtocolError(
+                f"{vendor} accepts chains of at most {offer.max_length} units, not {length}"
+            )
+        limit = self.certified.credit_limit
+        affordable = limit // offer.unit_value
         if affordable < 1:
-            raise LocalProtocolError(f"credit limit is below one unit at {vendor}")
+            raise LocalProtocolError(f"your credit limit of {limit} is below one unit at {vendor}")
         length = min(length, affordable)  # vendors refuse chains worth more than the limit
         not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
         seed = self._random(32)
@@ -162,9 +172,18 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             known.offer.max_jump,
             key,
             spent,
+            not_after=decode_commitment(decode_signed(signed).body).not_after,
         )
         self.channels[cid] = channel
         return channel
+
+    def resume(self, cid: bytes, now: float) -> None:
+        """Send a restored channel's commit again, before paying on it.
+
+        The vendor answers with a receipt for the index it holds, so a wallet restored
+        from an older copy learns how far it had really spent before it pays again.
+        """
+        self._send_commit(self.channels[cid], now)
 
     def _send_commit(self, channel: Channel, now: float) -> None:
         self.send(
@@ -180,22 +199,54 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
     def pay(self, cid: bytes, units: int, now: float, item: str = "") -> PaywordSpent:
         """Pay ``units`` on a chain; persist the returned event before publishing.
 
-        A jump larger than the vendor's maximum goes out as several payments.
+        A jump larger than the vendor's maximum goes out as several payments, the last of
+        them naming ``item``, which must be on the vendor's offer and paid in full.
         """
         channel = self.channels.get(cid)
         if channel is None:
             raise LocalProtocolError("unknown channel")
         if units < 1 or units > channel.remaining:
-            raise LocalProtocolError(f"can pay 1..{channel.remaining} units on this chain")
+            raise LocalProtocolError(
+                f"this chain to {channel.vendor} has {channel.remaining} of"
+                f" {channel.chain.length} units left, so it cannot pay {units}:"
+                " open a new chain for more"
+            )
+        if item:
+            offer = self.offers[channel.vendor].offer
+            refusal = item_refusal(channel.vendor, offer, item, units, channel.max_jump)
+            if refusal is not None:
+                raise LocalProtocolError(refusal)
         target = channel.spent + units
-        while channel.spent < target:
-            channel.spent = min(channel.spent + channel.max_jump, target)
-            word = channel.chain.word(channel.spent)
-            payment = Payment(cid, channel.spent, word, item if channel.spent == target else "")
-            self.send(channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=cid)
+        for index in payment_steps(channel.spent, target, channel.max_jump):
+            self._send_payment(channel, index, item if index == target else "", now)
+        channel.spent = target
         channel.last_item = item
         self._arm_retry(channel, now)
         return PaywordSpent(cid, channel.spent)
+
+    def refusal(self, vendor: str, plan: list[int], item: str, paid: int, now: float) -> str | None:
+        """Why this wallet would not pay ``plan`` (units per payment) to ``vendor`` now.
+
+        ``paid``: what the wallet has paid in all, at every vendor (``pay_refusal``).
+        """
+        known = self.offers.get(vendor)
+        if known is None:
+            return f"no offer from vendor {vendor!r} yet"
+        mine = [c for c in self.channels.values() if c.vendor == vendor]
+        certified, offer = self.certified, known.offer
+        return pay_refusal(certified, self.revoked, vendor, offer, mine, plan, item, paid, now)
+
+    def _send_payment(self, channel: Channel, index: int, item: str, now: float) -> None:
+        payment = Payment(channel.id, index, channel.chain.word(index), item)
+        self.send(
+            channel.vendor,
+            payment,
+            now,
+            auth=Auth.CHAIN,
+            key=channel.key,
+            ref=channel.id,
+            corr=payment_corr(index),
+        )
 
     def _resend_payments(self, channel: Channel, now: float) -> None:
         """Re-send what is unacknowledged, in steps the vendor accepts, ending at ``spent``.
@@ -203,14 +254,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         The vendor re-acknowledges the step it already holds and accepts the rest, so a
         retransmission can neither be refused as too large a jump nor credit anything twice.
         """
-        index = max(channel.acknowledged, 0)
-        while index < channel.spent:
-            index = min(index + channel.max_jump, channel.spent)
-            item = channel.last_item if index == channel.spent else ""
-            payment = Payment(channel.id, index, channel.chain.word(index), item)
-            self.send(
-                channel.vendor, payment, now, auth=Auth.CHAIN, key=channel.key, ref=channel.id
-            )
+        start, spent = max(channel.acknowledged, 0), channel.spent
+        for index in payment_steps(start, spent, channel.max_jump):
+            self._send_payment(channel, index, channel.last_item if index == spent else "", now)
 
     def _arm_retry(self, channel: Channel, now: float) -> None:
         if channel.state is ChannelState.ABANDONED:
@@ -283,7 +329,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                     return []
                 events: list[BuyerEvent] = []
                 if body.index > channel.spent:
-                    events.extend(self._wallet_behind(channel, body.index))
+                    events.extend(wallet_behind(channel, body.index))
                 channel.acknowledged = body.index
                 channel.futile_rounds = 0
                 if channel.state is not ChannelState.REFUSED:
@@ -296,29 +342,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                 # A refusal may be transient (a jump over a lost payment is refused until the
                 # retransmission fills the gap); the timer gives up after a few futile rounds.
                 channel.set_state(ChannelState.REFUSED)
-                return [PeerError(channel.vendor, body.code, body.detail, parsed.header.corr)]
+                return [*vendor_refusal(channel, body, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
-
-    @staticmethod
-    def _wallet_behind(channel: Channel, index: int) -> list[BuyerEvent]:
-        """The vendor holds paywords beyond what this wallet says it spent.
-
-        Only this chain's seed could have produced them, so the wallet is older than what
-        it spent (restored from a backup?). Skipping to the vendor's index costs nothing:
-        a payword is only ever charged when the vendor redeems it.
-        """
-        spent, channel.spent = channel.spent, index
-        return [
-            StateBehind(
-                "ours",
-                f"{channel.vendor} acknowledges index {index} on commitment"
-                f" {channel.id.hex()[:16]} but this wallet spent only {spent}: the wallet is"
-                " older than what it spent (restored from a backup?); going on from"
-                f" {index}",
-            ),
-            PaywordSpent(channel.id, index),
-        ]
 
     def _from_broker(self, parsed: Parsed, body: Body, now: float) -> list[BuyerEvent]:
         match body:

@@ -44,11 +44,16 @@ class Channel:
     last_item: str = ""
     futile_rounds: int = 0
     state: ChannelState = ChannelState.COMMITTING
+    not_after: int = 2**63 - 1  # the commitment's, in ms: no payment is accepted after it
 
     @property
     def remaining(self) -> int:
         """Units still payable on this chain."""
         return self.chain.length - self.spent
+
+    def payable(self, units: int, now: float) -> bool:
+        """Whether ``units`` more fit on this chain and it has not expired."""
+        return units <= self.remaining and int(now * 1000) <= self.not_after
 
     def set_state(self, state: ChannelState) -> None:
         """The one place a channel changes state, so each change is in the debug log."""

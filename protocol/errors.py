@@ -87,6 +87,12 @@ class PaymentError(RemoteProtocolError):
     code = "payment"
 
 
+class ItemError(RemoteProtocolError):
+    """A payment naming an item the vendor does not offer, or paying less than its price."""
+
+    code = "item"
+
+
 class RedemptionError(RemoteProtocolError):
     """A redemption the broker refuses to credit."""
 

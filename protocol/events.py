@@ -101,6 +101,21 @@ class PaywordSpent:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentRefused:
+    """The vendor refused the newest payment on a chain: final, not a stale retransmission.
+
+    Its ``PeerError`` comes with it; a refusal of an older step (a retransmission below
+    what the vendor holds) is only a ``PeerError``, since a later receipt settles it.
+    """
+
+    commitment_id: bytes
+    vendor: str
+    index: int
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiptReceived:
     """The vendor confirms everything up to ``index`` on a chain."""
 
@@ -237,6 +252,7 @@ BuyerEvent = (
     | HeadReceived
     | StateBehind
     | PaywordSpent
+    | PaymentRefused
     | OfferReceived
     | ReceiptReceived
     | BalanceReceived

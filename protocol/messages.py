@@ -94,7 +94,7 @@ class BrokerIdentity(Wire, frozen=True):
 
 
 class OfferItem(Wire, frozen=True):
-    """One priced item of a vendor's offer."""
+    """One priced item of a vendor's offer; ``price`` in minor units, like every amount."""
 
     item: Text
     price: Positive
@@ -185,7 +185,11 @@ class BalanceQuery(Wire, frozen=True):
 
 
 class Balance(Wire, frozen=True):
-    """Broker to agent: what a buyer owes (debited) and a vendor is owed (credited)."""
+    """Broker to agent: what a buyer owes (debited) and a vendor is owed (credited).
+
+    ``credit_limit`` and ``revoked`` came later (appended), so a buyer can be told why it
+    can pay no more.
+    """
 
     account: Id
     currency: Currency
@@ -193,6 +197,8 @@ class Balance(Wire, frozen=True):
     credited: Count
     reserved: Count
     ledger: SignedHead | None = None
+    credit_limit: Count = 0
+    revoked: bool = False
 
 
 class InvoiceQuery(Wire, frozen=True):

@@ -49,7 +49,13 @@ from protocol.messages import (
     Registered,
 )
 from protocol.money_rules import amount_for
-from protocol.vendor_chains import PendingCommitment, VendorChain, VendorTerms
+from protocol.vendor_chains import (
+    PendingCommitment,
+    VendorChain,
+    VendorTerms,
+    check_item,
+    exposure,
+)
 from protocol.vendor_redemption import VendorRedemption
 
 __all__ = ["VendorChain", "VendorCore", "VendorTerms"]
@@ -80,6 +86,7 @@ class VendorCore(VendorRedemption):
         self._receipts: dict[bytes, tuple[VendorChain, float]] = {}
         terms = self.terms
         self._throttle = CommitThrottle(terms.commit_failure_budget, terms.commit_failure_window)
+        self._prices = {offered.item: offered.price for offered in terms.items}
 
     # --- outgoing ------------------------------------------------------------------------------
 
@@ -244,18 +251,8 @@ class VendorCore(VendorRedemption):
         return self._commit(parsed, verified, key, now)
 
     def exposure(self, buyer: str, now: float) -> int:
-        """What this vendor may still claim for ``buyer``.
-
-        That is the paywords held but not yet redeemed, plus the unspent rest of every chain
-        that can still be paid; a new commitment must fit under the certificate's limit.
-        """
-        now_ms = int(now * 1000)
-        total = 0
-        for state in self._chains_of.get(buyer, {}).values():
-            commitment = state.verified.commitment
-            reach = commitment.length if now_ms <= commitment.not_after else state.index
-            total += amount_for(max(reach - state.redeemed, 0), commitment.unit_value)
-        return total
+        """All this vendor could claim from ``buyer`` (``vendor_chains.exposure``)."""
+        return exposure(self._chains_of.get(buyer, {}).values(), now)
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
         broker = self.broker
@@ -284,10 +281,11 @@ class VendorCore(VendorRedemption):
                 raise CommitmentError(f"chain longer than {terms.max_length}")
             exposure = self.exposure(verified.certificate.subject, now)
             value = amount_for(commitment.length, commitment.unit_value)
-            if exposure + value > verified.certificate.credit_limit:
+            limit = verified.certificate.credit_limit
+            if exposure + value > limit:
                 raise CommitmentError(
-                    f"credit limit: {exposure} open here plus {value} exceeds "
-                    f"{verified.certificate.credit_limit}"
+                    f"credit limit {limit}: {exposure} already paid or payable here,"
+                    f" a chain worth {value} more would pass it"
                 )
         except CommitmentError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
@@ -331,9 +329,11 @@ class VendorCore(VendorRedemption):
         if not chain.extends(payment.payword, index, state.word, state.index):
             raise PaymentError(f"payword {index} does not hash to payword {state.index}")
         units = index - last
+        unit_value = state.verified.commitment.unit_value
+        if payment.item:
+            check_item(self._prices, payment.item, units, unit_value)
         state.index, state.word = index, payment.payword
         self._queue_receipt(state, now)
-        unit_value = state.verified.commitment.unit_value
         return [
             PaymentAccepted(
                 state.verified.id,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from protocol.credentials import VerifiedCommitment
 from protocol.crypto import MacKey
+from protocol.errors import ItemError, LocalProtocolError
 from protocol.messages import OfferItem
+from protocol.money_rules import amount_for
 
 log = logging.getLogger("micropay.vendor")
 
@@ -29,6 +32,20 @@ class VendorTerms:
     redeem_retry_max: float = 300.0
     commit_failure_budget: int = 16
     commit_failure_window: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Every item must be one a single payment can buy (payments name one item)."""
+        most = amount_for(self.max_jump, self.unit_value)
+        names = [offered.item for offered in self.items]
+        if len(set(names)) != len(names):
+            raise LocalProtocolError("each item may be offered once")
+        for offered in self.items:
+            if not 1 <= len(offered.item) <= 256 or not 1 <= offered.price <= most:
+                raise LocalProtocolError(
+                    f"item {offered.item!r} at {offered.price}: items need a name of 1-256"
+                    f" characters and a price of 1 to {most} (max jump {self.max_jump}"
+                    f" units of {self.unit_value}, what one payment can carry)"
+                )
 
 
 class ChainState(enum.Enum):
@@ -86,3 +103,37 @@ class PendingCommitment:
     corr: bytes
     retry_due: float = 0.0
     backoff: float = 0.0
+
+
+def exposure(chains: Iterable[VendorChain], now: float) -> int:
+    """All a vendor could claim from one buyer, given that buyer's chains it holds.
+
+    That is every payword held, redeemed or not, plus the unspent rest of every chain that
+    can still be paid. Redeemed paywords count too: the broker caps a buyer's total
+    debits, which never go down, so a vendor that forgot them once redeemed would let
+    one buyer pass its limit at that one vendor.
+    """
+    now_ms = int(now * 1000)
+    total = 0
+    for state in chains:
+        commitment = state.verified.commitment
+        reach = commitment.length if now_ms <= commitment.not_after else state.paid
+        total += amount_for(reach, commitment.unit_value)
+    return total
+
+
+def check_item(prices: dict[str, int], item: str, units: int, unit_value: int) -> None:
+    """A payment that names an item must be for one on offer, and cover its price.
+
+    ``units`` are those this payment adds (its index minus the last one accepted). The
+    caller refuses before changing anything: the vendor keeps neither the payword nor the
+    payment, so the units it carried count towards the buyer's next payment.
+    """
+    price = prices.get(item)
+    if price is None:
+        raise ItemError(f"no item {item!r} on this vendor's offer")
+    paid = amount_for(units, unit_value)
+    if paid < price:
+        raise ItemError(
+            f"{item!r} costs {price}; this payment adds {units} units of {unit_value} = {paid}"
+        )

@@ -19,10 +19,13 @@ from agents.cli.options import (
 from agents.cli.pay_summary import PaySession
 from agents.cli.status_commands import add_vendor_status
 from agents.daemons.broker_files import read_public
+from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
+from agents.runtime.config_schema import COUNT
 from agents.runtime.secret_input import secret, token_bytes
 from agents.runtime.settings import bounded, require
+from protocol.errors import LocalProtocolError
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
 
@@ -49,9 +52,21 @@ def enrollment_token(args: argparse.Namespace) -> bytes | None:
 def _item(text: str) -> OfferItem:
     name, _, price = text.partition("=")
     try:
-        return OfferItem(name, int(price))
+        value = int(price)
     except ValueError as exc:
         raise argparse.ArgumentTypeError("items are NAME=PRICE (price in minor units)") from exc
+    if not name or not 1 <= value <= COUNT:
+        raise argparse.ArgumentTypeError(f"items are NAME=PRICE with a price of 1 to {COUNT:,}")
+    return OfferItem(name, value)
+
+
+MAX_ITEM_NAME = 256  # the wire's Text
+
+
+def _item_name(text: str) -> str:
+    if len(text) > MAX_ITEM_NAME:
+        raise argparse.ArgumentTypeError("an item name is at most 256 characters")
+    return text
 
 
 def cmd_vendor_run(args: argparse.Namespace) -> int:
@@ -75,15 +90,18 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
     )
     require(args, "name", "broker_pub")
     data_dir = args.data_dir or Path(f"micropay-{args.name}")
-    terms = VendorTerms(
-        unit_value=args.unit_value,
-        currency=args.currency,
-        max_jump=args.max_jump,
-        max_length=args.max_length,
-        online=bool(args.online),
-        items=tuple(args.item or ()),
-        redeem_interval=float(args.redeem_interval),
-    )
+    try:
+        terms = VendorTerms(
+            unit_value=args.unit_value,
+            currency=args.currency,
+            max_jump=args.max_jump,
+            max_length=args.max_length,
+            online=bool(args.online),
+            items=tuple(args.item or ()),
+            redeem_interval=float(args.redeem_interval),
+        )
+    except LocalProtocolError as exc:
+        raise CommandError(str(exc)) from exc
 
     token = enrollment_token(args)
 
@@ -127,7 +145,8 @@ def cmd_buyer_enroll(args: argparse.Namespace) -> int:
 def cmd_buyer_pay(args: argparse.Namespace) -> int:
     """Pay a vendor, wait for its receipts and print what was paid (so far, on Ctrl-C)."""
     prepare(args, "buyer", BUYER_DEFAULTS)
-    session = PaySession(args.vendor)
+    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    session = PaySession(args.vendor, data_dir / WALLET_FILE)
 
     async def run() -> dict[str, Any]:
         buyer = await _buyer(args)
@@ -163,7 +182,11 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
 
 
 def cmd_buyer_balance(args: argparse.Namespace) -> int:
-    """Ask the broker what this buyer owes, and its invoice of the open period."""
+    """Ask the broker what this buyer owes and may still pay, and its open invoice.
+
+    ``debited`` counts what vendors redeemed; what they hold and have not redeemed yet
+    comes from the wallet, which knows what it paid.
+    """
     prepare(args, "buyer", BUYER_DEFAULTS)
 
     async def run() -> dict[str, Any]:
@@ -172,10 +195,14 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
         async def both() -> dict[str, Any]:
             balance = await buyer.balance(args.timeout)
             invoice = await buyer.invoice(args.timeout)
+            paid = await buyer.paid()  # by this wallet; vendors redeem it later
             return {
                 "account": balance.account,
                 "currency": balance.currency,
+                "state": "revoked" if balance.revoked else "active",
+                "credit_limit": balance.credit_limit,
                 "debited": balance.debited,
+                "paid_not_redeemed": max(paid - balance.debited, 0),
                 "reserved": balance.reserved,
                 "invoice": [
                     {"vendor": line.counterparty, "units": line.units, "amount": line.amount}
@@ -272,4 +299,9 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
                 default=100_000,
                 help="paywords in a new chain",
             )
-            parser.add_argument("--item-name", default="", help="what the payments are for")
+            parser.add_argument(
+                "--item-name",
+                type=_item_name,
+                default="",
+                help="what each payment buys: an item on the vendor's offer, paid in full",
+            )

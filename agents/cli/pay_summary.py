@@ -8,13 +8,15 @@ does not say.
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agents.cli.options import print_json
 from agents.daemons.buyer_agent import BuyerAgent
-from agents.daemons.wallet_store import WalletStore
+from agents.daemons.wallet_store import WalletStore, spent_on_disk
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
@@ -24,6 +26,7 @@ class PaySession:
     """The buyer paying ``vendor``, and how far each of its channels was spent before."""
 
     vendor: str
+    wallet: Path
     buyer: BuyerAgent | None = None
     spent_before: dict[bytes, int] = field(default_factory=dict)
 
@@ -38,13 +41,18 @@ class PaySession:
         """Units and amount paid to the vendor in this session, and units it acknowledged."""
         paid = acknowledged = amount = 0
         channels = [] if self.buyer is None else self.buyer.core.channels.values()
+        try:
+            on_disk = spent_on_disk(self.wallet)
+        except sqlite3.Error:
+            on_disk = {}
         for channel in channels:
             if channel.vendor != self.vendor:
                 continue
             before = self.spent_before.get(channel.id, 0)
-            paid += channel.spent - before
-            acknowledged += max(0, min(channel.acknowledged, channel.spent) - before)
-            amount += (channel.spent - before) * channel.unit_value
+            spent = on_disk.get(channel.id, before)  # what the wallet recorded was paid
+            paid += spent - before
+            acknowledged += max(0, min(channel.acknowledged, spent) - before)
+            amount += (spent - before) * channel.unit_value
         return {
             "vendor": self.vendor,
             "interrupted": True,

@@ -15,16 +15,20 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Final, TypeVar
 
-from agents.daemons.agent_store import AgentStore
+from agents.daemons.event_waiters import EventWaiters
 from agents.daemons.wallet_store import WalletStore
 from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import make_private_dir
+from agents.runtime.supervision import AgentFailedError
+from protocol import topics
 from protocol.buyer import BuyerCore
+from protocol.buyer_rules import committed
+from protocol.codec import decode_commitment, decode_signed
 from protocol.endpoint import BrokerInfo
 from protocol.errors import LocalProtocolError
 from protocol.events import (
@@ -33,16 +37,32 @@ from protocol.events import (
     CertificateReceived,
     ChannelOpened,
     InvoiceReceived,
+    MessageRejected,
     OfferReceived,
+    PaymentRefused,
     PeerError,
     ReceiptReceived,
+    RevocationsUpdated,
 )
 from protocol.messages import Balance, Invoice
+from protocol.money_rules import amount_for
 
 T = TypeVar("T")
 W = TypeVar("W")
 KEY_FILE: Final = "agent.key"
 STORE_FILE: Final = "wallet.db"
+OFFER_WAIT: Final = 5.0
+"""Seconds to wait for a vendor's offer: retained, it arrives right after subscribing."""
+Refusal = Callable[[BuyerEvent], str | None]
+"""What ends a wait early: the reason an event refuses the request, or ``None``."""
+
+
+def _enrollment_refused(event: BuyerEvent) -> str | None:
+    return (
+        f"enrollment refused: {event.code}: {event.detail}"
+        if isinstance(event, PeerError)
+        else None
+    )
 
 
 class BuyerError(Exception):
@@ -63,14 +83,14 @@ class BuyerAgent:
     """A buyer core with its wallet, connected for the length of one command."""
 
     def __init__(
-        self, core: BuyerCore, store: AgentStore, mqtt: MqttSettings, clock: Clock = time.time
+        self, core: BuyerCore, store: WalletStore, mqtt: MqttSettings, clock: Clock = time.time
     ) -> None:
         self.core = core
         self.store = store
         self.loop: AgentLoop[BuyerEvent] = AgentLoop(
             core, MqttLink(mqtt), self._persist, clock=clock, react=self._react
         )
-        self._waiters: dict[asyncio.Future[Any], Callable[[BuyerEvent], None]] = {}
+        self.waiters: EventWaiters[BuyerEvent] = EventWaiters(BuyerError)
         self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}
 
     @classmethod
@@ -117,60 +137,23 @@ class BuyerAgent:
 
     async def _persist(self, events: list[BuyerEvent]) -> None:
         await self.store.record(events)
-        for event in events:
-            for offer in list(self._waiters.values()):
-                offer(event)
+        self.waiters.deliver(events)
 
     def _restore_channels(self, vendor: str) -> None:
         for cid, seed, commitment, length, spent in self._stored_channels.pop(vendor, []):
             if cid not in self.core.channels:
                 self.core.restore_channel(vendor, seed, commitment, length, spent)
 
-    def expect(
-        self,
-        kind: type[W],
-        matches: Callable[[W], bool] | None = None,
-        *,
-        refused: str | None = None,
-    ) -> asyncio.Future[W]:
-        """The next durable event of ``kind`` (that ``matches``); register before acting.
-
-        With ``refused``, a refusal from a peer ends the wait as ``BuyerError(refused: …)``.
-        """
-        future: asyncio.Future[W] = asyncio.get_running_loop().create_future()
-
-        def offer(event: BuyerEvent) -> None:
-            if future.done():
-                return
-            if isinstance(event, kind) and (matches is None or matches(event)):
-                future.set_result(event)
-            elif refused is not None and isinstance(event, PeerError):
-                future.set_exception(BuyerError(f"{refused}: {event.code}: {event.detail}"))
-
-        self._waiters[future] = offer
-        return future
-
-    async def answer(self, future: asyncio.Future[W], timeout: float) -> W:  # noqa: ASYNC109
-        """Wait for what ``expect`` registered; ``BuyerError`` after ``timeout`` s."""
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError as exc:
-            raise BuyerError(f"no answer within {timeout} s") from exc
-        finally:
-            self._waiters.pop(future, None)
-            future.cancel()
-
     async def run(self, job: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:  # noqa: ASYNC109
-        """Connect, run ``job``, wait for the publishes to be acknowledged, disconnect."""
+        """Connect, run ``job``, wait for the publishes to be acknowledged, disconnect.
+
+        A loop that stops (Mosquitto refused our credentials) ends the command at once.
+        """
         runner = asyncio.create_task(self.loop.run(), name="buyer-loop")
         try:
-            async with asyncio.timeout(timeout):
-                await self.loop.connected.wait()
-            result = await job()
+            await self._beside(runner, self.loop.connected.wait(), timeout)
+            result = await self._beside(runner, job(), None)
             await self.loop.drain()
-        except TimeoutError as exc:
-            raise BuyerError(f"could not reach the MQTT broker within {timeout} s") from exc
         finally:
             self.loop.stopping.set()
             with contextlib.suppress(Exception):
@@ -178,37 +161,131 @@ class BuyerAgent:
             await self.store.close()
         return result
 
+    async def _beside(
+        self,
+        runner: asyncio.Task[None],
+        work: Awaitable[T],
+        connecting: float | None,
+    ) -> T:
+        """``work``, unless the loop stops first; ``connecting``: bounded, to connect."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait(
+            {task, runner}, timeout=connecting, return_when="FIRST_COMPLETED"
+        )
+        if task in done:
+            return task.result()
+        task.cancel()
+        if runner in done:
+            try:
+                runner.result()
+            except AgentFailedError as exc:
+                raise BuyerError(str(exc)) from exc
+            raise BuyerError("the MQTT connection closed")
+        settings = self.loop.link.settings
+        why = f" ({self.loop.link_error})" if self.loop.link_error else ""
+        raise BuyerError(
+            f"could not reach the MQTT broker at {settings.host}:{settings.port}"
+            f" within {connecting:g} s{why}"
+        )
+
     # --- commands ------------------------------------------------------------------------------
 
     async def enroll(self, token: bytes, timeout: float = 15.0) -> int:  # noqa: ASYNC109
         """Enroll with the operator's token; returns the certificate serial."""
         if self.core.certified is not None:
             return self.core.certified.serial
-        certified = self.expect(CertificateReceived, refused="enrollment refused")
+        certified = self.waiters.expect(CertificateReceived, refused=_enrollment_refused)
         await self.loop.act(lambda now: self.core.enroll(token, now))
-        return (await self.answer(certified, timeout)).serial
+        return (await self.waiters.answer(certified, timeout)).serial
 
     async def _offer(self, vendor: str, timeout: float) -> None:  # noqa: ASYNC109
+        """The vendor's retained offer, or why there is none, within a few seconds."""
         if vendor in self.core.offers:
             return
-        await self.answer(self.expect(OfferReceived, lambda e: e.vendor == vendor), timeout)
+        topic = topics.public(vendor, "offer")
+
+        def refused(event: BuyerEvent) -> str | None:
+            if isinstance(event, MessageRejected) and event.topic == topic:
+                return f"the offer of vendor {vendor!r} was refused: {event.error}"
+            return None
+
+        wait = min(timeout, OFFER_WAIT)
+        offered = self.waiters.expect(OfferReceived, lambda e: e.vendor == vendor, refused=refused)
+        silence = f"no offer from vendor {vendor!r} within {wait:g} s: is it running and enrolled?"
+        await self.waiters.answer(offered, wait, silence)
 
     async def _channel(self, vendor: str, units: int, length: int, timeout: float) -> bytes:  # noqa: ASYNC109
-        for known, channel in self.core.channels.items():
-            if channel.vendor == vendor and channel.remaining >= units:
-                return known
+        mine = [c for c in self.core.channels.values() if c.vendor == vendor]
+        for channel in mine:
+            if channel.payable(units, self.loop.clock()) and channel.acknowledged < 0:
+                # Restored from the wallet: the vendor's receipt says how far it was spent.
+                await self._accepted(vendor, channel.id, "the chain", timeout, self.core.resume)
+            if channel.payable(units, self.loop.clock()):
+                return channel.id
+        # As long as the vendor's credit check allows (``refusal`` made sure ``units`` fit).
+        now = self.loop.clock()
+        limit = self.core.certified.credit_limit if self.core.certified else 0
+        offer = self.core.offers[vendor].offer
+        room = (limit - committed(mine, now)) // offer.unit_value
+        length = min(length, room, offer.max_length)
         opened = self.core.open_channel  # persisted (the seed) before the commit goes out
-        event = await self.loop.record(lambda now: opened(vendor, length, now))
+        try:
+            event = await self.loop.record(lambda now: opened(vendor, length, now))
+        except LocalProtocolError as exc:
+            raise BuyerError(str(exc)) from exc
         if not isinstance(event, ChannelOpened):
             raise BuyerError("the channel could not be opened")
-        cid = event.commitment_id
-        accepted = self.expect(
-            ReceiptReceived,
-            lambda e: e.commitment_id == cid,
-            refused=f"{vendor} refused the commitment",
+        await self._accepted(vendor, event.commitment_id, "the new chain", timeout)
+        return event.commitment_id
+
+    async def _accepted(
+        self,
+        vendor: str,
+        cid: bytes,
+        what: str,
+        timeout: float,  # noqa: ASYNC109
+        commit: Callable[[bytes, float], None] | None = None,
+    ) -> None:
+        """Wait for the vendor's receipt for a commit (sending it with ``commit``)."""
+
+        def refused(event: BuyerEvent) -> str | None:
+            if isinstance(event, PeerError) and event.peer == vendor and not event.corr:
+                return self._refused(vendor, what, event.detail, event.code)
+            return self._revoked_now(event)
+
+        accepted = self.waiters.expect(
+            ReceiptReceived, lambda e: e.commitment_id == cid, refused=refused
         )
-        await self.answer(accepted, timeout)
-        return cid
+        if commit is not None:
+            await self.loop.act(lambda now: commit(cid, now))
+        await self.waiters.answer(
+            accepted, timeout, f"{vendor} did not accept {what} in {timeout:g} s"
+        )
+
+    def _refused(self, vendor: str, what: str, detail: str, code: str) -> str:
+        """A vendor's refusal in words, and the reason behind it when it is a revocation."""
+        certified = self.core.certified
+        if certified is not None and certified.serial in self.core.revoked:
+            return (
+                f"your certificate (serial {certified.serial}) is revoked: {vendor} refused"
+                f" {what} ({detail}); the broker's operator can say why"
+            )
+        return f"{vendor} refused {what}: {detail} ({code})"
+
+    def _revoked_now(self, event: BuyerEvent) -> str | None:
+        """A revocation list naming this wallet's certificate ends any wait with a vendor."""
+        serial = self.core.certified.serial if self.core.certified else 0
+        if isinstance(event, RevocationsUpdated) and serial in event.serials:
+            return f"your certificate (serial {serial}) was revoked just now"
+        return None
+
+    async def paid(self) -> int:
+        """What this wallet has paid in all, at every vendor (redeemed by now or not)."""
+        total = 0
+        for channel in await self.store.channels():
+            commitment = decode_commitment(decode_signed(channel.commitment).body)
+            total += amount_for(channel.spent, commitment.unit_value)
+        return total
 
     async def pay(  # noqa: PLR0913 - the payment plan
         self,
@@ -229,9 +306,46 @@ class BuyerAgent:
         await self._offer(vendor, timeout)
         rng = rng or random.Random()  # noqa: S311 - a payment mix, not a secret
         plan = [rng.randint(1, units) if mixed else units for _ in range(payments)]
+        refusal = self.core.refusal(vendor, plan, item, await self.paid(), self.loop.clock())
+        if refusal is not None:
+            raise BuyerError(refusal)
         cid = await self._channel(vendor, sum(plan), max(length, sum(plan)), timeout)
         channel = self.core.channels[cid]
+        target = channel.spent + sum(plan)
+
+        def refused(event: BuyerEvent) -> str | None:
+            if isinstance(event, PaymentRefused) and event.commitment_id == cid:
+                what = f"the payment at index {event.index}"
+                return self._refused(vendor, what, event.detail, event.code)
+            return self._revoked_now(event)
+
+        done = self.waiters.expect(
+            ReceiptReceived, lambda e: e.commitment_id == cid and e.index >= target, refused=refused
+        )
+        try:
+            await self._pay_plan(cid, plan, item, timeout, done)
+        except BaseException:
+            self.waiters.forget(done)
+            raise
+        silence = (
+            f"{vendor} did not acknowledge the payments within {timeout:g} s"
+            f" (acknowledged up to {max(channel.acknowledged, 0)} of {target})"
+        )
+        await self.waiters.answer(done, timeout, silence)
+        return PayResult(len(plan), sum(plan), channel.acknowledged, time.monotonic() - started)
+
+    async def _pay_plan(
+        self,
+        cid: bytes,
+        plan: list[int],
+        item: str,
+        timeout: float,  # noqa: ASYNC109
+        done: asyncio.Future[ReceiptReceived],
+    ) -> None:
+        """One payment at a time; stop at the vendor's refusal (``done`` then says why)."""
         for amount in plan:
+            if done.done():
+                return
             try:
                 await self.loop.record(lambda now, a=amount: self.core.pay(cid, a, now, item))  # type: ignore[misc]
             except LocalProtocolError as exc:
@@ -239,23 +353,16 @@ class BuyerAgent:
             # One payment at a time between the wallet and Mosquitto: a crash can then
             # lose at most the paywords of the payment in flight.
             if not await self.loop.drain(timeout):
-                raise BuyerError(f"Mosquitto did not acknowledge a payment within {timeout} s")
-        target = channel.spent
-        if channel.acknowledged < target:
-            receipt = self.expect(
-                ReceiptReceived, lambda e: e.commitment_id == cid and e.index >= target
-            )
-            await self.answer(receipt, timeout)
-        return PayResult(len(plan), sum(plan), channel.acknowledged, time.monotonic() - started)
+                raise BuyerError(f"Mosquitto did not acknowledge a payment within {timeout:g} s")
 
     async def balance(self, timeout: float = 15.0) -> Balance:  # noqa: ASYNC109
         """The broker's view of this account."""
-        answered = self.expect(BalanceReceived)
+        answered = self.waiters.expect(BalanceReceived)
         await self.loop.act(self.core.query_balance)
-        return (await self.answer(answered, timeout)).balance
+        return (await self.waiters.answer(answered, timeout)).balance
 
     async def invoice(self, timeout: float = 15.0) -> Invoice:  # noqa: ASYNC109
         """The broker's invoice of the open period for this account."""
-        answered = self.expect(InvoiceReceived)
+        answered = self.waiters.expect(InvoiceReceived)
         await self.loop.act(self.core.query_invoice)
-        return (await self.answer(answered, timeout)).invoice
+        return (await self.waiters.answer(answered, timeout)).invoice

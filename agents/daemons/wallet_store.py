@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from agents.daemons.agent_store import AgentStore
 
@@ -28,3 +31,14 @@ class WalletStore(AgentStore):
         return [
             StoredChannel(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
         ]
+
+
+def spent_on_disk(path: Path) -> dict[bytes, int]:
+    """Each channel's spent index as the wallet file holds it (read-only, after a stop).
+
+    The file, not the core's memory, says what was paid: a payword is published only
+    after its record commits, and a commit may complete as its task is interrupted.
+    """
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT commitment_id, spent FROM channels").fetchall()
+    return {bytes(cid): int(spent) for cid, spent in rows}

@@ -30,6 +30,13 @@ STEPS = (1, 1, 1, 2, 3, 5, 10, 30, 120)
 CHAIN_LENGTH = 1_000_000
 
 
+def _item(vendor: str, units: int) -> str:
+    """The vendor's item when ``units`` pay for it; a smaller payment buys nothing by name."""
+    terms = VENDORS[vendor]
+    (offered,) = terms.items
+    return offered.item if units * terms.unit_value >= offered.price else ""
+
+
 @dataclass
 class Demo:
     """The running cores and what the buyers paid."""
@@ -74,7 +81,7 @@ class Demo:
         for number in range(count):
             pair = rng.choice(pairs)
             units = rng.choice(STEPS)
-            self.buyers[pair[0]].pay(self.channels[pair], units, self.now, item="item")
+            self.buyers[pair[0]].pay(self.channels[pair], units, self.now, _item(pair[1], units))
             self.paid[pair] += units * VENDORS[pair[1]].unit_value
             if number % 50 == 49:
                 self.now += 0.01

@@ -138,6 +138,7 @@ class AgentLoop(Generic[E]):
         self.head = head  # the signed head of the last commit, for held replies
         self.connected = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.link_error = ""  # why the last connection attempt failed or dropped
         self.received = 0
         self.rejected = 0
         self.rejections: Counter[str] = Counter()  # by error code, for status and tests
@@ -231,7 +232,8 @@ class AgentLoop(Generic[E]):
         """Connect, serve, reconnect with backoff; return once ``stopping`` is set.
 
         Raises ``AgentFailedError`` at once if the store's commit task dies: nothing could be
-        made durable any more, so nothing may be acknowledged.
+        made durable any more, so nothing may be acknowledged. ``MqttRefusedError`` (one)
+        ends it too: Mosquitto refused our credentials, and asking again cannot help.
         """
         committer = self._ensure_committer()
         try:
@@ -262,6 +264,7 @@ class AgentLoop(Generic[E]):
             self.connected.clear()
             if lost is None or self.stopping.is_set():
                 continue
+            self.link_error = str(lost)
             log.warning("MQTT connection lost (%s); reconnecting in %.1f s", lost, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):

@@ -14,14 +14,38 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Final, Self
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agents.runtime.supervision import AgentFailedError
+
 LinkError = aiomqtt.MqttError
 SESSION_EXPIRY = 86_400  # seconds the broker keeps our subscriptions and QoS 1 backlog
+
+REFUSALS: Final[dict[int, str]] = {
+    0x84: "it does not speak MQTT 5",
+    0x85: "client identifier not valid",
+    0x86: "bad user name or password",
+    0x87: "not authorised (a wrong user name or password, or a new user before it reloaded)",
+    0x8A: "this client is banned",
+    0x8C: "bad authentication method",
+}
+"""CONNACK reason codes that say who we are is wrong: asking again cannot help.
+
+Mosquitto 2 answers a wrong password with 0x87. Codes meaning "later" (server busy or
+unavailable, connection rate exceeded) stay ordinary link errors, retried with backoff.
+"""
+
+
+class MqttRefusedError(AgentFailedError):
+    """Mosquitto refused this client's credentials or authorisation.
+
+    Not a ``LinkError``: the loop does not retry it, and it ends the agent (a daemon
+    exits 1 with this line, a command fails at once) so the operator fixes the cause.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +104,17 @@ class MqttLink:
 
     async def __aenter__(self) -> Self:
         self._client = self._make_client()
-        await self._client.__aenter__()
+        try:
+            await self._client.__aenter__()
+        except aiomqtt.MqttCodeError as error:
+            reason = REFUSALS.get(int(getattr(error.rc, "value", -1)))
+            if reason is None:
+                raise
+            settings = self.settings
+            raise MqttRefusedError(
+                f"MQTT refused the connection as {settings.username!r}"
+                f" at {settings.host}:{settings.port}: {reason}"
+            ) from error
         return self
 
     async def __aexit__(

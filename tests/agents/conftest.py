@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from agents.ops.mosquitto import MosquittoFiles, MosquittoProcess, add_user, free_port, render
 from agents.runtime.mqtt import MqttSettings
@@ -27,7 +30,25 @@ class Broker:
             self.passwords[name] = f"pw-{name}"
             add_user(self.files, name, self.passwords[name])
             self.process.reload()
+            # Mosquitto reads the file after the signal, and agents do not retry a refusal.
+            deadline = time.monotonic() + 10
+            while not accepts(self.port, name, self.passwords[name]):
+                assert time.monotonic() < deadline, f"Mosquitto never accepted {name}"
         return MqttSettings(port=self.port, username=name, password=self.passwords[name])
+
+
+def accepts(port: int, username: str, password: str) -> bool:
+    """Whether Mosquitto lets ``username`` connect now."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.username_pw_set(username, password)
+    codes: list[int] = []
+    client.on_connect = lambda _client, _data, _flags, code, _props: codes.append(code.value)
+    client.connect("127.0.0.1", port)
+    deadline = time.monotonic() + 2
+    while not codes and time.monotonic() < deadline:
+        client.loop(0.05)
+    client.disconnect()
+    return codes == [0]
 
 
 USERS = ("broker", "vendor1", "vendor2", "buyer1", "buyer2", "buyer3", "mallory")

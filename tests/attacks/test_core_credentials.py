@@ -153,12 +153,40 @@ def test_vendor_exposure_counts_unspent_chains_until_they_expire() -> None:
     refused = buyer.open_channel("vendor1", 50, world.now)
     world.pump()
     assert refused.commitment_id not in vendor.chains
-    world.now += 11  # the first chain expired: only its 20 unredeemed paywords count
+    world.now += 11  # the first chain expired: only its 20 paid paywords count
     assert vendor.exposure("buyer1", world.now) == 20
     accepted = buyer.open_channel("vendor1", 80, world.now)
     world.pump()
     assert accepted.commitment_id in vendor.chains
     assert vendor.exposure("buyer1", world.now) == 100
+
+
+def test_redeemed_paywords_still_count_so_one_vendor_keeps_a_buyer_within_its_limit() -> None:
+    # Reported: with a limit of 50, debits reached 52. The vendor forgot what it had
+    # redeemed and took a second chain of 50; the broker's limit caps total debits.
+    world = make_world(vendors=1, buyers=0)
+    buyer = world.enroll_buyer("buyer1", credit_limit=50)
+    vendor = world.vendors["vendor1"]
+    first = buyer.open_channel("vendor1", 50, world.now).commitment_id
+    world.pump()
+    buyer.pay(first, 50, world.now)
+    world.pump()
+    vendor.redeem_all(world.now)
+    world.pump()
+    assert world.broker.totals.debited["buyer1"] == 50
+    assert vendor.exposure("buyer1", world.now) == 50  # redeemed, and still counted
+    assert buyer.refusal("vendor1", [1, 1], "", 50, world.now) == (
+        "2 units (2) would pass your credit limit of 50: 50 is paid already, 0 is left"
+    )
+    second = buyer.open_channel("vendor1", 50, world.now).commitment_id  # a rogue wallet
+    world.pump()
+    assert second not in vendor.chains
+    refusal = events_of(world, "buyer1", PeerError)[-1]
+    assert refusal.detail == (
+        "credit limit 50: 50 already paid or payable here, a chain worth 50 more would pass it"
+    )
+    assert world.broker.totals.debited["buyer1"] == 50
+    assert not world.broker.revoked
 
 
 def test_broker_revokes_a_buyer_past_its_limit_once() -> None:

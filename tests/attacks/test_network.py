@@ -75,12 +75,13 @@ async def test_forged_and_replayed_messages_are_rejected_and_the_vendor_keeps_se
     await wait_until(lambda: vendor.loop.rejected == rejected + 1)
     assert vendor.counters.amount == 61
 
-    # The wallet never recorded that hand-made payment (index 61), so the next session
-    # starts from 60: its first payment (62) simply covers one unit, nothing is paid twice.
+    # The wallet never recorded that hand-made payment (index 61). The next session sends
+    # its commit again first: the vendor's receipt says 61, so the wallet goes on from there
+    # and its 20 units are paid on top, each once.
     buyer = await harness.buyer("buyer1")
     second = await buyer.run(lambda: buyer.pay("vendor1", 10, 2))
-    assert second.acknowledged == 80
-    assert vendor.counters.amount == 80
+    assert second.acknowledged == 81
+    assert vendor.counters.amount == 81
     await harness.stop()
     assert harness.daemon is not None
-    assert harness.daemon.service.core.totals.credited["vendor1"] == 80
+    assert harness.daemon.service.core.totals.credited["vendor1"] == 81

@@ -767,7 +767,9 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
         False,
     )
     assert offer.items == [("article", 5), ("minute", 2)]
-    assert query(ref, buyer, "balance?", b"q1", now) == [BUYER, "EUR", 0, 0, 0, None]
+    # Balance: debited, credited, reserved, ledger head, then the credit limit and revocation.
+    balance = query(ref, buyer, "balance?", b"q1", now)
+    assert balance == [BUYER, "EUR", 0, 0, 0, None, 1_000_000, False]
 
     # Commit: accepted off-line, acknowledged by a receipt for index 0.
     now += 1
@@ -781,7 +783,8 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
     for units in (1, 1, 5, 50, 120, 7, 200, 3):
         now += 0.5
         before = channel.spent
-        messages = buyer.pay(channel, units, now, item="article")
+        item = "article" if units * UNIT_VALUE >= 5 else ""  # an article costs 5
+        messages = buyer.pay(channel, units, now, item=item)
         assert len(messages) == -(-units // MAX_JUMP)
         expect_receipt(exchange(ref, buyer, messages, now), buyer, before + units)
         accepted = ref.take(PaymentAccepted)
@@ -820,6 +823,18 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
     assert ref.take(PaymentAccepted) == []
     ref.events.clear()
 
+    # A payment that names an item must name one on offer and cover its price (rule 9):
+    # an "item" error, and nothing changes. One unit of 3 does not pay a 5 article.
+    for index, item in ((spent + 1, "pizza"), (spent + 1, "article")):
+        now += 0.5
+        answers = exchange(
+            ref, buyer, [buyer.payment(channel, index, words[index], now, item)], now
+        )
+        expect_error(answers, buyer, channel, "item")
+        assert answers[0].header.corr == index.to_bytes(8, "big")
+    assert ref.take(PaymentAccepted) == []
+    ref.events.clear()
+
     # The vendor redeems; the broker credits exactly what the buyer paid.
     now += 1
     assert redeem(ref, now) == spent * UNIT_VALUE
@@ -838,7 +853,8 @@ def test_spec_buyer_pays_the_reference_vendor() -> None:  # noqa: PLR0915 - one 
     assert ref.broker.totals.credited[VENDOR] == paid
     assert ref.broker.totals.debited[BUYER] == paid
 
-    assert query(ref, buyer, "balance?", b"q2", now) == [BUYER, "EUR", paid, 0, 0, None]
+    balance = query(ref, buyer, "balance?", b"q2", now)
+    assert balance == [BUYER, "EUR", paid, 0, 0, None, 1_000_000, False]
     invoice = query(ref, buyer, "invoice?", b"q3", now)
     assert invoice == [BUYER, "EUR", [[VENDOR, channel.spent, paid]], paid]
 
