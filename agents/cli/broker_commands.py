@@ -15,6 +15,8 @@ from agents.cli.dispute import add_dispute_parser
 from agents.cli.options import (
     CommandError,
     add_common,
+    add_metrics,
+    metrics_registry,
     mqtt_settings,
     prepare,
     print_json,
@@ -23,6 +25,7 @@ from agents.cli.options import (
 from agents.cli.status_commands import add_broker_status
 from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.broker_files import PUBLIC_FILE, init_broker
+from agents.daemons.broker_metrics import broker_metrics
 from agents.daemons.broker_service import BrokerService
 from agents.daemons.operator_client import operator_request, sign_unsigned_tail
 from agents.daemons.operator_protocol import (
@@ -62,9 +65,16 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
         raise CommandError("--witness-interval must be above 0 seconds")
 
     async def run() -> None:
-        service = await BrokerService.open(args.data_dir, daemon=True)
-        mqtt = mqtt_settings(args, service.core.account)
-        await BrokerDaemon(service, mqtt, interval).run()
+        registry, served = metrics_registry(args)
+        try:
+            service = await BrokerService.open(args.data_dir, daemon=True)
+            mqtt = mqtt_settings(args, service.core.account)
+            daemon = BrokerDaemon(service, mqtt, interval)
+            broker_metrics(daemon, registry)
+            await daemon.run()
+        finally:
+            if served is not None:
+                served.close()
 
     return run_daemon(run())
 
@@ -150,6 +160,7 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
     init.set_defaults(handler=cmd_broker_init)
     run = sub.add_parser("run", help="run the broker daemon")
     add_common(run)
+    add_metrics(run)
     run.add_argument(
         "--witness-interval",
         type=bounded("witness_interval", float),

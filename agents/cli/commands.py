@@ -15,6 +15,7 @@ from agents.daemons.buyer_agent import BuyerError
 from agents.ops.mosquitto import MosquittoError
 from agents.runtime.datadir_lock import DataDirBusyError
 from agents.runtime.keystore import KeyFileError
+from agents.runtime.metrics_server import MetricsPortError
 from agents.runtime.private_files import PermissionsError
 from agents.runtime.secret_input import SecretInputError
 from agents.runtime.settings import MQTT_KEYS, SettingsError
@@ -41,5 +42,6 @@ USER_ERRORS = (
     LedgerError,
     SecretInputError,
     DataDirBusyError,
+    MetricsPortError,
 )
 __all__ = ["MQTT_KEYS", "USER_ERRORS", "register"]

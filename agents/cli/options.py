@@ -11,8 +11,11 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from agents.runtime.config_schema import default_log_level
 from agents.runtime.log_setup import setup_logging
+from agents.runtime.metrics_server import MetricsServer, start_metrics
 from agents.runtime.mqtt import MqttSettings
 from agents.runtime.secret_input import secret
 from agents.runtime.settings import Setting, bounded, resolve
@@ -59,6 +62,27 @@ def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
             help="a 0600 file holding the MQTT password (or env MICROPAY_MQTT_PASSWORD)",
         )
         group.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS and verify")
+
+
+def add_metrics(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port`` and ``--metrics-host``: serve Prometheus metrics (off by default)."""
+    group = parser.add_argument_group("metrics (env MICROPAY_METRICS_*)")
+    group.add_argument(
+        "--metrics-port",
+        type=bounded("metrics_port"),
+        metavar="PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: off)",
+    )
+    group.add_argument("--metrics-host", help="address to serve metrics on (default 127.0.0.1)")
+
+
+def metrics_registry(args: argparse.Namespace) -> tuple[CollectorRegistry, MetricsServer | None]:
+    """A daemon's own registry, served at once when a port is set (so a busy port fails early)."""
+    registry = CollectorRegistry(auto_describe=False)
+    port = getattr(args, "metrics_port", None)
+    if port is None:
+        return registry, None
+    return registry, start_metrics(registry, args.metrics_host or "127.0.0.1", int(port))
 
 
 def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:

@@ -11,6 +11,8 @@ from agents.cli.backup_commands import add_backup_parser
 from agents.cli.options import (
     CommandError,
     add_common,
+    add_metrics,
+    metrics_registry,
     mqtt_settings,
     prepare,
     print_json,
@@ -22,6 +24,7 @@ from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
+from agents.daemons.vendor_metrics import vendor_metrics
 from agents.runtime.config_schema import COUNT
 from agents.runtime.secret_input import secret, token_bytes
 from agents.runtime.settings import bounded, require
@@ -107,11 +110,17 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         info = read_public(args.broker_pub)
-        agent = await VendorAgent.open(
-            data_dir, args.name, info, terms, mqtt_settings(args, args.name)
-        )
-        agent.token = token
-        await agent.run()
+        registry, served = metrics_registry(args)
+        try:
+            agent = await VendorAgent.open(
+                data_dir, args.name, info, terms, mqtt_settings(args, args.name)
+            )
+            agent.token = token
+            vendor_metrics(agent, registry)
+            await agent.run()
+        finally:
+            if served is not None:
+                served.close()
 
     return run_daemon(run())
 
@@ -225,6 +234,7 @@ def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
     sub = vendor.add_subparsers(dest="action", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run a vendor daemon")
     add_common(run)
+    add_metrics(run)
     run.add_argument("--name", help="the vendor's account name")
     run.add_argument("--broker-pub", type=Path, help="the broker's broker.pub.json")
     run.add_argument(

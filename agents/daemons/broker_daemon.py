@@ -43,6 +43,11 @@ class BrokerDaemon:
             head=lambda: service.store.signed_head,
         )
 
+    @property
+    def witnessed(self) -> int:
+        """The seq of the last ledger head published on this connection (-1: none yet)."""
+        return self._witnessed
+
     def _react(self, event: BrokerCoreEvent, _now: float) -> None:
         """Its own retained head, read back at connect: is the ledger older than it?"""
         if not isinstance(event, PublishedHeadSeen):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
@@ -26,7 +26,7 @@ from broker_ledger.billing import PeriodSummary, close_period
 from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError
 from protocol.broker import BrokerCore, BrokerPolicy
-from protocol.broker_events import BROKER_EVENT_TYPES
+from protocol.broker_events import BROKER_EVENT_TYPES, AnyBrokerEvent
 from protocol.events import BrokerCoreEvent
 from protocol.messages import Role
 
@@ -52,6 +52,8 @@ class BrokerService:
         self._projector: Projector | None = None
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
+        self.on_stored: Callable[[Sequence[AnyBrokerEvent], float], None] | None = None
+        """Told of each append and how long it took (s): where the metrics count."""
 
     @classmethod
     async def open(
@@ -95,12 +97,15 @@ class BrokerService:
         events = [event for event in decided if isinstance(event, BROKER_EVENT_TYPES)]
         if not events:
             return
+        started = time.perf_counter()
         try:
             stored = await self.store.append_events(events)
         except LedgerError as exc:
             self.failure = exc
             self._failed.set()
             raise
+        if self.on_stored is not None:
+            self.on_stored(events, time.perf_counter() - started)
         log_decisions((row.seq, event) for row, event in zip(stored, events, strict=True))
 
     async def wait_failed(self) -> None:

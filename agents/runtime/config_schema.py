@@ -47,6 +47,10 @@ COMMON: Final = {
     "log_level": Option(LEVEL),  # None: INFO for the daemons, WARNING for short commands
     "log_json": Option(SWITCH, default=False),
 }
+METRICS: Final = {
+    "metrics_port": Option(INTEGER),  # None: no metrics endpoint
+    "metrics_host": Option(TEXT, "127.0.0.1"),
+}
 MQTT: Final = {
     "host": Option(TEXT, "127.0.0.1"),
     "port": Option(INTEGER, 1883),
@@ -62,6 +66,7 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "id": Option(TEXT, "broker"),
         "witness_interval": Option(NUMBER, 30.0),
         "mosquitto_dir": Option(PATH),
+        **METRICS,
         **COMMON,
     },
     "vendor": {
@@ -76,6 +81,7 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "max_length": Option(INTEGER, 1_000_000),
         "online": Option(SWITCH, default=False),
         "redeem_interval": Option(INTEGER, 60),
+        **METRICS,
         **COMMON,
     },
     "buyer": {
@@ -93,6 +99,7 @@ COUNT: Final = 2**63 - 1  # the wire's largest amount
 INDEX: Final = 2**32 - 1  # the wire's largest chain index
 BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "mqtt_port": (1, 65_535),
+    "metrics_port": (0, 65_535),
     "port": (1, 65_535),
     "tls_port": (1, 65_535),
     "credit_limit": (0, COUNT),

@@ -142,6 +142,7 @@ class AgentLoop(Generic[E]):
         self.received = 0
         self.rejected = 0
         self.rejections: Counter[str] = Counter()  # by error code, for status and tests
+        self.sent: Counter[str] = Counter()  # published, by topic, for the metrics
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
         self._commits: asyncio.Queue[_Staged[E]] = asyncio.Queue(64)
@@ -333,6 +334,7 @@ class AgentLoop(Generic[E]):
     async def _publish_one(self, out: Outgoing) -> None:
         try:
             await self.link.publish(out.topic, out.payload, retain=out.retain)
+            self.sent[out.topic] += 1
         except LinkError as error:
             # The core retransmits whatever matters (commits, payments, redemptions) from
             # its own timers; a lost receipt is re-sent when the duplicate payment arrives.
