@@ -65,6 +65,16 @@ class Demo:
     mosquitto: MosquittoProcess | None = None
     paid: dict[tuple[str, str], int] = field(default_factory=dict)
     count: dict[tuple[str, str], int] = field(default_factory=dict)
+    metrics: dict[str, int] = field(default_factory=dict)
+
+    def metrics_url(self, name: str) -> str:
+        """Where daemon ``name`` serves its Prometheus metrics."""
+        return f"http://127.0.0.1:{self.metrics[name]}/metrics"
+
+    def metrics_port(self, name: str) -> tuple[str, str]:
+        """The ``--metrics-port`` option giving daemon ``name`` a free port of its own."""
+        self.metrics[name] = free_port()
+        return "--metrics-port", str(self.metrics[name])
 
     @property
     def broker_dir(self) -> Path:
@@ -169,9 +179,11 @@ def start(demo: Demo) -> None:
     say(f"mosquitto listening on 127.0.0.1:{demo.port} (config {files.config})")
     asyncio.run(init_broker(demo.broker_dir, "broker"))
     demo.spawn(
-        "broker", "broker", "run", "--data-dir", str(demo.broker_dir), "--witness-interval", "1"
+        "broker",
+        *("broker", "run", "--data-dir", str(demo.broker_dir), "--witness-interval", "1"),
+        *demo.metrics_port("broker"),
     )
-    say("broker daemon started")
+    say(f"broker daemon started (metrics at {demo.metrics_url('broker')})")
     deadline = time.monotonic() + 20
     while not (demo.broker_dir / "admin.sock").exists():
         if time.monotonic() > deadline or demo.processes["broker"].poll() is not None:
@@ -186,6 +198,7 @@ def start(demo: Demo) -> None:
             *("vendor", "run", "--name", name, "--broker-pub", pub),
             *("--data-dir", str(demo.root / name)),
             *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
+            *demo.metrics_port(name),
             token=opened.token,
         )
     _wait_enrolled(demo, list(VENDORS))
@@ -316,6 +329,9 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     out(f" the last redemption is seq {summary['last_money_event']})\n")
     balanced = paid == summary["debited"] == summary["credited"] + summary["fees"]
     ok = bool(report.ok) and balanced and covered
+    out("\nmetrics served during the run (Prometheus text format):\n")
+    for name in demo.metrics:
+        out(f"  {name:<19}{demo.metrics_url(name)}\n")
     out(f"\nresult: {'BALANCED' if ok else 'NOT BALANCED'}\n")
     if not report.ok and report.first_failure is not None:
         out(f"first audit failure: {report.first_failure}\n")
