@@ -71,6 +71,7 @@ from typing import Final, TypeVar
 
 import msgspec
 from paho.mqtt.client import MQTTMessageInfo
+from prometheus_client import CollectorRegistry
 
 from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.broker_files import PUBLIC_FILE, init_broker
@@ -86,6 +87,7 @@ from agents.daemons.operator_protocol import (
     Status,
 )
 from agents.daemons.vendor_agent import STORE_FILE, VendorAgent
+from agents.daemons.vendor_metrics import vendor_metrics
 from agents.daemons.vendor_store import VendorStore
 from agents.ops.mosquitto import (
     MosquittoFiles,
@@ -345,6 +347,7 @@ async def vendor_worker(conf: VendorConf) -> None:
         Path(conf.directory), conf.account, info, terms, conf.mqtt.settings()
     )
     agent.token = bytes.fromhex(conf.token)
+    vendor_metrics(agent, CollectorRegistry(auto_describe=False))  # measured as deployed
     waits = StoreWaits(agent.loop)
     runner = asyncio.create_task(agent.run(), name="vendor")
     async with asyncio.timeout(READY_TIMEOUT):

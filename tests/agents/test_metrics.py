@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -25,6 +27,20 @@ def scrape(url: str) -> Samples:
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
+    }
+
+
+def names(url: str) -> set[str]:
+    """Every metric name an endpoint declares, samples or not (a labelled counter at zero)."""
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - our own daemon
+        text = response.read().decode()
+    return {
+        name
+        for family in text_string_to_metric_families(text)
+        for name in (
+            family.name + "_total" if family.type == "counter" else family.name,
+            *(sample.name for sample in family.samples),
+        )
     }
 
 
@@ -116,3 +132,24 @@ def test_the_endpoint_stops_with_the_daemon(demo: Demo) -> None:
         probe.bind(("127.0.0.1", port))
         probe.listen()
         assert probe.getsockname()[1] == port
+
+
+CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
+METRIC = re.compile(r"\bmicropay_[a-z_]+[a-z]\b")
+
+
+def test_alerts_and_dashboard_name_only_metrics_the_daemons_serve(demo: Demo) -> None:
+    """Every ``micropay_*`` name in the alert rules and the dashboard is in a live scrape."""
+    pay(demo)
+    served = {name for daemon in demo.metrics for name in names(demo.metrics_url(daemon))}
+    alerts = (CONTRIB / "prometheus" / "alerts.yml").read_text()
+    dashboard = json.loads((CONTRIB / "grafana" / "micropay.json").read_text())
+    exprs = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    named = set(METRIC.findall(alerts)) | {m for expr in exprs for m in METRIC.findall(expr)}
+    assert len(named) >= 20
+    assert named - served == set()
+    assert alerts.startswith("#")
+    assert "\t" not in alerts
+    rules = re.findall(r"^      - alert: (\w+)\n        expr: ", alerts, flags=re.MULTILINE)
+    assert len(rules) == alerts.count("- alert:") >= 8
+    assert len(dashboard["panels"]) == len({panel["id"] for panel in dashboard["panels"]})
