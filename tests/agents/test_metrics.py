@@ -153,3 +153,30 @@ def test_alerts_and_dashboard_name_only_metrics_the_daemons_serve(demo: Demo) ->
     rules = re.findall(r"^      - alert: (\w+)\n        expr: ", alerts, flags=re.MULTILINE)
     assert len(rules) == alerts.count("- alert:") >= 8
     assert len(dashboard["panels"]) == len({panel["id"] for panel in dashboard["panels"]})
+
+
+def test_the_config_file_sets_the_metrics_port_within_bounds(tmp_path: Path) -> None:
+    """``metrics_port`` is a key of ``[broker]`` and ``[vendor]``, checked like the others."""
+    good = tmp_path / "good.toml"
+    good.write_text('[broker]\nmetrics_port = 9464\n[vendor]\nmetrics_host = "0.0.0.0"\n')
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[vendor]\nmetrics_port = 70000\n")
+    check = [sys.executable, "-m", "agents.cli.main", "config", "check"]
+    accepted = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [*check, str(good)], capture_output=True, text=True, check=False, timeout=60
+    )
+    refused = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [*check, str(bad)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert re.search(
+        r"^metrics_port += 9464 +# .*good\.toml:2 \(broker\.metrics_port\)",
+        accepted.stdout,
+        re.MULTILINE,
+    )
+    assert refused.returncode == 2
+    assert "metrics_port" in refused.stderr
+    assert re.search(
+        r'^metrics_host +=\ "0\.0\.0\.0" +# .*good\.toml:4', accepted.stdout, re.MULTILINE
+    )
+    assert "65,535" in refused.stderr
