@@ -7,9 +7,7 @@ the daemon keeps, so the thread never touches the asyncio loop. Each daemon has 
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
@@ -55,18 +53,3 @@ def start_metrics(registry: CollectorRegistry, host: str, port: int) -> MetricsS
     served = MetricsServer(host, server.server_port, server, thread)
     log.info("metrics served at %s", served.url)
     return served
-
-
-@contextlib.contextmanager
-def metrics_endpoint(
-    registry: CollectorRegistry, host: str, port: int | None
-) -> Iterator[MetricsServer | None]:
-    """The endpoint for the life of a ``with`` block; nothing when ``port`` is ``None``."""
-    if port is None:
-        yield None
-        return
-    server = start_metrics(registry, host, port)
-    try:
-        yield server
-    finally:
-        server.close()
