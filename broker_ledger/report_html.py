@@ -9,6 +9,7 @@ page stays small for any ledger length.
 from __future__ import annotations
 
 import html
+import re
 import time
 from typing import Final
 
@@ -20,6 +21,7 @@ from broker_ledger.report import head_line
 from broker_ledger.report_data import ReportData, Traffic
 
 TOP: Final = 20
+CONFIG_SCRIPT: Final = re.compile(r"<script[^>]*>window\.pygal[^<]*</script>")
 STYLE: Final = Style(
     background="white",
     plot_background="white",
@@ -43,7 +45,8 @@ def _stamp(ms: int) -> str:
 
 
 def _chart(chart: pygal.Graph, caption: str) -> str:
-    svg = chart.render(is_unicode=True)
+    # pygal inlines its settings for a tooltip script we do not ship: drop them too.
+    svg = CONFIG_SCRIPT.sub("", chart.render(is_unicode=True))
     return f"<figure><figcaption>{html.escape(caption)}</figcaption>{svg}</figure>"
 
 
