@@ -78,13 +78,19 @@ def _over_time(data: ReportData) -> str:
 
 
 def _per_account(data: ReportData) -> str:
+    # Buyers are debited and vendors credited: the busiest half of each, so neither
+    # side crowds the other out.
+    half = TOP // 2
+    buyers = sorted(data.accounts, key=lambda a: (-a.debited, a.account))[:half]
+    vendors = sorted(data.accounts, key=lambda a: (-a.credited, a.account))[:half]
+    shown = [a for a in buyers if a.debited] + [a for a in vendors if a.credited]
     chart = pygal.Bar(**_config())
-    busiest = sorted(data.accounts, key=lambda a: (-(a.debited + a.credited), a.account))[:TOP]
-    chart.x_labels = [a.account for a in busiest]
-    chart.add("debited", [a.debited for a in busiest])
-    chart.add("credited", [a.credited for a in busiest])
-    more = _more(len(data.accounts))
-    return _chart(chart, f"Debit and credit per account (minor units, top {TOP}){more}")
+    chart.x_labels = [a.account for a in shown]
+    chart.add("debited", [a.debited for a in shown])
+    chart.add("credited", [a.credited for a in shown])
+    hidden = len(data.accounts) - len(shown)
+    more = f", and {hidden:,} more" if hidden > 0 else ""
+    return _chart(chart, f"Debit and credit per account (minor units, top {half} each){more}")
 
 
 def _fees(data: ReportData) -> str:
