@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import sys
 import time
 from typing import Final
 
@@ -19,6 +20,10 @@ from pygal.style import Style
 from broker_ledger.audit_result import AuditReport
 from broker_ledger.report import head_line
 from broker_ledger.report_data import ReportData, Traffic
+
+# pygal adds a legacy import hook (for ``pygal.maps`` plugins, unused here) that lacks
+# ``find_spec``: every later import that reaches it warns. Take it out again.
+sys.meta_path[:] = [f for f in sys.meta_path if type(f).__name__ != "PluginImportFixer"]
 
 TOP: Final = 20
 CONFIG_SCRIPT: Final = re.compile(r"<script[^>]*>window\.pygal[^<]*</script>")
@@ -32,7 +37,7 @@ CSS: Final = """
 body{font-family:sans-serif;margin:2em auto;max-width:1100px;color:#222}
 .verdict{font-size:1.6em;padding:.4em .8em;border-radius:6px;color:white}
 .passed{background:#2e7d32}.failed{background:#c62828}
-.failures{color:#c62828}.failures td{border-bottom:1px solid #f3c0c0}
+.failures{color:#c62828}.failures td{border-bottom:1px solid #f3c0c0;text-align:left}
 table{border-collapse:collapse;margin:1em 0}
 td,th{padding:.2em .8em;text-align:right}td:first-child,th:first-child{text-align:left}
 th{border-bottom:2px solid #999}code{font-size:.9em;word-break:break-all}
@@ -173,6 +178,7 @@ def _summary(report: AuditReport) -> str:
 def as_html(report: AuditReport, data: ReportData) -> str:
     """The whole page: nothing in it refers to anything outside the file."""
     verdict = "PASSED" if report.ok else "FAILED"
+    head = "Head verified" if report.ok else "Head read (not verified)"
     title = html.escape(f"micropay audit: {report.path}")
     charts = (
         (_over_time(data) + _per_account(data) + _fees(data) + _sizes(data))
@@ -183,7 +189,7 @@ def as_html(report: AuditReport, data: ReportData) -> str:
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{title}</title>"
         f"<style>{CSS}</style></head><body><h1>{title}</h1>"
         f'<p class="verdict {verdict.lower()}">Audit {verdict}</p>'
-        f"<p>Head verified: <code>{html.escape(head_line(report))}</code></p>"
+        f"<p>{head}: <code>{html.escape(head_line(report))}</code></p>"
         f"{_failures(report)}{_summary(report)}{charts}"
         f"{_table('Buyers', data.buyers)}{_table('Vendors', data.vendors)}</body></html>\n"
     )
