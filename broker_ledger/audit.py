@@ -22,7 +22,9 @@ from broker_ledger.audit_result import CHECK_NAMES, AuditReport
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
 from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.projections import PROJECTION, ReadModels
+from broker_ledger.report_data import ReportData
 from broker_ledger.store_schema import FORMAT
+from protocol.broker_events import AnyBrokerEvent
 
 Progress = Callable[[int, int], None]
 CHUNK: Final = 20_000
@@ -31,7 +33,7 @@ CHUNK: Final = 20_000
 class LedgerAudit:
     """One audit run over one ledger file."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - keyword-only options, each with a default
         self,
         path: str | Path,
         broker_key: bytes | None = None,
@@ -39,6 +41,7 @@ class LedgerAudit:
         codec: EventCodec = DEFAULT_CODEC,
         workers: int = 2,
         progress: Progress | None = None,
+        collect: ReportData | None = None,
     ) -> None:
         self.path = Path(path)
         self.report = AuditReport(str(path))
@@ -47,6 +50,7 @@ class LedgerAudit:
         self._codec = codec
         self._workers = workers
         self._progress = progress
+        self._collect = collect
 
     def run(self) -> AuditReport:
         """Audit the file; never raises for what is in it (everything becomes a finding)."""
@@ -91,6 +95,8 @@ class LedgerAudit:
             verifier = checks.Verifier(report.broker_id, key, pool, report, position)
             computed = self._scan(db, verifier, set(checkpoints), total)
             verifier.finish()
+        if self._collect is not None:
+            self._collect.finish(verifier.models)
         self._check_checkpoints(checkpoints, computed, key)
         self._check_projections(db, verifier)
 
@@ -103,6 +109,7 @@ class LedgerAudit:
     ) -> dict[int, bytes]:
         report = self.report
         decode = self._codec.decode
+        check = self._checker(verifier)
         versions: dict[str, int] = {}
         computed_at: dict[int, bytes] = {0: GENESIS}
         previous_stored = previous_computed = GENESIS
@@ -140,13 +147,26 @@ class LedgerAudit:
                 except EventDecodeError as exc:
                     report.fail(seq, "event-schemas", str(exc))
                     continue
-                verifier.check(seq, event)
+                check(seq, event)
             report.events += len(rows)
             if self._progress is not None:
                 self._progress(report.events, total)
         report.streams = len(versions)
         report.head_hash = computed_at[-1] = previous_computed
         return computed_at
+
+    def _checker(self, verifier: checks.Verifier) -> Callable[[int, AnyBrokerEvent], None]:
+        """The verifier's check, also feeding the HTML report's aggregates when asked."""
+        collect = self._collect
+        if collect is None:
+            return verifier.check
+        verify, gather = verifier.check, collect.add
+
+        def both(seq: int, event: AnyBrokerEvent) -> None:
+            verify(seq, event)
+            gather(event)
+
+        return both
 
     def _check_checkpoints(
         self, checkpoints: dict[int, tuple[bytes, bytes]], computed: dict[int, bytes], key: bytes

@@ -2,7 +2,10 @@
 
 Each record carries the stored columns (sequence, stream, version, type, schema, time,
 link hash) and the decoded body; bytes are lowercase hex. Reading is read-only and in
-chunks, so exporting a large ledger needs little memory.
+chunks, so exporting a large ledger needs little memory. The CSV is one row per event
+with one scalar column per body field (the union over every event type, empty where a
+type has no such field), so a spreadsheet or ``pandas`` reads it without parsing JSON;
+billing lines, the one nested field, become their count there and stay whole in JSONL.
 """
 
 from __future__ import annotations
@@ -12,13 +15,29 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Final, TextIO, get_args
 
 import msgspec
 
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
+from protocol.broker_events import AnyBrokerEvent
 
-COLUMNS = ("seq", "stream", "version", "type", "schema", "at", "hash", "body")
+COLUMNS = ("seq", "stream", "version", "type", "schema", "at", "hash")
+UNDECODABLE = ("undecodable", "raw")
+
+
+def _body_columns() -> tuple[str, ...]:
+    """Every event type's body fields, in declaration order, each once."""
+    names: dict[str, None] = {}
+    for kind in get_args(AnyBrokerEvent):
+        for name in kind.__struct_fields__:
+            if name not in COLUMNS:
+                names["line_count" if name == "lines" else name] = None
+    return (*names, *UNDECODABLE)
+
+
+BODY_COLUMNS: Final = _body_columns()
+CSV_COLUMNS: Final = (*COLUMNS, *BODY_COLUMNS)
 
 
 def _plain(value: Any) -> Any:  # noqa: ANN401 - any decoded body value
@@ -67,13 +86,17 @@ def write_jsonl(path: Path, out: TextIO, progress: Callable[[int], None] | None 
 
 
 def write_csv(path: Path, out: TextIO, progress: Callable[[int], None] | None = None) -> int:
-    """One row per event, the body as a JSON string; returns the number written."""
+    """One row per event, a scalar per column; returns the number written."""
     writer = csv.writer(out)
-    writer.writerow(COLUMNS)
+    writer.writerow(CSV_COLUMNS)
     count = 0
     for count, record in enumerate(records(path), start=1):
-        record["body"] = json.dumps(record["body"], separators=(",", ":"))
-        writer.writerow([record[column] for column in COLUMNS])
+        body = record["body"]
+        if "lines" in body:
+            body["line_count"] = len(body.pop("lines"))
+        writer.writerow(
+            [record[column] for column in COLUMNS] + [body.get(c, "") for c in BODY_COLUMNS]
+        )
         if progress is not None and count % 10_000 == 0:
             progress(count)
     return count

@@ -71,8 +71,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     show = args.progress if args.progress is not None else sys.stderr.isatty()
     progress = ProgressBar("auditing") if show else None
+    collect = None
+    if args.html is not None:
+        from broker_ledger.report_data import ReportData  # noqa: PLC0415
+
+        collect = ReportData()
     report = LedgerAudit(
-        args.ledger, args.broker_key, workers=args.workers, progress=progress
+        args.ledger, args.broker_key, workers=args.workers, progress=progress, collect=collect
     ).run()
     for witness_file in args.witness or ():
         from broker_ledger import witness  # noqa: PLC0415
@@ -85,10 +90,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
             sys.stderr.write(f"micropay audit: {exc}\n")
             return EXIT_FAILED
     print(as_json(report) if args.json else as_text(report))  # noqa: T201 - the command's output
+    if collect is not None and not _write_html(args.html, report, collect):
+        return EXIT_FAILED
     for target, writer_name in ((args.export_jsonl, "write_jsonl"), (args.export_csv, "write_csv")):
         if target is not None:
             _export(args.ledger, target, writer_name, show)
     return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def _write_html(target: Path, report: Any, collect: Any) -> bool:  # noqa: ANN401
+    """Write the audit's HTML page; False (said on stderr) when it cannot be written."""
+    from broker_ledger.report_html import as_html  # noqa: PLC0415 - pygal only when asked
+
+    try:
+        target.write_text(as_html(report, collect), encoding="utf-8")
+    except OSError as exc:
+        sys.stderr.write(f"micropay audit: cannot write {target}: {exc.strerror}\n")
+        return False
+    sys.stderr.write(f"audit report written to {target}\n")
+    return True
 
 
 def _export(ledger: Path, target: Path, writer_name: str, show: bool) -> None:
@@ -236,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--export-jsonl", type=Path, metavar="FILE", help="also write events as JSONL"
     )
     audit.add_argument("--export-csv", type=Path, metavar="FILE", help="also write events as CSV")
+    audit.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write the report as one self-contained HTML page with charts",
+    )
     audit.set_defaults(handler=cmd_audit)
 
     demo = commands.add_parser(

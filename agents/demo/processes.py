@@ -38,9 +38,11 @@ from agents.daemons.operator_protocol import (
     Status,
 )
 from agents.ops.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
-from agents.runtime.private_files import make_private_dir, open_private
+from agents.runtime.private_files import make_private_dir, open_private, write_private
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
+from broker_ledger.report_data import ReportData
+from broker_ledger.report_html import as_html
 
 VENDORS: Final = {"news-stand": (1, 50, "article=5"), "charger-7": (2, 200, "kWh=30")}
 BUYERS: Final = ("alice", "bob", "carol")
@@ -286,11 +288,13 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     demo.stop("broker")
     say("billing period closed, broker stopped; auditing the ledger ...")
     ledger = demo.broker_dir / "ledger.db"
-    report = LedgerAudit(ledger).run()
+    charts = ReportData()
+    report = LedgerAudit(ledger, collect=charts).run()
     stores = [demo.root / name / "store.db" for name in VENDORS]
     stores += [demo.root / name / "wallet.db" for name in BUYERS]
     heads = [head for store in stores if store.is_file() for head in witness.read_store(store)]
     witnessed = witness.check_witnesses(report, ledger, heads, None)
+    write_private(demo.root / "report.html", as_html(report, charts))
     with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
         (last_money,) = db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE type = 'paywords-redeemed'"
@@ -356,7 +360,7 @@ def run_demo(payments: int, data_dir: Path | None) -> int:
         with contextlib.suppress(Exception):
             demo.stop_all()
         if keep:
-            say(f"everything it wrote is in {root}")
+            say(f"everything it wrote is in {root}; the audit's charts: {root / 'report.html'}")
         else:
             shutil.rmtree(root, ignore_errors=True)
     return 0 if ok else 1

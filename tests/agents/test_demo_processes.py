@@ -18,6 +18,10 @@ def test_demo_balances_and_keeps_its_files(
     out = capsys.readouterr().out
     assert "result: BALANCED" in out
     assert "PASSED" in out
+    page = (tmp_path / "report.html").read_text()
+    assert "Audit PASSED" in page
+    assert page.count("<svg") == 4
+    assert "<td>alice</td>" in page
     for kept in ("broker/ledger.db", "alice/wallet.db", "news-stand/store.db", "logs/broker.log"):
         assert (tmp_path / kept).is_file(), kept
     assert (tmp_path / "mosquitto" / "mosquitto.conf").is_file()

@@ -8,6 +8,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,22 @@ def test_audit_json_and_exports(
         rows = list(csv.DictReader(handle))
     assert len(rows) == report["events"]
     assert rows[-1]["seq"] == str(report["events"])
+    _one_scalar_per_column(rows, [json.loads(line) for line in lines])
+
+
+def _one_scalar_per_column(rows: list[dict[str, str]], records: list[dict[str, Any]]) -> None:
+    """Each CSV row is its event, one plain value per cell, no JSON to parse."""
+    assert all(not cell.startswith(("{", "[")) for row in rows for cell in row.values())
+    for row, record in zip(rows, records, strict=True):
+        body = record["body"]
+        assert row["type"] == body["type"]
+        for name, value in body.items():
+            if name == "lines":
+                assert row["line_count"] == str(len(value))
+            else:
+                assert row[name] == str(value)
+    kinds = {row["type"] for row in rows}
+    assert {"paywords-redeemed", "invoice-issued", "statement-issued"} <= kinds
 
 
 def test_audit_of_a_tampered_ledger_names_the_sequence(
