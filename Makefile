@@ -13,7 +13,8 @@ $(UV):
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-# mosquitto, and what builds its retain-guard plugin (gcc and the plugin headers).
+# mosquitto, what builds its retain-guard plugin (gcc and the plugin headers), and
+# systemd-analyze, which the tests run on the shipped units.
 APT_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc systemd
 mosquitto-bin:
 	@{ command -v mosquitto || command -v /usr/sbin/mosquitto; } >/dev/null 2>&1 && \
