@@ -13,11 +13,14 @@ $(UV):
 	$(UV) sync --frozen --quiet
 	@touch $@
 
-# mosquitto, and what builds its retain-guard plugin (gcc and the plugin headers).
-APT_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc chromium
+# mosquitto, what builds its retain-guard plugin (gcc and the plugin headers),
+# systemd-analyze, which the tests run on the shipped units, and the headless browser
+# the audit report is checked in.
+APT_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc systemd chromium
 mosquitto-bin:
 	@{ command -v mosquitto || command -v /usr/sbin/mosquitto; } >/dev/null 2>&1 && \
-	  command -v cc >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
+	  command -v cc >/dev/null 2>&1 && \
+	  command -v systemd-analyze >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
 	  test -f /usr/include/mosquitto_plugin.h -a -f /usr/include/mosquitto.h || \
 	  { echo "installing $(APT_PACKAGES) (apt-get)"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }

@@ -18,6 +18,7 @@ from agents.daemons.operator_actions import run_admin_request
 from agents.daemons.operator_protocol import Answer, OperatorRequest
 from agents.runtime.loop import AgentLoop
 from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
 from protocol.events import BrokerCoreEvent, PublishedHeadSeen
 
@@ -33,6 +34,7 @@ class BrokerDaemon:
         self.service = service
         self.witness_interval = witness_interval
         self._witnessed = -1
+        self.notifier = Notifier.from_environ()  # systemd readiness and watchdog, if asked
         self.loop: AgentLoop[BrokerCoreEvent] = AgentLoop(
             service.core,
             MqttLink(mqtt),
@@ -88,6 +90,7 @@ class BrokerDaemon:
 
     async def stop(self) -> None:
         """Publish the final signed head (what a restored ledger is compared with), then stop."""
+        self.notifier.stopping("flushing the ledger and signing its head")
         if self.loop.connected.is_set() and not self.loop.stopping.is_set():
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2):
@@ -128,6 +131,7 @@ class BrokerDaemon:
                     "the projector": self._project_periodically(),
                     "the ledger-head publisher": self._witness_periodically(),
                 },
+                alongside=[self.notifier.serve(self.loop, f"broker {self.service.core.account}")],
             )
         finally:
             server.close()

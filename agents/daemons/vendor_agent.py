@@ -24,6 +24,7 @@ from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttLink, MqttSettings
 from agents.runtime.private_files import make_private_dir
+from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
 from protocol.endpoint import BrokerInfo
 from protocol.events import CertificateReceived, PaymentAccepted, VendorEvent
@@ -129,13 +130,23 @@ class VendorAgent:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_requested.set)
 
+        notifier = Notifier.from_environ()  # systemd readiness and watchdog, if asked
+
         async def stop_when_asked() -> None:
             await stop_requested.wait()
+            notifier.stopping("redeeming what it holds")
             await self.shutdown()
 
         try:
             # The shutdown runs beside the loop: if it fails, the daemon stops with its error.
-            await first_failure(self.loop.run(), {}, alongside=[stop_when_asked()])
+            await first_failure(
+                self.loop.run(),
+                {},
+                alongside=[
+                    stop_when_asked(),
+                    notifier.serve(self.loop, f"vendor {self.core.account}"),
+                ],
+            )
         finally:
             await self.store.close()
             log.info(

@@ -194,6 +194,19 @@ class AgentLoop(Generic[E]):
             return False
         return True
 
+    async def responsive(self, within: float) -> bool:
+        """Whether the loop still makes progress: its committer lives and its lock frees up.
+
+        A reader stuck behind a hung store holds the lock; the service watchdog asks this.
+        """
+        if self._committer is None or self._committer.done():
+            return False
+        try:
+            async with asyncio.timeout(within), self._lock:
+                return True
+        except TimeoutError:
+            return False
+
     async def _persist_and_queue(self, events: list[E]) -> None:
         """Close a batch: take the core's output now, hand both to the committer."""
         committer = self._ensure_committer()
