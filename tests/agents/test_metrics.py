@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,14 @@ def test_scraped_counters_match_the_demo_totals(demo: Demo) -> None:
     )
     assert value(after, "micropay_broker_ledger_events_per_append_count") > 0
     assert value(after, "micropay_broker_mqtt_connected") == 1
+    head = value(after, "micropay_broker_ledger_head_seq")
+    assert 0 <= value(after, "micropay_broker_projector_lag_events") <= head
+    # The demo's broker publishes a moved head every second, and projects every two.
+    assert 0 <= value(after, "micropay_broker_ledger_head_published_age_seconds") < 30
+    deadline = time.monotonic() + 15
+    while value(scrape(demo.metrics_url("broker")), "micropay_broker_projector_lag_events"):
+        assert time.monotonic() < deadline, "the projector did not catch up within 15 s"
+        time.sleep(0.2)
 
 
 def test_a_busy_metrics_port_is_one_clear_line(demo: Demo, tmp_path: Path) -> None:
