@@ -165,9 +165,12 @@ def test_alerts_and_dashboard_name_only_metrics_the_daemons_serve(demo: Demo) ->
 
 
 def test_the_config_file_sets_the_metrics_port_within_bounds(tmp_path: Path) -> None:
-    """``metrics_port`` is a key of ``[broker]`` and ``[vendor]``, checked like the others."""
+    """``metrics_port`` is a key of ``[broker]``, ``[vendor]`` and ``[buyer]``, checked alike."""
     good = tmp_path / "good.toml"
-    good.write_text('[broker]\nmetrics_port = 9464\n[vendor]\nmetrics_host = "0.0.0.0"\n')
+    good.write_text(
+        '[broker]\nmetrics_port = 9464\n[vendor]\nmetrics_host = "0.0.0.0"\n'
+        "[buyer]\nmetrics_port = 9466\n"
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text("[vendor]\nmetrics_port = 70000\n")
     check = [sys.executable, "-m", "agents.cli.main", "config", "check"]
@@ -189,3 +192,8 @@ def test_the_config_file_sets_the_metrics_port_within_bounds(tmp_path: Path) -> 
         r'^metrics_host +=\ "0\.0\.0\.0" +# .*good\.toml:4', accepted.stdout, re.MULTILINE
     )
     assert "65,535" in refused.stderr
+    assert re.search(
+        r"^metrics_port += 9466 +# .*good\.toml:6 \(buyer\.metrics_port\)",
+        accepted.stdout,
+        re.MULTILINE,
+    )
