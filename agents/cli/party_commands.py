@@ -23,6 +23,7 @@ from agents.cli.status_commands import add_vendor_status
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
 from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.buyer_metrics import buyer_metrics
 from agents.daemons.vendor_agent import VendorAgent
 from agents.daemons.vendor_metrics import vendor_metrics
 from agents.runtime.config_schema import COUNT
@@ -158,20 +159,26 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
     session = PaySession(args.vendor, data_dir / WALLET_FILE)
 
     async def run() -> dict[str, Any]:
-        buyer = await _buyer(args)
-        await session.start(buyer)
-        result = await buyer.run(
-            lambda: buyer.pay(
-                args.vendor,
-                args.payments,
-                args.units,
-                mixed=args.mixed,
-                length=args.chain_length,
-                item=args.item_name,
-                timeout=args.timeout,
-            ),
-            args.timeout + args.payments / 100,
-        )
+        registry, served = metrics_registry(args)  # scraped while this command runs
+        try:
+            buyer = await _buyer(args)
+            await buyer_metrics(buyer, registry)
+            await session.start(buyer)
+            result = await buyer.run(
+                lambda: buyer.pay(
+                    args.vendor,
+                    args.payments,
+                    args.units,
+                    mixed=args.mixed,
+                    length=args.chain_length,
+                    item=args.item_name,
+                    timeout=args.timeout,
+                ),
+                args.timeout + args.payments / 100,
+            )
+        finally:
+            if served is not None:
+                served.close()
         return {
             "vendor": args.vendor,
             "payments": result.payments,
@@ -292,6 +299,7 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
                 help="a 0600 file holding the operator's token (or env MICROPAY_TOKEN)",
             )
         if action == "pay":
+            add_metrics(parser)
             parser.add_argument("vendor", help="the vendor to pay")
             parser.add_argument(
                 "--payments", type=bounded("payments"), default=1, help="how many payments"

@@ -34,6 +34,8 @@ class BrokerDaemon:
         self.service = service
         self.witness_interval = witness_interval
         self._witnessed = -1
+        self.published_at: float | None = None
+        """When (``time.monotonic()``) the last signed head went out (``None``: none yet)."""
         self.notifier = Notifier.from_environ()  # systemd readiness and watchdog, if asked
         self.loop: AgentLoop[BrokerCoreEvent] = AgentLoop(
             service.core,
@@ -80,6 +82,7 @@ class BrokerDaemon:
         if seq > self._witnessed:
             self.service.core.publish_ledger_head(seq, head, now)
             self._witnessed = seq
+            self.published_at = time.monotonic()
 
     async def _witness_periodically(self) -> None:
         """Every agent connected keeps these signed heads: a rewrite contradicts them."""

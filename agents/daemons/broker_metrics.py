@@ -7,6 +7,7 @@ audit reads. The ledger head and the published head are read when Prometheus scr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -106,6 +107,21 @@ class BrokerCollector(Collector):
             "Sequence number of the last signed head published to the agents (-1: none yet)",
             self.daemon.witnessed,
         )
+        projected = self.daemon.service.projected
+        if projected is not None:
+            yield GaugeMetricFamily(
+                "micropay_broker_projector_lag_events",
+                "Ledger events not yet folded into the read models (head seq - projected seq)",
+                seq - projected,
+            )
+        published_at = self.daemon.published_at
+        if published_at is not None:
+            yield GaugeMetricFamily(
+                "micropay_broker_ledger_head_published_age_seconds",
+                "Seconds since the broker last published a signed ledger head (a head is"
+                " published when it moved, and on every connection)",
+                time.monotonic() - published_at,
+            )
 
 
 def broker_metrics(daemon: BrokerDaemon, registry: CollectorRegistry) -> None:

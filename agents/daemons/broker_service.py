@@ -122,6 +122,11 @@ class BrokerService:
         cause = self.failure or self.store.failure
         raise AgentFailedError(f"the ledger refused a write: {cause!r}")
 
+    @property
+    def projected(self) -> int | None:
+        """The last ledger seq folded into the read models (``None``: not opened yet)."""
+        return None if self._projector is None else self._projector.models.position
+
     async def project(self) -> int:
         """Bring the read-model tables up to date."""
         if self._projector is None:

@@ -91,6 +91,7 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "token": Option(TEXT, secret=True),
         "token_file": Option(PATH),
         "timeout": Option(NUMBER, 30.0),
+        **METRICS,  # `buyer pay` only: the one command that runs long enough to scrape
         **COMMON,
     },
 }

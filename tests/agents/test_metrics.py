@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,6 +98,14 @@ def test_scraped_counters_match_the_demo_totals(demo: Demo) -> None:
     )
     assert value(after, "micropay_broker_ledger_events_per_append_count") > 0
     assert value(after, "micropay_broker_mqtt_connected") == 1
+    head = value(after, "micropay_broker_ledger_head_seq")
+    assert 0 <= value(after, "micropay_broker_projector_lag_events") <= head
+    # The demo's broker publishes a moved head every second, and projects every two.
+    assert 0 <= value(after, "micropay_broker_ledger_head_published_age_seconds") < 30
+    deadline = time.monotonic() + 15
+    while value(scrape(demo.metrics_url("broker")), "micropay_broker_projector_lag_events"):
+        assert time.monotonic() < deadline, "the projector did not catch up within 15 s"
+        time.sleep(0.2)
 
 
 def test_a_busy_metrics_port_is_one_clear_line(demo: Demo, tmp_path: Path) -> None:
@@ -156,9 +165,12 @@ def test_alerts_and_dashboard_name_only_metrics_the_daemons_serve(demo: Demo) ->
 
 
 def test_the_config_file_sets_the_metrics_port_within_bounds(tmp_path: Path) -> None:
-    """``metrics_port`` is a key of ``[broker]`` and ``[vendor]``, checked like the others."""
+    """``metrics_port`` is a key of ``[broker]``, ``[vendor]`` and ``[buyer]``, checked alike."""
     good = tmp_path / "good.toml"
-    good.write_text('[broker]\nmetrics_port = 9464\n[vendor]\nmetrics_host = "0.0.0.0"\n')
+    good.write_text(
+        '[broker]\nmetrics_port = 9464\n[vendor]\nmetrics_host = "0.0.0.0"\n'
+        "[buyer]\nmetrics_port = 9466\n"
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text("[vendor]\nmetrics_port = 70000\n")
     check = [sys.executable, "-m", "agents.cli.main", "config", "check"]
@@ -180,3 +192,8 @@ def test_the_config_file_sets_the_metrics_port_within_bounds(tmp_path: Path) -> 
         r'^metrics_host +=\ "0\.0\.0\.0" +# .*good\.toml:4', accepted.stdout, re.MULTILINE
     )
     assert "65,535" in refused.stderr
+    assert re.search(
+        r"^metrics_port += 9466 +# .*good\.toml:6 \(buyer\.metrics_port\)",
+        accepted.stdout,
+        re.MULTILINE,
+    )
