@@ -14,6 +14,7 @@ from protocol.buyer_channel import Channel
 from protocol.events import PaymentRefused, PaywordSpent, PeerError, StateBehind
 from protocol.messages import Certificate, Error, Offer
 from protocol.money_rules import amount_for
+from protocol.wording import counted
 
 CORR_SIZE = 8
 
@@ -72,11 +73,12 @@ def item_refusal(vendor: str, offer: Offer, item: str, units: int, max_jump: int
     if needed > max_jump:
         return (
             f"{item!r} costs {price} at {vendor}, more than one payment there can carry"
-            f" ({max_jump} units of {unit_value})"
+            f" ({counted(max_jump, 'unit')} of {unit_value})"
         )
     return (
-        f"{item!r} costs {price} at {vendor}, but a payment of {units} units of {unit_value}"
-        f" pays {amount_for(units, unit_value)}: pay at least {needed} units"
+        f"{item!r} costs {price} at {vendor},"
+        f" but a payment of {counted(units, 'unit')} of {unit_value}"
+        f" pays {amount_for(units, unit_value)}: pay at least {counted(needed, 'unit')}"
     )
 
 
@@ -135,7 +137,7 @@ def credit_refusal(  # noqa: PLR0913 - the certificate, the vendor's terms and t
     limit, amount = certified.credit_limit, amount_for(units, offer.unit_value)
     if paid + amount > limit:
         return (
-            f"{units} units ({amount}) would pass your credit limit of {limit}:"
+            f"{counted(units, 'unit')} ({amount}) would pass your credit limit of {limit}:"
             f" {paid} is paid already, {max(limit - paid, 0)} is left"
         )
     if any(c.payable(units, now) for c in channels):

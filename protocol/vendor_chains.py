@@ -12,6 +12,7 @@ from protocol.crypto import MacKey
 from protocol.errors import ItemError, LocalProtocolError
 from protocol.messages import OfferItem
 from protocol.money_rules import amount_for
+from protocol.wording import counted
 
 log = logging.getLogger("micropay.vendor")
 
@@ -135,5 +136,6 @@ def check_item(prices: dict[str, int], item: str, units: int, unit_value: int) -
     paid = amount_for(units, unit_value)
     if paid < price:
         raise ItemError(
-            f"{item!r} costs {price}; this payment adds {units} units of {unit_value} = {paid}"
+            f"{item!r} costs {price};"
+            f" this payment adds {counted(units, 'unit')} of {unit_value} = {paid}"
         )

@@ -164,7 +164,7 @@ async def test_items_are_checked_before_paying_and_a_covered_one_is_served(
             "coffee",
             "1",
             (
-                "'coffee' costs 150 at vendor1, but a payment of 1 units of 1 pays 1:"
+                "'coffee' costs 150 at vendor1, but a payment of 1 unit of 1 pays 1:"
                 " pay at least 150 units"
             ),
         ),
@@ -199,7 +199,7 @@ async def test_a_vendor_refusing_a_payment_ends_the_command_with_its_reason(
     raised, seconds = await timed(buyer.run(with_an_older_offer))
     assert str(raised) == (
         "vendor1 refused the payment at index 1:"
-        " 'coffee' costs 150; this payment adds 1 units of 1 = 1 (item)"
+        " 'coffee' costs 150; this payment adds 1 unit of 1 = 1 (item)"
     )
     assert seconds < 5
     assert kiosk.vendors["vendor1"].counters.payments == 0
