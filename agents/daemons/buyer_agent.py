@@ -151,7 +151,7 @@ class BuyerAgent:
         """
         runner = asyncio.create_task(self.loop.run(), name="buyer-loop")
         try:
-            await self._beside(runner, self.loop.connected.wait(), timeout)
+            await self._beside(runner, self._connected_or_refused(), timeout)
             result = await self._beside(runner, job(), None)
             await self.loop.drain()
         finally:
@@ -160,6 +160,22 @@ class BuyerAgent:
                 await runner
             await self.store.close()
         return result
+
+    async def _connected_or_refused(self) -> None:
+        """Connected; or ``BuyerError`` at once if the first attempt failed (not retried)."""
+        connected = asyncio.ensure_future(self.loop.connected.wait())
+        failed = asyncio.ensure_future(self.loop.first_attempt_failed.wait())
+        try:
+            await asyncio.wait({connected, failed}, return_when="FIRST_COMPLETED")
+        finally:
+            connected.cancel()
+            failed.cancel()
+        if not self.loop.connected.is_set():
+            settings = self.loop.link.settings
+            raise BuyerError(
+                f"could not reach the MQTT broker at {settings.host}:{settings.port}"
+                f" ({self.loop.link_error}): is Mosquitto running there?"
+            )
 
     async def _beside(
         self,

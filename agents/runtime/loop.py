@@ -137,6 +137,10 @@ class AgentLoop(Generic[E]):
         self.react = react
         self.head = head  # the signed head of the last commit, for held replies
         self.connected = asyncio.Event()
+        # set when the very first connection attempt fails: a short command says so at
+        # once (Mosquitto not running, a wrong port) instead of retrying until its timeout
+        self.first_attempt_failed = asyncio.Event()
+        self.ever_connected = False
         self.stopping = asyncio.Event()
         self.link_error = ""  # why the last connection attempt failed or dropped
         self.received = 0
@@ -267,6 +271,7 @@ class AgentLoop(Generic[E]):
                 async with self.link:
                     await self.link.subscribe(self.core.subscriptions())
                     self.connected.set()
+                    self.ever_connected = True
                     delay = RECONNECT_MIN
                     log.info("%s connected to MQTT", self.core.account)
                     if self.on_connect is not None:
@@ -279,7 +284,10 @@ class AgentLoop(Generic[E]):
             if lost is None or self.stopping.is_set():
                 continue
             self.link_error = str(lost)
-            log.warning("MQTT connection lost (%s); reconnecting in %.1f s", lost, delay)
+            if not self.ever_connected:
+                self.first_attempt_failed.set()
+            what = "lost" if self.ever_connected else "failed"
+            log.warning("MQTT connection %s (%s); retrying in %.1f s", what, lost, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self.stopping.wait()

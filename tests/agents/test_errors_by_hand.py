@@ -27,6 +27,7 @@ from agents.daemons.buyer_agent import BuyerError
 from agents.daemons.operator_client import operator_request
 from agents.daemons.operator_protocol import Revoke, Revoked
 from agents.daemons.vendor_agent import VendorAgent
+from agents.ops.mosquitto import free_port
 from agents.runtime.mqtt import MqttRefusedError, MqttSettings
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
@@ -286,3 +287,23 @@ async def test_a_wallet_restored_from_an_older_copy_pays_on_instead_of_being_ref
     assert code == 0
     assert json.loads(out)["acknowledged_index"] == 13
     assert kiosk.vendors["vendor1"].counters.amount == 13
+
+
+@pytest.mark.asyncio
+async def test_a_command_with_no_mqtt_broker_listening_says_so_at_once(kiosk: Harness) -> None:
+    """Nothing on that port (Mosquitto not running, a wrong port): named, not waited out."""
+    await kiosk.enroll_buyer("buyer1")
+    nobody = free_port()
+    common = ["--name", "buyer1", "--data-dir", str(kiosk.root / "buyer1")]
+    common += ["--broker-pub", str(kiosk.root / "broker" / "broker.pub.json")]
+    started = time.monotonic()
+    code, out, err = await asyncio.to_thread(
+        cli, ["buyer", "balance", *common, "--mqtt-port", str(nobody), "--timeout", "30"]
+    )
+    assert (code, out) == (1, "")
+    last = err.splitlines()[-1]
+    assert last.startswith(
+        f"micropay: error: could not reach the MQTT broker at 127.0.0.1:{nobody} ("
+    )
+    assert last.endswith("): is Mosquitto running there?")
+    assert time.monotonic() - started < 5  # not the 30 s timeout
