@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
-def counted(count: int, noun: str) -> str:
-    """``count`` of ``noun``, the noun plural unless there is exactly one."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+def counted(count: int, noun: str, *, grouped: bool = False) -> str:
+    """``count`` of ``noun``, plural unless exactly one; ``grouped``: ``2,000`` for tables."""
+    number = f"{count:,}" if grouped else str(count)
+    return f"{number} {noun}" if count == 1 else f"{number} {noun}s"

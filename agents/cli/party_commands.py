@@ -19,7 +19,7 @@ from agents.cli.options import (
     run_daemon,
 )
 from agents.cli.pay_summary import PaySession
-from agents.cli.status_commands import add_vendor_status
+from agents.cli.status_commands import add_vendor_status, party_dir
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
 from agents.daemons.buyer_agent import BuyerAgent
@@ -93,7 +93,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
         },
     )
     require(args, "name", "broker_pub")
-    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    data_dir = party_dir(args)
     try:
         terms = VendorTerms(
             unit_value=args.unit_value,
@@ -131,7 +131,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
 
 async def _buyer(args: argparse.Namespace) -> BuyerAgent:
     require(args, "name", "broker_pub")
-    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    data_dir = party_dir(args)
     info = read_public(args.broker_pub)
     return await BuyerAgent.open(data_dir, args.name, info, mqtt_settings(args, args.name))
 
@@ -155,7 +155,7 @@ def cmd_buyer_enroll(args: argparse.Namespace) -> int:
 def cmd_buyer_pay(args: argparse.Namespace) -> int:
     """Pay a vendor, wait for its receipts and print what was paid (so far, on Ctrl-C)."""
     prepare(args, "buyer", BUYER_DEFAULTS)
-    data_dir = args.data_dir or Path(f"micropay-{args.name}")
+    data_dir = party_dir(args)
     session = PaySession(args.vendor, data_dir / WALLET_FILE)
 
     async def run() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from agents.daemons.store_status import StoreReadError, VendorStatus, read_vendo
 from agents.daemons.vendor_agent import STORE_FILE
 from agents.runtime.datadir_lock import lock_holder
 from agents.runtime.settings import require
+from protocol.wording import counted
 
 NAMES_SHOWN: Final = 20
 
@@ -63,8 +64,8 @@ def broker_table(files: BrokerFiles, status: BrokerStatus, *, live: bool) -> str
     if len(status.enrolled) > NAMES_SHOWN:
         names += f" and {len(status.enrolled) - NAMES_SHOWN:,} more (--json lists them)"
     accounts = (
-        f"{status.accounts:,}: {_counted(status.buyers, 'buyer')},"
-        f" {_counted(status.vendors, 'vendor')};"
+        f"{status.accounts:,}: {counted(status.buyers, 'buyer', grouped=True)},"
+        f" {counted(status.vendors, 'vendor', grouped=True)};"
         f" {len(status.enrolled):,} enrolled, {status.revoked:,} revoked"
     )
     return labelled(
@@ -114,7 +115,7 @@ def vendor_table(status: VendorStatus) -> str:
         ("chains", status.chains),
         ("units held", status.units_held),
         ("units redeemed", status.units_redeemed),
-        ("awaiting redemption", _counted(status.units_awaiting, "unit")),
+        ("awaiting redemption", counted(status.units_awaiting, "unit", grouped=True)),
         ("amount held", f"{status.amount_held:,} (minor units)"),
         ("amount redeemed", status.amount_redeemed),
         ("amount awaiting", status.amount_awaiting),
@@ -173,8 +174,3 @@ def add_vendor_status(sub: argparse._SubParsersAction[Any]) -> None:
     status.add_argument("--name", help="the vendor's account name (its data directory)")
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     status.set_defaults(handler=cmd_vendor_status)
-
-
-def _counted(count: int, noun: str) -> str:
-    """``1 vendor``, ``2,000 units``: a table a person reads."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
