@@ -17,7 +17,7 @@ from agents.daemons.broker_service import BrokerService
 from agents.daemons.operator_actions import run_admin_request
 from agents.daemons.operator_protocol import Answer, OperatorRequest
 from agents.runtime.loop import AgentLoop
-from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
 from protocol.events import BrokerCoreEvent, PublishedHeadSeen
@@ -39,7 +39,7 @@ class BrokerDaemon:
         self.notifier = Notifier.from_environ()  # systemd readiness and watchdog, if asked
         self.loop: AgentLoop[BrokerCoreEvent] = AgentLoop(
             service.core,
-            MqttLink(mqtt),
+            open_link(mqtt),
             service.persist,
             clock=service.clock,
             on_connect=self._announce,

@@ -22,7 +22,7 @@ from agents.daemons.wallet_store import WalletStore
 from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
-from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.private_files import make_private_dir
 from agents.runtime.supervision import AgentFailedError
 from protocol import topics
@@ -88,7 +88,7 @@ class BuyerAgent:
         self.core = core
         self.store = store
         self.loop: AgentLoop[BuyerEvent] = AgentLoop(
-            core, MqttLink(mqtt), self._persist, clock=clock, react=self._react
+            core, open_link(mqtt), self._persist, clock=clock, react=self._react
         )
         self.waiters: EventWaiters[BuyerEvent] = EventWaiters(BuyerError)
         self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}

@@ -22,7 +22,7 @@ from agents.daemons.vendor_store import VendorStore
 from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
-from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.private_files import make_private_dir
 from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
@@ -55,7 +55,7 @@ class VendorAgent:
         self.counters = VendorCounters()
         self.loop: AgentLoop[VendorEvent] = AgentLoop(
             core,
-            MqttLink(mqtt),
+            open_link(mqtt),
             store.record,
             clock=clock,
             on_connect=self._announce,

@@ -8,6 +8,12 @@ many payments. A batch's output is taken from the core when the batch ends and h
 with its events, to a committer task: the reader goes on with the next batch while the
 previous one is being made durable, and the committer releases each batch's messages to
 the publisher only after its transaction. Publishing never happens in the receive loop.
+
+Received messages are acknowledged the same way: the committer sends a batch's PUBACKs
+only after its transaction, so a crash before the commit leaves them unacknowledged and
+Mosquitto redelivers them (at-least-once end to end; the cores' handlers are idempotent).
+Since the server may not send more unacknowledged messages than our Receive Maximum, a
+committer that falls behind stops the flow at Mosquitto instead of growing a queue here.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from agents.runtime.mqtt import LinkError, MqttLink
+from agents.runtime.mqtt import AckToken, LinkError, MqttLink
 from agents.runtime.supervision import first_failure
 from protocol.core import Core
 from protocol.events import (
@@ -52,6 +58,7 @@ class _Staged(Generic[E]):
     events: list[E]
     outgoing: list[Outgoing]
     held: list[HeldReply]
+    acks: AckToken | None = None  # the received messages to acknowledge once durable
 
 
 Persist = Callable[[list[E]], Awaitable[None]]
@@ -211,13 +218,14 @@ class AgentLoop(Generic[E]):
         except TimeoutError:
             return False
 
-    async def _persist_and_queue(self, events: list[E]) -> None:
+    async def _persist_and_queue(self, events: list[E], acks: AckToken | None = None) -> None:
         """Close a batch: take the core's output now, hand both to the committer."""
         committer = self._ensure_committer()
         if committer.done():
             committer.result()  # a store that failed stops the agent, loudly
         self._timer_moved.set()
-        await self._commits.put(_Staged(events, self.core.data_to_send(), self.core.held_replies()))
+        staged = _Staged(events, self.core.data_to_send(), self.core.held_replies(), acks)
+        await self._commits.put(staged)
 
     def _ensure_committer(self) -> asyncio.Task[None]:
         if self._committer is None:
@@ -239,6 +247,8 @@ class AgentLoop(Generic[E]):
             head = self.head() if self.head is not None else None
             now = self.clock()
             for batch in batches:
+                if batch.acks is not None:
+                    self.link.acknowledge(batch.acks)
                 outgoing = [*batch.outgoing, *(reply.sealed(head, now) for reply in batch.held)]
                 for out in outgoing:
                     self._outbox.put_nowait(out)
@@ -308,7 +318,8 @@ class AgentLoop(Generic[E]):
     async def _read(self) -> None:
         events: list[E] = []
         count = 0
-        async for topic, payload in self.link.messages():
+        link = self.link
+        async for topic, payload in link.messages(acknowledge=False):
             self.received += 1
             async with self._lock:
                 now = self.clock()
@@ -321,8 +332,8 @@ class AgentLoop(Generic[E]):
                         self.react(event, now)  # may queue more output into this same batch
                     events.append(event)
                 count += 1
-                if count >= self.batch or self.link.pending() == 0:
-                    await self._persist_and_queue(events)
+                if count >= self.batch or link.pending() == 0:
+                    await self._persist_and_queue(events, link.delivered())
                     events, count = [], 0
 
     async def _timers(self) -> None:

@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from agents.runtime.mqtt import SESSION_EXPIRY
+from agents.runtime.mqtt_link import SESSION_EXPIRY
 from tests.agents.conftest import Broker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,14 +94,14 @@ def test_text_logs_use_the_same_time_and_short_commands_are_quiet(tmp_path: Path
 PUBLISH_BURST = """
 import asyncio, sys
 from agents.runtime.log_setup import setup_logging
-from agents.runtime.mqtt import MqttLink, MqttSettings
+from agents.runtime.mqtt import MqttSettings, open_link
 
 setup_logging(sys.argv[1], as_json=False)
 
 async def burst() -> None:
     settings = MqttSettings(port=int(sys.argv[2]), username="buyer1", password="pw-buyer1",
-                            clean=True)
-    async with MqttLink(settings) as link:
+                            clean=True, client="aiomqtt")
+    async with open_link(settings) as link:
         topic = "micropay/v1/in/vendor1/buyer1"
         await asyncio.gather(*(link.publish(topic, b"x") for _ in range(60)))
 

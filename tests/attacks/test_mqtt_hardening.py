@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agents.ops.mosquitto import MosquittoProcess, TlsListener, add_user, free_port, render
 from agents.ops.tls_certs import CertError, CertFiles, make_certs
-from agents.runtime.mqtt import MqttLink, MqttSettings, tls_context
+from agents.runtime.mqtt import MqttSettings, open_link, tls_context
 from protocol import topics
 from tests.agents.conftest import Broker
 
@@ -316,9 +316,9 @@ async def test_tls_client_trusting_the_ca_connects_and_exchanges_a_message(
         )
 
     inbox = topics.inbox("vendor1", "buyer1")
-    async with MqttLink(settings("vendor1")) as vendor1:
+    async with open_link(settings("vendor1")) as vendor1:
         await vendor1.subscribe([topics.inbox_filter("vendor1")])
-        async with MqttLink(settings("buyer1")) as buyer1:
+        async with open_link(settings("buyer1")) as buyer1:
             await buyer1.publish(inbox, b"over TLS")
         async with asyncio.timeout(WAIT):
             received = await anext(aiter(vendor1.messages()))
