@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from agents.runtime.config_schema import default_log_level
 from agents.runtime.log_setup import setup_logging
 from agents.runtime.metrics_server import MetricsServer, start_metrics
-from agents.runtime.mqtt import MqttSettings
+from agents.runtime.mqtt import CLIENTS, MqttSettings
 from agents.runtime.secret_input import secret
 from agents.runtime.settings import Setting, bounded, resolve
 from agents.runtime.supervision import AgentFailedError
@@ -62,6 +62,11 @@ def add_common(parser: argparse.ArgumentParser, *, mqtt: bool = True) -> None:
             help="a 0600 file holding the MQTT password (or env MICROPAY_MQTT_PASSWORD)",
         )
         group.add_argument("--mqtt-tls-ca", help="CA file: connect with TLS and verify")
+        group.add_argument(
+            "--mqtt-client",
+            choices=CLIENTS,
+            help="MQTT client: mqtt5 (in-house, acknowledges after commit; default) or aiomqtt",
+        )
 
 
 def add_metrics(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +100,7 @@ def mqtt_settings(args: argparse.Namespace, name: str) -> MqttSettings:
         username=args.mqtt_username or name,
         password=secret(args.mqtt_password, args.mqtt_password_file, "MQTT password"),
         tls_ca=str(args.mqtt_tls_ca) if args.mqtt_tls_ca else None,
+        client=args.mqtt_client,
     )
 
 

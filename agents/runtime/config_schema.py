@@ -32,6 +32,7 @@ INTEGER: Final = Kind(int, "an integer")
 NUMBER: Final = Kind(float, "a number")
 SWITCH: Final = Kind(bool, "true or false")
 LEVEL: Final = Kind(LogLevel, 'one of "debug", "info", "warning", "error"')
+CLIENT: Final = Kind(Literal["mqtt5", "aiomqtt"], 'one of "mqtt5", "aiomqtt"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ MQTT: Final = {
     "password": Option(TEXT, secret=True),
     "password_file": Option(PATH),
     "tls_ca": Option(PATH),
+    "client": Option(CLIENT, "mqtt5"),
 }
 TABLES: Final[dict[str, dict[str, Option]]] = {
     "mqtt": MQTT,

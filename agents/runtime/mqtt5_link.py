@@ -140,8 +140,9 @@ class Mqtt5Link:
         self._error: LinkError | None = None
         self._ids = itertools.cycle(range(1, 65_536))
         self._outgoing: dict[int, _Outgoing] = {}
-        self._window = asyncio.Semaphore(RECEIVE_MAXIMUM)
-        self._window_size = RECEIVE_MAXIMUM
+        self._window = RECEIVE_MAXIMUM  # the server's Receive Maximum, once connected
+        self._room = asyncio.Event()  # set while the server's window has room
+        self._room.set()
         self._server_max_packet = MAX_PACKET_SIZE
         self._requests: dict[int, asyncio.Future[mqtt5.Packet]] = {}
         self._connack: asyncio.Future[mqtt5.ConnAckPacket] | None = None
@@ -219,10 +220,8 @@ class Mqtt5Link:
     def _accept(self, connack: mqtt5.ConnAckPacket, wire: _Wire) -> None:
         """Adopt the server's limits, resend our unacknowledged publishes, start keepalive."""
         self.session_present = connack.session_present
-        window = min(connack.receive_max, RECEIVE_MAXIMUM)
-        if window != self._window_size:
-            self._window = asyncio.Semaphore(max(window - len(self._outgoing), 0))
-            self._window_size = window
+        self._window = max(connack.receive_max, 1)
+        self._make_room()
         self._server_max_packet = min(connack.max_packet_size or MAX_PACKET_SIZE, MAX_PACKET_SIZE)
         for pending in self._outgoing.values():
             pending.packet.duplicate = connack.session_present
@@ -303,7 +302,8 @@ class Mqtt5Link:
         pending = self._outgoing.pop(packet.packet_id, None)
         if pending is None:
             return
-        self._window.release()
+        if not self._room.is_set():
+            self._make_room()
         if pending.done.done():
             return
         code = int(packet.reason_code)
@@ -433,23 +433,48 @@ class Mqtt5Link:
             wire.write(b"".join(self._pubacks))
         self._pubacks.clear()
 
-    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        """Publish at QoS 1 and wait for the server's PUBACK (across reconnects)."""
-        self._connected()
+    def _make_room(self) -> None:
+        if len(self._outgoing) < self._window:
+            self._room.set()
+        else:
+            self._room.clear()
+
+    def has_room(self) -> bool:
+        """Whether ``publish_nowait`` may be called: the server's window is not full."""
+        return len(self._outgoing) < self._window
+
+    async def room(self) -> None:
+        """Wait until the server's window has room for another publish."""
+        while not self.has_room():
+            self._room.clear()
+            await self._room.wait()
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Send a QoS 1 publish now; the returned future completes at its PUBACK.
+
+        For a caller that keeps many messages in flight (a load generator, a buyer's
+        pipeline) without a task per message; it must first check ``has_room`` (or await
+        ``room``): exceeding the server's Receive Maximum is a protocol error.
+        """
+        wire = self._connected()
         if len(payload) + len(topic) + 16 > self._server_max_packet:
             raise PacketTooLargeError(
                 f"a {len(payload)}-byte message to {topic} exceeds the server's maximum"
                 f" packet size ({self._server_max_packet} bytes)"
             )
-        await self._window.acquire()
-        try:
-            wire = self._connected()
-        except LinkError:
-            self._window.release()
-            raise
+        if not self.has_room():
+            raise LinkError("the server's Receive Maximum is reached: await room() first")
         packet_id = self._next_id(self._outgoing)
         packet = mqtt5.PublishPacket(topic, payload, qos=_QOS1, retain=retain, packet_id=packet_id)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outgoing[packet_id] = _Outgoing(packet, done)
         wire.write(packet.write())
-        await done
+        return done
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        """Publish at QoS 1 and wait for the server's PUBACK (across reconnects)."""
+        self._connected()
+        await self.room()
+        await self.publish_nowait(topic, payload, retain=retain)
