@@ -7,8 +7,9 @@ PUBACK only once the message's effect is durable (``messages(acknowledge=False)`
 ``data_received`` chunk (many per read), every PUBACK of a batch leaves in one write, and
 received messages wait in a deque bounded by the Receive Maximum we announce: Mosquitto
 may not send more unacknowledged QoS 1 messages than that, so when the agent's committer
-falls behind, Mosquitto holds the rest, not our memory. QoS 0 floods, which Receive
-Maximum does not cover, pause the socket instead.
+falls behind, Mosquitto holds the rest, not our memory. Mosquitto 2.0.11 does not always
+keep to it when acknowledgements come in batches, and QoS 0 floods are not covered by it,
+so past the bound the client also stops reading the socket until the agent catches up.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class Mqtt5Link:
         self._inbox: deque[tuple[str, bytes, int]] = deque()
         self._arrived = asyncio.Event()
         self._delivered: list[int] = []
+        self.unacknowledged = 0  # QoS 1 messages received on this connection, not yet PUBACKed
         self._pubacks: list[bytes] = []
         self._last_read = self._last_write = time.monotonic()
         self._keepalive_task: asyncio.Task[None] | None = None
@@ -162,6 +164,8 @@ class Mqtt5Link:
         self._error = None
         self._inbox.clear()
         self._delivered.clear()
+        self._pubacks.clear()
+        self.unacknowledged = 0
         loop = asyncio.get_running_loop()
         tls = None if settings.tls_ca is None else tls_context(settings.tls_ca)
         wire = _Wire(self, self._generation)
@@ -323,9 +327,12 @@ class Mqtt5Link:
             self._fail_current(LinkError("the server sent QoS 2, which we never asked for"))
             return
         self._inbox.append((packet.topic, packet.payload, packet_id))
+        self.unacknowledged += packet_id != 0
         self._arrived.set()
         wire = self._wire
-        if wire is not None and len(self._inbox) >= PAUSE_AT:
+        if wire is not None and (
+            self.unacknowledged >= RECEIVE_MAXIMUM or len(self._inbox) >= PAUSE_AT
+        ):
             wire.pause()
 
     def _on_lost(self, wire: _Wire, exc: Exception | None) -> None:
@@ -391,7 +398,7 @@ class Mqtt5Link:
             if not inbox:
                 self._flush_pubacks(self._wire)
                 wire = self._wire
-                if wire is not None and wire.paused:
+                if wire is not None and wire.paused and self.unacknowledged < RECEIVE_MAXIMUM:
                     wire.resume()
                 if self._error is not None or generation != self._generation:
                     raise self._error or LinkError("disconnected")
@@ -426,10 +433,14 @@ class Mqtt5Link:
         wire = self._wire
         if not packet_ids or generation != self._generation or wire is None:
             return
+        self.unacknowledged -= len(packet_ids)
         wire.write(b"".join(mqtt5.PubAckPacket(i).write() for i in packet_ids))
+        if wire.paused and not self._inbox and self.unacknowledged < RECEIVE_MAXIMUM:
+            wire.resume()
 
     def _flush_pubacks(self, wire: _Wire | None) -> None:
         if self._pubacks and wire is not None:
+            self.unacknowledged -= len(self._pubacks)
             wire.write(b"".join(self._pubacks))
         self._pubacks.clear()
 
