@@ -109,15 +109,17 @@ async def test_oversized_and_deeply_nested_messages_are_refused(harness: AttackH
             envelope = seal_raw(topic, "payment", body, sender="buyer1", recipient="vendor1",
                                 key=key, now=time.time(), ref=cid)  # fmt: skip
             await buyer.publish(topic, envelope)
-        await wait_until(lambda: vendor1.loop.rejected == 3)
-    assert vendor1.loop.rejections == {"malformed": 2, "too-large": 1}
+        await wait_until(lambda: vendor1.loop.rejected == 2)
+    # The 100 KB blob never reaches the vendor: its client announces a Maximum Packet Size
+    # of 64 KiB + 1 KiB, and Mosquitto drops larger messages for it (MQTT 5). The vendor's
+    # own size check (too-large) stands behind that for a client that announces none.
     # Above Mosquitto's max_packet_size the attacker's connection is cut before the vendor
     # reads anything.
     with pytest.raises(aiomqtt.MqttError):
         async with rogue(harness.mosquitto, "mallory") as attacker:
             await attacker.publish(topics.inbox("vendor1", "mallory"), bytes(2_000_000))
-    assert vendor1.loop.rejected == 3
     await harness.serving("vendor1")
+    assert vendor1.loop.rejections == {"malformed": 2}
 
 
 @pytest.mark.asyncio
