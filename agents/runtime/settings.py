@@ -14,14 +14,13 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args, get_origin
 
 from agents.runtime import config_schema
 from agents.runtime.config_file import ConfigError, ConfigFile, SettingsError, load_config
 from agents.runtime.config_schema import (
     BOUNDS,
     INTEGER,
-    LEVEL,
     NUMBER,
     PATH,
     SWITCH,
@@ -135,9 +134,9 @@ def from_environment(env: str, text: str, kind: Kind) -> object:
             value = int(text) if kind is INTEGER else float(text)
         except ValueError as exc:
             raise ConfigError(f"{env} must be {kind.noun}, not {text!r}") from exc
-    elif kind is LEVEL:
+    elif get_origin(kind.type) is Literal:  # a choice: a log level, an MQTT client
         value = text.lower()
-        if value not in {"debug", "info", "warning", "error"}:
+        if value not in get_args(kind.type):
             raise ConfigError(f"{env} must be {kind.noun}, not {text!r}")
     elif kind.path:
         value = Path(text)

@@ -46,6 +46,11 @@ def test_bad_values_and_missing_options_are_clear(
     monkeypatch.setenv("MICROPAY_UNIT_VALUE", "lots")
     with pytest.raises(SettingsError, match="MICROPAY_UNIT_VALUE must be an integer"):
         resolve(namespace(), "vendor", DEFAULTS)
+    monkeypatch.setenv("MICROPAY_UNIT_VALUE", "1")
+    monkeypatch.setenv("MICROPAY_MQTT_CLIENT", "paho")
+    with pytest.raises(SettingsError, match='MQTT_CLIENT must be one of "mqtt5", "aiomqtt"'):
+        resolve(namespace(), "vendor", DEFAULTS)
+    monkeypatch.delenv("MICROPAY_MQTT_CLIENT")
     with pytest.raises(SettingsError, match="--broker-pub"):
         require(argparse.Namespace(broker_pub=None), "broker_pub")
     broken = tmp_path / "broken.toml"
