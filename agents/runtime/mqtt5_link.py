@@ -58,6 +58,18 @@ class _Outgoing:
         self.packet = packet
         self.done = done
 
+    def again(self, *, duplicate: bool) -> bytes:
+        """The publish to resend on a new connection (a packet's fields are read-only)."""
+        packet = self.packet
+        return mqtt5.PublishPacket(
+            packet.topic,
+            packet.payload,
+            qos=_QOS1,
+            retain=packet.retain,
+            packet_id=packet.packet_id,
+            duplicate=duplicate,
+        ).write()
+
 
 class _Wire(asyncio.Protocol):
     """One TCP (or TLS) connection: bytes in, packets out to the link."""
@@ -224,8 +236,7 @@ class Mqtt5Link:
         self._make_room()
         self._server_max_packet = min(connack.max_packet_size or MAX_PACKET_SIZE, MAX_PACKET_SIZE)
         for pending in self._outgoing.values():
-            pending.packet.duplicate = connack.session_present
-            wire.write(pending.packet.write())
+            wire.write(pending.again(duplicate=connack.session_present))
         keepalive = connack.server_keep_alive or self.settings.keepalive
         self._last_read = self._last_write = time.monotonic()
         if keepalive > 0:
