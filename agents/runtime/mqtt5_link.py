@@ -7,8 +7,11 @@ PUBACK only once the message's effect is durable (``messages(acknowledge=False)`
 ``data_received`` chunk (many per read), every PUBACK of a batch leaves in one write, and
 received messages wait in a deque bounded by the Receive Maximum we announce: Mosquitto
 may not send more unacknowledged QoS 1 messages than that, so when the agent's committer
-falls behind, Mosquitto holds the rest, not our memory. QoS 0 floods, which Receive
-Maximum does not cover, pause the socket instead.
+falls behind, Mosquitto holds the rest, not our memory. Mosquitto 2.0 does send more once
+acknowledgements flow (acknowledging the oldest message in flight releases up to a whole
+window more), so the window is enforced here too: a QoS 1 message beyond it stays unread
+in the socket, which is paused until enough are acknowledged. QoS 0 floods, which Receive
+Maximum does not cover, pause the socket as well.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class _Wire(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.paused:  # what a transport still hands over after pause_reading
+            self.rest += data
+            return
         buffer = self.rest + data if self.rest else data
         view = memoryview(buffer)
         offset, size = 0, len(buffer)
@@ -97,8 +103,10 @@ class _Wire(asyncio.Protocol):
         try:
             while offset < size:
                 packet, used = mqtt5.read(view[offset:])
+                if not on_packet(packet):  # beyond our Receive Maximum: read it later
+                    self.pause()
+                    break
                 offset += used
-                on_packet(packet)
         except IndexError:  # a partial packet: keep it for the next read
             if size - offset > MAX_PACKET_SIZE + 5:
                 self.fail(PacketTooLargeError("the server sent a packet larger than allowed"))
@@ -135,6 +143,8 @@ class _Wire(asyncio.Protocol):
             self.paused = False
             self.link._last_read = time.monotonic()  # noqa: SLF001
             self.transport.resume_reading()
+            if self.rest:  # packets left unread when the socket was paused
+                self.data_received(b"")
 
 
 class Mqtt5Link:
@@ -162,6 +172,7 @@ class Mqtt5Link:
         self._arrived = asyncio.Event()
         self._delivered: list[int] = []
         self._pubacks: list[bytes] = []
+        self._unacked = 0  # QoS 1 messages received on this connection and not yet PUBACKed
         self._last_read = self._last_write = time.monotonic()
         self._keepalive_task: asyncio.Task[None] | None = None
         self.session_present = False
@@ -174,6 +185,8 @@ class Mqtt5Link:
         self._error = None
         self._inbox.clear()
         self._delivered.clear()
+        self._pubacks.clear()
+        self._unacked = 0
         loop = asyncio.get_running_loop()
         tls = None if settings.tls_ca is None else tls_context(settings.tls_ca)
         wire = _Wire(self, self._generation)
@@ -286,11 +299,12 @@ class Mqtt5Link:
 
     # --- from the wire -----------------------------------------------------------------------
 
-    def _on_packet(self, packet: mqtt5.Packet) -> None:
+    def _on_packet(self, packet: mqtt5.Packet) -> bool:
+        """Act on one packet; False leaves it unread (a publish beyond our Receive Maximum)."""
         self._last_read = time.monotonic()
         match packet:
             case mqtt5.PublishPacket():
-                self._on_publish(packet)
+                return self._on_publish(packet)
             case mqtt5.PubAckPacket():
                 self._on_puback(packet)
             case mqtt5.SubAckPacket() | mqtt5.UnsubAckPacket():
@@ -308,6 +322,7 @@ class Mqtt5Link:
                 pass
             case _:
                 self._fail_current(LinkError(f"unexpected {type(packet).__name__} from the server"))
+        return True
 
     def _on_puback(self, packet: mqtt5.PubAckPacket) -> None:
         pending = self._outgoing.pop(packet.packet_id, None)
@@ -328,16 +343,21 @@ class Mqtt5Link:
             )
         )
 
-    def _on_publish(self, packet: mqtt5.PublishPacket) -> None:
+    def _on_publish(self, packet: mqtt5.PublishPacket) -> bool:
         packet_id = (packet.packet_id or 0) if packet.qos == _QOS1 else 0
         if packet.qos == mqtt5.QoS.EXACTLY_ONCE:
             self._fail_current(LinkError("the server sent QoS 2, which we never asked for"))
-            return
+            return True
+        if packet_id:
+            if self._unacked >= RECEIVE_MAXIMUM:
+                return False
+            self._unacked += 1
         self._inbox.append((packet.topic, packet.payload, packet_id))
         self._arrived.set()
         wire = self._wire
         if wire is not None and len(self._inbox) >= PAUSE_AT:
             wire.pause()
+        return True
 
     def _on_lost(self, wire: _Wire, exc: Exception | None) -> None:
         detail = f": {exc}" if exc else ""
@@ -401,9 +421,9 @@ class Mqtt5Link:
         while True:
             if not inbox:
                 self._flush_pubacks(self._wire)
-                wire = self._wire
-                if wire is not None and wire.paused:
-                    wire.resume()
+                self._resume()
+                if inbox:
+                    continue
                 if self._error is not None or generation != self._generation:
                     raise self._error or LinkError("disconnected")
                 self._arrived.clear()
@@ -438,11 +458,20 @@ class Mqtt5Link:
         if not packet_ids or generation != self._generation or wire is None:
             return
         wire.write(b"".join(mqtt5.PubAckPacket(i).write() for i in packet_ids))
+        self._unacked = max(self._unacked - len(packet_ids), 0)
+        self._resume()
 
     def _flush_pubacks(self, wire: _Wire | None) -> None:
         if self._pubacks and wire is not None:
             wire.write(b"".join(self._pubacks))
+            self._unacked = max(self._unacked - len(self._pubacks), 0)
         self._pubacks.clear()
+
+    def _resume(self) -> None:
+        """Read the socket again once everything was read and the window has room."""
+        wire = self._wire
+        if wire is not None and wire.paused and not self._inbox and self._unacked < RECEIVE_MAXIMUM:
+            wire.resume()
 
     def _make_room(self) -> None:
         if len(self._outgoing) < self._window:
