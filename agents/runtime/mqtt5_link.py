@@ -7,9 +7,11 @@ PUBACK only once the message's effect is durable (``messages(acknowledge=False)`
 ``data_received`` chunk (many per read), every PUBACK of a batch leaves in one write, and
 received messages wait in a deque bounded by the Receive Maximum we announce: Mosquitto
 may not send more unacknowledged QoS 1 messages than that, so when the agent's committer
-falls behind, Mosquitto holds the rest, not our memory. Mosquitto 2.0.11 does not always
-keep to it when acknowledgements come in batches, and QoS 0 floods are not covered by it,
-so past the bound the client also stops reading the socket until the agent catches up.
+falls behind, Mosquitto holds the rest, not our memory. Mosquitto 2.0 does send more once
+acknowledgements flow (acknowledging the oldest message in flight releases up to a whole
+window more), so the window is enforced here too: a QoS 1 message beyond it stays unread
+in the socket, which is paused until enough are acknowledged. QoS 0 floods, which Receive
+Maximum does not cover, pause the socket as well.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ class _Outgoing:
         self.packet = packet
         self.done = done
 
+    def again(self, *, duplicate: bool) -> bytes:
+        """The publish to resend on a new connection (a packet's fields are read-only)."""
+        packet = self.packet
+        return mqtt5.PublishPacket(
+            packet.topic,
+            packet.payload,
+            qos=_QOS1,
+            retain=packet.retain,
+            packet_id=packet.packet_id,
+            duplicate=duplicate,
+        ).write()
+
 
 class _Wire(asyncio.Protocol):
     """One TCP (or TLS) connection: bytes in, packets out to the link."""
@@ -79,6 +93,9 @@ class _Wire(asyncio.Protocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def data_received(self, data: bytes) -> None:
+        if self.paused:  # what a transport still hands over after pause_reading
+            self.rest += data
+            return
         buffer = self.rest + data if self.rest else data
         view = memoryview(buffer)
         offset, size = 0, len(buffer)
@@ -86,8 +103,10 @@ class _Wire(asyncio.Protocol):
         try:
             while offset < size:
                 packet, used = mqtt5.read(view[offset:])
+                if not on_packet(packet):  # beyond our Receive Maximum: read it later
+                    self.pause()
+                    break
                 offset += used
-                on_packet(packet)
         except IndexError:  # a partial packet: keep it for the next read
             if size - offset > MAX_PACKET_SIZE + 5:
                 self.fail(PacketTooLargeError("the server sent a packet larger than allowed"))
@@ -124,6 +143,8 @@ class _Wire(asyncio.Protocol):
             self.paused = False
             self.link._last_read = time.monotonic()  # noqa: SLF001
             self.transport.resume_reading()
+            if self.rest:  # packets left unread when the socket was paused
+                self.data_received(b"")
 
 
 class Mqtt5Link:
@@ -150,8 +171,8 @@ class Mqtt5Link:
         self._inbox: deque[tuple[str, bytes, int]] = deque()
         self._arrived = asyncio.Event()
         self._delivered: list[int] = []
-        self.unacknowledged = 0  # QoS 1 messages received on this connection, not yet PUBACKed
         self._pubacks: list[bytes] = []
+        self.unacknowledged = 0  # QoS 1 messages received on this connection, not yet PUBACKed
         self._last_read = self._last_write = time.monotonic()
         self._keepalive_task: asyncio.Task[None] | None = None
         self.session_present = False
@@ -228,8 +249,7 @@ class Mqtt5Link:
         self._make_room()
         self._server_max_packet = min(connack.max_packet_size or MAX_PACKET_SIZE, MAX_PACKET_SIZE)
         for pending in self._outgoing.values():
-            pending.packet.duplicate = connack.session_present
-            wire.write(pending.packet.write())
+            wire.write(pending.again(duplicate=connack.session_present))
         keepalive = connack.server_keep_alive or self.settings.keepalive
         self._last_read = self._last_write = time.monotonic()
         if keepalive > 0:
@@ -279,11 +299,12 @@ class Mqtt5Link:
 
     # --- from the wire -----------------------------------------------------------------------
 
-    def _on_packet(self, packet: mqtt5.Packet) -> None:
+    def _on_packet(self, packet: mqtt5.Packet) -> bool:
+        """Act on one packet; False leaves it unread (a publish beyond our Receive Maximum)."""
         self._last_read = time.monotonic()
         match packet:
             case mqtt5.PublishPacket():
-                self._on_publish(packet)
+                return self._on_publish(packet)
             case mqtt5.PubAckPacket():
                 self._on_puback(packet)
             case mqtt5.SubAckPacket() | mqtt5.UnsubAckPacket():
@@ -301,6 +322,7 @@ class Mqtt5Link:
                 pass
             case _:
                 self._fail_current(LinkError(f"unexpected {type(packet).__name__} from the server"))
+        return True
 
     def _on_puback(self, packet: mqtt5.PubAckPacket) -> None:
         pending = self._outgoing.pop(packet.packet_id, None)
@@ -321,19 +343,21 @@ class Mqtt5Link:
             )
         )
 
-    def _on_publish(self, packet: mqtt5.PublishPacket) -> None:
+    def _on_publish(self, packet: mqtt5.PublishPacket) -> bool:
         packet_id = (packet.packet_id or 0) if packet.qos == _QOS1 else 0
         if packet.qos == mqtt5.QoS.EXACTLY_ONCE:
             self._fail_current(LinkError("the server sent QoS 2, which we never asked for"))
-            return
+            return True
+        if packet_id:
+            if self.unacknowledged >= RECEIVE_MAXIMUM:
+                return False
+            self.unacknowledged += 1
         self._inbox.append((packet.topic, packet.payload, packet_id))
-        self.unacknowledged += packet_id != 0
         self._arrived.set()
         wire = self._wire
-        if wire is not None and (
-            self.unacknowledged >= RECEIVE_MAXIMUM or len(self._inbox) >= PAUSE_AT
-        ):
+        if wire is not None and len(self._inbox) >= PAUSE_AT:
             wire.pause()
+        return True
 
     def _on_lost(self, wire: _Wire, exc: Exception | None) -> None:
         detail = f": {exc}" if exc else ""
@@ -397,9 +421,9 @@ class Mqtt5Link:
         while True:
             if not inbox:
                 self._flush_pubacks(self._wire)
-                wire = self._wire
-                if wire is not None and wire.paused and self.unacknowledged < RECEIVE_MAXIMUM:
-                    wire.resume()
+                self._resume()
+                if inbox:
+                    continue
                 if self._error is not None or generation != self._generation:
                     raise self._error or LinkError("disconnected")
                 self._arrived.clear()
@@ -433,16 +457,22 @@ class Mqtt5Link:
         wire = self._wire
         if not packet_ids or generation != self._generation or wire is None:
             return
-        self.unacknowledged -= len(packet_ids)
         wire.write(b"".join(mqtt5.PubAckPacket(i).write() for i in packet_ids))
-        if wire.paused and not self._inbox and self.unacknowledged < RECEIVE_MAXIMUM:
-            wire.resume()
+        self.unacknowledged = max(self.unacknowledged - len(packet_ids), 0)
+        self._resume()
 
     def _flush_pubacks(self, wire: _Wire | None) -> None:
         if self._pubacks and wire is not None:
-            self.unacknowledged -= len(self._pubacks)
             wire.write(b"".join(self._pubacks))
+            self.unacknowledged = max(self.unacknowledged - len(self._pubacks), 0)
         self._pubacks.clear()
+
+    def _resume(self) -> None:
+        """Read the socket again once everything was read and the window has room."""
+        wire = self._wire
+        room = self.unacknowledged < RECEIVE_MAXIMUM
+        if wire is not None and wire.paused and not self._inbox and room:
+            wire.resume()
 
     def _make_room(self) -> None:
         if len(self._outgoing) < self._window:

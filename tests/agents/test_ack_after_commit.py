@@ -95,15 +95,11 @@ async def test_a_vendor_on_a_slow_disk_holds_at_most_its_receive_maximum(
         await wait_until(lambda: vendor_index(vendor) == count + 1, timeout=60)
     finally:
         sampler.cancel()
-    # Mosquitto, not the vendor, held the backlog. The vendor stops reading its socket once
-    # it holds its Receive Maximum unacknowledged, so it holds at most that plus what one
-    # read of the socket (256 KiB) had already brought in, however long the backlog runs:
-    # the same bound holds in the second half of the run as in the first.
-    one_read = 256 * 1024 // min(len(payload) for _, payload in envelopes)
-    assert max(held) <= RECEIVE_MAXIMUM + one_read
+    # Mosquitto, not the vendor, held the backlog: past its Receive Maximum the vendor's
+    # client leaves messages unparsed and stops reading its socket until the committer
+    # acknowledges, however long the backlog runs.
+    assert max(held) <= RECEIVE_MAXIMUM
     assert max(held) >= RECEIVE_MAXIMUM // 2  # the disk, not the load, was the bottleneck
-    half = len(held) // 2
-    assert max(held[half:]) <= RECEIVE_MAXIMUM + one_read
     vendor.loop.persist = fast
     await harness.stop()
     assert vendor.counters.payments == count + 1

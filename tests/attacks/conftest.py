@@ -1,4 +1,4 @@
-"""Attacks run against real agents on a real Mosquitto (the fixture of tests/agents)."""
+"""Attacks run against real agents on a real Mosquitto (the fixtures of tests/agents)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from agents.demo.processes import Demo, start
-from tests.agents.conftest import mosquitto
+from tests.agents.conftest import mosquitto, tls_mosquitto
 from tests.attacks.rogue import harness
 
-__all__ = ["demo", "harness", "mosquitto"]
+__all__ = ["demo", "harness", "mosquitto", "tls_mosquitto"]
 
 
 @pytest.fixture

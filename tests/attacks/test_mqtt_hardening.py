@@ -15,9 +15,6 @@ import ssl
 import struct
 import threading
 import warnings
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
@@ -25,54 +22,15 @@ import paho.mqtt.client as paho
 import pytest
 from cryptography import x509
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from agents.ops.mosquitto import MosquittoProcess, TlsListener, add_user, free_port, render
 from agents.ops.tls_certs import CertError, CertFiles, make_certs
 from agents.runtime.mqtt import MqttSettings, open_link, tls_context
 from protocol import topics
-from tests.agents.conftest import Broker
+from tests.agents.conftest import Broker, Endpoint, TlsBroker, start_tls_mosquitto
 
 WAIT = 2.0  # seconds: a bound on waiting for a message, never a fixed sleep
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One listener of a running Mosquitto and how to reach it."""
-
-    port: int
-    tls: ssl.SSLContext | None = None
-
-    @asynccontextmanager
-    async def client(
-        self,
-        user: str | None,
-        password: str | None = None,
-        *,
-        identifier: str | None = None,
-        persistent: bool = False,
-        tls: ssl.SSLContext | None = None,
-    ) -> AsyncIterator[aiomqtt.Client]:
-        """A raw MQTT 5 client, logged in as ``user`` with ``pw-<user>`` unless told."""
-        properties = None
-        if persistent:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = 300
-        async with aiomqtt.Client(
-            "127.0.0.1",
-            self.port,
-            username=user,
-            password=password if password is not None or user is None else f"pw-{user}",
-            identifier=identifier or user,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=not persistent,
-            properties=properties,
-            tls_context=tls or self.tls,
-            timeout=WAIT,
-        ) as client:
-            yield client
 
 
 async def next_messages(client: aiomqtt.Client, until: str) -> list[tuple[str, bytes]]:
@@ -219,37 +177,6 @@ def test_mqtt5_clients_are_told_the_flood_limits(mosquitto: Broker) -> None:
 
 
 # --- TLS -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TlsBroker:
-    """A Mosquitto with both listeners, and the CA its TLS listener's certificate is from."""
-
-    plain: Endpoint
-    tls: Endpoint
-    certs: CertFiles
-
-
-def start_tls_mosquitto(root: Path, certs: Path) -> tuple[MosquittoProcess, int, int]:
-    """Mosquitto rendered from the project's config with TLS on, users as in ``mosquitto``."""
-    port, tls_port = free_port(), free_port()
-    files = render(root, port, tls=TlsListener(tls_port, certs))
-    for name in ("vendor1", "buyer1", "mallory"):
-        add_user(files, name, f"pw-{name}")
-    process = MosquittoProcess(files, port)
-    process.start()
-    return process, port, tls_port
-
-
-@pytest.fixture
-def tls_mosquitto(tmp_path: Path) -> Iterator[TlsBroker]:
-    certs = CertFiles(tmp_path / "certs")
-    make_certs(certs.directory)
-    process, port, tls_port = start_tls_mosquitto(tmp_path / "mosquitto", certs.directory)
-    try:
-        yield TlsBroker(Endpoint(port), Endpoint(tls_port, tls_context(str(certs.ca_cert))), certs)
-    finally:
-        process.stop()
 
 
 async def assert_handshake_refused(endpoint: Endpoint, tls: ssl.SSLContext | None = None) -> None:
