@@ -23,7 +23,7 @@ import logging
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Final, Self
 
@@ -388,9 +388,11 @@ class Mqtt5Link:
             raise self._error or LinkError("not connected")
         return wire
 
-    def _next_id(self, busy: Container[int]) -> int:
+    def _next_id(self) -> int:
+        """A packet id no publish or subscription of ours in flight is using."""
+        outgoing, requests = self._outgoing, self._requests
         for packet_id in self._ids:
-            if packet_id not in busy:
+            if packet_id not in outgoing and packet_id not in requests:
                 return packet_id
         raise AssertionError("unreachable: the cycle never ends")  # pragma: no cover
 
@@ -399,7 +401,7 @@ class Mqtt5Link:
         if not filters:
             return
         wire = self._connected()
-        packet_id = self._next_id(self._requests)
+        packet_id = self._next_id()
         reply: asyncio.Future[mqtt5.Packet] = asyncio.get_running_loop().create_future()
         self._requests[packet_id] = reply
         topic_filters = [mqtt5.TopicFilter(f, max_qos=_QOS1) for f in filters]
@@ -507,7 +509,7 @@ class Mqtt5Link:
             )
         if not self.has_room():
             raise LinkError("the server's Receive Maximum is reached: await room() first")
-        packet_id = self._next_id(self._outgoing)
+        packet_id = self._next_id()
         packet = mqtt5.PublishPacket(topic, payload, qos=_QOS1, retain=retain, packet_id=packet_id)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outgoing[packet_id] = _Outgoing(packet, done)
