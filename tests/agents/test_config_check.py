@@ -48,11 +48,11 @@ def test_the_example_configuration_is_valid_and_every_origin_is_shown(tmp_path: 
     assert settings["mqtt", "port"] == ("1883", f"{EXAMPLE}:6 (mqtt.port)")
     assert settings["broker", "data_dir"] == (
         '"/var/lib/micropay/broker"',
-        f"{EXAMPLE}:13 (broker.data_dir)",
+        f"{EXAMPLE}:14 (broker.data_dir)",
     )
     assert settings["vendor", "unit_value"] == ("3", "environment variable MICROPAY_UNIT_VALUE")
     assert settings["vendor", "max_length"] == ("1000000", "default")
-    assert settings["buyer", "timeout"] == ("30.0", f"{EXAMPLE}:24 (buyer.timeout)")
+    assert settings["buyer", "timeout"] == ("30.0", f"{EXAMPLE}:25 (buyer.timeout)")
     assert settings["mqtt", "password"] == ("(unset)", "default")
     # Every line the origins point at holds the key they name.
     text = EXAMPLE.read_text().splitlines()
