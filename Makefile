@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: setup demo test check lint format types unit bench fuzz clean vectors
+.PHONY: setup demo test check lint format types unit bench bench-quick fuzz clean vectors
 
 # uv itself comes from PyPI when the machine lacks it; mosquitto from apt when missing.
 $(UV):
@@ -48,8 +48,18 @@ format: .venv/.synced
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-bench: .venv/.synced
+# The protocol's costs, then verified + durable payments/s at one vendor over a real Mosquitto,
+# both MQTT clients side by side (medians of 3 rounds; several minutes). BENCH_ARGS adds
+# options to the throughput bench, e.g. BENCH_ARGS="--client mqtt5 --profile".
+BENCH_ARGS ?=
+bench: setup
 	$(RUN) python bench/protocol_costs.py
+	$(RUN) python bench/vendor_throughput.py --rounds 3 $(BENCH_ARGS)
+
+# The same in about a minute: small runs, one round, figures too noisy to compare.
+bench-quick: setup
+	$(RUN) python bench/protocol_costs.py --quick
+	$(RUN) python bench/vendor_throughput.py --quick $(BENCH_ARGS)
 
 # Fuzzes every untrusted input, FUZZ_RUNS inputs (coverage-guided through atheris, the
 # `fuzz` dependency group); findings land in fuzz/crashes/ and fail the target.

@@ -5,11 +5,18 @@ Everything runs on this machine over one Mosquitto started from the project's
 a broker daemon, the vendor daemon, one or two load processes (or the raw pipe's two ends),
 and this orchestrator, which only waits while a case runs.
 
+Each MQTT client behind the agents' seam (``--client mqtt5|aiomqtt|both``, default both) is
+measured in the same run, as the client of the process under test: the vendor daemon (its
+``MqttSettings.client``) and the raw pipe's subscriber. The load generators, (a)'s publisher
+and (b)'s buyers, always use the fast client (``Mqtt5Link.publish_nowait``, within the
+server's Receive Maximum: ``has_room`` / ``room``), so the load is not what is measured.
+
 (a) raw ceiling: plain QoS 1 messages as large as a payment envelope, one publisher process
-    to one subscriber process that reads through ``MqttLink`` (the vendor's receive path):
+    to one subscriber process that reads through the client under test (``open_link``):
     one-way, and again with the subscriber acknowledging cumulatively (as the vendor's
     receipts do) and the publisher keeping the one-buyer case's window. The ceiling is the
-    faster of the two.
+    faster of the two. Each message carries its publish time: the subscriber reports the
+    publish -> arrival latency.
 (b) payments at ONE real ``VendorAgent`` (its own process; its ``VendorStore`` SQLite file in
     WAL mode with ``synchronous=FULL``), enrolled at a real ``BrokerDaemon`` (its own
     process), paid by real buyers: ``BuyerCore`` with their own keys, certificates from the
@@ -19,24 +26,25 @@ and this orchestrator, which only waits while a case runs.
     publish them as fast as the vendor acknowledges: each buyer keeps at most ``--window``
     payments beyond the last cumulative receipt, which ``BuyerCore.receive`` verifies. With
     1 buyer (one load process) and 16 buyers (two load processes of 8 by default).
-(c) the ratio (b) / (a).
+(c) the ratio (b) / (a), per client, against the same round's ceiling of that client.
 (d) the vendor's CPU time per payment (user + system, from /proc/<pid>/task/*/stat: its
     event-loop thread and its other threads, i.e. the store's).
-(e) latency from the publish of a payment to the receipt that covers it, p50 / p99.
+(e) latency from the publish of a payment to the receipt that covers it, p50 / p99; and
+    again with one buyer paced at half the 1-buyer peak just measured (half as many
+    payments), the run the p99 target is read from.
 
-Then it stops the vendor (which redeems at the broker), reads the vendor's ``store.db``
-(``VendorStore.totals``) and checks it holds exactly what the buyers paid, that nothing was
-rejected, and that the broker credited the same amount. It also times the vendor loop's
-``persist`` hook (how long the reader waits on the store), and with ``--profile`` samples the
-vendor with py-spy (if on PATH; else cProfile inside it) to show where its time goes.
+After each case it stops the vendor (which redeems at the broker), reads the vendor's
+``store.db`` (``VendorStore.totals``) and checks it holds exactly what the buyers paid, that
+nothing was rejected, and that the broker credited the same amount. It also times the
+vendor loop's ``persist`` hook (how long the reader waits on the store), and with
+``--profile`` samples the vendor with py-spy (if on PATH; else cProfile inside it) to show
+where its time goes. The report ends with PASS / SHORT per target and client.
 
-Both load generators, (a)'s publisher and (b)'s buyers, use the agents' ``MqttLink``
-settings (MQTT 5, TCP_NODELAY) and the same non-blocking paho publish at QoS 1, so the
-ratio compares like with like. This host's speed drifts (the report shows a CPU-speed
-probe); ``--rounds 3`` repeats everything and reports medians.
+This host's speed drifts (the report shows a CPU-speed probe); ``--rounds 3`` repeats
+everything and reports medians.
 
-Run: ``uv run --frozen python bench/vendor_throughput.py [--payments N] [--rounds R]
-[--quick] [--json] [--profile] [--pin]``.
+Run: ``uv run --frozen python bench/vendor_throughput.py [--client mqtt5|aiomqtt|both]
+[--payments N] [--rounds R] [--quick] [--json] [--profile] [--pin]``.
 """
 
 from __future__ import annotations
@@ -46,32 +54,42 @@ import asyncio
 import contextlib
 import cProfile
 import hashlib
-import io
 import logging
-import math
 import os
 import platform
-import pstats
 import shutil
 import signal
 import sqlite3
-import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from array import array
-from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Final, TypeVar
 
 import msgspec
-from paho.mqtt.client import MQTTMessageInfo
 from prometheus_client import CollectorRegistry
+from throughput_report import (
+    PACED_SHARE,
+    PROBE_HASHES,
+    UNIT_VALUE,
+    Case,
+    ClientRound,
+    Raw,
+    Results,
+    Round,
+    percentile,
+    report,
+    summarize_cprofile,
+    summarize_py_spy,
+    to_json,
+)
 
 from agents.daemons.broker_daemon import BrokerDaemon
 from agents.daemons.broker_files import PUBLIC_FILE, init_broker
@@ -99,7 +117,8 @@ from agents.ops.mosquitto import (
     render,
 )
 from agents.runtime.loop import AgentLoop
-from agents.runtime.mqtt import LinkError, MqttLink, MqttSettings
+from agents.runtime.mqtt import CLIENTS, ClientName, MqttSettings, open_link
+from agents.runtime.mqtt5_link import Mqtt5Link
 from protocol import topics
 from protocol.buyer import BuyerCore
 from protocol.crypto import Identity
@@ -120,23 +139,16 @@ SCRIPT: Final = str(Path(__file__).resolve())
 CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
 
 BROKER_ID: Final = "broker"
-UNIT_VALUE: Final = 1
 CREDIT: Final = 10**12
 READY_TIMEOUT: Final = 120.0  # enrolling and building chains
 STALL_TIMEOUT: Final = 30.0  # no receipt (or raw message) for this long: give up
 RAW_QUEUE_LIMIT: Final = 90_000  # under mosquitto.conf's max_queued_messages (100,000)
 DEFAULT_PAYMENTS: Final = 100_000
-QUICK_PAYMENTS: Final = 4_000
+QUICK_PAYMENTS: Final = 3_000
 DEFAULT_WINDOWS: Final = {1: 128, 16: 16}  # payments in flight per buyer, by buyer count
 DEFAULT_WINDOW_TOTAL: Final = 256  # other buyer counts: this many in flight in all
 DEFAULT_LOAD_PROCESSES: Final = 2
-TARGET_RATIO: Final = 0.8
-TARGET_CPU_US: Final = 60.0
-YIELD_EVERY: Final = 64  # an unthrottled publisher lets paho write every this many messages
-CPU_FIGURES: Final = ("vendor_cpu_us", "load_cpu_us", "mosquitto_cpu_us")
-DISTURBED_CORES: Final = 0.1  # other processes' CPU during a measurement worth a warning
-PROBE_HASHES: Final = 100_000  # the CPU-speed probe: this many SHA-256 of 32 bytes
-MAX_UNACKNOWLEDGED: Final = 4_096  # an unthrottled publisher waits beyond this many in paho
+STAMP: Final = struct.Struct("d")  # a raw message's publish time (CLOCK_MONOTONIC, system-wide)
 
 
 class BenchError(Exception):
@@ -147,17 +159,22 @@ class BenchError(Exception):
 
 
 class MqttConf(msgspec.Struct, frozen=True):
-    """Connection settings of one worker connection."""
+    """Connection settings of one worker connection, and which client it uses."""
 
     port: int
     username: str
     password: str
     clean: bool = True
+    client: ClientName = "mqtt5"
 
     def settings(self) -> MqttSettings:
         """``MqttSettings`` as the agents build them (daemons keep a persistent session)."""
         return MqttSettings(
-            port=self.port, username=self.username, password=self.password, clean=self.clean
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            clean=self.clean,
+            client=self.client,
         )
 
 
@@ -169,7 +186,7 @@ class BrokerConf(msgspec.Struct, frozen=True):
 
 
 class VendorConf(msgspec.Struct, frozen=True):
-    """One vendor daemon."""
+    """One vendor daemon (``mqtt.client``: the client under test)."""
 
     directory: str
     account: str
@@ -190,7 +207,7 @@ class BuyerConf(msgspec.Struct, frozen=True):
 
 
 class LoadConf(msgspec.Struct, frozen=True):
-    """A load process: its buyers, the vendor they pay, the window per buyer."""
+    """A load process: its buyers, the vendor they pay, the window per buyer, the pace."""
 
     port: int
     broker_public: str
@@ -198,6 +215,7 @@ class LoadConf(msgspec.Struct, frozen=True):
     buyers: list[BuyerConf]
     window: int
     latency_file: str
+    rate: float = 0.0  # payments/s for the whole process; 0: as fast as the window allows
 
 
 class RawConf(msgspec.Struct, frozen=True):
@@ -246,6 +264,8 @@ class RawReport(msgspec.Struct, frozen=True, tag="raw"):
     last: float
     cpu_s: float
     acks: int
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
 
 
 class VendorReport(msgspec.Struct, frozen=True, tag="vendor"):
@@ -289,25 +309,6 @@ async def stdin_lines() -> asyncio.StreamReader:
 async def wait_for_go(stdin: asyncio.StreamReader) -> bool:
     """Whether the orchestrator said ``go`` (rather than closing our stdin)."""
     return (await stdin.readline()).strip() == b"go"
-
-
-def nowait_publisher(link: MqttLink) -> Callable[[str, bytes], MQTTMessageInfo]:
-    """paho's non-blocking QoS 1 publish on the link's connection.
-
-    aiomqtt offers only a coroutine that waits for each PUBACK (a task, an event and a
-    timer per message: 86 vs 47 us of CPU per message here), so a load generator that
-    keeps many messages in flight calls the paho client underneath. Returns a function
-    giving paho's ``MQTTMessageInfo`` (``is_published()`` once acknowledged).
-    """
-    paho = link.client._client  # noqa: SLF001 - aiomqtt has no non-blocking publish
-
-    def publish(topic: str, payload: bytes) -> MQTTMessageInfo:
-        info = paho.publish(topic, payload, qos=1)
-        if info.rc != 0:
-            raise LinkError(f"publish refused by paho: rc={info.rc}")
-        return info
-
-    return publish
 
 
 # --- worker: the broker daemon -------------------------------------------------------------
@@ -412,12 +413,16 @@ class StoreWaits:
 
 
 class LoadBuyer:
-    """One enrolled buyer with one channel to the vendor and its pre-computed payments."""
+    """One enrolled buyer with one channel to the vendor and its pre-computed payments.
+
+    Always on the fast client (``Mqtt5Link``): its ``publish_nowait`` keeps many payments
+    in flight without a task per message, so the load is not what is measured.
+    """
 
     def __init__(self, conf: BuyerConf, port: int, info: BrokerInfo, window: int) -> None:
         self.conf = conf
         self.core = BuyerCore(conf.account, Identity.generate(), info)
-        self.link = MqttLink(MqttConf(port, conf.account, conf.password).settings())
+        self.link = Mqtt5Link(MqttConf(port, conf.account, conf.password).settings())
         self.window = window
         self.cid = b""
         self.vendor = ""
@@ -454,8 +459,8 @@ class LoadBuyer:
                     sent_at, latencies = self.sent_at, self.latencies
                     for index in range(self.acked + 1, event.index + 1):
                         latencies.append(now - sent_at[index])
-                    self.acked = event.index
-                    self.paid = event.amount
+                    self.acked = max(self.acked, event.index)
+                    self.paid = max(self.paid, event.amount)
                     self.receipts += 1
                     self.last_receipt = now
                     self.progress.set()
@@ -495,29 +500,45 @@ class LoadBuyer:
             self.topic = out.topic
         self.sent_at = array("d", bytes(8 * (count + 1)))
 
-    async def run(self) -> None:
-        """Publish as the receipts allow: at most ``window`` payments beyond the last one."""
-        publish = nowait_publisher(self.link)
+    async def run(self, rate: float) -> None:
+        """Publish as the receipts allow: at most ``window`` payments beyond the last one.
+
+        With a ``rate``, payment ``i`` also waits for its time, ``i / rate`` seconds after
+        the first (the event loop's timer granularity is about a millisecond, so payments
+        leave in small groups at that pace).
+        """
+        link, window = self.link, self.window
+        publish, has_room = link.publish_nowait, link.has_room
         payloads, sent_at, topic, clock = self.payloads, self.sent_at, self.topic, time.monotonic
         count = len(payloads)
-        self.first_publish = clock()
+        started = self.first_publish = clock()
         while self.acked < count:
-            limit = min(count, self.acked + self.window)
-            for index in range(self.sent, limit):
-                sent_at[index + 1] = clock()
-                publish(topic, payloads[index])
-            self.sent = max(self.sent, limit)
             if self.errors:
                 raise BenchError("; ".join(self.errors[:5]))
-            self.progress.clear()
-            try:
-                async with asyncio.timeout(STALL_TIMEOUT):
-                    await self.progress.wait()
-            except TimeoutError as exc:
-                raise BenchError(
-                    f"{self.conf.account}: no receipt for {STALL_TIMEOUT} s "
-                    f"(sent {self.sent}, acknowledged {self.acked})"
-                ) from exc
+            limit = min(count, self.acked + window)
+            paced = limit
+            if rate:
+                paced = min(limit, int((clock() - started) * rate) + 1)
+            index = self.sent
+            while index < paced and has_room():
+                sent_at[index + 1] = clock()
+                publish(topic, payloads[index])  # a refused one stalls the receipts: reported
+                index += 1
+            self.sent = index
+            if index < paced:  # the server's Receive Maximum, not the vendor, holds us back
+                await link.room()
+            elif paced < limit:  # ahead of the pace: sleep until the next payment is due
+                await asyncio.sleep(max(0.0, started + index / rate - clock()))
+            else:
+                self.progress.clear()
+                try:
+                    async with asyncio.timeout(STALL_TIMEOUT):
+                        await self.progress.wait()
+                except TimeoutError as exc:
+                    raise BenchError(
+                        f"{self.conf.account}: no receipt for {STALL_TIMEOUT} s "
+                        f"(sent {self.sent}, acknowledged {self.acked})"
+                    ) from exc
 
 
 def write_latencies(path: Path, parts: list[array[float]]) -> None:
@@ -543,7 +564,7 @@ async def load_worker(conf: LoadConf) -> None:
                 reader.cancel()
             return
         started = cpu_seconds()
-        await asyncio.gather(*(b.run() for b in buyers))
+        await asyncio.gather(*(b.run(conf.rate / len(buyers)) for b in buyers))
         used = cpu_seconds() - started
         for reader in readers:
             reader.cancel()
@@ -568,15 +589,18 @@ async def load_worker(conf: LoadConf) -> None:
 
 
 async def raw_subscriber(conf: RawConf) -> None:
-    """Read ``count`` messages through ``MqttLink``; optionally ack cumulatively like a vendor.
+    """Read ``count`` messages through the client under test; optionally ack cumulatively.
 
     With a window, a cumulative count goes back (in its own task, as ``AgentLoop`` does)
     whenever nothing more is waiting or 512 messages were read, like a coalesced receipt.
+    Each message's first 8 bytes are its publish time: the arrival latencies are reported.
     """
-    link = MqttLink(conf.mqtt.settings())
+    link = open_link(conf.mqtt.settings())
     me = conf.mqtt.username
     ack_topic = topics.inbox(conf.peer, me)
     pending: set[asyncio.Task[None]] = set()
+    latencies = array("d")
+    stamp = STAMP.unpack_from
     async with link:
         await link.subscribe([topics.inbox_filter(me)])
         emit(Ready(os.getpid()))
@@ -584,10 +608,12 @@ async def raw_subscriber(conf: RawConf) -> None:
         first = last = started = 0.0
         clock = time.monotonic
         async with asyncio.timeout(READY_TIMEOUT + STALL_TIMEOUT + conf.count / 500):
-            async for _topic, _payload in link.messages():
+            async for _topic, payload in link.messages():
                 count += 1
+                now = clock()
+                latencies.append(now - stamp(payload)[0])
                 if count == 1:
-                    first, started = clock(), cpu_seconds()
+                    first, started = now, cpu_seconds()
                 since_ack += 1
                 if conf.window and (since_ack >= 512 or link.pending() == 0):
                     task = asyncio.create_task(link.publish(ack_topic, count.to_bytes(8, "big")))
@@ -596,22 +622,33 @@ async def raw_subscriber(conf: RawConf) -> None:
                     acks += 1
                     since_ack = 0
                 if count >= conf.count:
-                    last = clock()
+                    last = now
                     break
         used = cpu_seconds() - started
         if pending:
             await asyncio.wait(pending, timeout=10)
-    emit(RawReport(count, first, last, used, acks))
+    ordered = sorted(latencies)
+    emit(
+        RawReport(
+            count,
+            first,
+            last,
+            used,
+            acks,
+            percentile(ordered, 0.5) * 1e3,
+            percentile(ordered, 0.99) * 1e3,
+        )
+    )
 
 
 class RawSender:
-    """The raw pipe's publishing side: one-way, or within a window of cumulative acks."""
+    """The raw pipe's publishing side (the fast client): one-way, or within a window of acks."""
 
-    def __init__(self, conf: RawConf, link: MqttLink) -> None:
+    def __init__(self, conf: RawConf, link: Mqtt5Link) -> None:
         self.conf = conf
         self.link = link
         self.topic = topics.inbox(conf.peer, conf.mqtt.username)
-        self.payloads = [os.urandom(conf.size) for _ in range(256)]
+        self.bodies = [os.urandom(conf.size - STAMP.size) for _ in range(256)]
         self.acked = 0
         self.progress = asyncio.Event()
 
@@ -623,36 +660,35 @@ class RawSender:
 
     async def send_all(self) -> int:
         """Publish every message; return once the broker acknowledged the last one."""
-        conf, payloads, topic = self.conf, self.payloads, self.topic
-        publish = nowait_publisher(self.link)
-        infos: deque[MQTTMessageInfo] = deque()
+        conf, bodies, topic, link = self.conf, self.bodies, self.topic, self.link
+        publish, has_room, stamp, clock = (
+            link.publish_nowait,
+            link.has_room,
+            STAMP.pack,
+            time.monotonic,
+        )
+        last: asyncio.Future[None] | None = None
         sent = 0
         while sent < conf.count:
-            if conf.window:
-                limit = min(conf.count, self.acked + conf.window)
-            else:
-                limit = min(conf.count, sent + YIELD_EVERY)
-            for index in range(sent, limit):
-                infos.append(publish(topic, payloads[index & 255]))
-            sent = max(sent, limit)
-            while infos and infos[0].is_published():
-                infos.popleft()
-            if conf.window and self.acked < conf.count:
+            limit = min(conf.count, self.acked + conf.window) if conf.window else conf.count
+            while sent < limit and has_room():
+                last = publish(topic, stamp(clock()) + bodies[sent & 255])
+                sent += 1
+            if sent < limit:
+                await link.room()
+            elif sent < conf.count:
                 self.progress.clear()
-                await self.progress.wait()
-            elif len(infos) > MAX_UNACKNOWLEDGED:
-                await asyncio.sleep(0.001)  # paho's 16-bit message ids must not wrap
-            else:
-                await asyncio.sleep(0)
-        while infos and not infos[-1].is_published():  # noqa: ASYNC110 - paho has no future
-            await asyncio.sleep(0.001)
+                async with asyncio.timeout(STALL_TIMEOUT):
+                    await self.progress.wait()
+        if last is not None:
+            await last
         return sent
 
 
 async def raw_publisher(conf: RawConf) -> None:
     """Publish ``count`` plain messages when told ``go``; report; wait to be stopped."""
     stdin = await stdin_lines()
-    link = MqttLink(conf.mqtt.settings())
+    link = Mqtt5Link(conf.mqtt.settings())
     sender = RawSender(conf, link)
     async with link, asyncio.TaskGroup() as tasks:
         await link.subscribe([topics.inbox_filter(conf.mqtt.username)])
@@ -801,220 +837,12 @@ def mosquitto_pid(files: MosquittoFiles) -> int | None:
     return None
 
 
-def percentile(ordered: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of sorted data."""
-    if not ordered:
-        return float("nan")
-    rank = max(0, min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[rank]
-
-
 def read_latencies(paths: list[Path]) -> list[float]:
     """Every payment's latency (seconds) written by the load processes, sorted."""
     latencies = array("d")
     for path in paths:
         latencies.frombytes(path.read_bytes())
     return sorted(latencies)
-
-
-# --- profiling the vendor --------------------------------------------------------------------
-
-PROFILE_RATE: Final = 100  # py-spy samples per second
-IDLE_FRAMES: Final = ("EpollSelector.select", "_worker (concurrent/futures/thread.py")
-
-
-PROFILE_BUCKETS: Final = (
-    (("agent_store.py",), "AgentStore.record on the loop (hand-off to its thread)"),
-    (("data_to_send",), "receipts: VendorCore.data_to_send (seal, MAC)"),
-    (
-        ("_publish_one", "_publish (agents/runtime/loop.py"),
-        "receipts: AgentLoop publish tasks (aiomqtt publish)",
-    ),
-    (("protocol/vendor.py",), "VendorCore.receive (parse, MAC, replay window, decode, hash)"),
-    (("loop_read",), "paho read: recv syscalls, PUBLISH decode, v5 properties, queue PUBACK"),
-    (("loop_write",), "paho write: one send() per PUBACK (and receipts)"),
-    (
-        ("aiomqtt/client.py", "agents/runtime/mqtt.py"),
-        "aiomqtt iterator: a task + asyncio.wait per message",
-    ),
-    (("agents/runtime/loop.py",), "AgentLoop._read (lock, counters, batching)"),
-)
-
-
-def profile_bucket(stack: str) -> str:
-    """Which part of the vendor's event-loop thread a py-spy stack belongs to."""
-    for needles, name in PROFILE_BUCKETS:
-        if any(needle in stack for needle in needles):
-            return name
-    return "asyncio loop (callbacks, self-pipe wakeups, selector changes)"
-
-
-def summarize_py_spy(path: Path, main_us: float) -> list[str]:
-    """Shares of the event-loop thread's busy samples, turned into us per payment."""
-    buckets: dict[str, int] = {}
-    leaves: dict[str, int] = {}
-    busy = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if not count.isdigit() or "MainThread" not in frames[0]:
-            continue
-        if frames[-1].startswith(IDLE_FRAMES):
-            continue
-        samples = int(count)
-        busy += samples
-        bucket = profile_bucket(stack)
-        buckets[bucket] = buckets.get(bucket, 0) + samples
-        leaves[frames[-1]] = leaves.get(frames[-1], 0) + samples
-    if not busy:
-        return ["    (no samples)"]
-    lines = [f"    event-loop thread, {busy:,} busy samples, {main_us:.1f} us/payment in all:"]
-    for name, samples in sorted(buckets.items(), key=lambda item: -item[1]):
-        share = samples / busy
-        lines.append(f"      {share:6.1%} {share * main_us:6.1f} us  {name}")
-    lines.append("    hottest functions (own time):")
-    for name, samples in sorted(leaves.items(), key=lambda item: -item[1])[:12]:
-        lines.append(f"      {samples / busy:6.1%}  {name}")
-    return lines
-
-
-def summarize_cprofile(path: Path, top: int = 15) -> list[str]:
-    """The vendor's hottest functions by own time (cProfile inflates small calls)."""
-    sink = io.StringIO()
-    stats = pstats.Stats(str(path), stream=sink)
-    stats.sort_stats("tottime").print_stats(top)
-    return ["    " + line for line in sink.getvalue().splitlines() if line.strip()]
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Raw:
-    """One raw-pipe run."""
-
-    mode: str
-    window: int
-    messages: int
-    rate: float
-    subscriber_cpu_us: float
-    publisher_rate: float
-    publisher_cpu_us: float
-    mosquitto_cpu_us: float
-    acks: int
-    foreign_cores: float
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready."""
-        return {k: round(v, 2) if isinstance(v, float) else v for k, v in vars(self).items()}
-
-
-@dataclass
-class Case:
-    """One vendor run."""
-
-    buyers: int
-    load_processes: int
-    window: int
-    payments: int
-    acknowledged: int
-    seconds: float
-    rate: float
-    vendor_cpu_us: float
-    vendor_main_us: float
-    vendor_threads_us: float
-    vendor_busy: float
-    load_cpu_us: float
-    mosquitto_cpu_us: float
-    foreign_cores: float
-    latency_p50_ms: float
-    latency_p99_ms: float
-    latency_max_ms: float
-    receipts: int
-    transactions: int
-    store_wait_share: float
-    store_wait_ms: float
-    queued_per_wait: float
-    rejected: int
-    paid: int
-    stored_total: int
-    stored_chains: int
-    broker_credited: int
-    vendor_counted: int
-    errors: list[str] = field(default_factory=list)
-    profile: list[str] = field(default_factory=list)
-
-    @property
-    def consistent(self) -> bool:
-        """Every payment acknowledged and stored once, nothing rejected, the broker agrees."""
-        return (
-            self.rejected == 0
-            and not self.errors
-            and self.acknowledged == self.payments
-            and self.paid == self.payments * UNIT_VALUE
-            and self.stored_total == self.paid
-            and self.vendor_counted == self.paid
-            and self.broker_credited == self.paid
-        )
-
-    def as_dict(self, ceiling: float) -> dict[str, object]:
-        """JSON-ready, with the ratio to the raw ceiling."""
-        data: dict[str, object] = {
-            k: round(v, 3) if isinstance(v, float) else v
-            for k, v in vars(self).items()
-            if k != "profile"
-        }
-        data["ratio"] = round(self.rate / ceiling, 3)
-        data["consistent"] = self.consistent
-        return data
-
-
-@dataclass
-class Round:
-    """The vendor cases and the raw pipe, measured back to back."""
-
-    cases: list[Case]
-    raw: list[Raw]
-    probe_ms: list[float]
-
-    @property
-    def ceiling(self) -> Raw:
-        """The faster raw pipe of this round."""
-        return max(self.raw, key=lambda r: r.rate)
-
-
-@dataclass
-class Results:
-    """Every round of one run."""
-
-    payload_size: int
-    rounds: list[Round]
-
-    def cases(self, index: int) -> list[Case]:
-        """One vendor case (by position) in every round."""
-        return [r.cases[index] for r in self.rounds]
-
-    def ratios(self, index: int) -> list[float]:
-        """(b)/(a) of one vendor case in every round, against that round's ceiling."""
-        return [r.cases[index].rate / r.ceiling.rate for r in self.rounds]
-
-    def median(self, index: int, attribute: str) -> float:
-        """The median of one figure of one vendor case over the rounds."""
-        return statistics.median(float(getattr(c, attribute)) for c in self.cases(index))
-
-    def raw_median(self, index: int, attribute: str) -> float:
-        """The median of one figure of one raw mode over the rounds."""
-        return statistics.median(float(getattr(r.raw[index], attribute)) for r in self.rounds)
-
-    @property
-    def ceiling(self) -> float:
-        """The median of the rounds' ceilings."""
-        return statistics.median(r.ceiling.rate for r in self.rounds)
-
-    @property
-    def consistent(self) -> bool:
-        """Every case of every round checked out."""
-        return all(c.consistent for r in self.rounds for c in r.cases)
 
 
 def cpu_probe_ms() -> float:
@@ -1032,15 +860,24 @@ class Plan:
 
     payments: int
     rounds: int
+    clients: tuple[ClientName, ...]
     buyer_counts: tuple[int, ...]
     load_processes: int
     windows: dict[int, int]
     pin: bool
     profile: bool
+    paced: bool = True
 
     def processes_for(self, buyers: int) -> int:
         """Load processes for a case (one buyer needs one)."""
         return 1 if buyers == 1 else min(self.load_processes, buyers)
+
+    def case_tags(self) -> list[str]:
+        """Every vendor case of a client in a round: ``16b``, and ``half`` (1 buyer paced)."""
+        tags = [f"{b}b" for b in self.buyer_counts]
+        if self.paced and 1 in self.buyer_counts:
+            tags.append("half")
+        return tags
 
 
 class Foreign:
@@ -1058,6 +895,19 @@ class Foreign:
         machine = machine_busy_seconds() - self.machine
         ours = self.bench.own_cpu(*self.pids) - self.ours + reported
         return max(0.0, machine - ours) / (time.monotonic() - self.started)
+
+
+# --- profiling the vendor --------------------------------------------------------------------
+
+PROFILE_RATE: Final = 250  # py-spy samples per second
+
+
+def is_main_thread(frame: str) -> bool:
+    """Whether a py-spy ``--threads`` root frame is a process's main (event-loop) thread."""
+    return "MainThread" in frame or ("main" in frame.lower() and "thread" in frame.lower())
+
+
+# --- the orchestrator's bench ----------------------------------------------------------------
 
 
 class Bench:
@@ -1086,25 +936,29 @@ class Bench:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    def conf(self, user: str, *, clean: bool = True) -> MqttConf:
-        """Connection settings of an MQTT user created at start."""
-        return MqttConf(self.port, user, self.passwords[user], clean)
+    def conf(self, user: str, *, clean: bool = True, client: ClientName = "mqtt5") -> MqttConf:
+        """Connection settings of an MQTT user created at start (the fast client unless told)."""
+        return MqttConf(self.port, user, self.passwords[user], clean, client)
 
-    def vendor_name(self, buyers: int, round_: int | None = None) -> str:
-        """The vendor account of a case (fresh in every round)."""
-        return f"r{self.round if round_ is None else round_}-vendor-{buyers}b"
+    def case_key(self, client: str, tag: str, round_: int | None = None) -> str:
+        """A case's name, fresh in every round: ``r0-mqtt5-16b``."""
+        return f"r{self.round if round_ is None else round_}-{client}-{tag}"
 
-    def buyer_name(self, buyers: int, index: int, round_: int | None = None) -> str:
+    @staticmethod
+    def buyer_name(key: str, index: int) -> str:
         """A buyer account of a case."""
-        return f"r{self.round if round_ is None else round_}-b{buyers}-buyer{index:02d}"
+        return f"{key}-buyer{index:02d}"
 
     def users(self) -> list[str]:
         """Every MQTT user the run needs (created before Mosquitto starts: no reloads)."""
-        names = [BROKER_ID, "rawpub", "rawsub"]
+        names = [BROKER_ID, "rawpub", *(f"rawsub-{c}" for c in self.plan.clients)]
         for round_ in range(self.plan.rounds):
-            for buyers in self.plan.buyer_counts:
-                names.append(self.vendor_name(buyers, round_))
-                names.extend(self.buyer_name(buyers, i, round_) for i in range(1, buyers + 1))
+            for client in self.plan.clients:
+                for tag in self.plan.case_tags():
+                    key = self.case_key(client, tag, round_)
+                    buyers = 1 if tag == "half" else int(tag.removesuffix("b"))
+                    names.append(f"{key}-vendor")
+                    names.extend(self.buyer_name(key, i) for i in range(1, buyers + 1))
         return names
 
     def pin(self, pid: int | None, *, alone: bool) -> None:
@@ -1226,21 +1080,24 @@ class Bench:
 
     # --- (a) --------------------------------------------------------------------------------
 
-    async def raw(self, window: int) -> Raw:
-        """One raw-pipe run: ``window`` 0 is one-way."""
+    async def raw(self, client: ClientName, window: int) -> Raw:
+        """One raw-pipe run, ``client`` subscribing: ``window`` 0 is one-way."""
         count = self.plan.payments if window else min(self.plan.payments, RAW_QUEUE_LIMIT)
         size = self.payload_size
+        subscriber = f"rawsub-{client}"
         sub = await self.spawn(
+            f"raw-sub-{client}",
             "raw-sub",
-            "raw-sub",
-            RawConf(self.conf("rawsub", clean=False), "rawpub", count, size, window),
+            RawConf(
+                self.conf(subscriber, clean=False, client=client), "rawpub", count, size, window
+            ),
             alone=True,
         )
         await sub.expect(Ready, READY_TIMEOUT)
         pub = await self.spawn(
             "raw-pub",
             "raw-pub",
-            RawConf(self.conf("rawpub"), "rawsub", count, size, window),
+            RawConf(self.conf("rawpub"), subscriber, count, size, window),
             alone=False,
         )
         await pub.expect(Ready, READY_TIMEOUT)
@@ -1266,11 +1123,13 @@ class Bench:
             mosquitto_used / count * 1e6,
             got.acks,
             foreign_cores,
+            got.latency_p50_ms,
+            got.latency_p99_ms,
         )
 
     # --- (b) to (e) -------------------------------------------------------------------------
 
-    async def start_vendor(self, name: str, max_length: int) -> Worker:
+    async def start_vendor(self, name: str, client: ClientName, max_length: int) -> Worker:
         """Open the vendor's account, start its daemon, wait until it is enrolled."""
         token = await self.open_account(name, "vendor", 0)
         profile = ""
@@ -1280,7 +1139,7 @@ class Bench:
             str(self.root / name),
             name,
             str(self.broker_dir / PUBLIC_FILE),
-            self.conf(name, clean=False),
+            self.conf(name, clean=False, client=client),
             token,
             max_length,
             profile,
@@ -1290,40 +1149,43 @@ class Bench:
         return vendor
 
     async def start_loads(
-        self, buyers: int, vendor: str, counts: list[int]
+        self, key: str, vendor: str, counts: list[int], rate: float
     ) -> tuple[list[Worker], list[Path]]:
         """Open the buyers' accounts; start the load processes; wait until all committed."""
         confs: list[BuyerConf] = []
         for index, count in enumerate(counts, start=1):
-            account = self.buyer_name(buyers, index)
+            account = self.buyer_name(key, index)
             token = await self.open_account(account, "buyer", CREDIT)
             confs.append(BuyerConf(account, self.passwords[account], token, count))
         loads: list[Worker] = []
         files: list[Path] = []
+        buyers = len(counts)
         processes = self.plan.processes_for(buyers)
         for number in range(processes):
-            files.append(self.root / f"latency-r{self.round}-{buyers}b-{number}.bin")
+            mine = confs[number::processes]
+            files.append(self.root / f"latency-{key}-{number}.bin")
             conf = LoadConf(
                 self.port,
                 str(self.broker_dir / PUBLIC_FILE),
                 vendor,
-                confs[number::processes],
+                mine,
                 self.plan.windows[buyers],
                 str(files[-1]),
+                rate * len(mine) / buyers,
             )
-            name = f"load-r{self.round}-{buyers}b-{number}"
-            loads.append(await self.spawn(name, "load", conf, alone=False))
+            loads.append(await self.spawn(f"load-{key}-{number}", "load", conf, alone=False))
         readies = await asyncio.gather(*(w.expect(Ready, READY_TIMEOUT) for w in loads))
         self.payload_size = self.payload_size or readies[0].payload_size
         return loads, files
 
-    async def case(self, buyers: int) -> Case:
-        """One vendor paid by ``buyers`` buyers."""
-        share, extra = divmod(self.plan.payments, buyers)
+    async def case(self, client: ClientName, buyers: int, payments: int, rate: float = 0.0) -> Case:
+        """One vendor on ``client`` paid by ``buyers`` buyers (paced at ``rate`` if given)."""
+        share, extra = divmod(payments, buyers)
         counts = [share + (1 if i < extra else 0) for i in range(buyers)]
-        name = self.vendor_name(buyers)
-        vendor = await self.start_vendor(name, max(counts))
-        loads, latency_files = await self.start_loads(buyers, name, counts)
+        key = self.case_key(client, "half" if rate else f"{buyers}b")
+        name = f"{key}-vendor"
+        vendor = await self.start_vendor(name, client, max(counts))
+        loads, latency_files = await self.start_loads(key, name, counts, rate)
 
         credited_before = await self.credited()
         sampler = await self.start_sampler(vendor.pid, self.root / f"{name}.pyspy")
@@ -1332,7 +1194,7 @@ class Bench:
         foreign = Foreign(self, vendor.pid)
         for load in loads:
             load.send("go")
-        limit = STALL_TIMEOUT + self.plan.payments / 200
+        limit = STALL_TIMEOUT + payments / 200 + (payments / rate if rate else 0)
         reports = await asyncio.gather(*(w.expect(LoadReport, limit) for w in loads))
         main_after, threads_after = thread_cpu_seconds(vendor.pid)
         mosquitto_used = self.mosquitto_cpu() - mosquitto_before
@@ -1358,7 +1220,7 @@ class Bench:
         threads_us = (threads_after - threads_before) * per_payment
         profile: list[str] = []
         if sampler is not None:
-            profile = summarize_py_spy(self.root / f"{name}.pyspy", main_us)
+            profile = summarize_py_spy(self.root / f"{name}.pyspy", main_us, is_main_thread)
         elif self.plan.profile:
             profile = summarize_cprofile(self.root / f"{name}.prof")
         return Case(
@@ -1390,36 +1252,53 @@ class Bench:
             stored_chains=stored_chains,
             broker_credited=credited,
             vendor_counted=vendor_report.amount,
+            paced_rate=rate,
             errors=[e for r in reports for e in r.errors],
             profile=profile,
         )
 
+    async def client_round(
+        self, client: ClientName, prefix: str, probes: list[float]
+    ) -> ClientRound:
+        """Every vendor case of one client, its half-peak run, then its raw pipes."""
+        plan = self.plan
+        cases: list[Case] = []
+        paced: Case | None = None
+        for buyers in plan.buyer_counts:
+            self.say(f"{prefix}[{client}] (b) {buyers} buyer(s), {plan.payments:,} payments ...")
+            cases.append(await self.case(client, buyers, plan.payments))
+            probes.append(cpu_probe_ms())
+            if buyers == 1 and plan.paced:
+                rate = cases[-1].rate * PACED_SHARE
+                half = max(1, plan.payments // 2)
+                self.say(f"{prefix}[{client}] (e) 1 buyer paced at {rate:,.0f}/s, {half:,} ...")
+                paced = await self.case(client, 1, half, rate)
+                probes.append(cpu_probe_ms())
+        acked_window = plan.windows[plan.buyer_counts[0]] * plan.buyer_counts[0]
+        raws: list[Raw] = []
+        for window in (0, acked_window):
+            what = "one-way" if not window else f"window {window}"
+            self.say(f"{prefix}[{client}] (a) raw pipe, {what} ...")
+            raws.append(await self.raw(client, window))
+            probes.append(cpu_probe_ms())
+        return ClientRound(client, cases, paced, raws)
+
 
 async def run_all(plan: Plan, root: Path, say: Callable[[str], None]) -> Results:
-    """Start everything; each round: the vendor cases, then the raw pipe; stop everything."""
+    """Start everything; each round, for each client: the vendor cases, then the raw pipe."""
     main_task = asyncio.current_task()
     if main_task is not None:  # SIGTERM cleans up as Ctrl-C does
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     bench = Bench(root, plan, say)
     rounds: list[Round] = []
-    acked_window = plan.windows[plan.buyer_counts[0]] * plan.buyer_counts[0]
     try:
         await bench.start()
         for round_ in range(plan.rounds):
             bench.round = round_
             prefix = f"round {round_ + 1}/{plan.rounds}: " if plan.rounds > 1 else ""
             probes = [cpu_probe_ms()]
-            cases: list[Case] = []
-            for buyers in plan.buyer_counts:
-                say(f"{prefix}(b) {buyers} buyer(s), {plan.payments:,} payments ...")
-                cases.append(await bench.case(buyers))
-                probes.append(cpu_probe_ms())
-            raws: list[Raw] = []
-            for window in (0, acked_window):
-                say(f"{prefix}(a) raw pipe, {'one-way' if not window else f'window {window}'} ...")
-                raws.append(await bench.raw(window))
-                probes.append(cpu_probe_ms())
-            rounds.append(Round(cases, raws, probes))
+            clients = [await bench.client_round(c, prefix, probes) for c in plan.clients]
+            rounds.append(Round(clients, probes))
         return Results(bench.payload_size, rounds)
     finally:
         await bench.close()
@@ -1431,7 +1310,7 @@ async def run_all(plan: Plan, root: Path, say: Callable[[str], None]) -> Results
 def versions() -> dict[str, str]:
     """The software measured."""
     found = {"python": platform.python_version()}
-    for name in ("aiomqtt", "paho-mqtt"):
+    for name in ("mqtt5", "aiomqtt", "paho-mqtt"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
     found["sqlite"] = sqlite3.sqlite_version
@@ -1441,227 +1320,6 @@ def versions() -> dict[str, str]:
         )
         found["mosquitto"] = (done.stdout or done.stderr).splitlines()[0].split()[-1]
     return found
-
-
-def columns(rows: list[tuple[str, list[str]]], indent: int = 4) -> list[str]:
-    """A label column and one right-aligned column per case."""
-    label = max(len(name) for name, _ in rows)
-    width = max(len(cell) for _, cells in rows for cell in cells) + 3
-    return [
-        " " * indent + name.ljust(label) + "".join(cell.rjust(width) for cell in cells)
-        for name, cells in rows
-    ]
-
-
-def spread(values: list[float], fmt: str) -> str:
-    """Per-round values, for the rows that show them."""
-    return " / ".join(format(v, fmt) for v in values)
-
-
-def raw_lines(results: Results) -> list[str]:
-    """(a): each raw mode, medians over the rounds."""
-    lines: list[str] = []
-    first = results.rounds[0]
-    for index, raw in enumerate(first.raw):
-        label = "one-way" if raw.mode == "one-way" else f"cumulative acks, window {raw.window}"
-        rates = [r.raw[index].rate for r in results.rounds]
-        each = f"  (rounds: {spread(rates, ',.0f')})" if len(rates) > 1 else ""
-        lines.append(
-            f"    {label:<27}{raw.messages:>8,} msgs {statistics.median(rates):>8,.0f} msg/s"
-            f"   subscriber {results.raw_median(index, 'subscriber_cpu_us'):5.1f} us/msg CPU"
-            f"   publisher {results.raw_median(index, 'publisher_cpu_us'):4.1f} us/msg"
-            f"   mosquitto {results.raw_median(index, 'mosquitto_cpu_us'):4.1f} us/msg"
-            f"   others {results.raw_median(index, 'foreign_cores'):.2f} cores{each}"
-        )
-    return lines
-
-
-def case_rows(results: Results, cores: int) -> list[tuple[str, list[str]]]:
-    """(b) to (e) and the CPU budget, one column per vendor case, medians over the rounds."""
-    count = len(results.rounds[0].cases)
-    first = results.rounds[0].cases
-    cols = range(count)
-
-    def row(label: str, attribute: str, fmt: str) -> tuple[str, list[str]]:
-        return label, [format(results.median(i, attribute), fmt) for i in cols]
-
-    subscriber = statistics.median(r.ceiling.subscriber_cpu_us for r in results.rounds)
-    rows: list[tuple[str, list[str]]] = [
-        ("buyers", [f"{c.buyers}" for c in first]),
-        (
-            "load processes x buyers each",
-            [f"{c.load_processes} x {math.ceil(c.buyers / c.load_processes)}" for c in first],
-        ),
-        ("window per buyer (in flight)", [f"{c.window} ({c.window * c.buyers})" for c in first]),
-        ("payments per round", [f"{c.payments:,}" for c in first]),
-        row("seconds", "seconds", ".1f"),
-        row("(b) payments/s", "rate", ",.0f"),
-        ("(c) (b) / (a)", [f"{statistics.median(results.ratios(i)):.2f}" for i in cols]),
-        row("(d) vendor CPU us/payment", "vendor_cpu_us", ".1f"),
-        row("    event-loop thread", "vendor_main_us", ".1f"),
-        row("    other threads (SQLite)", "vendor_threads_us", ".1f"),
-        (
-            "    above the raw subscriber",
-            [f"{results.median(i, 'vendor_cpu_us') - subscriber:+.1f}" for i in cols],
-        ),
-        row("    vendor busy (cores)", "vendor_busy", ".2f"),
-        row("(e) latency p50 ms", "latency_p50_ms", ".1f"),
-        row("    p99 ms", "latency_p99_ms", ".1f"),
-        row("    max ms", "latency_max_ms", ".1f"),
-        row("receipts received", "receipts", ",.0f"),
-        row("vendor store transactions", "transactions", ",.0f"),
-        row("    a commit in progress", "store_wait_share", ".0%"),
-        row("    ms per commit (awaited)", "store_wait_ms", ".2f"),
-        row("    messages arrived meanwhile", "queued_per_wait", ".0f"),
-        row("load CPU us/payment", "load_cpu_us", ".1f"),
-        row("mosquitto CPU us/payment", "mosquitto_cpu_us", ".1f"),
-        row("other processes (cores)", "foreign_cores", ".2f"),
-        (
-            f"CPU used / {cores} cores' budget us",
-            [
-                f"{sum(results.median(i, a) for a in CPU_FIGURES):.0f}"
-                f" / {cores * 1e6 / results.median(i, 'rate'):.0f}"
-                for i in cols
-            ],
-        ),
-    ]
-    if len(results.rounds) > 1:
-        rows += [
-            ("(b) each round", [spread([c.rate for c in results.cases(i)], ",.0f") for i in cols]),
-            ("(c) each round", [spread(results.ratios(i), ".2f") for i in cols]),
-            (
-                "(d) each round",
-                [spread([c.vendor_cpu_us for c in results.cases(i)], ".0f") for i in cols],
-            ),
-        ]
-    return rows
-
-
-def check_lines(results: Results) -> list[str]:
-    """What the vendor stored against what the buyers paid, per case over all rounds."""
-    lines: list[str] = []
-    for index in range(len(results.rounds[0].cases)):
-        cases = results.cases(index)
-        ok = all(c.consistent for c in cases)
-        lines.append(
-            f"    {cases[0].buyers} buyer(s): {sum(c.acknowledged for c in cases):,} of"
-            f" {sum(c.payments for c in cases):,} payments verified and acknowledged,"
-            f" {sum(c.rejected for c in cases)} rejected; buyers paid"
-            f" {sum(c.paid for c in cases):,}; vendor store.db total"
-            f" {sum(c.stored_total for c in cases):,} on"
-            f" {sum(c.stored_chains for c in cases)} chain(s); vendor counted"
-            f" {sum(c.vendor_counted for c in cases):,}; broker credited"
-            f" {sum(c.broker_credited for c in cases):,} -> {'ok' if ok else 'FAILED'}"
-        )
-        lines.extend(f"      error: {e}" for c in cases for e in c.errors[:5])
-    return lines
-
-
-def disturbance(results: Results) -> list[str]:
-    """A warning when other processes competed for the CPU during a measurement."""
-    worst = max(
-        [x.foreign_cores for r in results.rounds for x in r.raw]
-        + [c.foreign_cores for r in results.rounds for c in r.cases]
-    )
-    if worst < DISTURBED_CORES:
-        return []
-    return [
-        (
-            f"  WARNING: other processes used up to {worst:.2f} cores during a measurement;"
-            " those figures are disturbed"
-        )
-    ]
-
-
-def report(results: Results, plan: Plan, info: dict[str, str]) -> str:
-    """The figures, for people."""
-    cores = len(os.sched_getaffinity(0))
-    size = results.payload_size
-    rounds = len(results.rounds)
-    probes = [p for r in results.rounds for p in r.probe_ms]
-    lines = [
-        "vendor throughput: verified, durable payments at ONE vendor over a real Mosquitto",
-        "  " + ", ".join(f"{k} {v}" for k, v in info.items()) + f"; {cores} cores"
-        f"{' (vendor pinned alone on one)' if plan.pin else ''}; payment envelope {size} B",
-        (
-            f"  {rounds} round(s), medians shown; CPU-speed probe ({PROBE_HASHES:,} SHA-256)"
-            f" {min(probes):.0f}-{max(probes):.0f} ms during the run (a wide range: noisy host)"
-        ),
-        *disturbance(results),
-        "",
-        (
-            f"(a) raw ceiling: plain {size}-B messages, QoS 1, 1 publisher process -> 1 subscriber"
-            " process reading through MqttLink"
-        ),
-        *raw_lines(results),
-        (
-            f"    ceiling = the faster of the two: {results.ceiling:,.0f} msg/s"
-            + (" (median over the rounds)" if rounds > 1 else "")
-        ),
-        "",
-        "(b) verified + durable payments at one vendor, (c) ratio, (d) vendor CPU, (e) latency",
-        *columns(case_rows(results, cores)),
-        "",
-        "checks:",
-        *check_lines(results),
-    ]
-    count = len(results.rounds[0].cases)
-    worst_ratio = min(statistics.median(results.ratios(i)) for i in range(count))
-    worst_cpu = max(results.median(i, "vendor_cpu_us") for i in range(count))
-    subscriber = statistics.median(r.ceiling.subscriber_cpu_us for r in results.rounds)
-    lines += [
-        "",
-        "targets:",
-        (
-            f"    (b)/(a) >= {TARGET_RATIO}: "
-            f"{'met' if worst_ratio >= TARGET_RATIO else 'MISSED'} (worst {worst_ratio:.2f})"
-        ),
-        (
-            f"    vendor CPU <= {TARGET_CPU_US:.0f} us/payment: "
-            f"{'met' if worst_cpu <= TARGET_CPU_US else 'MISSED'} (worst {worst_cpu:.1f} us;"
-            f" the raw subscriber alone costs {subscriber:.1f} us/msg)"
-        ),
-    ]
-    for round_ in results.rounds:
-        for case in round_.cases:
-            if case.profile:
-                lines += ["", f"vendor profile, {case.buyers} buyer(s):", *case.profile]
-    return "\n".join(lines)
-
-
-def to_json(results: Results, plan: Plan, info: dict[str, str]) -> dict[str, object]:
-    """Everything measured, as JSON-ready data (medians, and every round)."""
-    count = len(results.rounds[0].cases)
-    return {
-        "versions": info,
-        "cores": len(os.sched_getaffinity(0)),
-        "pinned": plan.pin,
-        "payload_size": results.payload_size,
-        "ceiling": round(results.ceiling, 1),
-        "summary": [
-            {
-                "buyers": results.rounds[0].cases[i].buyers,
-                "rate": round(results.median(i, "rate"), 1),
-                "ratio": round(statistics.median(results.ratios(i)), 3),
-                "vendor_cpu_us": round(results.median(i, "vendor_cpu_us"), 2),
-                "latency_p50_ms": round(results.median(i, "latency_p50_ms"), 2),
-                "latency_p99_ms": round(results.median(i, "latency_p99_ms"), 2),
-                "consistent": all(c.consistent for c in results.cases(i)),
-            }
-            for i in range(count)
-        ],
-        "rounds": [
-            {
-                "ceiling": round(r.ceiling.rate, 1),
-                "probe_ms": [round(p, 1) for p in r.probe_ms],
-                "raw": [x.as_dict() for x in r.raw],
-                "cases": [c.as_dict(r.ceiling.rate) for c in r.cases],
-                "profiles": {str(c.buyers): c.profile for c in r.cases if c.profile},
-            }
-            for r in results.rounds
-        ],
-        "targets": {"ratio": TARGET_RATIO, "vendor_cpu_us": TARGET_CPU_US},
-    }
 
 
 def buyer_list(text: str) -> tuple[int, ...]:
@@ -1680,6 +1338,16 @@ def default_window(buyers: int) -> int:
     return DEFAULT_WINDOWS.get(buyers, max(4, DEFAULT_WINDOW_TOTAL // buyers))
 
 
+def client_list(text: str) -> tuple[ClientName, ...]:
+    """``both`` -> every client; else one client's name."""
+    if text == "both":
+        return CLIENTS
+    for name in CLIENTS:
+        if text == name:
+            return (name,)
+    raise argparse.ArgumentTypeError(f"--client is one of {', '.join(CLIENTS)} or both")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse options, run every case, print the figures."""
     parser = argparse.ArgumentParser(
@@ -1689,19 +1357,29 @@ def main(argv: list[str] | None = None) -> int:
         " Exit status 1 if any payment was rejected or the totals disagree.",
     )
     parser.add_argument(
+        "--client",
+        type=client_list,
+        default=CLIENTS,
+        metavar="{" + ",".join(CLIENTS) + ",both}",
+        help="the MQTT client of the vendor and of the raw subscriber (default both, one"
+        " after the other in each round); the load always uses mqtt5",
+    )
+    parser.add_argument(
         "--payments",
         type=int,
         help=f"payments per vendor case, split over its buyers, and messages per raw run"
         f" (default {DEFAULT_PAYMENTS:,}; with --quick {QUICK_PAYMENTS:,}; one-way raw runs"
-        f" send at most {RAW_QUEUE_LIMIT:,})",
+        f" send at most {RAW_QUEUE_LIMIT:,}; the half-peak run half as many)",
     )
-    parser.add_argument("--quick", action="store_true", help="a smoke test of a few seconds")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke test of about a minute (both clients)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
-        default=1,
-        help="repeat everything this many times and report medians (default 1; this host's"
-        " speed drifts, so 3 gives steadier figures)",
+        default=3,
+        help="repeat everything this many times and report medians (default 3: this host's"
+        " speed drifts)",
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(
@@ -1709,6 +1387,12 @@ def main(argv: list[str] | None = None) -> int:
         type=buyer_list,
         default=(1, 16),
         help="the vendor cases, as buyer counts (default 1,16)",
+    )
+    parser.add_argument(
+        "--no-paced",
+        dest="paced",
+        action="store_false",
+        help="skip the run paced at half the 1-buyer peak (the p99 target's)",
     )
     parser.add_argument(
         "--window",
@@ -1741,20 +1425,23 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(args.worker[0], args.worker[1])
 
     payments = args.payments or (QUICK_PAYMENTS if args.quick else DEFAULT_PAYMENTS)
+    rounds = 1 if args.quick and "--rounds" not in (argv or sys.argv) else args.rounds
     if payments < max(args.buyers):
         parser.error("--payments must be at least the number of buyers")
     if args.window is not None and args.window < 1:
         parser.error("--window must be at least 1")
-    if args.rounds < 1:
+    if rounds < 1:
         parser.error("--rounds must be at least 1")
     plan = Plan(
         payments=payments,
-        rounds=args.rounds,
+        rounds=rounds,
+        clients=args.client,
         buyer_counts=args.buyers,
         load_processes=args.load_processes,
         windows={b: args.window or default_window(b) for b in args.buyers},
         pin=args.pin,
         profile=args.profile,
+        paced=args.paced,
     )
 
     def say(text: str) -> None:
@@ -1774,9 +1461,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(root, ignore_errors=True)
     if args.json:
-        print(msgspec.json.encode(to_json(results, plan, info)).decode())
+        print(msgspec.json.encode(to_json(results, info, pinned=plan.pin)).decode())
     else:
-        print(report(results, plan, info))
+        print(report(results, info, pinned=plan.pin))
     return 0 if results.consistent else 1
 
 

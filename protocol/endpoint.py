@@ -47,6 +47,8 @@ from protocol.messages import (
 )
 
 E = TypeVar("E")
+TOPICS_KEPT = 4096
+"""Topics whose split is kept; past that the cache starts again (a flood of odd topics)."""
 Outcome: TypeAlias = list[E | MessageRejected]
 """What one call into a core returns: its events (every role's union has ``MessageRejected``)."""
 
@@ -79,6 +81,7 @@ class Endpoint(Generic[E]):
         self._outbox: list[Outgoing] = []
         self._held: list[HeldReply] = []
         self._pair_keys: dict[str, MacKey] = {}
+        self._topic_parts: dict[str, tuple[str, str, str] | None] = {}  # topics.split, kept
 
     def subscriptions(self) -> list[str]:
         """The MQTT topic filters this endpoint reads: its own inbox."""
@@ -247,13 +250,24 @@ class Endpoint(Generic[E]):
             corr=parsed.header.corr,
         )
 
+    def _split(self, topic: str) -> tuple[str, str, str] | None:
+        """``topics.split``, kept per topic: an inbox sees one topic per peer, many times."""
+        try:
+            return self._topic_parts[topic]
+        except KeyError:
+            parts = topics.split(topic)
+            if len(self._topic_parts) >= TOPICS_KEPT:
+                self._topic_parts.clear()
+            self._topic_parts[topic] = parts
+            return parts
+
     def check_addressing(self, topic: str, parsed: Parsed) -> None:
         """The topic must match the header: inbox topics name recipient and sender.
 
         The MAC covers the topic, so this is what ties the MQTT identity (which ACLs bind to
         the topic) to the envelope's sender. A mismatch is an authentication failure.
         """
-        parts = topics.split(topic)
+        parts = self._split(topic)
         header = parsed.header
         if parts is None:
             raise AuthenticationError

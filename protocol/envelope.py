@@ -34,6 +34,7 @@ PROTOCOL_VERSION: Final = 1
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024
 DEFAULT_MAX_SKEW: Final = 120.0
 REPLAY_WINDOW: Final = 1024
+_WINDOW_MASK: Final = (1 << REPLAY_WINDOW) - 1  # built once, not a 1024-bit int per message
 BROADCAST: Final = "*"
 
 
@@ -80,9 +81,19 @@ class Parsed:
     trailer: bytes
 
 
+_prefixes: dict[str, bytes] = {}
+_PREFIXES_KEPT: Final = 4096  # inbox topics are one per peer; a flood of others is not kept
+
+
 def _topic_prefix(topic: str) -> bytes:
-    raw = topic.encode()
-    return len(raw).to_bytes(2, "big") + raw
+    prefix = _prefixes.get(topic)
+    if prefix is None:
+        raw = topic.encode()
+        prefix = len(raw).to_bytes(2, "big") + raw
+        if len(_prefixes) >= _PREFIXES_KEPT:
+            _prefixes.clear()
+        _prefixes[topic] = prefix
+    return prefix
 
 
 def seal(  # noqa: PLR0913 - one argument per header field
@@ -191,9 +202,7 @@ class ReplayGuard:
         highest, bitmap, _ = state
         if counter > highest:
             shift = counter - highest
-            bitmap = (
-                ((bitmap << shift) | 1) & ((1 << REPLAY_WINDOW) - 1) if shift < REPLAY_WINDOW else 1
-            )
+            bitmap = ((bitmap << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
             self._streams[key] = (counter, bitmap, now)
             return
         offset = highest - counter

@@ -308,41 +308,36 @@ class VendorCore(VendorRedemption):
     def _pay(self, state: VendorChain, payment: Payment, now: float) -> list[VendorEvent]:
         # Paywords up to what the broker already credited are never served again, even
         # when this store (restored from a backup) holds fewer.
-        index, last = payment.index, state.paid
-        if payment.commitment_id != state.verified.id:
+        verified, held, word = state.verified, state.index, payment.payword
+        commitment = verified.commitment
+        index, last = payment.index, max(held, state.redeemed)  # ``state.paid``
+        if payment.commitment_id != verified.id:
             raise PaymentError("payment names another commitment than its envelope")
-        if index == state.index and payment.payword == state.word:
-            self._queue_receipt(state, now)
+        if index == held and word == state.word:
+            self._receipts[verified.id] = (state, now)  # ``_queue_receipt``, inlined
             return []
         if index <= last:
             raise PaymentError(f"index {index} not above the last accepted {last}")
-        if index > state.verified.commitment.length:
-            raise PaymentError(
-                f"index {index} beyond chain length {state.verified.commitment.length}"
-            )
+        if index > commitment.length:
+            raise PaymentError(f"index {index} beyond chain length {commitment.length}")
         if index - last > self.terms.max_jump:
             raise PaymentError(f"jump of {index - last} exceeds the maximum {self.terms.max_jump}")
         if state.buyer_serial in self.revoked:
             raise PaymentError("buyer certificate revoked")
-        if int(now * 1000) > state.verified.commitment.not_after:
+        if int(now * 1000) > commitment.not_after:
             raise PaymentError("commitment expired")
-        if not chain.extends(payment.payword, index, state.word, state.index):
-            raise PaymentError(f"payword {index} does not hash to payword {state.index}")
+        if not chain.extends(word, index, state.word, held):
+            raise PaymentError(f"payword {index} does not hash to payword {held}")
         units = index - last
-        unit_value = state.verified.commitment.unit_value
-        if payment.item:
-            check_item(self._prices, payment.item, units, unit_value)
-        state.index, state.word = index, payment.payword
-        self._queue_receipt(state, now)
+        unit_value = commitment.unit_value
+        item = payment.item
+        if item:
+            check_item(self._prices, item, units, unit_value)
+        state.index, state.word = index, word
+        self._receipts[verified.id] = (state, now)
         return [
             PaymentAccepted(
-                state.verified.id,
-                state.buyer,
-                index,
-                payment.payword,
-                units,
-                amount_for(units, unit_value),
-                payment.item,
+                verified.id, state.buyer, index, word, units, amount_for(units, unit_value), item
             )
         ]
 

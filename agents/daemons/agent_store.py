@@ -154,7 +154,14 @@ class AgentStore:
         heads: list[HeadRow] = []
         contradictions: list[ContradictionRow] = []
         for event in events:
-            match event:
+            match event:  # the hot events first: one class check for most of a batch
+                case PaymentAccepted():
+                    _, _, amount = paid.get(event.commitment_id, (0, b"", 0))
+                    paid[event.commitment_id] = (event.index, event.payword, amount + event.amount)
+                    if event.item:
+                        served.append((event.commitment_id, event.index, event.item, event.amount))
+                case PaywordSpent():
+                    spent[event.commitment_id] = max(spent.get(event.commitment_id, 0), event.index)
                 case CertificateReceived():
                     meta.append(("certificate", event.certificate))
                 case ChannelOpened():
@@ -167,15 +174,8 @@ class AgentStore:
                             event.length,
                         )
                     )
-                case PaywordSpent():
-                    spent[event.commitment_id] = max(spent.get(event.commitment_id, 0), event.index)
                 case CommitmentAccepted():
                     chains.append((event.commitment_id, event.buyer, event.commitment, event.root))
-                case PaymentAccepted():
-                    _, _, amount = paid.get(event.commitment_id, (0, b"", 0))
-                    paid[event.commitment_id] = (event.index, event.payword, amount + event.amount)
-                    if event.item:
-                        served.append((event.commitment_id, event.index, event.item, event.amount))
                 case RedemptionConfirmed():
                     redeemed[event.commitment_id] = event.index
                 case LedgerHeadWitnessed() | HeadReceived():

@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import socket
+import struct
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -49,6 +50,11 @@ PAUSE_AT: Final = 4 * RECEIVE_MAXIMUM
 """Messages waiting to be read past which the socket stops being read (QoS 0 floods)."""
 
 _QOS1: Final = mqtt5.QoS.AT_LEAST_ONCE
+_QOS2: Final = mqtt5.QoS.EXACTLY_ONCE
+_PUBACK: Final = struct.Struct(">BBH")
+"""A PUBACK with success and no properties: type 4, remaining length 2, the packet id.
+
+What ``mqtt5.PubAckPacket(packet_id).write()`` gives, without building the object."""
 _PUBACK_FAILURE: Final = 0x80
 
 
@@ -82,8 +88,10 @@ class _Wire(asyncio.Protocol):
         self.generation = generation
         self.transport: asyncio.Transport | None = None
         self.rest = b""
-        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.loop = asyncio.get_running_loop()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
         self.paused = False
+        self.queued: list[bytes] = []  # written at the end of this turn of the event loop
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # noqa: S101 - asyncio's contract
@@ -99,13 +107,19 @@ class _Wire(asyncio.Protocol):
         buffer = self.rest + data if self.rest else data
         view = memoryview(buffer)
         offset, size = 0, len(buffer)
-        on_packet = self.link._on_packet  # noqa: SLF001 - the link's own wire
+        link = self.link
+        link._last_read = time.monotonic()  # noqa: SLF001 - the link's own wire
+        on_packet, on_publish = link._on_packet, link._on_publish  # noqa: SLF001
+        read, publish = mqtt5.read, mqtt5.PublishPacket
         try:
             while offset < size:
-                packet, used = mqtt5.read(view[offset:])
-                if not on_packet(packet):  # beyond our Receive Maximum: read it later
-                    self.pause()
-                    break
+                packet, used = read(view[offset:])
+                if type(packet) is publish:  # most packets: straight to the inbox
+                    if not on_publish(packet):  # beyond our Receive Maximum: read it later
+                        self.pause()
+                        break
+                else:
+                    on_packet(packet)
                 offset += used
         except IndexError:  # a partial packet: keep it for the next read
             if size - offset > MAX_PACKET_SIZE + 5:
@@ -124,6 +138,21 @@ class _Wire(asyncio.Protocol):
         self.link._on_lost(self, exc)  # noqa: SLF001
 
     def write(self, data: bytes) -> None:
+        """Queue bytes; everything queued in one turn of the event loop leaves in one send.
+
+        A vendor's PUBACKs and receipts, or a load generator's payments, would otherwise
+        cost one ``send`` each, on our side and on the server's reading side.
+        """
+        if not self.queued:
+            self.loop.call_soon(self.flush)
+        self.queued.append(data)
+
+    def flush(self) -> None:
+        """Write what is queued now (``call_soon`` does it at the end of the turn)."""
+        if not self.queued:
+            return
+        data = b"".join(self.queued) if len(self.queued) > 1 else self.queued[0]
+        self.queued.clear()
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
             self.link._last_write = time.monotonic()  # noqa: SLF001
@@ -269,6 +298,7 @@ class Mqtt5Link:
         if wire.transport is not None and not wire.transport.is_closing():
             self._flush_pubacks(wire)
             wire.write(mqtt5.DisconnectPacket().write())
+            wire.flush()
             wire.transport.close()
         self._drop(wire)
         with contextlib.suppress(TimeoutError):
@@ -301,7 +331,6 @@ class Mqtt5Link:
 
     def _on_packet(self, packet: mqtt5.Packet) -> bool:
         """Act on one packet; False leaves it unread (a publish beyond our Receive Maximum)."""
-        self._last_read = time.monotonic()
         match packet:
             case mqtt5.PublishPacket():
                 return self._on_publish(packet)
@@ -344,8 +373,9 @@ class Mqtt5Link:
         )
 
     def _on_publish(self, packet: mqtt5.PublishPacket) -> bool:
-        packet_id = (packet.packet_id or 0) if packet.qos == _QOS1 else 0
-        if packet.qos == mqtt5.QoS.EXACTLY_ONCE:
+        qos = packet.qos
+        packet_id = (packet.packet_id or 0) if qos == _QOS1 else 0
+        if qos == _QOS2:
             self._fail_current(LinkError("the server sent QoS 2, which we never asked for"))
             return True
         if packet_id:
@@ -434,7 +464,7 @@ class Mqtt5Link:
             topic, payload, packet_id = inbox.popleft()
             if packet_id:
                 if acknowledge:
-                    self._pubacks.append(mqtt5.PubAckPacket(packet_id).write())
+                    self._pubacks.append(_PUBACK.pack(0x40, 2, packet_id))
                 else:
                     delivered.append(packet_id)
             yield topic, payload
@@ -459,7 +489,8 @@ class Mqtt5Link:
         wire = self._wire
         if not packet_ids or generation != self._generation or wire is None:
             return
-        wire.write(b"".join(mqtt5.PubAckPacket(i).write() for i in packet_ids))
+        puback = _PUBACK.pack
+        wire.write(b"".join([puback(0x40, 2, i) for i in packet_ids]))
         self.unacknowledged = max(self.unacknowledged - len(packet_ids), 0)
         self._resume()
 
@@ -519,5 +550,6 @@ class Mqtt5Link:
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the server's PUBACK (across reconnects)."""
         self._connected()
-        await self.room()
+        if not self.has_room():
+            await self.room()
         await self.publish_nowait(topic, payload, retain=retain)
