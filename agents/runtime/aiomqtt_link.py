@@ -154,3 +154,16 @@ class AiomqttLink:
             await self.client.publish(topic, payload, qos=1, retain=retain)
         except aiomqtt.MqttError as error:
             raise LinkError(str(error)) from error
+
+    def has_room(self) -> bool:
+        """Always: paho keeps its own queue of publishes beyond the server's window."""
+        return True
+
+    async def room(self) -> None:
+        """Nothing to wait for (see ``has_room``)."""
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """``publish`` in a task: aiomqtt has no publish that does not wait."""
+        return asyncio.ensure_future(self.publish(topic, payload, retain=retain))

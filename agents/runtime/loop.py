@@ -1,19 +1,21 @@
 """The thin asyncio shell around a protocol core: pump messages, re-arm timers, persist, publish.
 
-Ordering is the whole point. Whatever a core returns for a batch of messages is persisted
-(``persist``) *before* anything the core queued in that batch is published, so no receipt,
-acknowledgement or payword leaves the process ahead of its durable record. Messages are
-read in batches (everything already received, up to ``batch``), so one transaction covers
-many payments. A batch's output is taken from the core when the batch ends and handed,
-with its events, to a committer task: the reader goes on with the next batch while the
-previous one is being made durable, and the committer releases each batch's messages to
-the publisher only after its transaction. Publishing never happens in the receive loop.
+Ordering is the whole point. Whatever a core returns is persisted (``persist``) *before*
+anything the core queued up to then is published, so no receipt, acknowledgement or
+payword leaves the process ahead of its durable record. This is a group commit: the
+reader, the timers and the commands stage events under one lock; the committer task,
+whenever it is free, takes everything staged together with the core's output at that
+instant (``data_to_send``, ``held_replies``), persists the events in one transaction, and
+only then releases that output to the publisher. Under load, one transaction and one
+receipt per chain cover every payment that arrived while the previous commit ran; when
+idle, a payment is committed alone at once. Publishing never happens in the receive loop.
 
-Received messages are acknowledged the same way: the committer sends a batch's PUBACKs
-only after its transaction, so a crash before the commit leaves them unacknowledged and
-Mosquitto redelivers them (at-least-once end to end; the cores' handlers are idempotent).
-Since the server may not send more unacknowledged messages than our Receive Maximum, a
-committer that falls behind stops the flow at Mosquitto instead of growing a queue here.
+Received messages are acknowledged the same way: the committer sends their PUBACKs only
+after the transaction that covers them, so a crash before the commit leaves them
+unacknowledged and Mosquitto redelivers them (at-least-once end to end; the cores'
+handlers are idempotent). Since the client holds no more unacknowledged messages than its
+Receive Maximum, a committer that falls behind stops the flow at Mosquitto instead of
+growing a queue here.
 """
 
 from __future__ import annotations
@@ -24,15 +26,13 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from agents.runtime.mqtt import AckToken, LinkError, MqttLink
 from agents.runtime.supervision import first_failure
 from protocol.core import Core
 from protocol.events import (
     HeadReceived,
-    HeldReply,
     LedgerHeadWitnessed,
     MessageRejected,
     Outgoing,
@@ -46,24 +46,21 @@ T = TypeVar("T")
 E = TypeVar("E")
 
 MAX_IN_FLIGHT = 256
+MAX_STAGED = 8192
+"""Staged events past which the reader waits for the committer (with aiomqtt, which does
+not bound what it holds; the mqtt5 client's Receive Maximum bounds it first)."""
 RECONNECT_MIN, RECONNECT_MAX = 0.5, 30.0
 REARM_INTERVAL = 0.25
 """How often activity may make the timer task ask the core again (s)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Staged(Generic[E]):
-    """One batch between the reader and the committer: what to persist, then publish."""
-
-    events: list[E]
-    outgoing: list[Outgoing]
-    held: list[HeldReply]
-    acks: AckToken | None = None  # the received messages to acknowledge once durable
-
-
 Persist = Callable[[list[E]], Awaitable[None]]
 """Make a batch's events durable; the loop publishes the batch's output only after it returns."""
 Clock = Callable[[], float]
+
+
+_LOGGED: Final = (MessageRejected, PeerError, LedgerHeadWitnessed, HeadReceived, StateBehind)
+"""The events ``log_event`` has a line for."""
 
 
 def log_event(event: object) -> None:
@@ -154,13 +151,18 @@ class AgentLoop(Generic[E]):
         self.rejected = 0
         self.rejections: Counter[str] = Counter()  # by error code, for status and tests
         self.sent: Counter[str] = Counter()  # published, by topic, for the metrics
+        self.commits = 0  # transactions the committer has run, for the metrics
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
-        self._commits: asyncio.Queue[_Staged[E]] = asyncio.Queue(64)
+        self._staged_events: list[E] = []
+        self._staged_acks: list[AckToken] = []
+        self._staged = 0  # stagings so far
+        self._covered = 0  # stagings the last completed commit covered
+        self._wake = asyncio.Event()  # something is staged
+        self._committed = asyncio.Event()  # a commit completed
         self._timer_moved = asyncio.Event()  # the core may have armed an earlier timer
         self._committer: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
-        self._publishing: set[asyncio.Task[None]] = set()
 
     # --- driving the core from outside (commands, shutdown) ------------------------------------
 
@@ -171,7 +173,7 @@ class AgentLoop(Generic[E]):
         """
         async with self._lock:
             action(self.clock())
-            await self._persist_and_queue([])
+            self._stage([])
 
     async def record(self, action: Callable[[float], E]) -> E:
         """Run a core method that returns an event (``pay``, ``open_channel``).
@@ -180,26 +182,27 @@ class AgentLoop(Generic[E]):
         """
         async with self._lock:
             event = action(self.clock())
-            await self._persist_and_queue([event])
+            self._stage([event])
+        await self._keep_up()
         return event
 
     async def act_async(self, action: Callable[[], Awaitable[T]]) -> T:
         """Like ``act`` for an action that does its own persisting (operator commands)."""
         async with self._lock:
             result = await action()
-            await self._persist_and_queue([])
+            self._stage([])
         return result
 
     async def flush(self) -> None:
         """Queue whatever the core has to send (after persisting nothing new)."""
         async with self._lock:
-            await self._persist_and_queue([])
+            self._stage([])
 
     async def drain(self, within: float = 10.0) -> bool:
         """Wait until everything staged is durable and acknowledged; False after ``within`` s."""
         try:
             async with asyncio.timeout(within):
-                await self._commits.join()
+                await self._commit_covers(self._staged)
                 await self._outbox.join()
         except TimeoutError:
             return False
@@ -218,14 +221,35 @@ class AgentLoop(Generic[E]):
         except TimeoutError:
             return False
 
-    async def _persist_and_queue(self, events: list[E], acks: AckToken | None = None) -> None:
-        """Close a batch: take the core's output now, hand both to the committer."""
+    def _stage(self, events: list[E], acks: AckToken | None = None) -> None:
+        """Hand events (and the messages they came from) to the committer; under the lock.
+
+        The committer takes the core's output when it takes these events, so whatever the
+        core queued up to now is published only after they are durable.
+        """
         committer = self._ensure_committer()
         if committer.done():
             committer.result()  # a store that failed stops the agent, loudly
         self._timer_moved.set()
-        staged = _Staged(events, self.core.data_to_send(), self.core.held_replies(), acks)
-        await self._commits.put(staged)
+        self._staged_events.extend(events)
+        if acks is not None and acks[1]:
+            self._staged_acks.append(acks)
+        self._staged += 1
+        self._wake.set()
+
+    async def _keep_up(self) -> None:
+        """Wait (outside the lock) while the committer is far behind."""
+        while len(self._staged_events) >= MAX_STAGED:
+            await self._commit_covers(self._staged)
+
+    async def _commit_covers(self, staging: int) -> None:
+        """Wait until a completed commit covers the ``staging``-th staging."""
+        while self._covered < staging:
+            self._committed.clear()
+            await self._committed.wait()
+            committer = self._committer
+            if committer is None or committer.done():
+                return  # nothing will commit any more; ``run`` reports why
 
     def _ensure_committer(self) -> asyncio.Task[None]:
         if self._committer is None:
@@ -233,26 +257,33 @@ class AgentLoop(Generic[E]):
         return self._committer
 
     async def _commit_loop(self) -> None:
-        """Persist every batch staged so far in one transaction, then release their output."""
+        """Take everything staged and the core's output, persist, then acknowledge and publish."""
         while True:
-            batches = [await self._commits.get()]
-            while not self._commits.empty():
-                batches.append(self._commits.get_nowait())
-            try:
-                await self.persist([event for batch in batches for event in batch.events])
-            except BaseException:
-                for _ in batches:
-                    self._commits.task_done()
-                raise
+            await self._wake.wait()
+            async with self._lock:
+                self._wake.clear()
+                events, self._staged_events = self._staged_events, []
+                acks, self._staged_acks = self._staged_acks, []
+                outgoing = self.core.data_to_send()
+                held = self.core.held_replies()
+                staging = self._staged
+            if events:
+                try:
+                    await self.persist(events)
+                except BaseException:
+                    self._committed.set()  # waiters find the committer gone
+                    raise
+                self.commits += 1
+            self._covered = staging
+            for token in acks:
+                self.link.acknowledge(token)
             head = self.head() if self.head is not None else None
             now = self.clock()
-            for batch in batches:
-                if batch.acks is not None:
-                    self.link.acknowledge(batch.acks)
-                outgoing = [*batch.outgoing, *(reply.sealed(head, now) for reply in batch.held)]
-                for out in outgoing:
-                    self._outbox.put_nowait(out)
-                self._commits.task_done()
+            for out in outgoing:
+                self._outbox.put_nowait(out)
+            for reply in held:
+                self._outbox.put_nowait(reply.sealed(head, now))
+            self._committed.set()
 
     # --- the connection ----------------------------------------------------------------------
 
@@ -316,25 +347,41 @@ class AgentLoop(Generic[E]):
                 task.cancel()
 
     async def _read(self) -> None:
+        """Feed received messages to the core; stage each batch with its acknowledgements.
+
+        The lock is held across a batch, not per message: a batch ends when nothing more
+        is waiting (or at ``batch`` messages), before the link's iterator would wait.
+        """
         events: list[E] = []
         count = 0
-        link = self.link
-        async for topic, payload in link.messages(acknowledge=False):
-            self.received += 1
-            async with self._lock:
-                now = self.clock()
-                for event in self.core.receive(topic, payload, now):
-                    if isinstance(event, MessageRejected):
-                        self.rejected += 1
-                        self.rejections[event.error.code] += 1
-                    log_event(event)
-                    if self.react is not None:
-                        self.react(event, now)  # may queue more output into this same batch
+        link, core, lock, clock, react = self.link, self.core, self._lock, self.clock, self.react
+        holding = False
+        try:
+            async for topic, payload in link.messages(acknowledge=False):
+                if not holding:
+                    await lock.acquire()
+                    holding = True
+                self.received += 1
+                now = clock()
+                for event in core.receive(topic, payload, now):
+                    if isinstance(event, _LOGGED):  # one class check for a payment's events
+                        if isinstance(event, MessageRejected):
+                            self.rejected += 1
+                            self.rejections[event.error.code] += 1
+                        log_event(event)
+                    if react is not None:
+                        react(event, now)  # may queue more output into this same batch
                     events.append(event)
                 count += 1
                 if count >= self.batch or link.pending() == 0:
-                    await self._persist_and_queue(events, link.delivered())
+                    self._stage(events, link.delivered())
                     events, count = [], 0
+                    lock.release()
+                    holding = False
+                    await self._keep_up()
+        finally:
+            if holding:
+                lock.release()
 
     async def _timers(self) -> None:
         """Sleep until the core's timer is due; re-armed from ``get_timer`` after activity.
@@ -348,7 +395,7 @@ class AgentLoop(Generic[E]):
             due = self.core.get_timer()
             if due is not None and due <= now:
                 async with self._lock:
-                    await self._persist_and_queue(list(self.core.handle_timer(self.clock())))
+                    self._stage(list(self.core.handle_timer(self.clock())))
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(None if due is None else due - now):
@@ -356,21 +403,36 @@ class AgentLoop(Generic[E]):
                     await asyncio.sleep(REARM_INTERVAL)
 
     async def _publish(self) -> None:
+        """Publish what the committer released, many in flight, without a task per message."""
+        link = self.link
         while True:
             out = await self._outbox.get()
             await self._in_flight.acquire()
-            task = asyncio.create_task(self._publish_one(out))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
+            try:
+                if not link.has_room():
+                    await link.room()
+                done = link.publish_nowait(out.topic, out.payload, retain=out.retain)
+            except LinkError as error:
+                self._published_one(out, error)
+                continue
+            except BaseException:
+                self._in_flight.release()
+                self._outbox.task_done()
+                raise
+            done.add_done_callback(lambda future, out=out: self._after_publish(out, future))  # type: ignore[misc]
 
-    async def _publish_one(self, out: Outgoing) -> None:
-        try:
-            await self.link.publish(out.topic, out.payload, retain=out.retain)
+    def _after_publish(self, out: Outgoing, future: asyncio.Future[None]) -> None:
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled():
+            error = LinkError("cancelled")
+        self._published_one(out, error)
+
+    def _published_one(self, out: Outgoing, error: BaseException | None) -> None:
+        if error is None:
             self.sent[out.topic] += 1
-        except LinkError as error:
+        else:
             # The core retransmits whatever matters (commits, payments, redemptions) from
             # its own timers; a lost receipt is re-sent when the duplicate payment arrives.
             log.warning("publish to %s failed: %s", out.topic, error)
-        finally:
-            self._in_flight.release()
-            self._outbox.task_done()
+        self._in_flight.release()
+        self._outbox.task_done()

@@ -9,6 +9,7 @@ A future client (aiomqtt 3, built on the same codec) goes in behind the same pro
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Protocol, Self
@@ -78,6 +79,17 @@ class MqttLink(Protocol):
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the server's acknowledgement."""
+
+    def has_room(self) -> bool:
+        """Whether ``publish_nowait`` may be called now (the server's window has room)."""
+
+    async def room(self) -> None:
+        """Wait until ``has_room``."""
+
+    def publish_nowait(
+        self, topic: str, payload: bytes, *, retain: bool = False
+    ) -> asyncio.Future[None]:
+        """Start a QoS 1 publish; the future completes at the server's acknowledgement."""
 
 
 def open_link(settings: MqttSettings) -> MqttLink:
