@@ -214,8 +214,8 @@ class CostWorld:
 
 def clear_verification_caches() -> None:
     """Forget every verified certificate, commitment and parsed public key in this process."""
-    credentials._verified_certificate.cache_clear()  # noqa: SLF001 - the cache under test
-    credentials._verified_commitment.cache_clear()  # noqa: SLF001
+    credentials.CERTIFICATES.clear()
+    credentials.COMMITMENTS.clear()
     crypto._ed25519_key.cache_clear()  # noqa: SLF001
 
 

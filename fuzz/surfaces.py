@@ -168,8 +168,8 @@ def encode(value: object) -> bytes:
 def cache_sizes() -> str:
     """How full the process-wide caches of verified certificates and commitments are."""
     sizes = [
-        f"{cache.cache_info().currsize:,}/{cache.cache_info().maxsize:,}"
-        for cache in (credentials._verified_certificate, credentials._verified_commitment)
+        f"{len(cache):,}/{cache.maxsize:,}"
+        for cache in (credentials.CERTIFICATES, credentials.COMMITMENTS)
     ]
     return " ".join(sizes)
 

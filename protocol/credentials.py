@@ -2,13 +2,18 @@
 
 Both travel as ``Signed`` bytes. Verification results are cached by the exact bytes (a
 valid signature over given bytes stays valid), so a vendor pays the two Ed25519 checks of a
-commitment once, not per message; validity windows are still checked at every use.
+commitment once, not per message, and the broker checks a buyer's certificate once, not
+for every chain the buyer opens. Only the signature is cached: the issuer, the validity
+window, the role and revocation are checked at every use.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from typing import Generic, NamedTuple, TypeVar
 
 from protocol.codec import decode_certificate, decode_commitment, decode_signed, encode
 from protocol.crypto import (
@@ -22,6 +27,8 @@ from protocol.crypto import (
 )
 from protocol.errors import AuthenticationError, CertificateError, CommitmentError
 from protocol.messages import Certificate, Commitment, Role, Signed
+
+T = TypeVar("T")
 
 
 def sign_object(signer: Identity, tag: bytes, body: bytes) -> bytes:
@@ -49,14 +56,62 @@ class VerifiedCommitment:
     signed: bytes
 
 
-@lru_cache(maxsize=65536)
-def _verified_certificate(signed_bytes: bytes, broker_sign_key: bytes) -> Certificate:
+class VerifiedCache(Generic[T]):
+    """What signed bytes decoded to, once their signatures checked out: a bounded LRU.
+
+    Keyed by the exact ``Signed`` bytes and the key that vouches for them (the broker's),
+    so other bytes, even a re-encoding of the same object, are checked afresh. Bytes that
+    fail are not remembered: a forgery costs its check every time it is presented.
+    ``checks`` counts the verifications run, ``hits`` those the cache saved.
+    """
+
+    def __init__(self, verify: Callable[[bytes, bytes], T], maxsize: int) -> None:
+        self._verify = verify
+        self.maxsize = maxsize
+        self._entries: OrderedDict[tuple[bytes, bytes], T] = OrderedDict()
+        self._lock = threading.Lock()  # the caches are per process; cores may be per thread
+        self.checks = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, signed_bytes: bytes, broker_sign_key: bytes) -> T:
+        """The verified value; raises what ``verify`` raises for bytes that do not check."""
+        key = (signed_bytes, broker_sign_key)
+        entries = self._entries
+        with self._lock:
+            value = entries.get(key)
+            if value is not None:
+                entries.move_to_end(key)
+                self.hits += 1
+                return value
+            self.checks += 1
+        value = self._verify(signed_bytes, broker_sign_key)  # outside the lock: it is slow
+        with self._lock:
+            entries[key] = value
+            if len(entries) > self.maxsize:
+                entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        """Forget everything (and reset the counters)."""
+        with self._lock:
+            self._entries.clear()
+            self.checks = self.hits = 0
+
+
+def _check_certificate(signed_bytes: bytes, broker_sign_key: bytes) -> Certificate:
     signed = decode_signed(signed_bytes)
     try:
         verify_signature(broker_sign_key, TAG_CERTIFICATE, signed.body, signed.signature)
     except AuthenticationError as exc:
         raise CertificateError("certificate not signed by this broker") from exc
     return decode_certificate(signed.body)
+
+
+CERTIFICATES: VerifiedCache[Certificate] = VerifiedCache(_check_certificate, 65536)
+"""Certificates whose broker signature checked out (a buyer's, for all of its chains)."""
 
 
 def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
@@ -68,7 +123,23 @@ def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
     revoked: frozenset[int] | set[int] = frozenset(),
 ) -> Certificate:
     """A certificate signed by our broker, valid at ``now``, of ``role``, not revoked."""
-    certificate = _verified_certificate(signed_bytes, broker_sign_key)
+    certificate = CERTIFICATES.get(signed_bytes, broker_sign_key)
+    check_certificate_use(certificate, broker_id, now, role, revoked)
+    return certificate
+
+
+def check_certificate_use(
+    certificate: Certificate,
+    broker_id: str,
+    now: float,
+    role: Role | None = None,
+    revoked: frozenset[int] | set[int] = frozenset(),
+) -> None:
+    """What a verified signature does not settle: issuer, validity, role, revocation.
+
+    Checked at every use, cached signature or not: a revoked certificate is refused
+    whether or not its signature was checked before.
+    """
     now_ms = int(now * 1000)
     if certificate.issuer != broker_id:
         raise CertificateError(f"issued by {certificate.issuer!r}, not {broker_id!r}")
@@ -78,7 +149,6 @@ def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
         raise CertificateError(f"certificate is for a {certificate.role}, not a {role}")
     if certificate.serial in revoked:
         raise CertificateError(f"certificate {certificate.serial} is revoked")
-    return certificate
 
 
 def sign_commitment(buyer: Identity, commitment: Commitment) -> tuple[bytes, bytes]:
@@ -87,18 +157,25 @@ def sign_commitment(buyer: Identity, commitment: Commitment) -> tuple[bytes, byt
     return sign_object(buyer, TAG_COMMITMENT, body), commitment_id(body)
 
 
-@lru_cache(maxsize=65536)
-def _verified_commitment(
-    signed_bytes: bytes, broker_sign_key: bytes
-) -> tuple[bytes, Commitment, bytes]:
+class _SignedCommitment(NamedTuple):  # a tuple: the collector stops tracking it
+    id: bytes
+    commitment: Commitment
+    certificate: Certificate
+
+
+def _check_commitment(signed_bytes: bytes, broker_sign_key: bytes) -> _SignedCommitment:
     signed = decode_signed(signed_bytes)
     commitment = decode_commitment(signed.body)
-    certificate = _verified_certificate(commitment.buyer_certificate, broker_sign_key)
+    certificate = CERTIFICATES.get(commitment.buyer_certificate, broker_sign_key)
     try:
         verify_signature(certificate.sign_key, TAG_COMMITMENT, signed.body, signed.signature)
     except AuthenticationError as exc:
         raise CommitmentError("commitment not signed by the certified buyer") from exc
-    return commitment_id(signed.body), commitment, commitment.buyer_certificate
+    return _SignedCommitment(commitment_id(signed.body), commitment, certificate)
+
+
+COMMITMENTS: VerifiedCache[_SignedCommitment] = VerifiedCache(_check_commitment, 65536)
+"""Commitments whose buyer and broker signatures both checked out."""
 
 
 def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
@@ -115,16 +192,12 @@ def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
     commitment itself must be valid at ``now`` (``None``: skip the expiry check, for
     restoring stored chains).
     """
-    cid, commitment, certificate_bytes = _verified_commitment(signed_bytes, broker_sign_key)
+    checked = COMMITMENTS.get(signed_bytes, broker_sign_key)
+    commitment, certificate = checked.commitment, checked.certificate
     if commitment.vendor != vendor:
         raise CommitmentError(f"commitment is for vendor {commitment.vendor!r}, not {vendor!r}")
-    certificate = verify_certificate(
-        certificate_bytes,
-        broker_sign_key,
-        broker_id,
-        commitment.issued_at / 1000,
-        role="buyer",
-        revoked=revoked,
+    check_certificate_use(
+        certificate, broker_id, commitment.issued_at / 1000, role="buyer", revoked=revoked
     )
     if now is not None and int(now * 1000) > commitment.not_after:
         raise CommitmentError(f"commitment expired at {commitment.not_after}")
@@ -132,7 +205,7 @@ def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
         raise CommitmentError("commitment outlives the buyer's certificate")
     if commitment.currency != certificate.currency:
         raise CommitmentError("commitment currency differs from the certificate's")
-    return VerifiedCommitment(cid, commitment, certificate, signed_bytes)
+    return VerifiedCommitment(checked.id, commitment, certificate, signed_bytes)
 
 
 def enroll_proof_data(account: str, broker: str, sign_key: bytes, agree_key: bytes) -> bytes:

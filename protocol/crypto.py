@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import CryptoError
 
 from protocol.errors import AuthenticationError, LocalProtocolError
 
@@ -104,12 +106,45 @@ def _ed25519_key(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
-def verify_signature(sign_key: bytes, tag: bytes, data: bytes, signature: bytes) -> None:
-    """Check an Ed25519 signature over ``tag || data``; raise the opaque error if it fails."""
+def openssl_verifies(sign_key: bytes, message: bytes, signature: bytes) -> bool:
+    """OpenSSL's verdict on an Ed25519 signature (through ``cryptography``): the reference."""
     try:
-        _ed25519_key(sign_key).verify(signature, tag + data)
-    except (InvalidSignature, ValueError) as exc:
-        raise AuthenticationError from exc
+        _ed25519_key(sign_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def libsodium_verifies(sign_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether libsodium (PyNaCl) accepts it: twice as fast as OpenSSL, and a little stricter.
+
+    It also refuses what RFC 8032 and OpenSSL accept: keys and ``R`` of small order, keys
+    not canonically encoded. Honest signers never produce those, so ``True`` here means
+    OpenSSL says ``True`` too; ``False`` alone settles nothing.
+    """
+    if len(sign_key) != KEY_SIZE or len(signature) != SIGNATURE_SIZE:
+        return False  # libsodium would read past a short key, or shift the message
+    try:
+        crypto_sign_open(signature + message, sign_key)
+    except CryptoError:
+        return False
+    return True
+
+
+def verify_signature(sign_key: bytes, tag: bytes, data: bytes, signature: bytes) -> None:
+    """Check an Ed25519 signature over ``tag || data``; raise the opaque error if it fails.
+
+    The one Ed25519 check of the protocol. The verdict is OpenSSL's, as it always was:
+    libsodium answers first (~55 µs instead of ~105 µs) and OpenSSL is asked only about
+    what libsodium refused, so a signature it alone is stricter about (a buyer can make
+    one with ``R`` the identity point) is judged as before, by every party alike. A
+    forged signature costs both checks.
+    """
+    message = tag + data
+    if libsodium_verifies(sign_key, message, signature):
+        return
+    if not openssl_verifies(sign_key, message, signature):
+        raise AuthenticationError
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:

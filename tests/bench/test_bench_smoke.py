@@ -12,12 +12,15 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-@pytest.mark.parametrize("script", ["protocol_costs.py", "ledger_append.py", "ledger_audit.py"])
+@pytest.mark.parametrize(
+    "script",
+    ["protocol_costs.py", "ledger_append.py", "ledger_audit.py", "broker_commitments.py"],
+)
 def test_benchmark_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
     arguments = [sys.executable, str(BENCH / script), "--quick", "--json"]
     if script == "ledger_audit.py":
         arguments += ["--cache-dir", str(tmp_path)]
-    if script == "ledger_append.py":
+    if script in ("ledger_append.py", "broker_commitments.py"):
         arguments += ["--dir", str(tmp_path)]
     done = subprocess.run(  # noqa: S603 - our own scripts
         arguments, capture_output=True, text=True, timeout=300, check=False
