@@ -119,6 +119,7 @@ from agents.ops.mosquitto import (
 from agents.runtime.loop import AgentLoop
 from agents.runtime.mqtt import CLIENTS, ClientName, MqttSettings, open_link
 from agents.runtime.mqtt5_link import Mqtt5Link
+from agents.runtime.mqtt_link import RECEIVE_MAXIMUM
 from protocol import topics
 from protocol.buyer import BuyerCore
 from protocol.crypto import Identity
@@ -145,8 +146,9 @@ STALL_TIMEOUT: Final = 30.0  # no receipt (or raw message) for this long: give u
 RAW_QUEUE_LIMIT: Final = 90_000  # under mosquitto.conf's max_queued_messages (100,000)
 DEFAULT_PAYMENTS: Final = 100_000
 QUICK_PAYMENTS: Final = 3_000
-DEFAULT_WINDOWS: Final = {1: 128, 16: 16}  # payments in flight per buyer, by buyer count
-DEFAULT_WINDOW_TOTAL: Final = 256  # other buyer counts: this many in flight in all
+DEFAULT_WINDOW_TOTAL: Final = RECEIVE_MAXIMUM
+"""Payments in flight beyond the last receipt, over all buyers: the vendor's Receive Maximum,
+the most it holds unacknowledged, so its next transaction fills while one commits."""
 DEFAULT_LOAD_PROCESSES: Final = 2
 STAMP: Final = struct.Struct("d")  # a raw message's publish time (CLOCK_MONOTONIC, system-wide)
 
@@ -1335,7 +1337,7 @@ def buyer_list(text: str) -> tuple[int, ...]:
 
 def default_window(buyers: int) -> int:
     """Payments in flight per buyer unless ``--window`` says otherwise."""
-    return DEFAULT_WINDOWS.get(buyers, max(4, DEFAULT_WINDOW_TOTAL // buyers))
+    return max(4, DEFAULT_WINDOW_TOTAL // buyers)
 
 
 def client_list(text: str) -> tuple[ClientName, ...]:
@@ -1397,9 +1399,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--window",
         type=int,
-        help="payments in flight per buyer beyond its last receipt (default "
-        + ", ".join(f"{w} with {b} buyer(s)" for b, w in DEFAULT_WINDOWS.items())
-        + f", else {DEFAULT_WINDOW_TOTAL} / buyers)",
+        help="payments in flight per buyer beyond its last receipt (default"
+        f" {DEFAULT_WINDOW_TOTAL} / buyers: the vendor's Receive Maximum in all)",
     )
     parser.add_argument(
         "--load-processes",
