@@ -1,8 +1,8 @@
 """The buyer's state machine: enroll, read offers, commit to chains, pay, follow receipts.
 
 All transition rules for the buyer live here. The wallet's durable state is small: the
-certificate, and per chain the seed, the signed commitment and the highest index spent.
-Everything else is rebuilt from those.
+certificate, and per chain the seed, the signed commitment and its spend reservation (no
+payword above it has left). Everything else is rebuilt from those.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from protocol.events import (
     PaywordSpent,
     PeerError,
     ReceiptReceived,
+    SpendReserved,
 )
 from protocol.messages import (
     Balance,
@@ -68,6 +69,9 @@ from protocol.messages import (
     Payment,
     Receipt,
 )
+
+DEFAULT_RESERVE_AHEAD = 64
+"""Units a payment reserves ahead of what was spent: one wallet write per 64 units."""
 
 
 @dataclass(slots=True)
@@ -94,10 +98,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         random: Callable[[int], bytes] = os.urandom,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
+        reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
     ) -> None:
         super().__init__(
             account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
         )
+        if reserve_ahead < 0:
+            raise LocalProtocolError(f"reserve_ahead is a number of units, not {reserve_ahead}")
+        self.reserve_ahead = reserve_ahead
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
@@ -146,12 +154,19 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         return ChannelOpened(cid, vendor, seed, signed, length)
 
     def restore_channel(
-        self, vendor: str, seed: bytes, commitment: bytes, length: int, spent: int
+        self, vendor: str, seed: bytes, commitment: bytes, length: int, reserved: int
     ) -> Channel:
-        """Reinstate a channel from the wallet after a restart."""
+        """Reinstate a channel from the wallet after a restart, spent up to its reservation.
+
+        Any payword up to ``reserved`` may have left before the restart, so none of them is
+        revealed again: the next payment goes above it, and the units in between are lost.
+        """
         chain = HashChain(seed, length)
         cid = commitment_id(decode_signed(commitment).body)
-        return self._install(cid, vendor, chain, seed, commitment, spent)
+        channel = self._install(cid, vendor, chain, seed, commitment, reserved)
+        channel.reserved = reserved
+        channel.resumed = True
+        return channel
 
     def _install(  # noqa: PLR0913
         self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
@@ -200,7 +215,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         """Pay ``units`` on a chain; persist the returned event before publishing.
 
         A jump larger than the vendor's maximum goes out as several payments, the last of
-        them naming ``item``, which must be on the vendor's offer and paid in full.
+        them naming ``item``, which must be on the vendor's offer and paid in full. A
+        payment past the spend reservation extends it first (``Channel.reserve``): the
+        event then carries the new reservation, which must be durable before the payword
+        leaves. A payment within it needs no write.
         """
         channel = self.channels.get(cid)
         if channel is None:
@@ -217,12 +235,30 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             if refusal is not None:
                 raise LocalProtocolError(refusal)
         target = channel.spent + units
-        for index in payment_steps(channel.spent, target, channel.max_jump):
+        reserved = channel.reserve(target, self.reserve_ahead)
+        start = channel.spent
+        if channel.resumed and channel.acknowledged >= 0:
+            # The paywords between the vendor's index and the restored reservation may never
+            # have left: step up from the vendor's index, so that no jump is too large.
+            start = channel.acknowledged
+        channel.resumed = False
+        for index in payment_steps(start, target, channel.max_jump):
             self._send_payment(channel, index, item if index == target else "", now)
         channel.spent = target
         channel.last_item = item
         self._arm_retry(channel, now)
-        return PaywordSpent(cid, channel.spent)
+        return PaywordSpent(cid, channel.spent, reserved)
+
+    def release(self, cid: bytes) -> SpendReserved:
+        """Hand back what a chain reserved beyond what it spent; persist the event.
+
+        A paying session calls it when it ends: the next one reserves again, and the
+        wallet counts as paid only what was paid.
+        """
+        channel = self.channels.get(cid)
+        if channel is None:
+            raise LocalProtocolError("unknown channel")
+        return SpendReserved(cid, channel.release())
 
     def refusal(self, vendor: str, plan: list[int], item: str, paid: int, now: float) -> str | None:
         """Why this wallet would not pay ``plan`` (units per payment) to ``vendor`` now.

@@ -165,7 +165,9 @@ def wallet_behind(channel: Channel, index: int) -> list[StateBehind | PaywordSpe
     spent (restored from a backup?). Skipping to the vendor's index costs nothing: a
     payword is only ever charged when the vendor redeems it.
     """
-    spent, channel.spent = channel.spent, index
+    spent = channel.spent
+    reserved = channel.reserve(index, 0)
+    channel.spent = index
     return [
         StateBehind(
             "ours",
@@ -173,5 +175,5 @@ def wallet_behind(channel: Channel, index: int) -> list[StateBehind | PaywordSpe
             f" {channel.id.hex()[:16]} but this wallet spent only {spent}: the wallet is"
             f" older than what it spent (restored from a backup?); going on from {index}",
         ),
-        PaywordSpent(channel.id, index),
+        PaywordSpent(channel.id, index, reserved),
     ]
