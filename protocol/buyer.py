@@ -329,7 +329,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
     def on_message(self, parsed: Parsed, body: Body, _key: MacKey, now: float) -> list[BuyerEvent]:
         """Receipts and refusals from vendors; enrollment and answers from the broker."""
         if parsed.auth is Auth.CHAIN:
-            return self._from_vendor(parsed, body)
+            return self._from_vendor(parsed, body, now)
         return self._from_broker(parsed, body, now)
 
     def on_broker_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BuyerEvent]:
@@ -357,7 +357,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self.offers[header.sender] = _VendorOffer(offer, certificate, header.timestamp)
         return [OfferReceived(header.sender, offer)]
 
-    def _from_vendor(self, parsed: Parsed, body: Body) -> list[BuyerEvent]:
+    def _from_vendor(self, parsed: Parsed, body: Body, now: float) -> list[BuyerEvent]:
         channel = self.channels[parsed.header.ref]
         match body:
             case Receipt() if body.commitment_id == channel.id:
@@ -372,6 +372,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                     channel.set_state(ChannelState.OPEN)
                 if channel.acknowledged >= channel.spent:
                     channel.retry_due = None
+                else:  # payments in flight: retransmit only once the receipts stop coming
+                    channel.backoff = self.retry_initial
+                    channel.retry_due = now + channel.backoff
                 events.append(ReceiptReceived(channel.id, body.index, body.amount))
                 return events
             case Error():

@@ -132,6 +132,34 @@ def test_lost_messages_are_retransmitted_and_answered_idempotently(world: World)
     assert buyer.get_timer() is None
 
 
+def test_payments_in_flight_are_retransmitted_only_once_the_receipts_stop(world: World) -> None:
+    buyer = world.buyers["buyer1"]
+    cid = buyer.open_channel("vendor1", 100, world.now).commitment_id
+    world.pump()
+    start = world.now
+    buyer.pay(cid, 5, start)
+    first = buyer.data_to_send()  # still on its way when the next payment goes
+    buyer.pay(cid, 5, start + 1.5)
+    second = buyer.data_to_send()
+    for out in first:
+        world.net.inject("vendor1", out.topic, out.payload, start + 1.5)
+    world.pump(1.5)  # the receipt for 5: progress, with 10 still unacknowledged
+    buyer.handle_timer(start + 3.0)  # past the first payment's 2 s, but receipts come
+    assert buyer.data_to_send() == []
+    for out in second:
+        world.net.inject("vendor1", out.topic, out.payload, start + 3.0)
+    buyer.pay(cid, 5, start + 3.0)
+    buyer.data_to_send()  # lost: receipts for it never come
+    world.pump(1.5)
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 10
+    timer = buyer.get_timer()
+    assert timer == start + 3.0 + buyer.retry_initial  # counted from the last receipt
+    buyer.handle_timer(timer)
+    world.pump()
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 15
+    assert buyer.get_timer() is None
+
+
 def test_on_line_mode_reserves_the_chain_against_the_credit_limit() -> None:
     world = make_world(vendors=0, buyers=0)
     terms = VendorTerms(unit_value=2, currency="EUR", max_length=1000, max_jump=50, online=True)
