@@ -16,9 +16,11 @@ from protocol.agent_endpoint import AgentEndpoint
 from protocol.buyer_channel import Channel, ChannelState
 from protocol.buyer_rules import (
     item_refusal,
+    jumped_a_gap,
     pay_refusal,
     payment_corr,
     payment_steps,
+    refused_index,
     vendor_refusal,
     wallet_behind,
 )
@@ -242,8 +244,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             # have left: step up from the vendor's index, so that no jump is too large.
             start = channel.acknowledged
         channel.resumed = False
-        for index in payment_steps(start, target, channel.max_jump):
-            self._send_payment(channel, index, item if index == target else "", now)
+        self._send_steps(channel, start, target, item, now)
         channel.spent = target
         channel.last_item = item
         self._arm_retry(channel, now)
@@ -272,6 +273,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         certified, offer = self.certified, known.offer
         return pay_refusal(certified, self.revoked, vendor, offer, mine, plan, item, paid, now)
 
+    def _send_steps(self, channel: Channel, start: int, end: int, item: str, now: float) -> None:
+        """Pay from ``start`` up to ``end`` in steps the vendor accepts, ``item`` on the last."""
+        steps = payment_steps(start, end, channel.max_jump)
+        for index in steps:
+            self._send_payment(channel, index, item if index == end else "", now)
+        if steps:
+            channel.stepped_from = steps[-2] if len(steps) > 1 else start
+
     def _send_payment(self, channel: Channel, index: int, item: str, now: float) -> None:
         payment = Payment(channel.id, index, channel.chain.word(index), item)
         self.send(
@@ -290,9 +299,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         The vendor re-acknowledges the step it already holds and accepts the rest, so a
         retransmission can neither be refused as too large a jump nor credit anything twice.
         """
-        start, spent = max(channel.acknowledged, 0), channel.spent
-        for index in payment_steps(start, spent, channel.max_jump):
-            self._send_payment(channel, index, channel.last_item if index == spent else "", now)
+        start = max(channel.acknowledged, 0)
+        self._send_steps(channel, start, channel.spent, channel.last_item, now)
 
     def _arm_retry(self, channel: Channel, now: float) -> None:
         if channel.state is ChannelState.ABANDONED:
@@ -381,7 +389,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                 # A refusal may be transient (a jump over a lost payment is refused until the
                 # retransmission fills the gap); the timer gives up after a few futile rounds.
                 channel.set_state(ChannelState.REFUSED)
-                return [*vendor_refusal(channel, body, parsed.header.corr)]
+                corr = parsed.header.corr
+                if refused_index(corr) == channel.spent and jumped_a_gap(channel, body):
+                    channel.retry_due = now  # fill the gap at once, not after the backoff
+                return [*vendor_refusal(channel, body, corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
 

@@ -40,6 +40,7 @@ class Channel:
     spent: int = 0
     reserved: int = 0  # durable: the wallet says "spent up to here"; no payword above left
     resumed: bool = False  # restored, not paid on since: the vendor's receipt says where it is
+    stepped_from: int = 0  # the index the newest payment step went up from
     acknowledged: int = -1  # the highest index the vendor acknowledged (0: the commit)
     retry_due: float | None = None
     backoff: float = 0.0

@@ -12,6 +12,7 @@ from protocol.events import (
     InvoiceReceived,
     MessageRejected,
     PaymentAccepted,
+    PaymentRefused,
     PeerError,
     ReceiptReceived,
     RedemptionConfirmed,
@@ -158,6 +159,25 @@ def test_payments_in_flight_are_retransmitted_only_once_the_receipts_stop(world:
     world.pump()
     assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 15
     assert buyer.get_timer() is None
+
+
+def test_a_payment_lost_in_flight_is_a_gap_the_next_refusal_does_not_make_final(
+    world: World,
+) -> None:
+    buyer, vendor = world.buyers["buyer1"], world.vendors["vendor1"]
+    cid = buyer.open_channel("vendor1", 1000, world.now).commitment_id
+    world.pump()
+    buyer.pay(cid, 60, world.now)
+    buyer.data_to_send()  # lost: a vendor that crashed before storing it, say
+    buyer.pay(cid, 60, world.now)  # a jump of 120 from what the vendor holds: refused
+    world.pump()
+    assert events_of(world, "buyer1", PeerError)[-1].code == "payment"
+    assert events_of(world, "buyer1", PaymentRefused) == []  # not the vendor's last word
+    assert buyer.get_timer() == world.now  # the gap is filled at once
+    buyer.handle_timer(world.now)
+    world.pump()
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == vendor.chains[cid].index == 120
+    assert sum(e.units for e in events_of(world, "vendor1", PaymentAccepted)) == 120
 
 
 def test_on_line_mode_reserves_the_chain_against_the_credit_limit() -> None:
