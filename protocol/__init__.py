@@ -72,6 +72,7 @@ from protocol.events import (
     ReceiptReceived,
     RedemptionConfirmed,
     RevocationsUpdated,
+    SpendReserved,
     StateBehind,
     VendorEvent,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "Role",
     "SettlementRecorded",
     "SignedHead",
+    "SpendReserved",
     "StaleMessageError",
     "StateBehind",
     "StatementIssued",

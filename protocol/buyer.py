@@ -1,8 +1,8 @@
 """The buyer's state machine: enroll, read offers, commit to chains, pay, follow receipts.
 
 All transition rules for the buyer live here. The wallet's durable state is small: the
-certificate, and per chain the seed, the signed commitment and the highest index spent.
-Everything else is rebuilt from those.
+certificate, and per chain the seed, the signed commitment and its spend reservation (no
+payword above it has left). Everything else is rebuilt from those.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from protocol.agent_endpoint import AgentEndpoint
 from protocol.buyer_channel import Channel, ChannelState
 from protocol.buyer_rules import (
     item_refusal,
+    jumped_a_gap,
     pay_refusal,
     payment_corr,
     payment_steps,
+    refused_index,
     vendor_refusal,
     wallet_behind,
 )
@@ -52,6 +54,7 @@ from protocol.events import (
     PaywordSpent,
     PeerError,
     ReceiptReceived,
+    SpendReserved,
 )
 from protocol.messages import (
     Balance,
@@ -68,6 +71,9 @@ from protocol.messages import (
     Payment,
     Receipt,
 )
+
+DEFAULT_RESERVE_AHEAD = 64
+"""Units a payment reserves ahead of what was spent: one wallet write per 64 units."""
 
 
 @dataclass(slots=True)
@@ -94,10 +100,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         random: Callable[[int], bytes] = os.urandom,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
+        reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
     ) -> None:
         super().__init__(
             account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
         )
+        if reserve_ahead < 0:
+            raise LocalProtocolError(f"reserve_ahead is a number of units, not {reserve_ahead}")
+        self.reserve_ahead = reserve_ahead
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
@@ -146,12 +156,19 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         return ChannelOpened(cid, vendor, seed, signed, length)
 
     def restore_channel(
-        self, vendor: str, seed: bytes, commitment: bytes, length: int, spent: int
+        self, vendor: str, seed: bytes, commitment: bytes, length: int, reserved: int
     ) -> Channel:
-        """Reinstate a channel from the wallet after a restart."""
+        """Reinstate a channel from the wallet after a restart, spent up to its reservation.
+
+        Any payword up to ``reserved`` may have left before the restart, so none of them is
+        revealed again: the next payment goes above it, and the units in between are lost.
+        """
         chain = HashChain(seed, length)
         cid = commitment_id(decode_signed(commitment).body)
-        return self._install(cid, vendor, chain, seed, commitment, spent)
+        channel = self._install(cid, vendor, chain, seed, commitment, reserved)
+        channel.reserved = reserved
+        channel.resumed = True
+        return channel
 
     def _install(  # noqa: PLR0913
         self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
@@ -200,7 +217,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         """Pay ``units`` on a chain; persist the returned event before publishing.
 
         A jump larger than the vendor's maximum goes out as several payments, the last of
-        them naming ``item``, which must be on the vendor's offer and paid in full.
+        them naming ``item``, which must be on the vendor's offer and paid in full. A
+        payment past the spend reservation extends it first (``Channel.reserve``): the
+        event then carries the new reservation, which must be durable before the payword
+        leaves. A payment within it needs no write.
         """
         channel = self.channels.get(cid)
         if channel is None:
@@ -217,12 +237,29 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             if refusal is not None:
                 raise LocalProtocolError(refusal)
         target = channel.spent + units
-        for index in payment_steps(channel.spent, target, channel.max_jump):
-            self._send_payment(channel, index, item if index == target else "", now)
+        reserved = channel.reserve(target, self.reserve_ahead)
+        start = channel.spent
+        if channel.resumed and channel.acknowledged >= 0:
+            # The paywords between the vendor's index and the restored reservation may never
+            # have left: step up from the vendor's index, so that no jump is too large.
+            start = channel.acknowledged
+        channel.resumed = False
+        self._send_steps(channel, start, target, item, now)
         channel.spent = target
         channel.last_item = item
         self._arm_retry(channel, now)
-        return PaywordSpent(cid, channel.spent)
+        return PaywordSpent(cid, channel.spent, reserved)
+
+    def release(self, cid: bytes) -> SpendReserved:
+        """Hand back what a chain reserved beyond what it spent; persist the event.
+
+        A paying session calls it when it ends: the next one reserves again, and the
+        wallet counts as paid only what was paid.
+        """
+        channel = self.channels.get(cid)
+        if channel is None:
+            raise LocalProtocolError("unknown channel")
+        return SpendReserved(cid, channel.release())
 
     def refusal(self, vendor: str, plan: list[int], item: str, paid: int, now: float) -> str | None:
         """Why this wallet would not pay ``plan`` (units per payment) to ``vendor`` now.
@@ -235,6 +272,14 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         mine = [c for c in self.channels.values() if c.vendor == vendor]
         certified, offer = self.certified, known.offer
         return pay_refusal(certified, self.revoked, vendor, offer, mine, plan, item, paid, now)
+
+    def _send_steps(self, channel: Channel, start: int, end: int, item: str, now: float) -> None:
+        """Pay from ``start`` up to ``end`` in steps the vendor accepts, ``item`` on the last."""
+        steps = payment_steps(start, end, channel.max_jump)
+        for index in steps:
+            self._send_payment(channel, index, item if index == end else "", now)
+        if steps:
+            channel.stepped_from = steps[-2] if len(steps) > 1 else start
 
     def _send_payment(self, channel: Channel, index: int, item: str, now: float) -> None:
         payment = Payment(channel.id, index, channel.chain.word(index), item)
@@ -254,9 +299,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         The vendor re-acknowledges the step it already holds and accepts the rest, so a
         retransmission can neither be refused as too large a jump nor credit anything twice.
         """
-        start, spent = max(channel.acknowledged, 0), channel.spent
-        for index in payment_steps(start, spent, channel.max_jump):
-            self._send_payment(channel, index, channel.last_item if index == spent else "", now)
+        start = max(channel.acknowledged, 0)
+        self._send_steps(channel, start, channel.spent, channel.last_item, now)
 
     def _arm_retry(self, channel: Channel, now: float) -> None:
         if channel.state is ChannelState.ABANDONED:
@@ -293,7 +337,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
     def on_message(self, parsed: Parsed, body: Body, _key: MacKey, now: float) -> list[BuyerEvent]:
         """Receipts and refusals from vendors; enrollment and answers from the broker."""
         if parsed.auth is Auth.CHAIN:
-            return self._from_vendor(parsed, body)
+            return self._from_vendor(parsed, body, now)
         return self._from_broker(parsed, body, now)
 
     def on_broker_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BuyerEvent]:
@@ -321,7 +365,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self.offers[header.sender] = _VendorOffer(offer, certificate, header.timestamp)
         return [OfferReceived(header.sender, offer)]
 
-    def _from_vendor(self, parsed: Parsed, body: Body) -> list[BuyerEvent]:
+    def _from_vendor(self, parsed: Parsed, body: Body, now: float) -> list[BuyerEvent]:
         channel = self.channels[parsed.header.ref]
         match body:
             case Receipt() if body.commitment_id == channel.id:
@@ -336,13 +380,19 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                     channel.set_state(ChannelState.OPEN)
                 if channel.acknowledged >= channel.spent:
                     channel.retry_due = None
+                else:  # payments in flight: retransmit only once the receipts stop coming
+                    channel.backoff = self.retry_initial
+                    channel.retry_due = now + channel.backoff
                 events.append(ReceiptReceived(channel.id, body.index, body.amount))
                 return events
             case Error():
                 # A refusal may be transient (a jump over a lost payment is refused until the
                 # retransmission fills the gap); the timer gives up after a few futile rounds.
                 channel.set_state(ChannelState.REFUSED)
-                return [*vendor_refusal(channel, body, parsed.header.corr)]
+                corr = parsed.header.corr
+                if refused_index(corr) == channel.spent and jumped_a_gap(channel, body):
+                    channel.retry_due = now  # fill the gap at once, not after the backoff
+                return [*vendor_refusal(channel, body, corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
 

@@ -38,6 +38,9 @@ class Channel:
     max_jump: int
     key: MacKey
     spent: int = 0
+    reserved: int = 0  # durable: the wallet says "spent up to here"; no payword above left
+    resumed: bool = False  # restored, not paid on since: the vendor's receipt says where it is
+    stepped_from: int = 0  # the index the newest payment step went up from
     acknowledged: int = -1  # the highest index the vendor acknowledged (0: the commit)
     retry_due: float | None = None
     backoff: float = 0.0
@@ -54,6 +57,24 @@ class Channel:
     def payable(self, units: int, now: float) -> bool:
         """Whether ``units`` more fit on this chain and it has not expired."""
         return units <= self.remaining and int(now * 1000) <= self.not_after
+
+    def reserve(self, target: int, ahead: int) -> int | None:
+        """Reserve up to ``target`` before paying it; the new reservation to persist, or ``None``.
+
+        Within the reservation nothing needs writing. Past it, the reservation grows to
+        ``ahead`` units beyond what was spent (to ``target`` if that is further), capped at
+        the chain's length: one write covers the next ``ahead`` units, and a crash can cost
+        no more than those. ``ahead`` of 0 or 1 writes every payment.
+        """
+        if target <= self.reserved:
+            return None
+        self.reserved = min(self.chain.length, max(target, self.spent + ahead))
+        return self.reserved
+
+    def release(self) -> int:
+        """Bring the reservation back to what was spent: nothing above it has left."""
+        self.reserved = self.spent
+        return self.reserved
 
     def set_state(self, state: ChannelState) -> None:
         """The one place a channel changes state, so each change is in the debug log."""

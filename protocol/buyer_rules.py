@@ -29,16 +29,27 @@ def refused_index(corr: bytes) -> int | None:
     return int.from_bytes(corr, "big") if len(corr) == CORR_SIZE else None
 
 
+def jumped_a_gap(channel: Channel, error: Error) -> bool:
+    """Whether a ``payment`` refusal may be a jump over paywords lost on the way.
+
+    While units below the newest step are unacknowledged, a payment lost in between (by a
+    vendor that crashed, by Mosquitto) leaves a gap that the payments after it jump over;
+    the retransmission from the last receipt fills it.
+    """
+    return error.code == "payment" and channel.acknowledged < channel.stepped_from
+
+
 def vendor_refusal(channel: Channel, error: Error, corr: bytes) -> list[PeerError | PaymentRefused]:
     """A vendor's ``Error`` on a chain; ``PaymentRefused`` too if it refuses the newest payment.
 
     A refused step below the newest (a retransmission under what the vendor holds) is
-    settled by a later receipt; the newest payment refused is the vendor's last word.
+    settled by a later receipt, and so is a jump over a gap (``jumped_a_gap``); the newest
+    payment refused for its own sake is the vendor's last word.
     """
     events: list[PeerError | PaymentRefused] = [
         PeerError(channel.vendor, error.code, error.detail, corr)
     ]
-    if refused_index(corr) == channel.spent:
+    if refused_index(corr) == channel.spent and not jumped_a_gap(channel, error):
         events.append(
             PaymentRefused(channel.id, channel.vendor, channel.spent, error.code, error.detail)
         )
@@ -165,7 +176,9 @@ def wallet_behind(channel: Channel, index: int) -> list[StateBehind | PaywordSpe
     spent (restored from a backup?). Skipping to the vendor's index costs nothing: a
     payword is only ever charged when the vendor redeems it.
     """
-    spent, channel.spent = channel.spent, index
+    spent = channel.spent
+    reserved = channel.reserve(index, 0)
+    channel.spent = index
     return [
         StateBehind(
             "ours",
@@ -173,5 +186,5 @@ def wallet_behind(channel: Channel, index: int) -> list[StateBehind | PaywordSpe
             f" {channel.id.hex()[:16]} but this wallet spent only {spent}: the wallet is"
             f" older than what it spent (restored from a backup?); going on from {index}",
         ),
-        PaywordSpent(channel.id, index),
+        PaywordSpent(channel.id, index, reserved),
     ]

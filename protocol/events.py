@@ -94,10 +94,29 @@ class ChannelOpened:
 
 @dataclass(frozen=True, slots=True)
 class PaywordSpent:
-    """Persist ``index`` before publishing: a crash then loses at most this payword."""
+    """A payment up to ``index``; ``reserved``, when set, is what to persist before publishing.
+
+    The wallet keeps one number per chain, "spent up to ``reserved``", and the core reveals
+    no payword above it. A payment within it needs no write (``reserved`` is ``None``); one
+    that goes past it first extends it, and this event carries the new value.
+    """
 
     commitment_id: bytes
     index: int
+    reserved: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpendReserved:
+    """Persist ``upto`` as the chain's spend reservation, even though it is lower than before.
+
+    A paying session that ends hands back what it reserved and did not pay: nothing above
+    ``upto`` has left, so those units stay payable, and what the wallet says it paid is
+    exact again.
+    """
+
+    commitment_id: bytes
+    upto: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +271,7 @@ BuyerEvent = (
     | HeadReceived
     | StateBehind
     | PaywordSpent
+    | SpendReserved
     | PaymentRefused
     | OfferReceived
     | ReceiptReceived

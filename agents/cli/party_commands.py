@@ -29,6 +29,7 @@ from agents.daemons.vendor_metrics import vendor_metrics
 from agents.runtime.config_schema import COUNT
 from agents.runtime.secret_input import secret, token_bytes
 from agents.runtime.settings import bounded, require
+from protocol.buyer import DEFAULT_RESERVE_AHEAD
 from protocol.errors import LocalProtocolError
 from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
@@ -38,6 +39,7 @@ BUYER_DEFAULTS: dict[str, Any] = {
     "name": None,
     "broker_pub": None,
     "timeout": 30.0,
+    "reserve_ahead": DEFAULT_RESERVE_AHEAD,
     "token": None,
     "token_file": None,
 }
@@ -133,7 +135,10 @@ async def _buyer(args: argparse.Namespace) -> BuyerAgent:
     require(args, "name", "broker_pub")
     data_dir = party_dir(args)
     info = read_public(args.broker_pub)
-    return await BuyerAgent.open(data_dir, args.name, info, mqtt_settings(args, args.name))
+    settings = mqtt_settings(args, args.name)
+    return await BuyerAgent.open(
+        data_dir, args.name, info, settings, reserve_ahead=int(args.reserve_ahead)
+    )
 
 
 def cmd_buyer_enroll(args: argparse.Namespace) -> int:
@@ -311,6 +316,14 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
                 help="units per payment (max with --mixed)",
             )
             parser.add_argument("--mixed", action="store_true", help="random sizes 1..units")
+            parser.add_argument(
+                "--reserve-ahead",
+                type=bounded("reserve_ahead"),
+                metavar="UNITS",
+                help="units the wallet marks spent ahead of its payments, so that it writes"
+                " once per UNITS instead of once per payment; a crash loses at most these"
+                " (0: write every payment)",
+            )
             parser.add_argument(
                 "--chain-length",
                 type=bounded("chain_length"),

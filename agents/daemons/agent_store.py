@@ -1,8 +1,9 @@
 """Durable state of a buyer's wallet and a vendor's accepted paywords, in SQLite.
 
 Both are written in one transaction per batch, before anything the batch produced is
-published: the buyer records the highest index it will reveal before the payword leaves,
-and the vendor records the paywords it accepted before the receipt (or the service) does.
+published: the buyer records its spend reservation (no payword above it leaves) before a
+payword beyond the old one does, and the vendor records the paywords it accepted before
+the receipt (or the service) does.
 This module is what both share (the file and its thread, the meta table, the signed heads
 kept, ``record``); ``WalletStore`` and ``VendorStore`` add what each reads back at start.
 An open store holds its directory's lock: one agent process per data directory.
@@ -38,6 +39,7 @@ from protocol.events import (
     PaymentAccepted,
     PaywordSpent,
     RedemptionConfirmed,
+    SpendReserved,
     VendorEvent,
 )
 from protocol.ledger_heads import HeldHead, LedgerView
@@ -59,6 +61,37 @@ def head_rows(
     if event.verdict == "stale" or (event.verdict == "seen" and not scope):
         return [], []
     return [(b"", *row), *([(scope, *row)] if scope else [])], []
+
+
+def spend_rows(events: Sequence[object]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """The statements that keep a batch's spend reservations (the buyer's ``spent``).
+
+    Per chain, in event order: a payment's reservation only ever raises what the wallet
+    holds, a hand-back (``SpendReserved``) sets it, and a payment after it raises it again.
+    """
+    grown: dict[bytes, int] = {}
+    set_to: dict[bytes, int] = {}
+    for event in events:
+        match event:
+            case PaywordSpent(commitment_id=cid, reserved=int(upto)) if cid in set_to:
+                set_to[cid] = max(set_to[cid], upto)
+            case PaywordSpent(commitment_id=cid, reserved=int(upto)):
+                grown[cid] = max(grown.get(cid, 0), upto)
+            case SpendReserved(commitment_id=cid, upto=upto):
+                grown.pop(cid, None)
+                set_to[cid] = upto
+            case _:
+                pass
+    return [
+        (
+            "UPDATE channels SET spent = MAX(spent, ?) WHERE commitment_id = ?",
+            [(upto, cid) for cid, upto in grown.items()],
+        ),
+        (
+            "UPDATE channels SET spent = ? WHERE commitment_id = ?",
+            [(upto, cid) for cid, upto in set_to.items()],
+        ),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +179,6 @@ class AgentStore:
         """
         meta: list[tuple[str, bytes]] = []
         channels: list[tuple[bytes, str, bytes, bytes, int]] = []
-        spent: dict[bytes, int] = {}
         chains: list[tuple[bytes, str, bytes, bytes]] = []
         paid: dict[bytes, tuple[int, bytes, int]] = {}
         served: list[tuple[bytes, int, str, int]] = []
@@ -187,10 +219,7 @@ class AgentStore:
         batches: list[tuple[str, list[tuple[object, ...]]]] = [
             ("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta)),
             ("INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, 0)", list(channels)),
-            (
-                "UPDATE channels SET spent = MAX(spent, ?) WHERE commitment_id = ?",
-                [(index, cid) for cid, index in spent.items()],
-            ),
+            *spend_rows(events),
             ("INSERT OR IGNORE INTO chains VALUES (?, ?, ?, 0, ?, 0, 0)", list(chains)),
             (
                 (

@@ -1,9 +1,12 @@
 """The buyer: a wallet on disk and short-lived sessions that enroll, pay or query.
 
 The wallet keeps the certificate and, per channel, the chain seed, the signed commitment
-and the highest index spent. ``pay`` records the new index before the payword is
-published, so a crash loses at most the paywords of the payment in flight; restarting
-resumes the channel from the stored index (the vendor accepts the jump).
+and the spend reservation: no payword above it has left. ``pay`` extends the reservation
+(a write every ``reserve_ahead`` units) before a payword beyond it is published, keeps at
+most ``PAY_WINDOW`` units unacknowledged in flight instead of waiting for each payment,
+and hands back what it reserved and did not pay when the session ends. A crash costs the
+reservation's unpaid units and the payments in flight; restarting resumes the channel
+above the reservation, stepping up from the vendor's receipt.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.private_files import make_private_dir
 from agents.runtime.supervision import AgentFailedError
 from protocol import topics
-from protocol.buyer import BuyerCore
+from protocol.buyer import DEFAULT_RESERVE_AHEAD, BuyerCore
+from protocol.buyer_channel import Channel
 from protocol.buyer_rules import committed
 from protocol.codec import decode_commitment, decode_signed
 from protocol.endpoint import BrokerInfo
@@ -53,6 +57,10 @@ KEY_FILE: Final = "agent.key"
 STORE_FILE: Final = "wallet.db"
 OFFER_WAIT: Final = 5.0
 """Seconds to wait for a vendor's offer: retained, it arrives right after subscribing."""
+PAY_WINDOW: Final = 256
+"""Units paid and not yet acknowledged by the vendor, at most, while ``pay`` runs."""
+HAND_BACK_WAIT: Final = 2.0
+"""Seconds a session that fails may spend making its reservations' hand-back durable."""
 Refusal = Callable[[BuyerEvent], str | None]
 """What ends a wait early: the reason an event refuses the request, or ``None``."""
 
@@ -94,22 +102,24 @@ class BuyerAgent:
         self._stored_channels: dict[str, list[tuple[bytes, bytes, bytes, int, int]]] = {}
 
     @classmethod
-    async def open(
+    async def open(  # noqa: PLR0913 - where the wallet is, who it is, and its settings
         cls,
         directory: Path,
         account: str,
         broker: BrokerInfo,
         mqtt: MqttSettings,
         clock: Clock = time.time,
+        *,
+        reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
     ) -> BuyerAgent:
-        """Load (or create) keys and the wallet."""
+        """Load (or create) keys and the wallet; ``reserve_ahead``: see ``BuyerCore``."""
         make_private_dir(directory)
         lock = DataDirLock.acquire(directory, "buyer command")
         store = await WalletStore.open(directory / STORE_FILE, lock)
         try:
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
-            core = BuyerCore(account, identity, broker)
+            core = BuyerCore(account, identity, broker, reserve_ahead=reserve_ahead)
             certificate = await store.get("certificate")
             if certificate is not None:
                 core.restore_certificate(certificate, clock())
@@ -140,26 +150,42 @@ class BuyerAgent:
         self.waiters.deliver(events)
 
     def _restore_channels(self, vendor: str) -> None:
-        for cid, seed, commitment, length, spent in self._stored_channels.pop(vendor, []):
+        for cid, seed, commitment, length, reserved in self._stored_channels.pop(vendor, []):
             if cid not in self.core.channels:
-                self.core.restore_channel(vendor, seed, commitment, length, spent)
+                self.core.restore_channel(vendor, seed, commitment, length, reserved)
 
     async def run(self, job: Callable[[], Awaitable[T]], timeout: float = 30.0) -> T:  # noqa: ASYNC109
         """Connect, run ``job``, wait for the publishes to be acknowledged, disconnect.
 
         A loop that stops (Mosquitto refused our credentials) ends the command at once.
+        However the job ends (Ctrl-C included), the reservations it did not pay are
+        handed back while the loop still runs.
         """
         runner = asyncio.create_task(self.loop.run(), name="buyer-loop")
+        finished = False
         try:
             await self._beside(runner, self._connected_or_refused(), timeout)
             result = await self._beside(runner, job(), None)
-            await self.loop.drain()
+            finished = True
         finally:
+            if not runner.done():
+                await self._hand_back()
+                await self.loop.drain(10.0 if finished else HAND_BACK_WAIT)
             self.loop.stopping.set()
             with contextlib.suppress(Exception):
                 await runner
             await self.store.close()
         return result
+
+    async def _hand_back(self) -> None:
+        """Release what each chain reserved beyond what it paid (``BuyerCore.release``).
+
+        Best effort: a wallet that keeps a reservation only loses its unpaid units.
+        """
+        held = [c.id for c in self.core.channels.values() if c.reserved > c.spent]
+        with contextlib.suppress(Exception):
+            for cid in held:
+                await self.loop.record(lambda _now, cid=cid: self.core.release(cid))  # type: ignore[misc]
 
     async def _connected_or_refused(self) -> None:
         """Connected; or ``BuyerError`` at once if the first attempt failed (not retried)."""
@@ -185,9 +211,13 @@ class BuyerAgent:
     ) -> T:
         """``work``, unless the loop stops first; ``connecting``: bounded, to connect."""
         task = asyncio.ensure_future(work)
-        done, _ = await asyncio.wait(
-            {task, runner}, timeout=connecting, return_when="FIRST_COMPLETED"
-        )
+        try:
+            done, _ = await asyncio.wait(
+                {task, runner}, timeout=connecting, return_when="FIRST_COMPLETED"
+            )
+        except asyncio.CancelledError:
+            task.cancel()  # Ctrl-C: the work stops before its reservations are handed back
+            raise
         if task in done:
             return task.result()
         task.cancel()
@@ -296,7 +326,10 @@ class BuyerAgent:
         return None
 
     async def paid(self) -> int:
-        """What this wallet has paid in all, at every vendor (redeemed by now or not)."""
+        """What this wallet has paid in all, at every vendor (redeemed by now or not).
+
+        A reservation a crashed session left counts: its units can never be paid again.
+        """
         total = 0
         for channel in await self.store.channels():
             commitment = decode_commitment(decode_signed(channel.commitment).body)
@@ -358,18 +391,50 @@ class BuyerAgent:
         timeout: float,  # noqa: ASYNC109
         done: asyncio.Future[ReceiptReceived],
     ) -> None:
-        """One payment at a time; stop at the vendor's refusal (``done`` then says why)."""
+        """Pay without waiting for each payment, within ``PAY_WINDOW`` of the receipts.
+
+        Stops at the vendor's refusal (``done`` then says why).
+        """
+        channel = self.core.channels[cid]
         for amount in plan:
-            if done.done():
+            if done.done() or not await self._room(channel, amount, timeout, done):
                 return
             try:
                 await self.loop.record(lambda now, a=amount: self.core.pay(cid, a, now, item))  # type: ignore[misc]
             except LocalProtocolError as exc:
                 raise BuyerError(str(exc)) from exc
-            # One payment at a time between the wallet and Mosquitto: a crash can then
-            # lose at most the paywords of the payment in flight.
-            if not await self.loop.drain(timeout):
-                raise BuyerError(f"Mosquitto did not acknowledge a payment within {timeout:g} s")
+
+    async def _room(
+        self,
+        channel: Channel,
+        units: int,
+        timeout: float,  # noqa: ASYNC109
+        done: asyncio.Future[ReceiptReceived],
+    ) -> bool:
+        """Wait until ``units`` more fit in the window; ``False`` if ``done`` came first.
+
+        A payment larger than the window waits until everything before it is acknowledged;
+        the first on a restored chain goes at once, carrying what a crash left unpaid.
+        """
+        need = min(channel.spent, channel.spent + units - PAY_WINDOW)
+        if channel.acknowledged >= need or channel.resumed:
+            return True
+        cid = channel.id
+        receipt = self.waiters.expect(
+            ReceiptReceived, lambda e: e.commitment_id == cid and e.index >= need
+        )
+        try:
+            finished, _ = await asyncio.wait(
+                {receipt, done}, timeout=timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            self.waiters.forget(receipt)
+        if not finished:
+            raise BuyerError(
+                f"{channel.vendor} did not acknowledge index {need} within {timeout:g} s"
+                f" (acknowledged up to {max(channel.acknowledged, 0)})"
+            )
+        return receipt in finished
 
     async def balance(self, timeout: float = 15.0) -> Balance:  # noqa: ASYNC109
         """The broker's view of this account."""

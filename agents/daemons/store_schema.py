@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS contradictions (
     envelope BLOB NOT NULL
 ) STRICT;
 """
+# ``channels.spent`` is the buyer's spend reservation: no payword above it has left the
+# wallet. A paying session keeps it up to ``reserve_ahead`` units above what it paid and
+# brings it back to what it paid when it ends; after a crash, the units in between count
+# as paid and are never paid again. A wallet written before reservations holds the highest
+# index spent, which is a valid reservation: it needs no migration.
 # ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
 # its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
 # proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).

@@ -12,7 +12,7 @@ from agents.daemons.agent_store import AgentStore
 
 @dataclass(frozen=True, slots=True)
 class StoredChannel:
-    """A buyer's channel as kept in the wallet."""
+    """A buyer's channel as kept in the wallet; ``spent`` is its spend reservation."""
 
     commitment_id: bytes
     vendor: str
@@ -37,7 +37,8 @@ def spent_on_disk(path: Path) -> dict[bytes, int]:
     """Each channel's spent index as the wallet file holds it (read-only, after a stop).
 
     The file, not the core's memory, says what was paid: a payword is published only
-    after its record commits, and a commit may complete as its task is interrupted.
+    after a reservation covering it commits, a commit may complete as its task is
+    interrupted, and a session that ends hands back what it reserved and did not pay.
     """
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         rows = db.execute("SELECT commitment_id, spent FROM channels").fetchall()

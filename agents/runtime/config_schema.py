@@ -93,6 +93,7 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "token": Option(TEXT, secret=True),
         "token_file": Option(PATH),
         "timeout": Option(NUMBER, 30.0),
+        "reserve_ahead": Option(INTEGER, 64),  # `buyer pay`; the core's DEFAULT_RESERVE_AHEAD
         **METRICS,  # `buyer pay` only: the one command that runs long enough to scrape
         **COMMON,
     },
@@ -115,6 +116,7 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "timeout": (0.1, 86_400),
     "payments": (1, 10**9),
     "units": (1, INDEX),
+    "reserve_ahead": (0, 1_000_000),  # what a crash may cost; the broker's longest chain
     "chain_length": (1, INDEX),
     "days": (1, 36_500),
     "workers": (1, 64),

@@ -52,6 +52,7 @@ def test_help_shows_the_defaults(tmp_path: Path) -> None:
         ("--chain-length CHAIN_LENGTH paywords in a new chain", "100000"),
         ("--timeout TIMEOUT seconds to wait for answers", "30"),  # from the settings
         ("--units UNITS units per payment (max with --mixed)", "1"),
+        ("(0: write every payment)", "64"),  # --reserve-ahead, from the settings
     ):
         assert f"{option} (default: {default})" in pay, option
     vendor = " ".join(micropay("vendor", "run", "--help", cwd=tmp_path).stdout.split())

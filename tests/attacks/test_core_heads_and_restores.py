@@ -80,7 +80,7 @@ def test_a_receipt_beyond_what_the_wallet_spent_means_the_wallet_is_behind(world
     cid = open_paid_channel(world, units=20)
     buyer = world.buyers["buyer1"]
     channel = buyer.channels[cid]
-    channel.spent = channel.acknowledged = 5  # the wallet as a backup left it
+    channel.spent = channel.reserved = channel.acknowledged = 5  # as a backup left the wallet
     vendor = world.vendors["vendor1"]
     vendor.send(
         "buyer1",
@@ -95,5 +95,5 @@ def test_a_receipt_beyond_what_the_wallet_spent_means_the_wallet_is_behind(world
     assert behind.whose == "ours"
     assert "acknowledges index 20" in behind.detail
     assert "spent only 5" in behind.detail
-    assert PaywordSpent(cid, 20) in world.net.events["buyer1"]  # persisted before going on
+    assert PaywordSpent(cid, 20, 20) in world.net.events["buyer1"]  # persisted before going on
     assert channel.spent == 20  # the next payment starts beyond what the vendor holds

@@ -1,5 +1,5 @@
 """SIGKILL each agent mid-run: no payment lost, nothing credited twice, the buyer loses at
-most the paywords of the one payment in flight. Real processes on a real Mosquitto."""
+most its spend reservation and the payments in flight. Real processes on a real Mosquitto."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from agents.daemons.buyer_agent import PAY_WINDOW
 from agents.daemons.operator_protocol import BrokerStatus, ClosePeriod, Status
 from agents.demo.processes import VENDORS, Demo, _operator
 from broker_ledger.audit import LedgerAudit
@@ -31,19 +32,6 @@ def vendor_index(demo: Demo, vendor: str) -> int:
     return query(demo.root / vendor / "store.db", "SELECT MAX(idx) FROM chains")
 
 
-def settled_index(demo: Demo, vendor: str, timeout: float = 20.0) -> int:
-    """The vendor's index once it has stopped moving for half a second."""
-    deadline = time.monotonic() + timeout
-    last = vendor_index(demo, vendor)
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = vendor_index(demo, vendor)
-        if now == last:
-            return now
-        last = now
-    return last
-
-
 def wallet_spent(demo: Demo, buyer: str) -> int:
     return query(demo.root / buyer / "wallet.db", "SELECT MAX(spent) FROM channels")
 
@@ -56,7 +44,9 @@ def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def pay(demo: Demo, buyer: str, vendor: str, payments: int, units: int) -> subprocess.Popen[bytes]:
+def pay(
+    demo: Demo, buyer: str, vendor: str, payments: int, units: int, *options: str
+) -> subprocess.Popen[bytes]:
     pub = str(demo.broker_dir / "broker.pub.json")
     with (demo.root / "logs" / f"{buyer}.log").open("ab") as log:
         return subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -64,6 +54,7 @@ def pay(demo: Demo, buyer: str, vendor: str, payments: int, units: int) -> subpr
                 *("buyer", "pay", vendor, "--name", buyer, "--broker-pub", pub),
                 *("--data-dir", str(demo.root / buyer), "--payments", str(payments)),
                 *("--units", str(units), "--timeout", "60"),
+                *options,
             ),
             env=demo.env(buyer),
             stdout=subprocess.PIPE,
@@ -138,19 +129,43 @@ def test_broker_killed_mid_run_credits_everything_exactly_once(demo: Demo) -> No
     assert redemptions >= 1
 
 
-def test_buyer_killed_mid_payment_loses_at_most_one_payment(demo: Demo) -> None:
-    buyer = pay(demo, "carol", "news-stand", 5000, 5)
-    wait_for(lambda: wallet_spent(demo, "carol") > 200)
+def served(demo: Demo, vendor: str) -> list[int]:
+    """The indices at which ``vendor`` served an item, in order (each at most once)."""
+    with sqlite3.connect(f"file:{demo.root / vendor / 'store.db'}?mode=ro", uri=True) as db:
+        return [int(i) for (i,) in db.execute("SELECT idx FROM served ORDER BY idx")]
+
+
+def test_buyer_killed_mid_stream_loses_at_most_its_reservation_and_never_spends_twice(
+    demo: Demo,
+) -> None:
+    ahead, price = 100, 5  # --reserve-ahead 100; an article at news-stand costs 5 units
+    item = ("--item-name", "article")
+    buyer = pay(demo, "carol", "news-stand", 5000, price, *item, "--reserve-ahead", str(ahead))
+    wait_for(lambda: wallet_spent(demo, "carol") >= 3 * ahead)  # the wallet's reservation
     buyer.send_signal(signal.SIGKILL)
     buyer.communicate()
-    held = settled_index(demo, "news-stand")  # whatever Mosquitto accepted reaches the vendor
-    spent = wallet_spent(demo, "carol")
-    assert 0 <= spent - held <= 5  # the paywords of at most the one payment in flight
-    again = pay(demo, "carol", "news-stand", 10, 5)
+    reserved = wallet_spent(demo, "carol")
+    assert reserved % ahead == 0  # written once per 100 units, each time 100 beyond
+
+    again = pay(demo, "carol", "news-stand", 10, price, *item)
     out, _ = again.communicate(timeout=60)
     assert again.returncode == 0
-    assert json.loads(out)["acknowledged_index"] == wallet_spent(demo, "carol")
-    assert vendor_index(demo, "news-stand") == wallet_spent(demo, "carol")
+    final = reserved + 10 * price
+    assert json.loads(out)["acknowledged_index"] == final
+    assert wallet_spent(demo, "carol") == final  # the session handed back nothing it kept
+
+    # What the vendor served before the kill: every payment that reached it, in order.
+    before = [index for index in served(demo, "news-stand") if index <= reserved]
+    held = len(before) * price
+    assert before == list(range(price, held + 1, price))
+    # At most the reservation's units beyond what was paid, plus the payments in flight.
+    assert 0 <= reserved - held <= ahead + PAY_WINDOW
+    # Every payment after the restart went above the reservation: no payword reused.
+    after = [index for index in served(demo, "news-stand") if index > reserved]
+    assert after == list(range(reserved + price, final + 1, price))
+    # The vendor credited each unit once, and no more than the wallet says it paid.
+    assert vendor_index(demo, "news-stand") == final
+    assert vendor_amount(demo, "news-stand") == final * VENDORS["news-stand"][0]
     debited, _ = settle_and_audit(demo)
     assert debited == vendor_amount(demo, "news-stand")
 

@@ -12,6 +12,7 @@ from protocol.events import (
     InvoiceReceived,
     MessageRejected,
     PaymentAccepted,
+    PaymentRefused,
     PeerError,
     ReceiptReceived,
     RedemptionConfirmed,
@@ -130,6 +131,53 @@ def test_lost_messages_are_retransmitted_and_answered_idempotently(world: World)
     assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 3
     assert sum(e.amount for e in events_of(world, "vendor1", PaymentAccepted)) == 3
     assert buyer.get_timer() is None
+
+
+def test_payments_in_flight_are_retransmitted_only_once_the_receipts_stop(world: World) -> None:
+    buyer = world.buyers["buyer1"]
+    cid = buyer.open_channel("vendor1", 100, world.now).commitment_id
+    world.pump()
+    start = world.now
+    buyer.pay(cid, 5, start)
+    first = buyer.data_to_send()  # still on its way when the next payment goes
+    buyer.pay(cid, 5, start + 1.5)
+    second = buyer.data_to_send()
+    for out in first:
+        world.net.inject("vendor1", out.topic, out.payload, start + 1.5)
+    world.pump(1.5)  # the receipt for 5: progress, with 10 still unacknowledged
+    buyer.handle_timer(start + 3.0)  # past the first payment's 2 s, but receipts come
+    assert buyer.data_to_send() == []
+    for out in second:
+        world.net.inject("vendor1", out.topic, out.payload, start + 3.0)
+    buyer.pay(cid, 5, start + 3.0)
+    buyer.data_to_send()  # lost: receipts for it never come
+    world.pump(1.5)
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 10
+    timer = buyer.get_timer()
+    assert timer == start + 3.0 + buyer.retry_initial  # counted from the last receipt
+    buyer.handle_timer(timer)
+    world.pump()
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 15
+    assert buyer.get_timer() is None
+
+
+def test_a_payment_lost_in_flight_is_a_gap_the_next_refusal_does_not_make_final(
+    world: World,
+) -> None:
+    buyer, vendor = world.buyers["buyer1"], world.vendors["vendor1"]
+    cid = buyer.open_channel("vendor1", 1000, world.now).commitment_id
+    world.pump()
+    buyer.pay(cid, 60, world.now)
+    buyer.data_to_send()  # lost: a vendor that crashed before storing it, say
+    buyer.pay(cid, 60, world.now)  # a jump of 120 from what the vendor holds: refused
+    world.pump()
+    assert events_of(world, "buyer1", PeerError)[-1].code == "payment"
+    assert events_of(world, "buyer1", PaymentRefused) == []  # not the vendor's last word
+    assert buyer.get_timer() == world.now  # the gap is filled at once
+    buyer.handle_timer(world.now)
+    world.pump()
+    assert events_of(world, "buyer1", ReceiptReceived)[-1].index == vendor.chains[cid].index == 120
+    assert sum(e.units for e in events_of(world, "vendor1", PaymentAccepted)) == 120
 
 
 def test_on_line_mode_reserves_the_chain_against_the_credit_limit() -> None:
