@@ -192,8 +192,6 @@ class AgentStore:
                     paid[event.commitment_id] = (event.index, event.payword, amount + event.amount)
                     if event.item:
                         served.append((event.commitment_id, event.index, event.item, event.amount))
-                case PaywordSpent():
-                    spent[event.commitment_id] = max(spent.get(event.commitment_id, 0), event.index)
                 case CertificateReceived():
                     meta.append(("certificate", event.certificate))
                 case ChannelOpened():
