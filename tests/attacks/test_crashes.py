@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,7 +78,18 @@ def start_vendor(demo: Demo, name: str) -> None:
         ),
         *("--data-dir", str(demo.root / name)),
         *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
+        *demo.metrics_port(name),
     )
+
+
+def mqtt_connected(demo: Demo, name: str) -> bool:
+    """Whether daemon ``name`` says (in its metrics) that it is connected to Mosquitto."""
+    try:
+        with urllib.request.urlopen(demo.metrics_url(name), timeout=2) as answer:  # noqa: S310
+            text = answer.read().decode()
+    except OSError:
+        return False
+    return re.search(r"^micropay_\w+_mqtt_connected 1(\.0)?$", text, re.MULTILINE) is not None
 
 
 def kill(demo: Demo, name: str) -> None:
@@ -86,7 +99,13 @@ def kill(demo: Demo, name: str) -> None:
 
 
 def settle_and_audit(demo: Demo) -> tuple[int, int]:
-    """Stop the vendors (they redeem), close the period, stop the broker, audit."""
+    """Stop the vendors (they redeem), close the period, stop the broker, audit.
+
+    Only once the broker and every vendor are connected: a vendor stopped while it cannot
+    reach Mosquitto keeps its paywords for its next start instead of redeeming them.
+    """
+    for name in ("broker", *VENDORS):
+        wait_for(lambda name=name: mqtt_connected(demo, name))  # type: ignore[misc]
     for name in VENDORS:
         demo.stop(name)
     closed = _operator(demo, ClosePeriod(period="p", fee_basis_points=0))
@@ -120,10 +139,11 @@ def test_broker_killed_mid_run_credits_everything_exactly_once(demo: Demo) -> No
     paid = json.loads(out)["units"] * VENDORS["charger-7"][0]
     demo.stop("charger-7")  # cannot redeem now: keeps the paywords in its store
     assert vendor_amount(demo, "charger-7") == paid
-    demo.spawn("broker", "broker", "run", "--data-dir", str(demo.broker_dir))
+    demo.spawn(
+        "broker", "broker", "run", "--data-dir", str(demo.broker_dir), *demo.metrics_port("broker")
+    )
     wait_for((demo.broker_dir / "admin.sock").exists)
     start_vendor(demo, "charger-7")  # redeems what it kept (store-and-forward)
-    time.sleep(1.0)
     debited, redemptions = settle_and_audit(demo)
     assert debited == paid
     assert redemptions >= 1
@@ -171,16 +191,17 @@ def test_buyer_killed_mid_stream_loses_at_most_its_reservation_and_never_spends_
 
 
 def test_mosquitto_killed_mid_run_loses_no_money(demo: Demo) -> None:
-    buyer = pay(demo, "alice", "news-stand", 400, 3)
+    buyer = pay(demo, "alice", "news-stand", 4000, 3)
     wait_for(lambda: vendor_amount(demo, "news-stand") > 100)
     assert demo.mosquitto is not None
+    assert buyer.poll() is None, "Mosquitto is killed while the buyer pays"
     demo.mosquitto.kill()  # SIGKILL: whatever it had acknowledged but not saved is gone
     time.sleep(0.5)
     demo.mosquitto.start()  # same port, same persistence directory
     out, _ = buyer.communicate(timeout=120)
     assert buyer.returncode == 0, "the buyer reconnects and finishes its payments"
     paid = json.loads(out)["units"]
-    assert paid == 1200
+    assert paid == 12000
     assert vendor_amount(demo, "news-stand") == paid
     debited, _ = settle_and_audit(demo)
     assert debited == paid
