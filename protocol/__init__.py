@@ -49,6 +49,7 @@ from protocol.errors import (
     StaleMessageError,
     ThrottledError,
     UnexpectedMessageError,
+    WeakKeyError,
 )
 from protocol.events import (
     BalanceReceived,
@@ -169,4 +170,5 @@ __all__ = [
     "VendorCore",
     "VendorEvent",
     "VendorTerms",
+    "WeakKeyError",
 ]

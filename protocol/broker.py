@@ -37,6 +37,7 @@ from protocol.crypto import (
     enrollment_token,
     token_key,
     verify_signature,
+    weak_key_reason,
 )
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -52,6 +53,7 @@ from protocol.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     UnexpectedMessageError,
+    WeakKeyError,
 )
 from protocol.events import BrokerCoreEvent, MessageRejected, PublishedHeadSeen
 from protocol.messages import (
@@ -236,6 +238,9 @@ class BrokerCore(BrokerRedemption):
                 raise EnrollmentError("token already spent")
             self._send_enrolled(parsed, account.certificate, key, now)
             return
+        if (reason := weak_key_reason(request.sign_key, request.agree_key)) is not None:
+            # Before the proof: OpenSSL accepts a proof under a small-order key from anyone.
+            raise WeakKeyError(f"weak key: {reason}")
         proof_data = enroll_proof_data(
             account.name, self.account, request.sign_key, request.agree_key
         )

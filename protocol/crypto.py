@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
     PublicFormat,
 )
-from nacl.bindings import crypto_sign_open
+from nacl.bindings import (
+    crypto_core_ed25519_add,
+    crypto_core_ed25519_is_valid_point,
+    crypto_sign_open,
+)
 from nacl.exceptions import CryptoError
 
 from protocol.errors import AuthenticationError, LocalProtocolError
@@ -145,6 +149,74 @@ def verify_signature(sign_key: bytes, tag: bytes, data: bytes, signature: bytes)
         return
     if not openssl_verifies(sign_key, message, signature):
         raise AuthenticationError
+
+
+ED25519_IDENTITY = (1).to_bytes(KEY_SIZE, "little")
+"""The neutral point ``(0, 1)``, encoded: of order 1, the smallest of the small."""
+
+_X25519_PROBE = X25519PrivateKey.from_private_bytes(sha256(b"micropay/v1/weak-key-probe\x00"))
+
+
+def _ed25519_weakness(sign_key: bytes) -> str | None:
+    """What is wrong with an Ed25519 public key, if anything.
+
+    libsodium's ``crypto_core_ed25519_is_valid_point`` accepts exactly the canonical
+    encodings of points of the prime-order subgroup other than the identity. Only for a
+    refused key does the sum with the identity (which re-encodes the point canonically,
+    or fails off the curve) and ``[8]`` of it (the identity exactly for small order) say
+    which rule it broke.
+    """
+    if len(sign_key) != KEY_SIZE:
+        return "not 32 bytes"
+    if crypto_core_ed25519_is_valid_point(sign_key):
+        return None
+    try:
+        canonical = crypto_core_ed25519_add(sign_key, ED25519_IDENTITY)
+    except CryptoError:
+        return "not a point on the curve"
+    eightfold = canonical
+    for _ in range(3):
+        eightfold = crypto_core_ed25519_add(eightfold, eightfold)
+    if eightfold == ED25519_IDENTITY:
+        return "of small order"
+    if canonical != sign_key:
+        return "not canonically encoded"
+    return "outside the prime-order subgroup"
+
+
+def _x25519_weakness(agree_key: bytes) -> str | None:
+    """Whether an X25519 public key is of small order: X25519 with it is all zero.
+
+    OpenSSL (through ``cryptography``) refuses to return an all-zero shared secret and
+    raises ``ValueError``. A fixed private key is as good a probe as any: its scalar is a
+    multiple of 8 below 8 times either prime order (the curve's and the twist's), so the
+    product vanishes exactly for the points of order dividing 8, on the curve or its twist,
+    whatever their encoding (``u + p``, the top bit set).
+    """
+    if len(agree_key) != KEY_SIZE:
+        return "not 32 bytes"
+    try:
+        _X25519_PROBE.exchange(X25519PublicKey.from_public_bytes(agree_key))
+    except ValueError:
+        return "of small order (X25519 with it is all zero)"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def weak_key_reason(sign_key: bytes, agree_key: bytes) -> str | None:
+    """Why a pair of public keys must not be certified, or ``None`` if they may be.
+
+    The one check of key strength (docs/PROTOCOL.md 11.1): the broker refuses to enroll
+    such keys, and a vendor refuses a buyer certificate that carries them. Anyone can
+    sign under a small-order Ed25519 key for OpenSSL, so its holder could disown its own
+    signatures; a small-order X25519 key leaves no shared secret to derive keys from.
+    About 80 µs, so cached for the vendor, which asks once per buyer.
+    """
+    if (reason := _ed25519_weakness(sign_key)) is not None:
+        return f"signing key is {reason}"
+    if (reason := _x25519_weakness(agree_key)) is not None:
+        return f"agreement key is {reason}"
+    return None
 
 
 def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:

@@ -100,9 +100,17 @@ class RedemptionError(RemoteProtocolError):
 
 
 class EnrollmentError(RemoteProtocolError):
-    """An enrollment request with a spent token or a bad proof of possession."""
+    """An enrollment request with a spent token, a bad proof of possession or a weak key."""
 
     code = "enrollment"
+
+
+class WeakKeyError(EnrollmentError):
+    """An enrollment request for a public key nobody should be certified under.
+
+    A small-order or mis-encoded Ed25519 key, or a small-order X25519 key
+    (``crypto.weak_key_reason``); answered as ``enrollment``, the detail says which.
+    """
 
 
 class ThrottledError(RemoteProtocolError):

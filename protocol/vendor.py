@@ -11,7 +11,7 @@ from protocol import chain
 from protocol.codec import decode_as
 from protocol.commit_throttle import CommitThrottle
 from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
-from protocol.crypto import Identity, MacKey, chain_key
+from protocol.crypto import Identity, MacKey, chain_key, weak_key_reason
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -22,6 +22,7 @@ from protocol.envelope import (
 )
 from protocol.errors import (
     AuthenticationError,
+    CertificateError,
     CommitmentError,
     LocalProtocolError,
     PaymentError,
@@ -267,6 +268,11 @@ class VendorCore(VendorRedemption):
             role="buyer",
             revoked=self.revoked,
         )
+        certificate = verified.certificate
+        if (reason := weak_key_reason(certificate.sign_key, certificate.agree_key)) is not None:
+            # The broker no longer certifies such keys; one certified before it refused them
+            # lets anyone sign for the buyer, which the buyer could then disown.
+            raise CertificateError(f"buyer certificate carries a weak key: {reason}")
         return verified
 
     def _commit(

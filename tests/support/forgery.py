@@ -15,10 +15,10 @@ from typing import Final
 
 from protocol import topics
 from protocol.codec import encode
-from protocol.credentials import issue_certificate, sign_commitment
-from protocol.crypto import TAG_ENVELOPE, Identity, MacKey, chain_key
+from protocol.credentials import enroll_proof_data, issue_certificate, sign_commitment
+from protocol.crypto import TAG_ENROLL_PROOF, TAG_ENVELOPE, Identity, MacKey, chain_key, token_key
 from protocol.envelope import PROTOCOL_VERSION, Auth, Header, seal
-from protocol.messages import Certificate, Commit, Commitment, Role
+from protocol.messages import Certificate, Commit, Commitment, EnrollRequest, Role
 from tests.support.world import seeded_identity
 
 MALLORY: Final = "mallory"
@@ -129,6 +129,40 @@ def commit(  # noqa: PLR0913 - who signs, who sends, what, and how it is sealed
         ref=cid,
     )
     return topic, payload, cid
+
+
+def enroll_proof_message(account: str, sign_key: bytes, agree_key: bytes) -> bytes:
+    """What the proof of possession of an enrollment at "broker" signs, tag included."""
+    return TAG_ENROLL_PROOF + enroll_proof_data(account, "broker", sign_key, agree_key)
+
+
+def enroll(  # noqa: PLR0913 - the request's three fields, who sends it, and when
+    account: str,
+    token: bytes,
+    sign_key: bytes,
+    agree_key: bytes,
+    proof: bytes,
+    *,
+    now: float,
+) -> tuple[str, bytes, MacKey]:
+    """An ``enroll`` to "broker" for any keys and proof, under ``account``'s token key.
+
+    Returns the topic, the envelope and the token key (which the broker's answer is
+    MAC'd with): what the holder of a genuine token can send for keys it does not hold.
+    """
+    key = MacKey(token_key(token, account))
+    topic = topics.inbox("broker", account)
+    payload = seal(
+        topic,
+        EnrollRequest(sign_key, agree_key, proof),
+        auth=Auth.TOKEN,
+        sender=account,
+        recipient="broker",
+        counter=int(now * 1_000_000),
+        now=now,
+        key=key,
+    )
+    return topic, payload, key
 
 
 def unverifiable_commit(
