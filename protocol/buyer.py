@@ -31,7 +31,7 @@ from protocol.credentials import (
     sign_commitment,
     verify_certificate,
 )
-from protocol.crypto import Identity, MacKey, chain_key
+from protocol.crypto import Identity, MacKey, chain_key, weak_key_reason
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -42,6 +42,7 @@ from protocol.envelope import (
 )
 from protocol.errors import (
     AuthenticationError,
+    CertificateError,
     LocalProtocolError,
     UnexpectedMessageError,
 )
@@ -356,6 +357,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         )
         if certificate.subject != header.sender:
             raise AuthenticationError
+        if (reason := weak_key_reason(certificate.sign_key, certificate.agree_key)) is not None:
+            # Only a certificate issued before the broker refused such keys: under it anyone
+            # could sign this vendor's offers, and no chain key can be agreed with it.
+            raise CertificateError(f"vendor certificate carries a weak key: {reason}")
         verify_signed(parsed, topic, certificate.sign_key)
         if offer.valid_until < int(now * 1000):
             raise UnexpectedMessageError(f"offer of {header.sender} expired")

@@ -17,10 +17,10 @@ from protocol import topics
 from protocol.codec import encode
 from protocol.credentials import commitment_id, issue_certificate
 from protocol.crypto import TAG_COMMITMENT, MacKey, verify_signature
-from protocol.envelope import Auth, open_body, parse, seal
+from protocol.envelope import BROADCAST, Auth, open_body, parse, seal
 from protocol.errors import CertificateError, WeakKeyError
 from protocol.events import MessageRejected
-from protocol.messages import Certificate, Commit, Error, Signed
+from protocol.messages import Certificate, Commit, Error, Offer, Signed
 from tests.attacks.cores import open_paid_channel, rejected_with, vendor_total
 from tests.support.forgery import MALLORY, commitment, enroll, enroll_proof_message, ms
 from tests.support.small_order import SMALL_ORDER_ED25519, forge_signature, small_order_x25519
@@ -117,3 +117,36 @@ def test_a_vendor_refuses_a_buyer_certificate_carrying_a_weak_key(
     assert not world.vendors["vendor1"].data_to_send()  # unauthenticated: no answer
     assert open_paid_channel(world, units=3)  # an honest buyer is served as before
     assert vendor_total(world) == 3
+
+
+@pytest.mark.parametrize(
+    ("weak", "reason"),
+    [
+        ("sign", "signing key is of small order"),
+        ("agree", "agreement key is of small order (X25519 with it is all zero)"),
+    ],
+)
+def test_a_buyer_refuses_an_offer_from_a_vendor_certified_with_a_weak_key(
+    world: World, weak: str, reason: str
+) -> None:
+    mallory = seeded_identity(MALLORY)
+    now_ms = ms(world.now)
+    certificate = issue_certificate(
+        world.broker.identity,
+        Certificate(
+            serial=998, subject=MALLORY, role="vendor",
+            sign_key=ORDER_8 if weak == "sign" else mallory.sign_key,
+            agree_key=small_order_x25519()[2] if weak == "agree" else mallory.agree_key,
+            credit_limit=0, currency="EUR", not_before=now_ms - 1000,
+            not_after=now_ms + 10**9, issuer="broker",
+        ),
+    )  # fmt: skip
+    offer = Offer(certificate, 1, "EUR", 1000, 100, False, now_ms + 600_000, [])
+    topic = topics.public(MALLORY, "offer")
+    payload = seal(topic, offer, auth=Auth.SIGNED, sender=MALLORY, recipient=BROADCAST,
+                   counter=1, now=world.now, signer=mallory)  # fmt: skip
+    (event,) = world.net.inject("buyer1", topic, payload, world.now)
+    assert isinstance(event, MessageRejected)
+    assert isinstance(event.error, CertificateError)
+    assert str(event.error) == f"vendor certificate carries a weak key: {reason}"
+    assert MALLORY not in world.buyers["buyer1"].offers
