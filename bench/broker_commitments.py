@@ -61,6 +61,7 @@ from typing import Final, Literal
 from agents.daemons.broker_files import BrokerFiles
 from agents.daemons.broker_service import BrokerService
 from agents.runtime.datadir_lock import DataDirLock
+from agents.runtime.gc_tuning import tune_for_daemon
 from agents.runtime.log_setup import TextFormatter
 from broker_ledger.store import EventStore
 from protocol import credentials, crypto, topics
@@ -457,8 +458,7 @@ def run(sizes: Sizes, verifiers: Sequence[Verifier], directory: Path) -> list[Re
     broker_key = setting.world.broker.info.sign_key
     results: list[Result] = []
     runs = sizes.runs
-    gc.collect()
-    gc.freeze()  # the world and the envelopes are the benchmark's, not the broker's heap
+    tune_for_daemon()  # as `micropay broker run` does; the world and the envelopes frozen too
     for verifier in verifiers:
         with verifier_in_use(verifier):
             progress(f"{verifier}: signature checks")

@@ -116,6 +116,7 @@ from agents.ops.mosquitto import (
     generated_password,
     render,
 )
+from agents.runtime.gc_tuning import tune_for_daemon
 from agents.runtime.loop import AgentLoop
 from agents.runtime.mqtt import CLIENTS, ClientName, MqttSettings, open_link
 from agents.runtime.mqtt5_link import Mqtt5Link
@@ -352,6 +353,7 @@ async def vendor_worker(conf: VendorConf) -> None:
     agent.token = bytes.fromhex(conf.token)
     vendor_metrics(agent, CollectorRegistry(auto_describe=False))  # measured as deployed
     waits = StoreWaits(agent.loop)
+    tune_for_daemon()  # as `micropay vendor run` does
     runner = asyncio.create_task(agent.run(), name="vendor")
     async with asyncio.timeout(READY_TIMEOUT):
         while not agent.core.certificate:  # noqa: ASYNC110 - polling the core's state

@@ -14,6 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from agents.runtime.config_schema import default_log_level
+from agents.runtime.gc_tuning import tune_for_daemon
 from agents.runtime.log_setup import setup_logging
 from agents.runtime.metrics_server import MetricsServer, start_metrics
 from agents.runtime.mqtt import CLIENTS, MqttSettings
@@ -130,6 +131,7 @@ def print_json(data: object) -> None:
 
 def run_daemon(main: Coroutine[Any, Any, None]) -> int:
     """Run a daemon; a task it cannot live without stopping is logged and exits 1 (crash-only)."""
+    tune_for_daemon()
     try:
         asyncio.run(main)
     except AgentFailedError as failure:

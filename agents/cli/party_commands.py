@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,11 @@ from agents.cli.options import (
     print_json,
     run_daemon,
 )
-from agents.cli.pay_summary import PaySession
+from agents.cli.pay_summary import PaySession, interrupted, pay_side_by_side
 from agents.cli.status_commands import add_vendor_status, party_dir
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
-from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.buyer_agent import BuyerAgent, PayResult
 from agents.daemons.buyer_metrics import buyer_metrics
 from agents.daemons.vendor_agent import VendorAgent
 from agents.daemons.vendor_metrics import vendor_metrics
@@ -158,47 +159,61 @@ def cmd_buyer_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_buyer_pay(args: argparse.Namespace) -> int:
-    """Pay a vendor, wait for its receipts and print what was paid (so far, on Ctrl-C)."""
-    prepare(args, "buyer", BUYER_DEFAULTS)
-    data_dir = party_dir(args)
-    session = PaySession(args.vendor, data_dir / WALLET_FILE)
+    """Pay one vendor or several at once, wait for their receipts, print what was paid.
 
-    async def run() -> dict[str, Any]:
+    Several vendors are paid side by side over one connection and one wallet, each
+    ``--payments`` times; the answer is then a JSON list with one object per vendor. On
+    Ctrl-C it says what was paid so far.
+    """
+    prepare(args, "buyer", BUYER_DEFAULTS)
+    vendors: list[str] = list(dict.fromkeys(args.vendor))  # each once, in the order given
+    data_dir = party_dir(args)
+    sessions = [PaySession(vendor, data_dir / WALLET_FILE) for vendor in vendors]
+
+    async def run() -> list[dict[str, Any]]:
         registry, served = metrics_registry(args)  # scraped while this command runs
         try:
             buyer = await _buyer(args)
             await buyer_metrics(buyer, registry)
-            await session.start(buyer)
-            result = await buyer.run(
-                lambda: buyer.pay(
-                    args.vendor,
+            for session in sessions:
+                await session.start(buyer)
+
+            def pay(vendor: str) -> Coroutine[Any, Any, PayResult]:
+                return buyer.pay(
+                    vendor,
                     args.payments,
                     args.units,
                     mixed=args.mixed,
                     length=args.chain_length,
                     item=args.item_name,
                     timeout=args.timeout,
-                ),
-                args.timeout + args.payments / 100,
+                )
+
+            results = await buyer.run(
+                lambda: pay_side_by_side(vendors, pay), args.timeout + args.payments / 100
             )
         finally:
             if served is not None:
                 served.close()
-        return {
-            "vendor": args.vendor,
-            "payments": result.payments,
-            "units": result.units,
-            "acknowledged_index": result.acknowledged,
-            "seconds": round(result.seconds, 3),
-            "payments_per_second": round(result.payments / result.seconds)
-            if result.seconds
-            else None,
-        }
+        return [
+            {
+                "vendor": vendor,
+                "payments": result.payments,
+                "units": result.units,
+                "acknowledged_index": result.acknowledged,
+                "seconds": round(result.seconds, 3),
+                "payments_per_second": round(result.payments / result.seconds)
+                if result.seconds
+                else None,
+            }
+            for vendor, result in zip(vendors, results, strict=True)
+        ]
 
     try:
-        print_json(asyncio.run(run()))
+        answers = asyncio.run(run())
     except KeyboardInterrupt:
-        return session.interrupted()
+        return interrupted(sessions)
+    print_json(answers[0] if len(answers) == 1 else answers)
     return 0
 
 
@@ -305,7 +320,11 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
             )
         if action == "pay":
             add_metrics(parser)
-            parser.add_argument("vendor", help="the vendor to pay")
+            parser.add_argument(
+                "vendor",
+                nargs="+",
+                help="the vendor to pay; several are paid side by side, each --payments times",
+            )
             parser.add_argument(
                 "--payments", type=bounded("payments"), default=1, help="how many payments"
             )

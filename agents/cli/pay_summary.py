@@ -1,4 +1,4 @@
-"""What ``buyer pay`` says when interrupted: how much it paid and how much was acknowledged.
+"""``buyer pay`` around the payments: several vendors at once, and what Ctrl-C reports.
 
 Ctrl-C ends a paying session wherever it is. The wallet already holds every payword
 spent, so the next run resumes the channel and resends what the vendor has not
@@ -8,14 +8,16 @@ does not say.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.cli.options import print_json
-from agents.daemons.buyer_agent import BuyerAgent
+from agents.daemons.buyer_agent import BuyerAgent, BuyerError, PayResult
 from agents.daemons.wallet_store import WalletStore, spent_on_disk
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
@@ -61,13 +63,30 @@ class PaySession:
             "units_acknowledged": acknowledged,
         }
 
-    def interrupted(self) -> int:
-        """Print the session's summary (JSON on stdout, a line on stderr); exit 130."""
-        summary = self.so_far()
-        print_json(summary)
+
+async def pay_side_by_side(
+    vendors: list[str], pay: Callable[[str], Coroutine[Any, Any, PayResult]]
+) -> list[PayResult]:
+    """Pay every vendor at once; the first refusal stops the others and is the answer."""
+    try:
+        async with asyncio.TaskGroup() as payments:
+            running = [payments.create_task(pay(vendor)) for vendor in vendors]
+    except BaseExceptionGroup as failed:
+        refusal = failed.subgroup(BuyerError)
+        if refusal is not None:
+            raise refusal.exceptions[0] from None
+        raise
+    return [task.result() for task in running]
+
+
+def interrupted(sessions: list[PaySession]) -> int:
+    """Ctrl-C while paying: say what each vendor was paid (one object, or a list); exit 130."""
+    summaries = [session.so_far() for session in sessions]
+    print_json(summaries[0] if len(summaries) == 1 else summaries)
+    for session, summary in zip(sessions, summaries, strict=True):
         sys.stderr.write(
-            f"micropay: interrupted: paid {self.vendor} {summary['units_paid']} units"
+            f"micropay: interrupted: paid {session.vendor} {summary['units_paid']} units"
             f" (amount {summary['amount_paid']}), {summary['units_acknowledged']} acknowledged"
             " so far; the wallet keeps its place and resends the rest on the next run\n"
         )
-        return EXIT_INTERRUPTED
+    return EXIT_INTERRUPTED

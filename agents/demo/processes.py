@@ -227,16 +227,21 @@ def pay(demo: Demo) -> float:
     started = time.monotonic()
     scripts = []
     for buyer in BUYERS:
+        # One process per buyer pays its vendors side by side; a vendor's extra payment
+        # (when the payments do not split evenly) follows in a second command.
+        mine = {vendor: share[buyer, vendor] for vendor in VENDORS}
+        common = min(mine.values())
+        rounds = [([v for v in VENDORS if mine[v]], common)] if common else []
+        rounds += [([v], mine[v] - common) for v in VENDORS if mine[v] > common]
         steps = [
             " ".join(
                 [
-                    *demo.command("buyer", "pay", vendor, "--name", buyer, "--broker-pub", pub),
+                    *demo.command("buyer", "pay", *vendors, "--name", buyer, "--broker-pub", pub),
                     *("--data-dir", str(demo.root / buyer)),
-                    *("--payments", str(share[buyer, vendor]), "--units", "10", "--mixed"),
+                    *("--payments", str(payments), "--units", "10", "--mixed"),
                 ]
             )
-            for vendor in VENDORS
-            if share[buyer, vendor]
+            for vendors, payments in rounds
         ]
         scripts.append((buyer, steps))
     running = []
@@ -259,14 +264,21 @@ def pay(demo: Demo) -> float:
     seconds = time.monotonic() - started
     for buyer in BUYERS:
         text = (demo.root / "logs" / f"{buyer}-pay.json").read_text()
-        for chunk in _json_objects(text):
-            pair = (buyer, chunk["vendor"])
-            demo.count[pair] = demo.count.get(pair, 0) + chunk["payments"]
-            demo.paid[pair] = demo.paid.get(pair, 0) + chunk["units"] * VENDORS[chunk["vendor"]][0]
+        for answer in _json_objects(text):
+            for chunk in answer if isinstance(answer, list) else [answer]:
+                _count(demo, buyer, chunk)
     return seconds
 
 
-def _json_objects(text: str) -> Iterator[dict[str, Any]]:
+def _count(demo: Demo, buyer: str, chunk: dict[str, Any]) -> None:
+    """Add one vendor's answer from ``buyer pay`` to the demo's tally."""
+    pair = (buyer, chunk["vendor"])
+    demo.count[pair] = demo.count.get(pair, 0) + chunk["payments"]
+    demo.paid[pair] = demo.paid.get(pair, 0) + chunk["units"] * VENDORS[chunk["vendor"]][0]
+
+
+def _json_objects(text: str) -> Iterator[Any]:
+    """Each JSON value in ``text`` (``buyer pay`` prints one per command it ran)."""
     decoder = json.JSONDecoder()
     position = 0
     while position < len(text):

@@ -160,6 +160,7 @@ class AgentLoop(Generic[E]):
         self._covered = 0  # stagings the last completed commit covered
         self._wake = asyncio.Event()  # something is staged
         self._committed = asyncio.Event()  # a commit completed
+        self._commit_failed = False
         self._timer_moved = asyncio.Event()  # the core may have armed an earlier timer
         self._committer: asyncio.Task[None] | None = None
         self._in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -244,15 +245,13 @@ class AgentLoop(Generic[E]):
 
     async def _commit_covers(self, staging: int) -> None:
         """Wait until a completed commit covers the ``staging``-th staging."""
-        while self._covered < staging:
+        while self._covered < staging and not self._commit_failed:
             self._committed.clear()
             await self._committed.wait()
-            committer = self._committer
-            if committer is None or committer.done():
-                return  # nothing will commit any more; ``run`` reports why
 
     def _ensure_committer(self) -> asyncio.Task[None]:
         if self._committer is None:
+            self._commit_failed = False
             self._committer = asyncio.create_task(self._commit_loop(), name="store-commit")
         return self._committer
 
@@ -271,7 +270,8 @@ class AgentLoop(Generic[E]):
                 try:
                     await self.persist(events)
                 except BaseException:
-                    self._committed.set()  # waiters find the committer gone
+                    self._commit_failed = True  # nothing commits any more; ``run`` says why
+                    self._committed.set()
                     raise
                 self.commits += 1
             self._covered = staging

@@ -96,3 +96,26 @@ def test_ctrl_c_during_pay_reports_what_was_paid_and_acknowledged(system: Demo) 
     )
     # The wallet agrees: it holds every payword this session spent, and no more.
     assert spent(system.root / "alice" / "wallet.db") == summary["units_paid"]
+
+
+def test_one_command_pays_several_vendors_side_by_side(system: Demo) -> None:
+    vendors = list(VENDORS)
+    both = subprocess.run(  # noqa: S603 - our own interpreter and module
+        buyer(system, "pay", *vendors, vendors[0], "--payments", "40", "--units", "2"),
+        env=environment(system),
+        capture_output=True,
+        check=False,
+    )
+    assert both.returncode == 0, both.stderr
+    answers = json.loads(both.stdout)  # a vendor named twice is paid once
+    assert [answer["vendor"] for answer in answers] == vendors
+    assert all(answer["payments"] == 40 and answer["units"] == 80 for answer in answers)
+    assert all(answer["acknowledged_index"] >= 80 for answer in answers)
+    one = subprocess.run(  # noqa: S603 - our own interpreter and module
+        buyer(system, "pay", vendors[1], "--payments", "1"),
+        env=environment(system),
+        capture_output=True,
+        check=False,
+    )
+    assert one.returncode == 0, one.stderr
+    assert json.loads(one.stdout)["vendor"] == vendors[1]  # one vendor: one object, as before
