@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Final, Generic, TypeVar
 
-from agents.runtime.mqtt import AckToken, LinkError, MqttLink
+from agents.runtime.mqtt import AckToken, LinkError, MqttLink, PacketTooLargeError
 from agents.runtime.supervision import first_failure
 from protocol.core import Core
 from protocol.events import (
@@ -154,6 +154,7 @@ class AgentLoop(Generic[E]):
         self.commits = 0  # transactions the committer has run, for the metrics
         self._lock = asyncio.Lock()
         self._outbox: asyncio.Queue[Outgoing] = asyncio.Queue()
+        self._unsent: Outgoing | None = None  # taken from the outbox, not yet published
         self._staged_events: list[E] = []
         self._staged_acks: list[AckToken] = []
         self._staged = 0  # stagings so far
@@ -239,8 +240,12 @@ class AgentLoop(Generic[E]):
         self._wake.set()
 
     async def _keep_up(self) -> None:
-        """Wait (outside the lock) while the committer is far behind."""
-        while len(self._staged_events) >= MAX_STAGED:
+        """Wait (outside the lock) while the committer is far behind.
+
+        Not once it has failed: nothing would ever drain what is staged, and this loop would
+        spin without yielding; the next ``_stage`` raises the store's error instead.
+        """
+        while len(self._staged_events) >= MAX_STAGED and not self._commit_failed:
             await self._commit_covers(self._staged)
 
     async def _commit_covers(self, staging: int) -> None:
@@ -403,22 +408,29 @@ class AgentLoop(Generic[E]):
                     await asyncio.sleep(REARM_INTERVAL)
 
     async def _publish(self) -> None:
-        """Publish what the committer released, many in flight, without a task per message."""
+        """Publish what the committer released, many in flight, without a task per message.
+
+        A message stays in ``_unsent`` until the link has taken it: if the connection drops
+        (or this task is cancelled) while it waits for room, the next connection sends it.
+        """
         link = self.link
         while True:
-            out = await self._outbox.get()
+            if self._unsent is None:
+                self._unsent = await self._outbox.get()
+            out = self._unsent
             await self._in_flight.acquire()
             try:
                 if not link.has_room():
                     await link.room()
                 done = link.publish_nowait(out.topic, out.payload, retain=out.retain)
-            except LinkError as error:
+            except PacketTooLargeError as error:  # it never will fit: dropped, and said so
+                self._unsent = None
                 self._published_one(out, error)
                 continue
-            except BaseException:
+            except BaseException:  # cancelled, or the connection is gone: kept for the next
                 self._in_flight.release()
-                self._outbox.task_done()
                 raise
+            self._unsent = None
             done.add_done_callback(lambda future, out=out: self._after_publish(out, future))  # type: ignore[misc]
 
     def _after_publish(self, out: Outgoing, future: asyncio.Future[None]) -> None:

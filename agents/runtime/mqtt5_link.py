@@ -58,6 +58,17 @@ What ``mqtt5.PubAckPacket(packet_id).write()`` gives, without building the objec
 _PUBACK_FAILURE: Final = 0x80
 
 
+def _codec_panic(error: BaseException) -> bool:
+    """Whether ``error`` is a panic of the codec (pyo3's ``PanicException``, a BaseException).
+
+    ``mqtt5.read`` panics instead of raising ValueError on some malformed input (a string
+    that is not UTF-8, in any packet): the server's fault, a malformed packet like any other,
+    not an error that may escape into the agent and end it.
+    """
+    kind = type(error)
+    return kind.__module__ == "pyo3_runtime" and kind.__name__ == "PanicException"
+
+
 class _Outgoing:
     """A QoS 1 publish of ours until its PUBACK: retransmitted after a reconnect."""
 
@@ -123,9 +134,16 @@ class _Wire(asyncio.Protocol):
                 offset += used
         except IndexError:  # a partial packet: keep it for the next read
             if size - offset > MAX_PACKET_SIZE + 5:
-                self.fail(PacketTooLargeError("the server sent a packet larger than allowed"))
+                # A LinkError, not PacketTooLargeError: that one means "this publish of
+                # ours is too large" (the loop drops that message); this is the connection.
+                self.fail(LinkError("the server sent a packet larger than allowed"))
                 return
         except ValueError as error:
+            self.fail(LinkError(f"malformed packet from the server: {error}"))
+            return
+        except BaseException as error:
+            if not _codec_panic(error):
+                raise
             self.fail(LinkError(f"malformed packet from the server: {error}"))
             return
         finally:
@@ -237,6 +255,8 @@ class Mqtt5Link:
         try:
             connack = await self._handshake(wire)
         except BaseException:
+            if self._connack is not None:
+                self._connack.cancel()  # nobody awaits it now: no "exception never retrieved"
             self._drop(wire)
             raise
         self._accept(connack, wire)
@@ -301,9 +321,15 @@ class Mqtt5Link:
             wire.flush()
             wire.transport.close()
         self._drop(wire)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(1.0):
-                await wire.lost
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await wire.lost
+        finally:
+            # A server that does not read would keep the socket, and all we wrote to it,
+            # open past close(): not past this second.
+            if wire.transport is not None:
+                wire.transport.abort()
 
     def _drop(self, wire: _Wire) -> None:
         if self._keepalive_task is not None:
@@ -436,8 +462,15 @@ class Mqtt5Link:
         self._requests[packet_id] = reply
         topic_filters = [mqtt5.TopicFilter(f, max_qos=_QOS1) for f in filters]
         wire.write(mqtt5.SubscribePacket(packet_id, topic_filters).write())
-        suback = await reply
-        assert isinstance(suback, mqtt5.SubAckPacket)  # noqa: S101 - matched by packet id
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                suback = await reply
+        except TimeoutError as error:
+            self._requests.pop(packet_id, None)
+            where = f"{self.settings.host}:{self.settings.port}"
+            raise LinkError(f"no SUBACK from {where} in {CONNECT_TIMEOUT:g} s") from error
+        if not isinstance(suback, mqtt5.SubAckPacket):  # an UNSUBACK with our SUBSCRIBE's id
+            raise LinkError(f"the server answered our SUBSCRIBE with {type(suback).__name__}")
         for topic_filter, code in zip(filters, suback.reason_codes, strict=False):
             if int(code) >= _PUBACK_FAILURE:
                 log.warning("subscription to %s refused: %s", topic_filter, code.name.lower())
