@@ -128,6 +128,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         known = self.offers.get(vendor)
         if known is None:
             raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
+        if (revoked := self.vendor_revoked(vendor)) is not None:
+            raise LocalProtocolError(revoked)
         offer = known.offer
         if length > offer.max_length:
             raise LocalProtocolError(
@@ -226,6 +228,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         channel = self.channels.get(cid)
         if channel is None:
             raise LocalProtocolError("unknown channel")
+        if (revoked := self.vendor_revoked(channel.vendor)) is not None:
+            raise LocalProtocolError(revoked)
         if units < 1 or units > channel.remaining:
             raise LocalProtocolError(
                 f"this chain to {channel.vendor} has {channel.remaining} of"
@@ -262,6 +266,21 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             raise LocalProtocolError("unknown channel")
         return SpendReserved(cid, channel.release())
 
+    def vendor_revoked(self, vendor: str) -> str | None:
+        """Why ``vendor`` may not be paid if the newest revocation list names its certificate.
+
+        Offers and revocation lists arrive on separate retained topics in no set order, so
+        an offer taken before the list that revokes its vendor is checked again here, at
+        every commitment and payment (docs/PROTOCOL.md 11.3).
+        """
+        known = self.offers.get(vendor)
+        if known is None or known.certificate.serial not in self.revoked:
+            return None
+        return (
+            f"{vendor}'s certificate (serial {known.certificate.serial}) is revoked:"
+            " the broker no longer vouches for it, so this wallet pays it nothing more"
+        )
+
     def refusal(self, vendor: str, plan: list[int], item: str, paid: int, now: float) -> str | None:
         """Why this wallet would not pay ``plan`` (units per payment) to ``vendor`` now.
 
@@ -270,6 +289,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         known = self.offers.get(vendor)
         if known is None:
             return f"no offer from vendor {vendor!r} yet"
+        if (revoked := self.vendor_revoked(vendor)) is not None:
+            return revoked
         mine = [c for c in self.channels.values() if c.vendor == vendor]
         certified, offer = self.certified, known.offer
         return pay_refusal(certified, self.revoked, vendor, offer, mine, plan, item, paid, now)
