@@ -13,7 +13,7 @@ from broker_ledger.evidence import TAG_EVIDENCE, canonical_bytes
 from broker_ledger.evidence_bundle import Evidence
 from broker_ledger.evidence_report import EvidenceReport
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
-from protocol.credentials import commitment_id
+from protocol.credentials import NOT_BEFORE_ALLOWANCE_MS, commitment_id
 from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT
 from protocol.errors import MalformedMessageError
 from protocol.messages import Certificate, Commitment
@@ -64,7 +64,8 @@ def check_credentials(
         report.fail("certificate-signature", f"certificate issued by {certificate.issuer!r}")
     if certificate.role != "buyer":
         report.fail("certificate-signature", f"certificate is for a {certificate.role}")
-    if not certificate.not_before <= commitment.issued_at <= certificate.not_after:
+    earliest = certificate.not_before - NOT_BEFORE_ALLOWANCE_MS  # the clock allowance
+    if not earliest <= commitment.issued_at <= certificate.not_after:
         report.fail("certificate-signature", "certificate not valid when the commitment was made")
     if not signature_ok(certificate.sign_key, TAG_COMMITMENT, signed.body, signed.signature):
         report.fail("commitment-signature", "the commitment is not signed by the certified buyer")

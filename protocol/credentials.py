@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from protocol.codec import decode_certificate, decode_commitment, decode_signed, encode
 from protocol.crypto import (
@@ -25,6 +25,7 @@ from protocol.crypto import (
     sha256,
     verify_signature,
 )
+from protocol.envelope import DEFAULT_MAX_SKEW
 from protocol.errors import AuthenticationError, CertificateError, CommitmentError
 from protocol.messages import Certificate, Commitment, Role, Signed
 
@@ -128,6 +129,14 @@ def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
     return certificate
 
 
+NOT_BEFORE_ALLOWANCE_MS: Final = int(DEFAULT_MAX_SKEW * 1000)
+"""How far before ``not_before`` a certificate is already good: the envelopes' skew.
+
+``not_before`` is the broker's clock at enrollment; a buyer whose clock runs behind would
+otherwise refuse its own fresh certificate, and its first commitment (stamped with its
+clock) would be refused by the vendor (docs/PROTOCOL.md 5.2)."""
+
+
 def check_certificate_use(
     certificate: Certificate,
     broker_id: str,
@@ -143,7 +152,7 @@ def check_certificate_use(
     now_ms = int(now * 1000)
     if certificate.issuer != broker_id:
         raise CertificateError(f"issued by {certificate.issuer!r}, not {broker_id!r}")
-    if not certificate.not_before <= now_ms <= certificate.not_after:
+    if not certificate.not_before - NOT_BEFORE_ALLOWANCE_MS <= now_ms <= certificate.not_after:
         raise CertificateError(f"certificate {certificate.serial} not valid at {now_ms}")
     if role is not None and certificate.role != role:
         raise CertificateError(f"certificate is for a {certificate.role}, not a {role}")
