@@ -25,7 +25,7 @@ from agents.runtime.mqtt_link import (
     LinkError,
     MqttRefusedError,
     MqttSettings,
-    PacketTooLargeError,
+    check_packet_size,
     refusal_reason,
     tls_context,
 )
@@ -145,11 +145,7 @@ class AiomqttLink:
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish at QoS 1 and wait for the broker's acknowledgement."""
-        if len(payload) + len(topic) + 16 > MAX_PACKET_SIZE:
-            raise PacketTooLargeError(
-                f"a {len(payload)}-byte message to {topic} exceeds the maximum packet size"
-                f" ({MAX_PACKET_SIZE} bytes)"
-            )
+        check_packet_size(topic, payload, MAX_PACKET_SIZE)
         try:
             await self.client.publish(topic, payload, qos=1, retain=retain)
         except aiomqtt.MqttError as error:

@@ -434,9 +434,7 @@ class AgentLoop(Generic[E]):
             done.add_done_callback(lambda future, out=out: self._after_publish(out, future))  # type: ignore[misc]
 
     def _after_publish(self, out: Outgoing, future: asyncio.Future[None]) -> None:
-        error = None if future.cancelled() else future.exception()
-        if future.cancelled():
-            error = LinkError("cancelled")
+        error = LinkError("cancelled") if future.cancelled() else future.exception()
         self._published_one(out, error)
 
     def _published_one(self, out: Outgoing, error: BaseException | None) -> None:

@@ -37,8 +37,8 @@ from agents.runtime.mqtt_link import (
     LinkError,
     MqttRefusedError,
     MqttSettings,
-    PacketTooLargeError,
     PublishRefusedError,
+    check_packet_size,
     refusal_reason,
     tls_context,
 )
@@ -566,11 +566,7 @@ class Mqtt5Link:
         ``room``): exceeding the server's Receive Maximum is a protocol error.
         """
         wire = self._connected()
-        if len(payload) + len(topic) + 16 > self._server_max_packet:
-            raise PacketTooLargeError(
-                f"a {len(payload)}-byte message to {topic} exceeds the server's maximum"
-                f" packet size ({self._server_max_packet} bytes)"
-            )
+        check_packet_size(topic, payload, self._server_max_packet)
         if not self.has_room():
             raise LinkError("the server's Receive Maximum is reached: await room() first")
         packet_id = self._next_id()

@@ -52,6 +52,19 @@ class PacketTooLargeError(LinkError):
     """A message larger than the server (or we) allow; refused before it is sent."""
 
 
+def check_packet_size(topic: str, payload: bytes, limit: int) -> None:
+    """Refuse, before sending, a publish that would make a packet larger than ``limit``.
+
+    The 16 bytes are the fixed header, the topic's length prefix and the packet id, with
+    room for an empty property block.
+    """
+    if len(payload) + len(topic) + 16 > limit:
+        raise PacketTooLargeError(
+            f"a {len(payload)}-byte message to {topic} exceeds the maximum packet size"
+            f" ({limit} bytes)"
+        )
+
+
 class PublishRefusedError(LinkError):
     """The server answered a publish with a failure reason code (ACL, retained guard)."""
 
