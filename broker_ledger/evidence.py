@@ -44,7 +44,7 @@ from protocol.broker_events import (
 )
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
 from protocol.credentials import commitment_id
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys
 from protocol.errors import MalformedMessageError
 
 TAG_EVIDENCE: Final = b"micropay/v1/evidence\x00"
@@ -66,7 +66,7 @@ def canonical_bytes(bundle: dict[str, Any]) -> bytes:
     ).encode()
 
 
-def sign_bundle(bundle: dict[str, Any], broker: Identity) -> dict[str, Any]:
+def sign_bundle(bundle: dict[str, Any], broker: AgentKeys) -> dict[str, Any]:
     """The bundle with the broker's Ed25519 signature over its canonical bytes."""
     signature = broker.sign(TAG_EVIDENCE, canonical_bytes(bundle))
     return {**bundle, "signature": signature.hex()}
@@ -380,7 +380,7 @@ def snapshot(
 
 def issue(  # noqa: PLR0913 - where, who, what and when
     ledger: Path,
-    broker: Identity,
+    broker: AgentKeys,
     broker_id: str,
     reference: str,
     at: int,

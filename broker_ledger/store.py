@@ -31,7 +31,7 @@ from broker_ledger.store_records import Checkpoint, StoredEvent, StreamAppend
 from broker_ledger.store_schema import FORMAT, SCHEMA, Synchronous, prepare
 from broker_ledger.store_tail import check_signed_tail
 from broker_ledger.store_writer import LedgerWriter
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys
 from protocol.messages import SignedHead
 
 __all__ = [
@@ -58,7 +58,7 @@ class EventStore(LedgerWriter):
         path: str | Path,
         broker_id: str,
         *,
-        signer: Identity | None = None,
+        signer: AgentKeys | None = None,
         synchronous: Synchronous = "FULL",
         codec: EventCodec = DEFAULT_CODEC,
         checkpoint_every: int = 10_000,
@@ -94,7 +94,7 @@ class EventStore(LedgerWriter):
             raise
         return store
 
-    async def _load_meta(self, signer: Identity | None) -> None:
+    async def _load_meta(self, signer: AgentKeys | None) -> None:
         rows: dict[str, str] = {
             str(k): str(v)
             for k, v in await self._db.execute_fetchall("SELECT key, value FROM meta")
@@ -130,7 +130,7 @@ class EventStore(LedgerWriter):
         self._next_stream_id = (int(row[0]) if row and row[0] is not None else 0) + 1
 
     async def _check_signed_tail(
-        self, path: str | Path, signer: Identity, *, unsigned_tail: bool = False
+        self, path: str | Path, signer: AgentKeys, *, unsigned_tail: bool = False
     ) -> None:
         """Refuse a ledger whose last event is not covered by a valid broker signature."""
         tail = await check_signed_tail(

@@ -27,7 +27,7 @@ from broker_ledger.store_reader import LedgerReader
 from broker_ledger.store_records import StoredEvent, StreamAppend
 from broker_ledger.store_schema import INSERT_CHECKPOINT
 from protocol.broker_events import AnyBrokerEvent, stream_of
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys
 from protocol.ledger_heads import sign_head
 from protocol.messages import SignedHead
 
@@ -59,7 +59,7 @@ class LedgerWriter(LedgerReader):
         broker_id: str,
         *,
         codec: EventCodec = DEFAULT_CODEC,
-        signer: Identity | None = None,
+        signer: AgentKeys | None = None,
         checkpoint_every: int = 10_000,
         max_batch: int = 5_000,
     ) -> None:

@@ -27,7 +27,7 @@ from protocol.crypto import (
     TAG_CERTIFICATE,
     TAG_COMMITMENT,
     TAG_ENROLL_PROOF,
-    Identity,
+    AgentKeys,
     MacKey,
 )
 from protocol.endpoint import Endpoint
@@ -222,7 +222,7 @@ class Stream:
     natural: tuple[str, ...]
     """The message types this stream carries in a real flow."""
     key: MacKey | None = None
-    signer: Identity | None = None
+    signer: AgentKeys | None = None
     ref: bytes = b""
     fresh_commit: bool = False
     """A buyer's first commit: its MAC key and ``ref`` come from the commitment in the body."""

@@ -29,7 +29,7 @@ from protocol.broker_events import (
 )
 from protocol.buyer import BuyerCore
 from protocol.core import Core
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys, Identity
 from protocol.endpoint import BrokerInfo
 from protocol.errors import (
     AuthenticationError,
@@ -95,6 +95,7 @@ from protocol.vendor import VendorCore, VendorTerms
 __all__ = [
     "BROKER_EVENT_TYPES",
     "AccountOpened",
+    "AgentKeys",
     "AnyBrokerEvent",
     "AuthenticationError",
     "Balance",

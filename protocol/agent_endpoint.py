@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from protocol import topics
 from protocol.credentials import enroll_proof_data, verify_certificate
-from protocol.crypto import TAG_ENROLL_PROOF, Identity, MacKey, token_key
+from protocol.crypto import TAG_ENROLL_PROOF, AgentKeys, MacKey, token_key
 from protocol.endpoint import BrokerInfo, Endpoint, Outcome
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -58,7 +58,7 @@ class AgentEndpoint(Endpoint[E]):
     def __init__(
         self,
         account: str,
-        identity: Identity,
+        identity: AgentKeys,
         broker: BrokerInfo,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,

@@ -31,7 +31,7 @@ from protocol.credentials import (
 )
 from protocol.crypto import (
     TAG_ENROLL_PROOF,
-    Identity,
+    AgentKeys,
     MacKey,
     broker_token_secret,
     enrollment_token,
@@ -88,7 +88,7 @@ class BrokerCore(BrokerRedemption):
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
         self,
         broker_id: str,
-        identity: Identity,
+        identity: AgentKeys,
         *,
         policy: BrokerPolicy | None = None,
         random: Callable[[int], bytes] = os.urandom,

@@ -22,7 +22,7 @@ from protocol.broker_events import (
 )
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
 from protocol.crypto import (
-    Identity,
+    AgentKeys,
 )
 from protocol.endpoint import BrokerInfo, Endpoint
 from protocol.events import BrokerCoreEvent
@@ -97,7 +97,7 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
     def __init__(  # noqa: PLR0913 - identity, policy, limits
         self,
         broker_id: str,
-        identity: Identity,
+        identity: AgentKeys,
         policy: BrokerPolicy,
         *,
         max_message_size: int,

@@ -31,7 +31,7 @@ from protocol.credentials import (
     sign_commitment,
     verify_certificate,
 )
-from protocol.crypto import Identity, MacKey, chain_key, weak_key_reason
+from protocol.crypto import AgentKeys, MacKey, chain_key, weak_key_reason
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -95,7 +95,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
     def __init__(  # noqa: PLR0913 - identity, trust anchor, limits
         self,
         account: str,
-        identity: Identity,
+        identity: AgentKeys,
         broker: BrokerInfo,
         *,
         random: Callable[[int], bytes] = os.urandom,

@@ -20,7 +20,7 @@ from protocol.crypto import (
     TAG_CERTIFICATE,
     TAG_COMMITMENT,
     TAG_COMMITMENT_ID,
-    Identity,
+    AgentKeys,
     length_prefixed,
     sha256,
     verify_signature,
@@ -32,12 +32,12 @@ from protocol.messages import Certificate, Commitment, Role, Signed
 T = TypeVar("T")
 
 
-def sign_object(signer: Identity, tag: bytes, body: bytes) -> bytes:
+def sign_object(signer: AgentKeys, tag: bytes, body: bytes) -> bytes:
     """``Signed`` bytes of an object: its exact bytes and the signature over ``tag || body``."""
     return encode(Signed(body, signer.sign(tag, body)))
 
 
-def issue_certificate(broker: Identity, certificate: Certificate) -> bytes:
+def issue_certificate(broker: AgentKeys, certificate: Certificate) -> bytes:
     """The broker signs a certificate; returns the ``Signed`` bytes agents carry."""
     return sign_object(broker, TAG_CERTIFICATE, encode(certificate))
 
@@ -160,7 +160,7 @@ def check_certificate_use(
         raise CertificateError(f"certificate {certificate.serial} is revoked")
 
 
-def sign_commitment(buyer: Identity, commitment: Commitment) -> tuple[bytes, bytes]:
+def sign_commitment(buyer: AgentKeys, commitment: Commitment) -> tuple[bytes, bytes]:
     """The buyer signs M; returns the ``Signed`` bytes and the commitment id."""
     body = encode(commitment)
     return sign_object(buyer, TAG_COMMITMENT, body), commitment_id(body)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -63,25 +65,71 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+class AgentKeys(Protocol):
+    """What a party does with its private keys; where they live is the key store's business.
+
+    Every protocol operation needing a private key goes through these four members, so
+    the keys can sit in a file (``Identity``) or in a PKCS#11 token (a smart card, an HSM)
+    that signs and agrees without ever handing them out.
+    """
+
+    @property
+    def sign_key(self) -> bytes:
+        """The raw 32-byte Ed25519 public key."""
+        ...
+
+    @property
+    def agree_key(self) -> bytes:
+        """The raw 32-byte X25519 public key."""
+        ...
+
+    def sign(self, tag: bytes, data: bytes) -> bytes:
+        """Ed25519 signature over ``tag || data``."""
+        ...
+
+    def shared_secret(self, peer_agree_key: bytes) -> bytes:
+        """X25519 with a peer's public key; a low-order peer key is an authentication failure."""
+        ...
+
+    def derive_secret(self, info: bytes) -> bytes:
+        """A 32-byte secret bound to ``info`` that only the holder of these keys can compute.
+
+        Deterministic, and unchanged when the signing and agreement keys are rotated: the
+        broker's enrollment-token secret and the key that seals seeds at rest come from it.
+        """
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """An agent's two private keys: Ed25519 to sign, X25519 to agree on MAC keys."""
+    """Keys held in this process: Ed25519 to sign, X25519 to agree, a seed for secrets.
+
+    ``secret_seed`` is what ``derive_secret`` starts from; key files written before it
+    existed have none, and then the signing seed serves (what those versions derived
+    their secrets from), so nothing derived before changes.
+    """
 
     signing: Ed25519PrivateKey
     agreement: X25519PrivateKey
+    secret_seed: bytes | None = None
 
     @classmethod
-    def from_seeds(cls, sign_seed: bytes, agree_seed: bytes) -> Identity:
-        """Rebuild an identity from its two 32-byte private seeds."""
+    def from_seeds(
+        cls, sign_seed: bytes, agree_seed: bytes, secret_seed: bytes | None = None
+    ) -> Identity:
+        """Rebuild an identity from its 32-byte private seeds."""
+        if secret_seed is not None and len(secret_seed) != KEY_SIZE:
+            raise ValueError("the secret seed is 32 bytes")
         return cls(
             Ed25519PrivateKey.from_private_bytes(sign_seed),
             X25519PrivateKey.from_private_bytes(agree_seed),
+            secret_seed,
         )
 
     @classmethod
     def generate(cls) -> Identity:
         """A fresh identity from the operating system's random source."""
-        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+        return cls(Ed25519PrivateKey.generate(), X25519PrivateKey.generate(), os.urandom(KEY_SIZE))
 
     @property
     def sign_key(self) -> bytes:
@@ -93,6 +141,16 @@ class Identity:
         """The raw 32-byte X25519 public key."""
         return self.agreement.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
+    @property
+    def sign_seed(self) -> bytes:
+        """The private Ed25519 seed (only the file key store writes it)."""
+        return self.signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
+    @property
+    def agree_seed(self) -> bytes:
+        """The private X25519 scalar (only the file key store writes it)."""
+        return self.agreement.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+
     def sign(self, tag: bytes, data: bytes) -> bytes:
         """Ed25519 signature over ``tag || data``."""
         return self.signing.sign(tag + data)
@@ -103,6 +161,11 @@ class Identity:
             return self.agreement.exchange(X25519PublicKey.from_public_bytes(peer_agree_key))
         except ValueError as exc:
             raise AuthenticationError from exc
+
+    def derive_secret(self, info: bytes) -> bytes:
+        """HKDF-SHA256 of the secret seed (or, for an older key file, the signing seed)."""
+        seed = self.secret_seed if self.secret_seed is not None else self.sign_seed
+        return hkdf(seed, b"", info)
 
 
 @lru_cache(maxsize=4096)
@@ -224,7 +287,7 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=KEY_SIZE, salt=salt, info=info).derive(ikm)
 
 
-def pair_key(me: Identity, my_id: str, peer_agree_key: bytes, peer_id: str) -> bytes:
+def pair_key(me: AgentKeys, my_id: str, peer_agree_key: bytes, peer_id: str) -> bytes:
     """The static MAC key between an agent and the broker (the same from either side)."""
     first, second = sorted((my_id.encode(), peer_id.encode()))
     info = INFO_PAIR + length_prefixed(first) + length_prefixed(second)
@@ -232,7 +295,7 @@ def pair_key(me: Identity, my_id: str, peer_agree_key: bytes, peer_id: str) -> b
 
 
 def chain_key(
-    me: Identity, peer_agree_key: bytes, buyer: str, vendor: str, commitment_id: bytes
+    me: AgentKeys, peer_agree_key: bytes, buyer: str, vendor: str, commitment_id: bytes
 ) -> bytes:
     """The MAC key between a buyer and a vendor for one commitment."""
     info = INFO_CHAIN + length_prefixed(buyer) + length_prefixed(vendor)
@@ -271,14 +334,13 @@ INFO_TOKEN_SECRET = b"micropay/v1/token-secret\x00"
 INFO_TOKEN_VALUE = b"micropay/v1/token\x00"
 
 
-def broker_token_secret(broker: Identity) -> bytes:
-    """The broker's secret for enrollment tokens, derived from its signing key.
+def broker_token_secret(broker: AgentKeys) -> bytes:
+    """The broker's secret for enrollment tokens, derived inside its key store.
 
     Tokens are re-derived from (secret, account, nonce), so the ledger stores only the
     nonce and never a usable token.
     """
-    raw = broker.signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    return hkdf(raw, b"", INFO_TOKEN_SECRET)
+    return broker.derive_secret(INFO_TOKEN_SECRET)
 
 
 def enrollment_token(secret: bytes, account: str, nonce: bytes) -> bytes:

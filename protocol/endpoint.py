@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeAlias, TypeVar
 
 from protocol import topics
-from protocol.crypto import Identity, MacKey, pair_key
+from protocol.crypto import AgentKeys, MacKey, pair_key
 from protocol.envelope import (
     BROADCAST,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -68,7 +68,7 @@ class Endpoint(Generic[E]):
     def __init__(
         self,
         account: str,
-        identity: Identity,
+        identity: AgentKeys,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,

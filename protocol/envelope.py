@@ -19,7 +19,7 @@ from typing import Annotated, Final
 import msgspec
 
 from protocol.codec import decode_body, encode, type_name
-from protocol.crypto import MAC_SIZE, SIGNATURE_SIZE, TAG_ENVELOPE, Identity, MacKey
+from protocol.crypto import MAC_SIZE, SIGNATURE_SIZE, TAG_ENVELOPE, AgentKeys, MacKey
 from protocol.crypto import verify_signature as _verify_signature
 from protocol.errors import (
     AuthenticationError,
@@ -106,7 +106,7 @@ def seal(  # noqa: PLR0913 - one argument per header field
     counter: int,
     now: float,
     key: MacKey | None = None,
-    signer: Identity | None = None,
+    signer: AgentKeys | None = None,
     ref: bytes = b"",
     corr: bytes = b"",
 ) -> bytes:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from protocol.crypto import Identity, verify_signature
+from protocol.crypto import AgentKeys, verify_signature
 from protocol.errors import AuthenticationError, LedgerHeadError
 from protocol.messages import SignedHead
 
@@ -28,7 +28,7 @@ def checkpoint_message(broker_id: str, seq: int, head: bytes) -> bytes:
     return len(raw).to_bytes(2, "big") + raw + seq.to_bytes(8, "big") + head
 
 
-def sign_head(broker: Identity, broker_id: str, seq: int, head: bytes) -> SignedHead:
+def sign_head(broker: AgentKeys, broker_id: str, seq: int, head: bytes) -> SignedHead:
     """The broker's signed statement about its ledger head."""
     signature = broker.sign(TAG_CHECKPOINT, checkpoint_message(broker_id, seq, head))
     return SignedHead(seq, head, signature)

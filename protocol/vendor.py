@@ -11,7 +11,7 @@ from protocol import chain
 from protocol.codec import decode_as
 from protocol.commit_throttle import CommitThrottle
 from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
-from protocol.crypto import Identity, MacKey, chain_key, weak_key_reason
+from protocol.crypto import AgentKeys, MacKey, chain_key, weak_key_reason
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -68,7 +68,7 @@ class VendorCore(VendorRedemption):
     def __init__(  # noqa: PLR0913 - identity, credentials, trust anchor, terms
         self,
         account: str,
-        identity: Identity,
+        identity: AgentKeys,
         broker: BrokerInfo,
         terms: VendorTerms | None = None,
         *,

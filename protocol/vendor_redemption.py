@@ -8,7 +8,7 @@ ledger (or this vendor's store) went back makes the vendor re-send its evidence.
 from __future__ import annotations
 
 from protocol.agent_endpoint import AgentEndpoint
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import Auth, Parsed
 from protocol.events import (
@@ -30,7 +30,7 @@ class VendorRedemption(AgentEndpoint[VendorEvent]):
     def __init__(  # noqa: PLR0913 - identity, trust anchor, terms, limits
         self,
         account: str,
-        identity: Identity,
+        identity: AgentKeys,
         broker: BrokerInfo,
         terms: VendorTerms,
         *,

@@ -13,8 +13,6 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
 from agents.runtime.private_files import make_private_dir
 from protocol.crypto import Identity
 
@@ -26,10 +24,14 @@ class KeyFileError(Exception):
 def create_identity(path: Path) -> Identity:
     """Generate keys and write them to a new file only the owner can read."""
     identity = Identity.generate()
-    signing = identity.signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    agreement = identity.agreement.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
     make_private_dir(path.parent)
-    data = json.dumps({"sign_seed": signing.hex(), "agree_seed": agreement.hex()})
+    data = json.dumps(
+        {
+            "sign_seed": identity.sign_seed.hex(),
+            "agree_seed": identity.agree_seed.hex(),
+            "secret_seed": (identity.secret_seed or b"").hex(),
+        }
+    )
     try:
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:
@@ -44,8 +46,11 @@ def load_identity(path: Path) -> Identity:
     try:
         mode = path.stat().st_mode
         raw = json.loads(path.read_text())
+        secret = raw.get("secret_seed")
         identity = Identity.from_seeds(
-            bytes.fromhex(raw["sign_seed"]), bytes.fromhex(raw["agree_seed"])
+            bytes.fromhex(raw["sign_seed"]),
+            bytes.fromhex(raw["agree_seed"]),
+            None if secret is None else bytes.fromhex(secret),
         )
     except FileNotFoundError as exc:
         raise KeyFileError(f"no key file at {path}") from exc

@@ -23,7 +23,7 @@ from agents.daemons.vendor_agent import VendorAgent
 from protocol import topics
 from protocol.buyer import BuyerCore
 from protocol.credentials import sign_commitment
-from protocol.crypto import Identity, MacKey
+from protocol.crypto import AgentKeys, MacKey
 from protocol.endpoint import Endpoint
 from protocol.envelope import Auth
 from protocol.events import Outgoing
@@ -275,7 +275,7 @@ def send_commitment(core: BuyerCore, vendor: str, commitment: Commitment, now: f
 
 async def commit_as(  # noqa: PLR0913 - who signs, who sends, what, to whom
     attacker: Rogue,
-    signer: Identity,
+    signer: AgentKeys,
     sender: Endpoint[object],
     vendor_agree_key: bytes,
     commitment: Commitment,

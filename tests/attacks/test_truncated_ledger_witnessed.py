@@ -18,7 +18,7 @@ import pytest
 from agents.cli.main import main
 from broker_ledger import witness
 from broker_ledger.audit import LedgerAudit
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys
 from protocol.ledger_heads import sign_head, verify_head
 from tests.attacks.rogue import AttackHarness, paid
 
@@ -29,7 +29,7 @@ def export(store: Path, target: Path) -> Path:
     return target
 
 
-def cut(ledger: Path, through: int, signer: Identity | None) -> None:
+def cut(ledger: Path, through: int, signer: AgentKeys | None) -> None:
     """Drop every event after ``through``; with the broker's key, sign the new head too."""
     with sqlite3.connect(ledger) as db:
         db.execute("DELETE FROM events WHERE seq > ?", (through,))

@@ -16,7 +16,14 @@ from typing import Final
 from protocol import topics
 from protocol.codec import encode
 from protocol.credentials import enroll_proof_data, issue_certificate, sign_commitment
-from protocol.crypto import TAG_ENROLL_PROOF, TAG_ENVELOPE, Identity, MacKey, chain_key, token_key
+from protocol.crypto import (
+    TAG_ENROLL_PROOF,
+    TAG_ENVELOPE,
+    AgentKeys,
+    MacKey,
+    chain_key,
+    token_key,
+)
 from protocol.envelope import PROTOCOL_VERSION, Auth, Header, seal
 from protocol.messages import Certificate, Commit, Commitment, EnrollRequest, Role
 from tests.support.world import seeded_identity
@@ -33,8 +40,8 @@ def ms(seconds: float) -> int:
 
 
 def certificate(  # noqa: PLR0913 - one argument per certificate field
-    issuer: Identity,
-    holder: Identity,
+    issuer: AgentKeys,
+    holder: AgentKeys,
     subject: str,
     not_before_ms: int,
     not_after_ms: int,
@@ -88,14 +95,14 @@ def commitment(  # noqa: PLR0913 - one argument per commitment field
 
 
 def chain_mac_key(
-    holder: Identity, buyer: str, vendor: str, vendor_agree_key: bytes, cid: bytes
+    holder: AgentKeys, buyer: str, vendor: str, vendor_agree_key: bytes, cid: bytes
 ) -> MacKey:
     """The chain MAC key that ``holder``'s keys give ``buyer`` at ``vendor`` for ``cid``."""
     return MacKey(chain_key(holder, vendor_agree_key, buyer, vendor, cid))
 
 
 def commit(  # noqa: PLR0913 - who signs, who sends, what, and how it is sealed
-    signer: Identity,
+    signer: AgentKeys,
     body: Commitment,
     *,
     sender: str,
@@ -196,7 +203,7 @@ def seal_header(
     header: Header,
     *,
     key: MacKey | None = None,
-    signer: Identity | None = None,
+    signer: AgentKeys | None = None,
 ) -> bytes:
     """An envelope around any header, signed by ``signer`` or else MAC'd with ``key``.
 
