@@ -14,13 +14,15 @@ $(UV):
 	@touch $@
 
 # mosquitto, what builds its retain-guard plugin (gcc and the plugin headers),
-# systemd-analyze, which the tests run on the shipped units, and the headless browser
-# the audit report is checked in.
-APT_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc systemd chromium
+# systemd-analyze, which the tests run on the shipped units, the headless browser
+# the audit report is checked in, and SoftHSM2, the PKCS#11 token the key tests use.
+APT_PACKAGES := mosquitto mosquitto-clients mosquitto-dev libmosquitto-dev gcc systemd chromium \
+	softhsm2
 mosquitto-bin:
 	@{ command -v mosquitto || command -v /usr/sbin/mosquitto; } >/dev/null 2>&1 && \
 	  command -v cc >/dev/null 2>&1 && \
 	  command -v systemd-analyze >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 && \
+	  command -v softhsm2-util >/dev/null 2>&1 && \
 	  test -f /usr/include/mosquitto_plugin.h -a -f /usr/include/mosquitto.h || \
 	  { echo "installing $(APT_PACKAGES) (apt-get)"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; }
