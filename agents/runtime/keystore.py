@@ -1,9 +1,10 @@
-"""An agent's private keys on disk.
+"""An agent's private keys on disk, or the descriptor of the token that holds them.
 
-The file holds the two 32-byte private seeds (Ed25519, X25519) as hex, created with mode
-0600 and refused if anyone else can read it. This is the software fallback; on platforms
-with a tamper-resistant store (a TPM, a secure element, a PKCS#11 token) the same two
-operations, sign and agree, belong there instead.
+The file backend keeps the private seeds (Ed25519, X25519, the secret seed) as hex in a
+file created 0600 and refused if anyone else can read it. A file whose ``backend`` is
+``pkcs11`` is instead a key descriptor (``keys_pkcs11``): the keys are in a PKCS#11 token
+that signs, agrees and derives without handing them out. Either way the file is private,
+and ``load_identity`` gives the same ``AgentKeys``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
+from agents.runtime.key_errors import KeyFileError, TokenError
+from agents.runtime.keys_pkcs11 import open_token_keys
+from agents.runtime.pkcs11_descriptor import BACKEND, parse_descriptor
 from agents.runtime.private_files import make_private_dir
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys, Identity
 
-
-class KeyFileError(Exception):
-    """The key file is missing, malformed or readable by others."""
+__all__ = ["KeyFileError", "TokenError", "create_identity", "describe_keys", "load_identity"]
 
 
 def create_identity(path: Path) -> Identity:
@@ -41,21 +44,60 @@ def create_identity(path: Path) -> Identity:
     return identity
 
 
-def load_identity(path: Path) -> Identity:
-    """Read keys written by ``create_identity``."""
+def load_identity(path: Path) -> AgentKeys:
+    """Open the keys at ``path``: a key file, or a token through its descriptor."""
+    raw, fields = _read(path)
+    if fields.get("backend") == BACKEND:
+        return open_token_keys(path, parse_descriptor(path, raw))
+    return _file_identity(path, fields)
+
+
+def describe_keys(path: Path) -> dict[str, str]:
+    """The public side of the keys at ``path``: no secret, and no PIN needed."""
+    raw, fields = _read(path)
+    if fields.get("backend") == BACKEND:
+        descriptor = parse_descriptor(path, raw)
+        return {
+            "backend": BACKEND,
+            "sign_key": descriptor.sign_key,
+            "agree_key": descriptor.agree_key,
+            "module": descriptor.module,
+            "token_label": descriptor.token_label,
+            "key_label": descriptor.key_label,
+            "agreement": descriptor.agreement,
+        }
+    identity = _file_identity(path, fields)
+    return {
+        "backend": "file",
+        "sign_key": identity.sign_key.hex(),
+        "agree_key": identity.agree_key.hex(),
+    }
+
+
+def _read(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The file's bytes and JSON object, refused if others can reach it."""
     try:
         mode = path.stat().st_mode
-        raw = json.loads(path.read_text())
-        secret = raw.get("secret_seed")
-        identity = Identity.from_seeds(
-            bytes.fromhex(raw["sign_seed"]),
-            bytes.fromhex(raw["agree_seed"]),
-            None if secret is None else bytes.fromhex(secret),
-        )
+        raw = path.read_bytes()
+        fields = json.loads(raw)
     except FileNotFoundError as exc:
         raise KeyFileError(f"no key file at {path}") from exc
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise KeyFileError(f"{path} is not a micropay key file: {exc}") from exc
+    if not isinstance(fields, dict):
+        raise KeyFileError(f"{path} is not a micropay key file: not a JSON object")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path} is readable by others; chmod 600 it")
-    return identity
+    return raw, fields
+
+
+def _file_identity(path: Path, fields: dict[str, Any]) -> Identity:
+    try:
+        secret = fields.get("secret_seed")
+        return Identity.from_seeds(
+            bytes.fromhex(fields["sign_seed"]),
+            bytes.fromhex(fields["agree_seed"]),
+            None if secret is None else bytes.fromhex(secret),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyFileError(f"{path} is not a micropay key file: {exc}") from exc
