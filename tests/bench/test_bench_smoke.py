@@ -14,7 +14,13 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 @pytest.mark.parametrize(
     "script",
-    ["protocol_costs.py", "ledger_append.py", "ledger_audit.py", "broker_commitments.py"],
+    [
+        "protocol_costs.py",
+        "ledger_append.py",
+        "ledger_audit.py",
+        "broker_commitments.py",
+        "key_backends.py",
+    ],
 )
 def test_benchmark_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
     arguments = [sys.executable, str(BENCH / script), "--quick", "--json"]
