@@ -27,7 +27,7 @@ from agents.runtime.keys_pkcs11 import (
 from agents.runtime.keystore import KeyFileError, create_identity, describe_keys, load_identity
 from agents.runtime.pkcs11_descriptor import AgreementMode
 from agents.runtime.pkcs11_pin import PIN_ENV, PIN_FILE_ENV
-from agents.runtime.pkcs11_session import close_sessions, open_session
+from agents.runtime.pkcs11_session import close_sessions, open_session, token_errors
 from protocol.broker import BrokerCore
 from protocol.buyer import BuyerCore
 from protocol.crypto import TAG_COMMITMENT, AgentKeys
@@ -270,6 +270,16 @@ def test_wrong_pin_is_named(
     monkeypatch.setenv(PIN_ENV, "not-the-pin")
     with pytest.raises(TokenError, match=r"^wrong PIN for token micropay-test$"):
         load_identity(tmp_path / "vendor.json")
+
+
+def test_a_locked_pin_is_named() -> None:
+    # SoftHSM2 never locks a PIN, so the library's exception is raised here directly.
+    with (
+        pytest.raises(TokenError, match="PIN of token card is locked") as caught,
+        token_errors("card", "logging in"),
+    ):
+        raise p11.PinLocked
+    assert isinstance(caught.value.__cause__, p11.PinLocked)
 
 
 def test_another_pin_than_the_open_sessions_is_wrong(
