@@ -1,4 +1,4 @@
-"""The agent sub-commands (``broker``, ``vendor``, ``buyer``, ``mqtt``, ``config``) and errors."""
+"""The agent sub-commands (broker, vendor, buyer, mqtt, config, keys) and their errors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 
 from agents.cli.broker_commands import register_broker
 from agents.cli.config_commands import register_config
+from agents.cli.keys_commands import register_keys
 from agents.cli.mqtt_commands import register_mqtt
 from agents.cli.options import CommandError
 from agents.cli.party_commands import register_buyer, register_vendor
@@ -29,6 +30,7 @@ def register(commands: argparse._SubParsersAction[Any]) -> None:
     register_buyer(commands)
     register_mqtt(commands)
     register_config(commands)
+    register_keys(commands)
 
 
 USER_ERRORS = (

@@ -132,13 +132,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.payments < 1:
         sys.stderr.write("micropay demo: error: --payments must be at least 1\n")
         return EXIT_USAGE
+    if args.in_memory and args.keys != "file":
+        sys.stderr.write(
+            "micropay demo: error: --keys pkcs11 runs real processes, not --in-memory\n"
+        )
+        return EXIT_USAGE
     if args.in_memory:
         from agents.demo import in_memory  # noqa: PLC0415
 
         return in_memory.main(["--payments", str(args.payments), "--seed", str(args.seed)])
     from agents.demo.processes import run_demo  # noqa: PLC0415
 
-    return run_demo(args.payments, args.data_dir)
+    return run_demo(args.payments, args.data_dir, args.keys)
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -287,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-memory", action="store_true", help="run the protocol cores in one process instead"
     )
     demo.add_argument("--seed", type=int, default=1, help="seed of the in-memory payment mix")
+    demo.add_argument(
+        "--keys",
+        choices=["file", "pkcs11"],
+        default="file",
+        help="where every agent's keys live: key files, or one SoftHSM2 token per agent",
+    )
     demo.set_defaults(handler=cmd_demo)
     witness = commands.add_parser(
         "witness",

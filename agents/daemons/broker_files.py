@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Final
 
 from agents.runtime.datadir_lock import DataDirLock
-from agents.runtime.keystore import create_identity
+from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.private_files import make_private_dir, write_private
 from broker_ledger.store import EventStore
 from protocol.endpoint import BrokerInfo
@@ -75,11 +75,13 @@ def read_public(path: Path) -> BrokerInfo:
 
 
 async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:
-    """Create keys, the public identity file and an empty ledger."""
+    """Create keys (or take those `micropay keys init` made), the identity file, a ledger."""
     files = BrokerFiles(directory)
     make_private_dir(directory)
     with DataDirLock.acquire(directory, "broker command"):
-        identity = create_identity(files.key)
+        if files.ledger.exists():
+            raise BrokerSetupError(f"{directory} already holds a broker; refusing to start over")
+        identity = load_identity(files.key) if files.key.exists() else create_identity(files.key)
         info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
         write_public(files.public, info)
         store = await EventStore.open(files.ledger, broker_id, signer=identity)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -37,6 +37,7 @@ from agents.daemons.operator_protocol import (
     Refused,
     Status,
 )
+from agents.ops import softhsm
 from agents.ops.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
 from agents.runtime.private_files import make_private_dir, open_private, write_private
 from broker_ledger import witness
@@ -46,6 +47,7 @@ from broker_ledger.report_html import as_html
 
 VENDORS: Final = {"news-stand": (1, 50, "article=5"), "charger-7": (2, 200, "kWh=30")}
 BUYERS: Final = ("alice", "bob", "carol")
+KeyBackend = Literal["file", "pkcs11"]
 
 
 def say(text: str) -> None:
@@ -60,6 +62,7 @@ class Demo:
 
     root: Path
     payments: int
+    keys: KeyBackend = "file"
     port: int = field(default_factory=free_port)
     passwords: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -68,6 +71,7 @@ class Demo:
     paid: dict[tuple[str, str], int] = field(default_factory=dict)
     count: dict[tuple[str, str], int] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
+    softhsm_config: Path | None = None
 
     def metrics_url(self, name: str) -> str:
         """Where daemon ``name`` serves its Prometheus metrics."""
@@ -93,6 +97,8 @@ class Demo:
         }
         if token is not None:
             env["MICROPAY_TOKEN"] = token
+        if self.softhsm_config is not None:
+            env[softhsm.CONFIG_ENV] = str(self.softhsm_config)
         return env
 
     def command(self, *arguments: str) -> list[str]:
@@ -121,6 +127,19 @@ class Demo:
             raise RuntimeError(f"{name}: {' '.join(arguments[:2])} failed: {done.stderr[-500:]!r}")
         result: dict[str, Any] = json.loads(done.stdout)
         return result
+
+    def run_quietly(self, name: str, *arguments: str) -> None:
+        """Run a short command as ``name`` before it has an MQTT password (``keys init``)."""
+        env = {**os.environ, "MICROPAY_LOG_LEVEL": "info"}
+        if self.softhsm_config is not None:
+            env[softhsm.CONFIG_ENV] = str(self.softhsm_config)
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module
+            self.command(*arguments), env=env, capture_output=True, check=False
+        )
+        with open_private(self.root / "logs" / f"{name}.log", append=True) as log:
+            log.write(done.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"{name}: {' '.join(arguments[:2])} failed: {done.stderr[-500:]!r}")
 
     def stop(self, name: str, timeout: float = 30.0) -> None:
         """SIGTERM a daemon and wait for it to finish its shutdown work."""
@@ -179,6 +198,8 @@ def start(demo: Demo) -> None:
     demo.mosquitto = MosquittoProcess(files, demo.port, demo.root / "logs" / "mosquitto.log")
     demo.mosquitto.start()
     say(f"mosquitto listening on 127.0.0.1:{demo.port} (config {files.config})")
+    if demo.keys == "pkcs11":
+        keys_in_tokens(demo)
     asyncio.run(init_broker(demo.broker_dir, "broker"))
     demo.spawn(
         "broker",
@@ -215,6 +236,31 @@ def start(demo: Demo) -> None:
             token=opened.token,
         )
     say(f"buyers {', '.join(BUYERS)} enrolled")
+
+
+def keys_in_tokens(demo: Demo) -> None:
+    """One SoftHSM2 token per agent, its keys generated inside it, its PIN in a 0600 file."""
+    demo.softhsm_config = softhsm.write_config(demo.root / "softhsm")
+    os.environ[softhsm.CONFIG_ENV] = str(demo.softhsm_config)  # `broker init` runs in here
+    module = str(softhsm.module_path())
+    pins = make_private_dir(demo.root / "pins")
+    roles = {
+        "broker": "broker",
+        **dict.fromkeys(VENDORS, "vendor"),
+        **dict.fromkeys(BUYERS, "buyer"),
+    }
+    for name, role in roles.items():
+        pin = generated_password()
+        softhsm.init_token(demo.softhsm_config, name, generated_password(), pin)
+        write_private(pins / name, pin + "\n")
+        directory = demo.broker_dir if role == "broker" else demo.root / name
+        demo.run_quietly(
+            name,
+            *("keys", "init", "--role", role, "--data-dir", str(directory)),
+            *("--backend", "pkcs11", "--pkcs11-module", module, "--token-label", name),
+            *("--key-label", name, "--pin-file", str(pins / name)),
+        )
+    say(f"keys generated inside {len(roles)} SoftHSM2 tokens, one per agent ({module})")
 
 
 def pay(demo: Demo) -> float:
@@ -354,18 +400,18 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     return ok
 
 
-def run_demo(payments: int, data_dir: Path | None) -> int:
+def run_demo(payments: int, data_dir: Path | None, keys: KeyBackend = "file") -> int:
     """The demo, start to finish; returns the exit code."""
     keep = data_dir is not None
     root = data_dir or Path(tempfile.mkdtemp(prefix="micropay-demo-"))
     make_private_dir(root)
-    demo = Demo(root.resolve(), payments)
+    demo = Demo(root.resolve(), payments, keys)
     try:
         start(demo)
         seconds = pay(demo)
         summary, report = finish(demo)
         ok = summarize(demo, summary, report, seconds)
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError, softhsm.SoftHsmError) as error:
         say(f"failed: {error}")
         ok = False
     finally:

@@ -72,7 +72,7 @@ def test_commands_report_user_errors_without_a_traceback(
     assert main(["broker", "init", "--data-dir", str(tmp_path / "b")]) == 0
     capsys.readouterr()
     assert main(["broker", "init", "--data-dir", str(tmp_path / "b")]) == 1
-    assert "refusing to overwrite keys" in capsys.readouterr().err
+    assert "already holds a broker; refusing to start over" in capsys.readouterr().err
     assert (
         main(
             [
