@@ -1,7 +1,8 @@
 """The buyer: a wallet on disk and short-lived sessions that enroll, pay or query.
 
-The wallet keeps the certificate and, per channel, the chain seed, the signed commitment
-and the spend reservation: no payword above it has left. ``pay`` extends the reservation
+The wallet keeps the certificate and, per channel, the chain seed (sealed under the
+agent's key store), the signed commitment and the spend reservation: no payword above it
+has left. ``pay`` extends the reservation
 (a write every ``reserve_ahead`` units) before a payword beyond it is published, keeps at
 most ``PAY_WINDOW`` units unacknowledged in flight instead of waiting for each payment,
 and hands back what it reserved and did not pay when the session ends. A crash costs the
