@@ -2,10 +2,10 @@
 
 The wallet keeps the certificate and, per channel, the chain seed (sealed under the
 agent's key store), the signed commitment and the spend reservation: no payword above it
-has left. ``pay`` extends the reservation
-(a write every ``reserve_ahead`` units) before a payword beyond it is published, keeps at
-most ``PAY_WINDOW`` units unacknowledged in flight instead of waiting for each payment,
-and hands back what it reserved and did not pay when the session ends. A crash costs the
+has left. ``pay`` extends the reservation (a write every ``reserve_ahead`` units) before a
+payword beyond it is published, keeps at most ``PAY_WINDOW`` units unacknowledged in
+flight instead of waiting for each payment, and hands back what it reserved and did not
+pay when the session ends. A crash costs the
 reservation's unpaid units and the payments in flight; restarting resumes the channel
 above the reservation, stepping up from the vendor's receipt.
 """
