@@ -6,7 +6,9 @@ payword beyond the old one does, and the vendor records the paywords it accepted
 the receipt (or the service) does.
 This module is what both share (the file and its thread, the meta table, the signed heads
 kept, ``record``); ``WalletStore`` and ``VendorStore`` add what each reads back at start.
-An open store holds its directory's lock: one agent process per data directory.
+An open store holds its directory's lock: one agent process per data directory. Opened
+for its owner's keys, it refuses a file whose certificate names other keys before
+anything is written; a chain seed is written only sealed (``agents/runtime/sealing.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
+from agents.daemons.store_owner import check_owner
 from agents.daemons.store_schema import (
     INSERT_CONTRADICTION,
     MAX_CONTRADICTIONS,
@@ -29,6 +32,8 @@ from agents.daemons.store_schema import (
 )
 from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.private_files import create_private_file
+from agents.runtime.sealing import SeedSealer
+from protocol.crypto import AgentKeys
 from protocol.events import (
     BuyerEvent,
     CertificateReceived,
@@ -116,16 +121,32 @@ class AgentStore:
     """
 
     def __init__(
-        self, connection: sqlite3.Connection, worker: ThreadPoolExecutor, lock: DataDirLock
+        self,
+        connection: sqlite3.Connection,
+        worker: ThreadPoolExecutor,
+        lock: DataDirLock,
+        sealer: SeedSealer | None = None,
     ) -> None:
         self._db = connection
         self._worker = worker
         self._lock = lock
+        self._sealer = sealer
         self.transactions = 0
 
     @classmethod
-    async def open(cls, path: Path, lock: DataDirLock | None = None) -> Self:
-        """Open or create the store, holding its directory's lock (taken now if not given)."""
+    async def open(
+        cls,
+        path: Path,
+        lock: DataDirLock | None = None,
+        *,
+        owner: AgentKeys | None = None,
+        sealer: SeedSealer | None = None,
+    ) -> Self:
+        """Open or create the store, holding its directory's lock (taken now if not given).
+
+        ``owner``: the keys the store must belong to (``check_owner``). ``sealer``: what
+        seals the chain seeds the store keeps; a store opened without one keeps none.
+        """
         lock = lock or DataDirLock.acquire(path.parent, "micropay command")
         worker = ThreadPoolExecutor(1, thread_name_prefix="agent-store")
 
@@ -143,7 +164,26 @@ class AgentStore:
             worker.shutdown(wait=False)
             lock.release()
             raise
-        return cls(connection, worker, lock)
+        store = cls(connection, worker, lock, sealer)
+        try:
+            await store._run(lambda: store._prepare(owner, path.parent))
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    def _prepare(self, owner: AgentKeys | None, directory: Path) -> None:
+        """On the store's thread, once open: refuse a store of other keys than ``owner``."""
+        if owner is not None:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'certificate'").fetchone()
+            check_owner(None if row is None else bytes(row[0]), owner, directory)
+
+    def _sealed(self, event: ChannelOpened) -> bytes:
+        """The seed of a new chain as the store keeps it: sealed, never in plain text."""
+        if self._sealer is None:
+            msg = "this store was opened without a sealer: it keeps no chain seeds"
+            raise TypeError(msg)
+        return self._sealer.seal(event.commitment_id, event.seed)
 
     async def _run(self, job: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, job)
@@ -199,7 +239,7 @@ class AgentStore:
                         (
                             event.commitment_id,
                             event.vendor,
-                            event.seed,
+                            self._sealed(event),
                             event.commitment,
                             event.length,
                         )

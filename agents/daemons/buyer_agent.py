@@ -1,10 +1,11 @@
 """The buyer: a wallet on disk and short-lived sessions that enroll, pay or query.
 
-The wallet keeps the certificate and, per channel, the chain seed, the signed commitment
-and the spend reservation: no payword above it has left. ``pay`` extends the reservation
-(a write every ``reserve_ahead`` units) before a payword beyond it is published, keeps at
-most ``PAY_WINDOW`` units unacknowledged in flight instead of waiting for each payment,
-and hands back what it reserved and did not pay when the session ends. A crash costs the
+The wallet keeps the certificate and, per channel, the chain seed (sealed under the
+agent's key store), the signed commitment and the spend reservation: no payword above it
+has left. ``pay`` extends the reservation (a write every ``reserve_ahead`` units) before a
+payword beyond it is published, keeps at most ``PAY_WINDOW`` units unacknowledged in
+flight instead of waiting for each payment, and hands back what it reserved and did not
+pay when the session ends. A crash costs the
 reservation's unpaid units and the payments in flight; restarting resumes the channel
 above the reservation, stepping up from the vendor's receipt.
 """
@@ -27,6 +28,7 @@ from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.loop import AgentLoop, Clock
 from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.private_files import make_private_dir
+from agents.runtime.sealing import SeedSealer
 from agents.runtime.supervision import AgentFailedError
 from protocol import topics
 from protocol.buyer import DEFAULT_RESERVE_AHEAD, BuyerCore
@@ -112,13 +114,21 @@ class BuyerAgent:
         *,
         reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
     ) -> BuyerAgent:
-        """Load (or create) keys and the wallet; ``reserve_ahead``: see ``BuyerCore``."""
+        """Load (or create) keys, then the wallet they own; ``reserve_ahead``: see ``BuyerCore``.
+
+        The keys come first: the wallet opens only for them, its seeds sealed under them.
+        """
         make_private_dir(directory)
         lock = DataDirLock.acquire(directory, "buyer command")
-        store = await WalletStore.open(directory / STORE_FILE, lock)
         try:
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+            sealer = SeedSealer(identity, account)
+        except BaseException:
+            lock.release()
+            raise
+        store = await WalletStore.open(directory / STORE_FILE, lock, owner=identity, sealer=sealer)
+        try:
             core = BuyerCore(account, identity, broker, reserve_ahead=reserve_ahead)
             certificate = await store.get("certificate")
             if certificate is not None:

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS contradictions (
     envelope BLOB NOT NULL
 ) STRICT;
 """
+# ``channels.seed`` is the chain seed sealed (``agents/runtime/sealing.py``, 61 bytes); a
+# 32-byte value is a plain seed an earlier version wrote, sealed when its owner opens it.
 # ``channels.spent`` is the buyer's spend reservation: no payword above it has left the
 # wallet. A paying session keeps it up to ``reserve_ahead`` units above what it paid and
 # brings it back to what it paid when it ends; after a crash, the units in between count

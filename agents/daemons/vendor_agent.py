@@ -73,13 +73,17 @@ class VendorAgent:
         mqtt: MqttSettings,
         clock: Clock = time.time,
     ) -> VendorAgent:
-        """Load (or create) keys, reopen the store, restore every chain."""
+        """Load (or create) keys, reopen the store they own, restore every chain."""
         make_private_dir(directory)
         lock = await DataDirLock.acquire_for_daemon(directory, "vendor daemon")
-        store = await VendorStore.open(directory / STORE_FILE, lock)
         try:
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
+        except BaseException:
+            lock.release()
+            raise
+        store = await VendorStore.open(directory / STORE_FILE, lock, owner=identity)
+        try:
             core = VendorCore(account, identity, broker, terms)
             await _restore(core, store, clock())
         except BaseException:

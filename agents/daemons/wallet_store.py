@@ -1,13 +1,24 @@
-"""The buyer's wallet: its channels, on top of the store both agents share."""
+"""The buyer's wallet: its channels, on top of the store both agents share.
+
+Seeds are kept sealed (``agents/runtime/sealing.py``) and unsealed as they are read. A
+wallet an earlier version wrote holds them in plain text: they are sealed in place the
+first time its owner opens it, with SQLite's secure delete on, so the plain bytes leave
+the file's pages and its write-ahead log as well.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 from agents.daemons.agent_store import AgentStore
+from agents.runtime.sealing import SEED_SIZE, SeedSealer
+from protocol.crypto import AgentKeys
+
+log = logging.getLogger("micropay.buyer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +36,57 @@ class StoredChannel:
 class WalletStore(AgentStore):
     """A buyer's store: what it needs to resume its channels."""
 
+    def _prepare(self, owner: AgentKeys | None, directory: Path) -> None:
+        """Refuse another's wallet, then seal the seeds an earlier version left in plain text."""
+        self._db.execute("PRAGMA secure_delete = ON")  # a moved row leaves zeros behind
+        super()._prepare(owner, directory)
+        if self._sealer is not None:
+            self._seal_plain_seeds(self._sealer)
+
+    def _seal_plain_seeds(self, sealer: SeedSealer) -> None:
+        """Seal every 32-byte (plain) seed in one transaction, then empty the WAL."""
+        find = "SELECT commitment_id, seed FROM channels WHERE length(seed) = ?"
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            plain = self._db.execute(find, (SEED_SIZE,)).fetchall()
+            self._db.executemany(
+                "UPDATE channels SET seed = ? WHERE commitment_id = ?",
+                [(sealer.seal(bytes(cid), bytes(seed)), cid) for cid, seed in plain],
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        if plain:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            log.warning(
+                "wallet.db: sealed %d chain seeds an earlier version kept in plain text"
+                " (copies of the file made before now still hold them: destroy them)",
+                len(plain),
+            )
+
     async def channels(self) -> list[StoredChannel]:
-        """The wallet's channels."""
-        rows = await self._run(lambda: self._db.execute("SELECT * FROM channels").fetchall())
-        return [
-            StoredChannel(bytes(r[0]), r[1], bytes(r[2]), bytes(r[3]), r[4], r[5]) for r in rows
-        ]
+        """The wallet's channels, their seeds unsealed (``SealError`` if they are not ours)."""
+        sealer = self._sealer
+        if sealer is None:
+            msg = "a wallet opened without its sealer cannot read its seeds"
+            raise TypeError(msg)
+
+        def read() -> list[StoredChannel]:
+            rows = self._db.execute("SELECT * FROM channels").fetchall()
+            return [
+                StoredChannel(
+                    bytes(r[0]),
+                    r[1],
+                    sealer.unseal(bytes(r[0]), bytes(r[2])),
+                    bytes(r[3]),
+                    r[4],
+                    r[5],
+                )
+                for r in rows
+            ]
+
+        return await self._run(read)
 
 
 def spent_on_disk(path: Path) -> dict[bytes, int]:

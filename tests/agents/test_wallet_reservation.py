@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from agents.daemons.wallet_store import WalletStore, spent_on_disk
+from agents.runtime.sealing import SeedSealer
+from protocol.crypto import Identity
 from protocol.events import ChannelOpened, PaywordSpent, SpendReserved
 
 CID = bytes(32)
@@ -23,7 +25,8 @@ async def stored(store: WalletStore) -> int:
 
 @pytest.mark.asyncio
 async def test_the_wallet_writes_a_reservation_only_when_it_moves(tmp_path: Path) -> None:
-    store = await WalletStore.open(tmp_path / "wallet.db")
+    sealer = SeedSealer(Identity.generate(), "alice")
+    store = await WalletStore.open(tmp_path / "wallet.db", sealer=sealer)
     try:
         await store.record([ChannelOpened(CID, "kiosk", bytes(32), b"signed", 1_000)])
         await store.record([PaywordSpent(CID, 5, 64)])

@@ -199,9 +199,13 @@ class AttackHarness(Harness):
     async def restart_vendor(self, name: str) -> VendorAgent:
         """Stop a vendor without redeeming and start it again from its store (a crash)."""
         halted = await halt_vendor(self, name)
+        return await self.reopen_vendor(name, halted.core.terms)
+
+    async def reopen_vendor(self, name: str, terms: VendorTerms) -> VendorAgent:
+        """Start a halted vendor again from its own data directory."""
         assert self.info is not None
         vendor = await VendorAgent.open(
-            self.root / name, name, self.info, halted.core.terms, self.mosquitto.user(name)
+            self.root / name, name, self.info, terms, self.mosquitto.user(name)
         )
         self.tasks.append(asyncio.create_task(vendor.run()))
         self.vendor_tasks[name] = self.tasks[-1]

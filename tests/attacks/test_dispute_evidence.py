@@ -19,6 +19,8 @@ import pytest
 
 from agents.cli.main import main
 from agents.daemons.wallet_store import WalletStore
+from agents.runtime.keystore import load_identity
+from agents.runtime.sealing import SeedSealer
 from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.evidence import decoded_view
 from protocol.broker_events import PaywordsRedeemed
@@ -78,7 +80,10 @@ async def test_the_buyer_can_prove_what_it_was_charged(
     # The vendor redeems now; the broker daemon keeps serving while the evidence is issued.
     await vendor.loop.act(vendor.core.redeem_all)
     await wait_until(lambda: not vendor.core.unredeemed_amount)
-    wallet = await WalletStore.open(tmp_path / "buyer1" / "wallet.db")
+    keys = load_identity(tmp_path / "buyer1" / "agent.key")
+    wallet = await WalletStore.open(
+        tmp_path / "buyer1" / "wallet.db", owner=keys, sealer=SeedSealer(keys, "buyer1")
+    )
     try:
         (channel,) = await wallet.channels()
     finally:
