@@ -69,7 +69,7 @@ from protocol.broker import BrokerCore
 from protocol.broker_events import AnyBrokerEvent, CommitmentRegistered
 from protocol.buyer import BuyerCore
 from protocol.codec import decode_certificate, decode_commitment, decode_signed
-from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT
+from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT, AgentKeys
 from protocol.envelope import Auth
 from protocol.events import BrokerCoreEvent, HeldReply, MessageRejected
 from protocol.messages import Body, OfferItem, Redeem, Register
@@ -207,8 +207,9 @@ class Load:
 class Setting:
     """The enrolled world (one broker, one vendor) and the ledger that holds its accounts."""
 
-    def __init__(self, sizes: Sizes) -> None:
-        self.world: World = make_world(vendors=0, buyers=0)
+    def __init__(self, sizes: Sizes, keys: Callable[[str], AgentKeys] = seeded_identity) -> None:
+        self.keys = keys
+        self.world: World = make_world(vendors=0, buyers=0, keys=keys)
         self.now = self.world.now
         terms = VendorTerms(
             unit_value=1,
@@ -250,7 +251,7 @@ class Setting:
     def fresh_core(self) -> BrokerCore:
         """A broker rebuilt from the ledger, its MAC key with the vendor already derived."""
         core = BrokerCore(
-            BROKER, seeded_identity(BROKER), random=SeededRandom(BROKER), attest_replies=True
+            BROKER, self.keys(BROKER), random=SeededRandom(BROKER), attest_replies=True
         )
         core.rebuild(self.history)
         core.pair_key_with(VENDOR, self.vendor.identity.agree_key)
@@ -365,8 +366,7 @@ async def open_service(setting: Setting, directory: Path) -> BrokerService:
     """A ``BrokerService`` on a fresh ledger that holds the world's accounts."""
     directory.mkdir(mode=0o700)  # noqa: ASYNC240 - before anything is timed
     files = BrokerFiles(directory)
-    identity = seeded_identity(BROKER)
-    store = await EventStore.open(files.ledger, BROKER, signer=identity)
+    store = await EventStore.open(files.ledger, BROKER, signer=setting.keys(BROKER))
     await store.append_events(setting.history)
     return BrokerService(
         files, setting.fresh_core(), store, DataDirLock.acquire(directory, "benchmark")

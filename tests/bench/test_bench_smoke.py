@@ -20,6 +20,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         "ledger_audit.py",
         "broker_commitments.py",
         "key_backends.py",
+        "token_keys.py",
     ],
 )
 def test_benchmark_runs_in_quick_mode(script: str, tmp_path: Path) -> None:

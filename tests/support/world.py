@@ -7,12 +7,13 @@ build the same world get the same bytes every run.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from protocol.broker import BrokerCore, BrokerPolicy
 from protocol.buyer import BuyerCore
-from protocol.crypto import Identity
+from protocol.crypto import AgentKeys, Identity
 from protocol.events import CertificateReceived
 from protocol.memory import MemoryNetwork
 from protocol.messages import OfferItem
@@ -52,6 +53,7 @@ class World:
     vendors: dict[str, VendorCore] = field(default_factory=dict)
     buyers: dict[str, BuyerCore] = field(default_factory=dict)
     now: float = T0
+    keys: Callable[[str], AgentKeys] = seeded_identity
 
     def pump(self, advance: float = 0.0) -> int:
         self.now += advance
@@ -59,7 +61,7 @@ class World:
 
     def enroll_buyer(self, name: str, credit_limit: int = 1_000_000) -> BuyerCore:
         token = self.net.open_account(self.broker, name, "buyer", credit_limit, "EUR", self.now)
-        buyer = BuyerCore(name, seeded_identity(name), self.broker.info, random=SeededRandom(name))
+        buyer = BuyerCore(name, self.keys(name), self.broker.info, random=SeededRandom(name))
         self.net.attach(buyer, self.now)
         buyer.enroll(token, self.now)
         self.pump()
@@ -69,7 +71,7 @@ class World:
 
     def enroll_vendor(self, name: str, terms: VendorTerms | None = None) -> VendorCore:
         token = self.net.open_account(self.broker, name, "vendor", 0, "EUR", self.now)
-        vendor = VendorCore(name, seeded_identity(name), self.broker.info, terms or default_terms())
+        vendor = VendorCore(name, self.keys(name), self.broker.info, terms or default_terms())
         self.net.attach(vendor, self.now)
         vendor.enroll(token, self.now)
         self.pump()
@@ -91,14 +93,21 @@ def default_terms() -> VendorTerms:
 
 
 def make_world(
-    vendors: int = 1, buyers: int = 1, *, record: bool = False, policy: BrokerPolicy | None = None
+    vendors: int = 1,
+    buyers: int = 1,
+    *,
+    record: bool = False,
+    policy: BrokerPolicy | None = None,
+    keys: Callable[[str], AgentKeys] = seeded_identity,
 ) -> World:
-    """A broker with its identity published, then ``vendor1``.. and ``buyer1``.. enrolled."""
-    broker = BrokerCore(
-        "broker", seeded_identity("broker"), policy=policy, random=SeededRandom("broker")
-    )
+    """A broker with its identity published, then ``vendor1``.. and ``buyer1``.. enrolled.
+
+    ``keys`` gives each party its keys by name (seeded in-process keys unless a test or a
+    benchmark puts them in a token).
+    """
+    broker = BrokerCore("broker", keys("broker"), policy=policy, random=SeededRandom("broker"))
     net = MemoryNetwork(record=record)
-    world = World(net, broker)
+    world = World(net, broker, keys=keys)
     net.attach(broker, world.now)
     broker.publish_identity(world.now)
     world.pump()
