@@ -30,6 +30,7 @@ from agents.daemons.store_schema import (
 from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.private_files import create_private_file
 from protocol.events import (
+    BrokerKeyAccepted,
     BuyerEvent,
     CertificateReceived,
     ChannelOpened,
@@ -194,6 +195,8 @@ class AgentStore:
                         served.append((event.commitment_id, event.index, event.item, event.amount))
                 case CertificateReceived():
                     meta.append(("certificate", event.certificate))
+                case BrokerKeyAccepted():  # key rotation: the broker's new key, chained
+                    meta.append(("broker_keys", event.history))
                 case ChannelOpened():
                     channels.append(
                         (

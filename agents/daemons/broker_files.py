@@ -39,6 +39,14 @@ class BrokerFiles:
         """The private key file."""
         return self.directory / KEY_FILE
 
+    def signing_key(self, generation: int) -> Path:
+        """The key file of the ``generation``-th signing key (0: ``broker.key`` itself).
+
+        Each rotation adds ``broker.key.N``; the files before it are kept: ``broker.key``
+        still holds the agreement key and the token secret, the others are evidence.
+        """
+        return self.key if generation == 0 else self.directory / f"{KEY_FILE}.{generation}"
+
     @property
     def public(self) -> Path:
         """The public identity agents are configured with."""

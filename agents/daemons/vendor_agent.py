@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from agents.daemons.agent_keys import restore_broker_keys, settle_rekey
 from agents.daemons.agent_store import AgentStore
 from agents.daemons.vendor_store import VendorStore
 from agents.runtime.datadir_lock import DataDirLock
@@ -78,9 +79,11 @@ class VendorAgent:
         lock = await DataDirLock.acquire_for_daemon(directory, "vendor daemon")
         store = await VendorStore.open(directory / STORE_FILE, lock)
         try:
+            await settle_rekey(directory, store)  # key rotation: an interrupted one
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
             core = VendorCore(account, identity, broker, terms)
+            await restore_broker_keys(core, store)  # key rotation: the broker's new key
             await _restore(core, store, clock())
         except BaseException:
             await store.close()
