@@ -17,6 +17,8 @@ from msgspec.structs import replace
 
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.codec import DEFAULT_CODEC
+from broker_ledger.evidence import issue
+from broker_ledger.evidence_verify import verify
 from broker_ledger.store import EventStore, LedgerError
 from broker_ledger.witness import Witnessed, check_witnesses
 from protocol.broker_events import BrokerKeyRotated
@@ -189,3 +191,18 @@ def test_a_rotation_not_signed_by_the_key_in_force_fails_the_audit(
     assert not report.passed["key-rotations"]
     assert finding in [f.detail for f in report.findings]
     assert not report.passed["checkpoint-signatures"]  # mallory's are not the broker's
+
+
+def test_dispute_evidence_after_a_rotation_checks_under_either_key(rotated: Rotated) -> None:
+    """A bundle signed by the new key about a chain certified under the first key."""
+    with sqlite3.connect(rotated.path) as db:
+        cid, certificate_at = db.execute(
+            "SELECT stream, seq FROM event_log WHERE type = 'commitment-registered' ORDER BY seq"
+        ).fetchone()
+    assert certificate_at < rotated.rotation_seq
+    bundle = issue(rotated.path, rotated.world.broker.identity, "broker", cid[11:], 1)
+    assert len(bundle["broker"]["rotations"]) == 1
+    for trusted in (FIRST.sign_key, SECOND.sign_key):
+        report = verify(bundle, trusted, rotated.path)
+        assert report.ok, report.findings
+    assert not verify(bundle, seeded_identity("stranger").sign_key).ok
