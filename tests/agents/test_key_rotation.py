@@ -182,3 +182,41 @@ async def test_a_buyer_rotates_its_keys_with_its_old_key_as_authority(
     report = LedgerAudit(tmp_path / "broker" / "ledger.db", h.info.sign_key).run()
     assert report.ok, report.findings
     assert report.credited == 10
+
+
+@pytest.mark.asyncio
+async def test_a_vendor_rotates_its_keys_and_buyers_open_new_chains(
+    tmp_path: Path, mosquitto: Broker
+) -> None:
+    h = Harness(tmp_path, mosquitto)
+    await h.start_broker()
+    assert h.info is not None
+    vendor = await h.start_vendor("vendor1")
+    await h.enroll_buyer("buyer1")
+    assert await pay(h, "buyer1", 4) == 4
+    await vendor.shutdown(within=5)  # redeems the 4 units it holds
+    await asyncio.wait_for(h.tasks.pop(), 20)
+    del h.vendors["vendor1"]
+
+    password = tmp_path / "vendor1.password"
+    password.write_text("pw-vendor1\n")
+    password.chmod(0o600)
+    argv = (
+        "vendor", "--data-dir", str(tmp_path / "vendor1"), "--name", "vendor1",
+        "--broker-pub", str(tmp_path / "broker" / "broker.pub.json"),
+        "--mqtt-port", str(mosquitto.port), "--mqtt-password-file", str(password),
+    )  # fmt: skip
+    assert await asyncio.to_thread(keys_rotate, *argv) == 0
+
+    again = await VendorAgent.open(
+        tmp_path / "vendor1", "vendor1", h.info, VendorTerms(), mosquitto.user("vendor1")
+    )
+    h.tasks.append(asyncio.create_task(again.run()))
+    h.vendors["vendor1"] = again
+    await wait_until(again.loop.connected.is_set)
+    # the buyer's chain was keyed with the vendor's old agreement key: it opens a new one
+    assert await pay(h, "buyer1", 6) == 6
+    await h.stop()
+    report = LedgerAudit(tmp_path / "broker" / "ledger.db", h.info.sign_key).run()
+    assert report.ok, report.findings
+    assert report.credited == 10
