@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from protocol import topics
-from protocol.codec import decode_as, decode_rotations, encode_rotations
+from protocol.codec import decode_as, decode_rotations, decode_signed_rotation, encode_rotations
 from protocol.credentials import enroll_proof_data, verify_certificate
 from protocol.crypto import TAG_ENROLL_PROOF, AgentKeys, MacKey, token_key
 from protocol.endpoint import BrokerInfo, Endpoint, Outcome
@@ -82,8 +82,9 @@ class AgentEndpoint(Endpoint[E]):
     ) -> None:
         super().__init__(account, identity, max_message_size=max_message_size, max_skew=max_skew)
         self.broker = broker
-        self.broker_keys = TrustedKeys.pinned_to(broker.id, broker.sign_key, broker.agree_key)
-        """The broker's signing keys: the configured one and those rotations chained from it."""
+        pinned = TrustedKeys.pinned_to(broker.id, broker.sign_key, broker.agree_key)
+        self.broker_keys = pinned.extend(decode_signed_rotation(r) for r in broker.rotations)
+        """The broker's signing keys: the configured one and those rotations chained to it."""
         # broker broadcasts no known key verified, by topic: tried again after a rotation
         self._unverified: dict[str, Parsed] = {}
         self.broker_key = self.pair_key_with(broker.id, broker.agree_key)

@@ -210,7 +210,8 @@ class BrokerCore(BrokerRekey):
     def use_signer(self, signer: AgentKeys, anchor: AgentKeys) -> None:
         """Sign with ``signer`` (the key in force after rotations), agree with ``anchor``."""
         self.identity = SplitKeys(signer, anchor)
-        self.info = BrokerInfo(self.account, signer.sign_key, anchor.agree_key)
+        history = tuple(encode(r) for r in self.trusted.signed)
+        self.info = BrokerInfo(self.account, signer.sign_key, anchor.agree_key, history)
 
     def publish_ledger_head(self, seq: int, head: bytes, now: float) -> None:
         """Queue the retained, signed ledger head (call only with a durable head)."""

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agents.cli.keys_rotate import add_rotate_parser
+from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import BuyerAgent
 from agents.daemons.vendor_agent import VendorAgent
 from broker_ledger.audit import LedgerAudit
@@ -77,6 +78,14 @@ async def test_agents_follow_a_broker_key_rotation_without_reconfiguration(
 
     # the buyer, configured as before, pays on with its certificate from the first key
     assert await pay(h, "buyer1", 7) == 7
+    # the rewritten broker.pub.json names the new key and vouches for the first
+    rewritten = read_public(tmp_path / "broker" / "broker.pub.json")
+    assert (rewritten.sign_key, len(rewritten.rotations)) == (new_key, 1)
+    fresh = await BuyerAgent.open(
+        tmp_path / "buyer1", "buyer1", rewritten, mosquitto.user("buyer1")
+    )
+    assert fresh.core.certified is not None  # its first-key certificate checks offline
+    await fresh.store.close()
     # a new enrollment, still with the old broker.pub.json, is certified under the new key
     await h.enroll_buyer("buyer2")
     buyer2 = await h.buyer("buyer2")
