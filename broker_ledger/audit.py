@@ -21,10 +21,12 @@ from broker_ledger import checks
 from broker_ledger.audit_result import CHECK_NAMES, AuditReport
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
 from broker_ledger.format import GENESIS, link_hash
+from broker_ledger.ledger_keys import key_history, read_rotations
 from broker_ledger.projections import PROJECTION, ReadModels
 from broker_ledger.report_data import ReportData
 from broker_ledger.store_schema import FORMAT
 from protocol.broker_events import AnyBrokerEvent
+from protocol.trusted_keys import TrustedKeys
 
 Progress = Callable[[int, int], None]
 CHUNK: Final = 20_000
@@ -85,6 +87,11 @@ class LedgerAudit:
         if key is None:
             report.fail(None, "checkpoint-signatures", "no broker public key to verify against")
             key = bytes(32)
+        history = key_history(report.broker_id, read_rotations(db, self._codec), key)
+        for seq, problem in history.problems:
+            report.fail(seq, "key-rotations", problem)
+        keys = history.keys
+        report.key_rotations = keys.generation
         checkpoints = {
             int(seq): (bytes(head), bytes(signature))
             for seq, head, signature in db.execute("SELECT seq, head, signature FROM checkpoints")
@@ -92,12 +99,12 @@ class LedgerAudit:
         total = db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0]
         position = _tracking_position(db)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="audit-verify") as pool:
-            verifier = checks.Verifier(report.broker_id, key, pool, report, position)
+            verifier = checks.Verifier(report.broker_id, keys, pool, report, position)
             computed = self._scan(db, verifier, set(checkpoints), total)
             verifier.finish()
         if self._collect is not None:
             self._collect.finish(verifier.models)
-        self._check_checkpoints(checkpoints, computed, key)
+        self._check_checkpoints(checkpoints, computed, keys)
         self._check_projections(db, verifier)
 
     def _scan(
@@ -169,13 +176,18 @@ class LedgerAudit:
         return both
 
     def _check_checkpoints(
-        self, checkpoints: dict[int, tuple[bytes, bytes]], computed: dict[int, bytes], key: bytes
+        self,
+        checkpoints: dict[int, tuple[bytes, bytes]],
+        computed: dict[int, bytes],
+        keys: TrustedKeys,
     ) -> None:
+        """Each checkpoint under the key in force at its ``seq``: before a rotation, the old."""
         report = self.report
         last_event = report.events
         covered = 0
         for seq in sorted(checkpoints):
             head, signature = checkpoints[seq]
+            key = keys.for_seq(seq)
             if not checks.checkpoint_signed(report.broker_id, key, seq, head, signature):
                 report.fail(seq, "checkpoint-signatures", "checkpoint signature does not verify")
                 continue

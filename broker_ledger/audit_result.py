@@ -44,6 +44,7 @@ class AuditReport:
     hashes_checked: int = 0
     signatures_verified: int = 0
     checkpoints: int = 0
+    key_rotations: int = 0
     unsigned_tail: int = 0
     periods: int = 0
     debited: int = 0
@@ -82,6 +83,7 @@ CHECK_NAMES: Final = (
     "stream-versions",
     "event-schemas",
     "checkpoint-signatures",
+    "key-rotations",
     "signed-head",
     "certificate-signatures",
     "commitment-signatures",

@@ -22,17 +22,18 @@ from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
     CertificateIssued,
+    CertificateRekeyed,
     CommitmentRegistered,
     InvoiceIssued,
     PaywordsRedeemed,
     PeriodClosed,
     StatementIssued,
 )
-from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.codec import decode_as, decode_certificate, decode_commitment, decode_signed
 from protocol.credentials import commitment_id
 from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT
-from protocol.errors import MalformedMessageError
-from protocol.messages import Certificate, Role
+from protocol.errors import CertificateError, MalformedMessageError, RekeyError
+from protocol.messages import Certificate, RekeyRequest, Role
 from protocol.money_rules import (
     Payword,
     amount_for,
@@ -41,6 +42,8 @@ from protocol.money_rules import (
     spans,
     within_commitment,
 )
+from protocol.rekey import check_rekey_request
+from protocol.trusted_keys import TrustedKeys
 
 MAX_PENDING: Final = 4_096
 
@@ -74,13 +77,14 @@ class Verifier:
     def __init__(
         self,
         broker_id: str,
-        broker_key: bytes,
+        broker_keys: TrustedKeys,
         pool: ThreadPoolExecutor,
         report: AuditReport,
         snapshot_at: int | None = None,
     ) -> None:
         self.broker_id = broker_id
-        self.broker_key = broker_key
+        self.broker_keys = broker_keys
+        self._held: dict[str, Certificate] = {}  # each account's current certificate
         self.report = report
         self._pool = pool
         self._pending: deque[tuple[int, str, str, Future[bool]]] = deque()
@@ -107,6 +111,8 @@ class Verifier:
                 self._account(seq, event)
             case CertificateIssued():
                 self._certificate_issued(seq, event)
+            case CertificateRekeyed():
+                self._certificate_rekeyed(seq, event)
             case CommitmentRegistered():
                 self._commitment(seq, event)
             case PaywordsRedeemed():
@@ -167,10 +173,11 @@ class Verifier:
         try:
             signed = decode_signed(signed_bytes)
             certificate = decode_certificate(signed.body)
-        except MalformedMessageError as exc:
-            self.report.fail(seq, "certificate-signatures", f"undecodable certificate: {exc}")
+            key = self.broker_keys.for_certificate(certificate)
+        except (MalformedMessageError, CertificateError) as exc:
+            self.report.fail(seq, "certificate-signatures", f"certificate {exc}")
             return None
-        key, body, signature = self.broker_key, signed.body, signed.signature
+        body, signature = signed.body, signed.signature
         self._verify_later(
             seq,
             "certificate-signatures",
@@ -192,10 +199,15 @@ class Verifier:
             self.report.fail(seq, "stream-versions", f"account {event.account} opened twice")
         self._accounts[event.account] = event
 
-    def _certificate_issued(self, seq: int, event: CertificateIssued) -> None:
+    def _certificate_issued(self, seq: int, event: CertificateIssued | CertificateRekeyed) -> None:
         certificate = self._certificate(seq, event.certificate)
         if certificate is None:
             return
+        keys = self.broker_keys
+        if keys.for_certificate(certificate) != keys.for_seq(seq):
+            # A retired key (stolen, say) cannot add certificates after its rotation.
+            self.report.fail(seq, "certificate-signatures", "certificate of a key not in force")
+        self._held[event.account] = certificate
         role = self._role_of(event.account)
         if (certificate.subject, certificate.serial) != (event.account, event.serial):
             self.report.fail(seq, "certificate-signatures", "certificate names another account")
@@ -206,6 +218,24 @@ class Verifier:
         if event.serial in self._serials:
             self.report.fail(seq, "certificate-signatures", f"serial {event.serial} reused")
         self._serials.add(event.serial)
+
+    def _certificate_rekeyed(self, seq: int, event: CertificateRekeyed) -> None:
+        """New keys certified on the old certificate's authority: both signatures must hold."""
+        old = self._held.get(event.account)
+        problem = None
+        try:
+            request = decode_as(RekeyRequest, event.request)
+            if old is None or old.serial != event.old_serial or request.serial != old.serial:
+                raise RekeyError("it does not replace the account's certificate")
+            check_rekey_request(request, event.account, self.broker_id, old.sign_key)
+            new = decode_certificate(decode_signed(event.certificate).body)
+            if (new.sign_key, new.agree_key) != (request.sign_key, request.agree_key):
+                raise RekeyError("the certificate is for other keys than requested")
+        except (MalformedMessageError, RekeyError) as exc:
+            problem = str(exc)
+        if problem is not None:
+            self.report.fail(seq, "certificate-signatures", f"rekey of {event.account}: {problem}")
+        self._certificate_issued(seq, event)
 
     def _commitment(self, seq: int, event: CommitmentRegistered) -> None:
         report = self.report

@@ -31,6 +31,7 @@ import msgspec
 
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec, EventDecodeError
 from broker_ledger.format import GENESIS
+from broker_ledger.ledger_keys import read_rotations
 from broker_ledger.store_records import StoredEvent
 from broker_ledger.store_schema import FORMAT as LEDGER_FORMAT
 from protocol.broker_events import (
@@ -239,6 +240,7 @@ class Snapshot:
     rows: list[StoredEvent]
     previous: dict[int, bytes]
     head: tuple[int, bytes]
+    rotations: tuple[bytes, ...] = ()  # the broker's key rotations (``SignedRotation`` bytes)
 
 
 def event_record(row: StoredEvent, previous: bytes, event: AnyBrokerEvent) -> dict[str, Any]:
@@ -334,7 +336,12 @@ def assemble(snapshot: Snapshot, at: int, codec: EventCodec = DEFAULT_CODEC) -> 
     return {
         "format": FORMAT,
         "issued_at": at,
-        "broker": {"id": snapshot.broker_id, "sign_key": snapshot.broker_key.hex()},
+        "broker": {
+            "id": snapshot.broker_id,
+            "sign_key": snapshot.broker_key.hex(),
+            # after a key rotation: the history linking the key in force to older ones
+            **({"rotations": [r.hex() for r in snapshot.rotations]} if snapshot.rotations else {}),
+        },
         "commitment": {
             "id": cid.hex(),
             "signed": registration.commitment.hex(),
@@ -369,13 +376,15 @@ def snapshot(
         head = head_of(db)
         rows = collect(db, cid, head[0], codec)
         previous = previous_hashes(db, rows)
+        rotations = tuple(event.rotation for _, event in read_rotations(db, codec) if event)
         db.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         raise EvidenceError(f"cannot read {ledger}: {exc}") from exc
     finally:
         db.close()
     key = bytes.fromhex(meta.get("broker_sign_key", ""))
-    return Snapshot(meta.get("broker_id", ""), key, cid, rows, previous, head), meta
+    snapshot = Snapshot(meta.get("broker_id", ""), key, cid, rows, previous, head, rotations)
+    return snapshot, meta
 
 
 def issue(  # noqa: PLR0913 - where, who, what and when

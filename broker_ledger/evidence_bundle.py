@@ -29,6 +29,7 @@ class BrokerPart(_Part, frozen=True):
 
     id: str
     sign_key: str
+    rotations: list[str] = msgspec.field(default_factory=list)
 
 
 class CommitmentPart(_Part, frozen=True):

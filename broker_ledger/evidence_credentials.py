@@ -12,12 +12,18 @@ from typing import Any
 from broker_ledger.evidence import TAG_EVIDENCE, canonical_bytes
 from broker_ledger.evidence_bundle import Evidence
 from broker_ledger.evidence_report import EvidenceReport
-from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.codec import (
+    decode_certificate,
+    decode_commitment,
+    decode_signed,
+    decode_signed_rotation,
+)
 from protocol.credentials import NOT_BEFORE_ALLOWANCE_MS, commitment_id
 from protocol.crypto import TAG_CERTIFICATE, TAG_COMMITMENT
-from protocol.errors import MalformedMessageError
+from protocol.errors import MalformedMessageError, RemoteProtocolError
 from protocol.messages import Certificate, Commitment
 from protocol.money_rules import signature_ok
+from protocol.trusted_keys import TrustedKeys
 
 
 def check_broker_signature(
@@ -26,7 +32,9 @@ def check_broker_signature(
     """The broker signed the bundle's canonical bytes, with the key expected (if one is)."""
     report.start("broker-signature")
     key = evidence.broker_key
-    if expected is not None and not hmac.compare_digest(key, expected):
+    if expected is not None and not (
+        hmac.compare_digest(key, expected) or _vouched_for(evidence, expected)
+    ):
         report.fail(
             "broker-signature",
             f"the bundle names broker key {key.hex()[:16]}…, not the expected"
@@ -56,8 +64,9 @@ def check_credentials(
             report.fail(check, f"the signed commitment does not decode: {exc}")
         return None
     broker = evidence.part.broker
-    if not signature_ok(
-        evidence.broker_key, TAG_CERTIFICATE, certificate_signed.body, certificate_signed.signature
+    key = _certificate_key(report, evidence, certificate)
+    if key is not None and not signature_ok(
+        key, TAG_CERTIFICATE, certificate_signed.body, certificate_signed.signature
     ):
         report.fail("certificate-signature", "the buyer's certificate is not signed by the broker")
     if certificate.issuer != broker.id:
@@ -75,6 +84,41 @@ def check_credentials(
         report.fail("commitment-signature", "the commitment outlives the buyer's certificate")
     _fields(report, evidence, commitment, certificate, commitment_id(signed.body))
     return commitment, certificate
+
+
+def _history(evidence: Evidence) -> TrustedKeys:
+    """The keys the bundle's rotations chain to the key that signed it (raises if they do not).
+
+    A key the bundle's key vouches for through them may be the one the reader trusts:
+    an older ``broker.pub.json``.
+    """
+    broker = evidence.part.broker
+    rotations = [decode_signed_rotation(bytes.fromhex(r)) for r in broker.rotations]
+    return TrustedKeys.pinned_to(broker.id, evidence.broker_key).extend(rotations)
+
+
+def _vouched_for(evidence: Evidence, key: bytes) -> bool:
+    """Whether the bundle's key history links ``key`` to the key that signed the bundle."""
+    try:
+        return _history(evidence).trusts(key)
+    except (ValueError, RemoteProtocolError):
+        return False
+
+
+def _certificate_key(
+    report: EvidenceReport, evidence: Evidence, certificate: Certificate
+) -> bytes | None:
+    """The broker key the certificate names (none: the first), through the bundle's rotations."""
+    keys = TrustedKeys.pinned_to(evidence.part.broker.id, evidence.broker_key)
+    try:
+        rotations = [
+            decode_signed_rotation(bytes.fromhex(r)) for r in evidence.part.broker.rotations
+        ]
+        keys = keys.extend(rotations)
+        return keys.for_certificate(certificate)
+    except (ValueError, RemoteProtocolError) as exc:
+        report.fail("certificate-signature", f"the broker's key history does not hold: {exc}")
+        return None
 
 
 def _fields(

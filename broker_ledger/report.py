@@ -29,6 +29,7 @@ def as_dict(report: AuditReport) -> dict[str, Any]:
         "signatures_verified": report.signatures_verified,
         "hashes_checked": report.hashes_checked,
         "checkpoints_verified": report.checkpoints,
+        "broker_key_rotations": report.key_rotations,
         "events_after_last_checkpoint": report.unsigned_tail,
         "periods_closed": report.periods,
         "debited": report.debited,
@@ -70,7 +71,8 @@ def as_text(report: AuditReport) -> str:
             f"{report.hashes_checked:,} payword hashes checked"
         ),
         f"  checkpoints   {report.checkpoints:,} verified"
-        + (f", {report.unsigned_tail:,} events after the last one" if report.unsigned_tail else ""),
+        + (f", {report.unsigned_tail:,} events after the last one" if report.unsigned_tail else "")
+        + (f", under {report.key_rotations + 1} broker keys" if report.key_rotations else ""),
         f"  billing       closed periods {report.periods:,}, fees {report.fees:,}",
         (
             f"  money         debited {report.debited:,}, credited {report.credited:,}, "

@@ -21,6 +21,7 @@ from pathlib import Path
 import aiosqlite
 
 from broker_ledger.codec import DEFAULT_CODEC, EventCodec
+from broker_ledger.ledger_keys import ROTATED, SELECT_ROTATIONS, decode_rotations, key_history
 from broker_ledger.store_errors import (
     ConcurrencyError,
     LedgerError,
@@ -33,6 +34,7 @@ from broker_ledger.store_tail import check_signed_tail
 from broker_ledger.store_writer import LedgerWriter
 from protocol.crypto import AgentKeys
 from protocol.messages import SignedHead
+from protocol.trusted_keys import TrustedKeys
 
 __all__ = [
     "FORMAT",
@@ -86,9 +88,10 @@ class EventStore(LedgerWriter):
             )
             store.path = Path(path)
             await store._load_meta(signer)
+            await store._load_keys(signer)
             await store._load_head()
             if signer is not None:
-                await store._check_signed_tail(path, signer, unsigned_tail=unsigned_tail)
+                await store._check_signed_tail(path, unsigned_tail=unsigned_tail)
         except BaseException:
             await connection.close()
             raise
@@ -113,9 +116,41 @@ class EventStore(LedgerWriter):
             raise LedgerError(f"not a {FORMAT} file (format {rows.get('format')!r})")
         if rows.get("broker_id") != self.broker_id:
             raise LedgerError(f"ledger belongs to broker {rows.get('broker_id')!r}")
-        stored_key = rows.get("broker_sign_key")
-        if signer is not None and stored_key not in (None, signer.sign_key.hex()):
-            raise LedgerError("ledger was signed with another broker key")
+
+    async def _load_keys(self, signer: AgentKeys | None) -> None:
+        """The broker's keys by its rotations; a signer must hold the key in force."""
+        rows = await self._db.execute_fetchall(
+            "SELECT value FROM meta WHERE key = 'broker_sign_key'"
+        )
+        stored_key = next((str(row[0]) for row in rows), None)
+        rotations = decode_rotations(
+            await self._db.execute_fetchall(SELECT_ROTATIONS, (ROTATED,)), self.codec
+        )
+        if not rotations:
+            if signer is not None and stored_key not in (None, signer.sign_key.hex()):
+                raise LedgerError("ledger was signed with another broker key")
+            key = signer.sign_key if signer is not None else bytes.fromhex(str(stored_key or ""))
+            self.keys = TrustedKeys.pinned_to(self.broker_id, key)
+            return
+        last = rotations[-1][1]
+        history = key_history(self.broker_id, rotations, last.new_sign_key if last else b"")
+        if history.problems:
+            seq, problem = history.problems[0]
+            raise LedgerIntegrityError(self.path, seq or 0, problem)
+        self.keys = history.keys
+        current = self.keys.current
+        if signer is not None and signer.sign_key != current:
+            raise LedgerError(
+                f"the ledger's key in force is {current.hex()[:16]}..., not the key given"
+            )
+        if stored_key != current.hex():
+            await self.record_key(current)
+
+    async def record_key(self, key: bytes) -> None:
+        """Note the key in force in the meta table (what an audit without a key starts from)."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('broker_sign_key', ?)", (key.hex(),)
+        )
 
     async def _load_head(self) -> None:
         async with self._db.execute(
@@ -129,12 +164,10 @@ class EventStore(LedgerWriter):
             row = await cur.fetchone()
         self._next_stream_id = (int(row[0]) if row and row[0] is not None else 0) + 1
 
-    async def _check_signed_tail(
-        self, path: str | Path, signer: AgentKeys, *, unsigned_tail: bool = False
-    ) -> None:
+    async def _check_signed_tail(self, path: str | Path, *, unsigned_tail: bool = False) -> None:
         """Refuse a ledger whose last event is not covered by a valid broker signature."""
         tail = await check_signed_tail(
-            self, path, self.broker_id, signer.sign_key, self._seq, unsigned_tail=unsigned_tail
+            self, path, self.broker_id, self.keys, self._seq, unsigned_tail=unsigned_tail
         )
         self._unsigned_from = tail.unsigned_from
         if tail.signed is not None:

@@ -17,6 +17,7 @@ from broker_ledger.store_reader import LedgerReader
 from protocol.errors import LedgerHeadError
 from protocol.ledger_heads import verify_head
 from protocol.messages import SignedHead
+from protocol.trusted_keys import TrustedKeys
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ async def check_signed_tail(  # noqa: PLR0913 - the ledger, whose it is, and how
     reader: LedgerReader,
     path: str | Path,
     broker_id: str,
-    sign_key: bytes,
+    keys: TrustedKeys,
     last: int,
     *,
     unsigned_tail: bool = False,
@@ -61,7 +62,7 @@ async def check_signed_tail(  # noqa: PLR0913 - the ledger, whose it is, and how
     )
     signed = SignedHead(seq, signed_head, signature)
     try:
-        verify_head(sign_key, broker_id, signed)
+        verify_head(keys.for_seq(seq), broker_id, signed)
     except LedgerHeadError as exc:
         raise LedgerIntegrityError(path, seq, "the checkpoint signature does not verify") from exc
     if seq > last:

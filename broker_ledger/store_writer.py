@@ -30,6 +30,7 @@ from protocol.broker_events import AnyBrokerEvent, stream_of
 from protocol.crypto import AgentKeys
 from protocol.ledger_heads import sign_head
 from protocol.messages import SignedHead
+from protocol.trusted_keys import TrustedKeys
 
 INSERT_EVENT: Final = (
     "INSERT INTO events (seq, stream_id, version, type, schema, at, body, hash)"
@@ -66,6 +67,8 @@ class LedgerWriter(LedgerReader):
         super().__init__(connection, codec)
         self.broker_id = broker_id
         self._signer = signer
+        self.keys = TrustedKeys.pinned_to(broker_id, signer.sign_key if signer else b"")
+        """The broker's signing keys by the ledger's rotations (set when the file opens)."""
         self.checkpoint_every = checkpoint_every
         self.max_batch = max_batch
         self._streams: dict[str, tuple[int, int]] = {}  # name -> (id, version); id 0: new
@@ -80,6 +83,10 @@ class LedgerWriter(LedgerReader):
         self.failure: BaseException | None = None
         self._failed = asyncio.Event()
         self.transactions = 0
+
+    def use_signer(self, signer: AgentKeys) -> None:
+        """Sign the next commits with ``signer`` (a key rotation; the writer must be idle)."""
+        self._signer = signer
 
     @property
     def head(self) -> tuple[int, bytes]:

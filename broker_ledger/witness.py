@@ -25,11 +25,13 @@ from typing import IO
 
 from broker_ledger.audit_result import AuditReport
 from broker_ledger.format import GENESIS
+from broker_ledger.ledger_keys import key_history, read_rotations
 from protocol import topics
 from protocol.envelope import Auth, open_body, parse, verify_signed
 from protocol.errors import LedgerHeadError, RemoteProtocolError
 from protocol.ledger_heads import verify_head
 from protocol.messages import LedgerHead, SignedHead
+from protocol.trusted_keys import TrustedKeys
 
 CHECK = "witnessed-heads"
 
@@ -135,12 +137,15 @@ def read_lines(path: Path) -> Iterator[Witnessed]:
                 raise WitnessFileError(f"{path}:{number}: not a witnessed head: {exc}") from exc
 
 
-def _signed_head(witnessed: Witnessed, broker_id: str, broker_key: bytes) -> tuple[int, bytes]:
-    """The (seq, head) the broker really signed, from an envelope or a checkpoint signature."""
+def _signed_head(witnessed: Witnessed, broker_id: str, keys: TrustedKeys) -> tuple[int, bytes]:
+    """The (seq, head) the broker really signed, from an envelope or a checkpoint signature.
+
+    Either is signed by the key in force at its ``seq`` (after a rotation, the new one).
+    """
     if not witnessed.envelope:
         signed = SignedHead(witnessed.seq, witnessed.head, witnessed.signature)
         try:
-            verify_head(broker_key, broker_id, signed)
+            verify_head(keys.for_seq(signed.seq), broker_id, signed)
         except LedgerHeadError as exc:
             raise RemoteProtocolError(str(exc)) from exc
         return signed.seq, signed.head
@@ -149,10 +154,10 @@ def _signed_head(witnessed: Witnessed, broker_id: str, broker_key: bytes) -> tup
     parsed = parse(witnessed.envelope)
     if parsed.auth is not Auth.SIGNED or parsed.header.sender != broker_id:
         raise RemoteProtocolError(f"not a broadcast signed by {broker_id}")
-    verify_signed(parsed, witnessed.topic, broker_key)
     body = open_body(parsed)
     if not isinstance(body, LedgerHead) or body.issuer != broker_id:
         raise RemoteProtocolError("the signed body is not a ledger head")
+    verify_signed(parsed, witnessed.topic, keys.for_seq(body.seq))
     return body.seq, body.head
 
 
@@ -171,12 +176,13 @@ def check_witnesses(
         if broker_key is None:
             stored = meta.get("broker_sign_key")
             broker_key = bytes.fromhex(stored) if stored else bytes(32)
+        keys = key_history(broker_id, read_rotations(db), broker_key).keys
         last = db.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
         count = 0
         for witnessed in heads:
             count += 1
             try:
-                seq, head = _signed_head(witnessed, broker_id, broker_key)
+                seq, head = _signed_head(witnessed, broker_id, keys)
             except RemoteProtocolError as exc:
                 report.fail(witnessed.seq, CHECK, f"unusable witness: {exc}")
                 continue

@@ -878,6 +878,7 @@ class Forge:
                 (rig.now_ms + 1_000_000, 0, MAX_COUNT),
                 (rig.now_ms - 1, real.not_before, MAX_COUNT),
                 ("other", "buyer1", ""),
+                lambda: self.key(newbie.sign_key, rig.broker.info.sign_key),  # issuer_key
             ),
         )
         body = encode(fields) if src.below(8) else encode(self.value())

@@ -20,11 +20,13 @@ from protocol.broker_books import (
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
+    BrokerKeyRotated,
     CertificateIssued,
     CertificateRevoked,
     ReservationReleased,
 )
-from protocol.broker_redemption import BrokerRedemption
+from protocol.broker_rekey import BrokerRekey
+from protocol.codec import decode_as, encode
 from protocol.credentials import (
     enroll_proof_data,
     issue_certificate,
@@ -39,12 +41,12 @@ from protocol.crypto import (
     verify_signature,
     weak_key_reason,
 )
+from protocol.endpoint import BrokerInfo
 from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
     Auth,
     Parsed,
-    open_body,
     verify_signed,
 )
 from protocol.errors import (
@@ -56,7 +58,9 @@ from protocol.errors import (
     WeakKeyError,
 )
 from protocol.events import BrokerCoreEvent, MessageRejected, PublishedHeadSeen
+from protocol.key_rotation import sign_rotation
 from protocol.messages import (
+    MAX_ROTATIONS,
     Balance,
     BalanceQuery,
     Body,
@@ -67,14 +71,17 @@ from protocol.messages import (
     Invoice,
     InvoiceLine,
     InvoiceQuery,
+    KeyRotation,
     LedgerHead,
     Redeem,
     Register,
+    RekeyRequest,
     Role,
 )
 from protocol.money_rules import (
     MAX_TOTAL,
 )
+from protocol.split_keys import SplitKeys
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 CURRENCY = re.compile(r"[A-Z]{3}")
@@ -82,7 +89,7 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 __all__ = ["BrokerCore", "BrokerPolicy"]
 
 
-class BrokerCore(BrokerRedemption):
+class BrokerCore(BrokerRekey):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -160,9 +167,51 @@ class BrokerCore(BrokerRedemption):
         return self._take_decided()
 
     def publish_identity(self, now: float) -> None:
-        """Queue the retained, signed broker identity."""
+        """Queue the retained, signed broker identity, with its latest key rotations."""
         info = self.info
-        self.broadcast("identity", BrokerIdentity(info.id, info.sign_key, info.agree_key), now)
+        history = list(self.trusted.signed[-MAX_ROTATIONS:])
+        body = BrokerIdentity(info.id, info.sign_key, info.agree_key, history)
+        self.broadcast("identity", body, now)
+
+    def rotate_key(self, new: AgentKeys, from_seq: int, now: float) -> BrokerKeyRotated:
+        """Hand signing over to ``new``: both keys sign the statement, then ``new`` signs.
+
+        ``from_seq`` is the ledger sequence number the returned event will take (the
+        shell's ledger head + 1): its commit is the first the new key signs. The agreement
+        key and the token secret stay the first key's (``SplitKeys``).
+        """
+        old = self.identity
+        if new.sign_key in self.trusted.keys:
+            raise LocalProtocolError("that signing key was the broker's before")
+        statement = KeyRotation(
+            broker=self.account,
+            sequence=self.trusted.generation + 1,
+            old_sign_key=old.sign_key,
+            new_sign_key=new.sign_key,
+            agree_key=old.agree_key,
+            from_seq=from_seq,
+            at=ms(now),
+        )
+        signed = sign_rotation(old, new, statement)
+        event = BrokerKeyRotated(
+            at=statement.at,
+            broker=self.account,
+            sequence=statement.sequence,
+            old_sign_key=old.sign_key,
+            new_sign_key=new.sign_key,
+            from_seq=from_seq,
+            rotation=encode(signed),
+        )
+        self.apply(event)  # returned, for the shell to persist (as ``open_account``)
+        anchor = old.anchor if isinstance(old, SplitKeys) else old
+        self.use_signer(new, anchor)
+        return event
+
+    def use_signer(self, signer: AgentKeys, anchor: AgentKeys) -> None:
+        """Sign with ``signer`` (the key in force after rotations), agree with ``anchor``."""
+        self.identity = SplitKeys(signer, anchor)
+        history = tuple(encode(r) for r in self.trusted.signed)
+        self.info = BrokerInfo(self.account, signer.sign_key, anchor.agree_key, history)
 
     def publish_ledger_head(self, seq: int, head: bytes, now: float) -> None:
         """Queue the retained, signed ledger head (call only with a durable head)."""
@@ -188,10 +237,10 @@ class BrokerCore(BrokerRedemption):
             self.account, "ledger-head"
         ):
             raise AuthenticationError
-        verify_signed(parsed, topic, self.identity.sign_key)
-        body = open_body(parsed)
-        if not isinstance(body, LedgerHead):
+        if parsed.header.type != "ledger-head":
             raise UnexpectedMessageError("a signed broadcast that is not a ledger head")
+        body = decode_as(LedgerHead, parsed.header.body)
+        verify_signed(parsed, topic, self.trusted.for_seq(body.seq))  # before a rotation: old
         return PublishedHeadSeen(body.seq, body.head, body.at)
 
     def message_key(self, parsed: Parsed) -> MacKey:
@@ -202,6 +251,8 @@ class BrokerCore(BrokerRedemption):
         if parsed.auth is Auth.TOKEN:
             token = enrollment_token(self._token_secret, account.name, account.token_nonce)
             return MacKey(token_key(token, account.name))
+        if parsed.auth is Auth.PAIR and parsed.header.type == "rekey":
+            return self.rekey_key(parsed, account)
         if parsed.auth is Auth.PAIR and account.agree_key:
             return self.pair_key_with(account.name, account.agree_key)
         raise AuthenticationError
@@ -222,6 +273,8 @@ class BrokerCore(BrokerRedemption):
                     self._balance(parsed, key, now)
                 case Auth.PAIR, InvoiceQuery():
                     self._invoice(parsed, key, now)
+                case Auth.PAIR, RekeyRequest():
+                    self.rekey(parsed, body, key, now)
                 case _:
                     raise UnexpectedMessageError(f"broker does not accept {parsed.header.type!r}")
         except RemoteProtocolError as error:
@@ -260,6 +313,7 @@ class BrokerCore(BrokerRedemption):
             not_before=now_ms,
             not_after=now_ms + int(self.policy.certificate_lifetime * 1000),
             issuer=self.account,
+            issuer_key=self.issuer_key,
         )
         signed = issue_certificate(self.identity, certificate)
         self._record(

@@ -14,13 +14,20 @@ from dataclasses import dataclass, field
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
+    BrokerKeyRotated,
     CertificateIssued,
+    CertificateRekeyed,
     CertificateRevoked,
     CommitmentRegistered,
     PaywordsRedeemed,
     ReservationReleased,
 )
-from protocol.codec import decode_certificate, decode_commitment, decode_signed
+from protocol.codec import (
+    decode_certificate,
+    decode_commitment,
+    decode_signed,
+    decode_signed_rotation,
+)
 from protocol.crypto import (
     AgentKeys,
 )
@@ -32,6 +39,7 @@ from protocol.messages import (
     RevocationList,
     Role,
 )
+from protocol.trusted_keys import TrustedKeys
 
 DAY = 86_400.0
 
@@ -49,6 +57,10 @@ class Account:
     sign_key: bytes = b""
     agree_key: bytes = b""
     serial: int = 0
+    # the certificate a rekey replaced: its key may still ask for the same new keys again
+    previous_serial: int = 0
+    previous_sign_key: bytes = b""
+    previous_agree_key: bytes = b""
 
 
 @dataclass(slots=True)
@@ -107,6 +119,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         super().__init__(broker_id, identity, max_message_size=max_message_size, max_skew=max_skew)
         self.attest_replies = attest_replies
         self.info = BrokerInfo(broker_id, identity.sign_key, identity.agree_key)
+        self.trusted = TrustedKeys.pinned_to(broker_id, identity.sign_key, identity.agree_key)
+        """Its signing keys: the one in force and, after rotations, every one before it."""
         self.policy = policy
         self.accounts: dict[str, Account] = {}
         self.chains: dict[bytes, ChainRecord] = {}
@@ -128,15 +142,13 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 self.accounts[event.account] = Account(
                     event.account, event.role, event.credit_limit, event.currency, event.token_nonce
                 )
-            case CertificateIssued():
-                account = self.accounts[event.account]
-                certificate = certificate_of(event.certificate)
-                account.certificate = event.certificate
-                account.sign_key = certificate.sign_key
-                account.agree_key = certificate.agree_key
-                account.serial = event.serial
-                self._next_serial = max(self._next_serial, event.serial + 1)
-                self._pair_keys.pop(event.account, None)
+            case CertificateIssued() | CertificateRekeyed():
+                self._certify(event.account, event.serial, event.certificate)
+            case BrokerKeyRotated():
+                rotation = decode_signed_rotation(event.rotation)
+                self.trusted = TrustedKeys.pinned_to(
+                    self.account, event.new_sign_key, self.identity.agree_key
+                ).extend([*self.trusted.signed, rotation])
             case CertificateRevoked():
                 self.revoked[event.serial] = event.account
             case CommitmentRegistered():
@@ -172,6 +184,22 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 totals.amounts[event.buyer, event.vendor] += event.amount
             case _:
                 pass  # refusals, alerts and billing change no protocol state
+
+    def _certify(self, name: str, serial: int, signed: bytes) -> None:
+        account = self.accounts[name]
+        if account.serial:
+            account.previous_serial = account.serial
+            account.previous_sign_key, account.previous_agree_key = (
+                account.sign_key,
+                account.agree_key,
+            )
+        certificate = certificate_of(signed)
+        account.certificate = signed
+        account.sign_key = certificate.sign_key
+        account.agree_key = certificate.agree_key
+        account.serial = serial
+        self._next_serial = max(self._next_serial, serial + 1)
+        self._pair_keys.pop(name, None)
 
     def rebuild(self, events: Iterable[AnyBrokerEvent]) -> None:
         """Rebuild the state from the ledger's history."""

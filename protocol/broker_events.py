@@ -153,6 +153,35 @@ class PeriodClosed(BrokerEvent, frozen=True, tag="period-closed"):
     fees: int
 
 
+class BrokerKeyRotated(BrokerEvent, frozen=True, tag="broker-key-rotated"):
+    """The broker's signing key changed: ``rotation`` is the statement both keys signed.
+
+    Its commit, and every one after it, is signed by ``new_sign_key``; ``from_seq`` is
+    this event's own sequence number.
+    """
+
+    broker: str
+    sequence: int
+    old_sign_key: bytes
+    new_sign_key: bytes
+    from_seq: int
+    rotation: bytes
+
+
+class CertificateRekeyed(BrokerEvent, frozen=True, tag="certificate-rekeyed"):
+    """An account's new keys were certified on the authority of its current certificate.
+
+    ``request`` is the agent's ``RekeyRequest`` (its old key's authorization and its new
+    key's proof); the old serial is revoked in the same transaction.
+    """
+
+    account: str
+    old_serial: int
+    serial: int
+    certificate: bytes
+    request: bytes
+
+
 class SettlementRecorded(BrokerEvent, frozen=True, tag="settlement-recorded"):
     """Money moved outside the system: a buyer paid an invoice or a vendor was paid out."""
 
@@ -175,6 +204,8 @@ AnyBrokerEvent = (
     | StatementIssued
     | PeriodClosed
     | SettlementRecorded
+    | BrokerKeyRotated
+    | CertificateRekeyed
 )
 BROKER_EVENT_TYPES: Final = (
     AccountOpened,
@@ -190,14 +221,24 @@ BROKER_EVENT_TYPES: Final = (
     StatementIssued,
     PeriodClosed,
     SettlementRecorded,
+    BrokerKeyRotated,
+    CertificateRekeyed,
 )
 
 
 def stream_of(event: AnyBrokerEvent) -> str:
     """The stream an event belongs to: its account, its commitment or its billing period."""
     match event:
-        case AccountOpened() | CertificateIssued() | CertificateRevoked() | SettlementRecorded():
+        case (
+            AccountOpened()
+            | CertificateIssued()
+            | CertificateRevoked()
+            | SettlementRecorded()
+            | CertificateRekeyed()
+        ):
             return f"account:{event.account}"
+        case BrokerKeyRotated():
+            return f"keys:{event.broker}"
         case CreditLimitExceeded():
             return f"account:{event.buyer}"
         case (

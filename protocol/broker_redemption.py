@@ -61,8 +61,7 @@ class BrokerRedemption(BrokerBooks):
     # --- commitments and redemption ------------------------------------------------------------
 
     def _verified(self, vendor: str, signed: bytes, now: float, grace: float) -> VerifiedCommitment:
-        info = self.info
-        verified = verify_commitment(signed, info.sign_key, info.id, now - grace, vendor)
+        verified = verify_commitment(signed, self.trusted, self.account, now - grace, vendor)
         if verified.commitment.length > self.policy.max_chain_length:
             raise CommitmentError(f"chain longer than {self.policy.max_chain_length}")
         buyer = self.accounts.get(verified.certificate.subject)

@@ -27,6 +27,7 @@ from protocol.buyer_rules import (
 from protocol.chain import HashChain
 from protocol.codec import decode_as, decode_commitment, decode_signed
 from protocol.credentials import (
+    NOT_BEFORE_ALLOWANCE_MS,
     commitment_id,
     sign_commitment,
     verify_certificate,
@@ -71,6 +72,7 @@ from protocol.messages import (
     Offer,
     Payment,
     Receipt,
+    Rekeyed,
 )
 
 DEFAULT_RESERVE_AHEAD = 64
@@ -182,6 +184,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         key = MacKey(
             chain_key(self.identity, known.certificate.agree_key, self.account, vendor, cid)
         )
+        commitment = decode_commitment(decode_signed(signed).body)
         channel = Channel(
             cid,
             vendor,
@@ -192,7 +195,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             known.offer.max_jump,
             key,
             spent,
-            not_after=decode_commitment(decode_signed(signed).body).not_after,
+            not_after=commitment.not_after,
+            # A rekey on either side since: the chain key was agreed with other keys.
+            ended=commitment.buyer_certificate != self.certificate
+            or commitment.issued_at < known.certificate.not_before - NOT_BEFORE_ALLOWANCE_MS,
         )
         self.channels[cid] = channel
         return channel
@@ -374,7 +380,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         offer = decode_as(Offer, header.body)
         broker = self.broker
         certificate = verify_certificate(
-            offer.certificate, broker.sign_key, broker.id, now, "vendor", self.revoked
+            offer.certificate, self.broker_keys, broker.id, now, "vendor", self.revoked
         )
         if certificate.subject != header.sender:
             raise AuthenticationError
@@ -388,6 +394,10 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         known = self.offers.get(header.sender)
         if known is not None and known.timestamp >= header.timestamp:
             return []
+        if known is not None and known.certificate.agree_key != certificate.agree_key:
+            for channel in self.channels.values():
+                if channel.vendor == header.sender:
+                    channel.ended = True  # the vendor rekeyed: our chain keys are its old one's
         self.offers[header.sender] = _VendorOffer(offer, certificate, header.timestamp)
         return [OfferReceived(header.sender, offer)]
 
@@ -426,12 +436,18 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         match body:
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]
+            case Rekeyed():
+                rekeyed = self.rekeyed(parsed, body, now)
+                for channel in self.channels.values():
+                    channel.ended = True  # its commitment names the revoked certificate
+                return [*rekeyed]
             case Balance():
                 received = self.head_from_reply(parsed, body.ledger, b"")
                 return [*([received] if received else []), BalanceReceived(body)]
             case Invoice():
                 return [InvoiceReceived(body)]
             case Error():
+                self.rekey_refused(parsed.header.corr)
                 return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")

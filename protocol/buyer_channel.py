@@ -48,6 +48,7 @@ class Channel:
     futile_rounds: int = 0
     state: ChannelState = ChannelState.COMMITTING
     not_after: int = 2**63 - 1  # the commitment's, in ms: no payment is accepted after it
+    ended: bool = False  # made under a certificate since replaced (a rekey): pay no more on it
 
     @property
     def remaining(self) -> int:
@@ -56,7 +57,7 @@ class Channel:
 
     def payable(self, units: int, now: float) -> bool:
         """Whether ``units`` more fit on this chain and it has not expired."""
-        return units <= self.remaining and int(now * 1000) <= self.not_after
+        return not self.ended and units <= self.remaining and int(now * 1000) <= self.not_after
 
     def reserve(self, target: int, ahead: int) -> int | None:
         """Reserve up to ``target`` before paying it; the new reservation to persist, or ``None``.

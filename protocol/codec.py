@@ -11,7 +11,17 @@ from typing import Any, Final, TypeVar
 import msgspec
 
 from protocol.errors import MalformedMessageError
-from protocol.messages import MESSAGE_TYPES, TYPE_NAMES, Body, Certificate, Commitment, Signed
+from protocol.messages import (
+    MESSAGE_TYPES,
+    TYPE_NAMES,
+    Body,
+    BrokerIdentity,
+    Certificate,
+    Commitment,
+    KeyRotation,
+    Signed,
+    SignedRotation,
+)
 
 T = TypeVar("T")
 B = TypeVar("B", bound=Body)
@@ -20,6 +30,9 @@ _encoder: Final = msgspec.msgpack.Encoder()
 _signed_decoder: Final = msgspec.msgpack.Decoder(Signed)
 _certificate_decoder: Final = msgspec.msgpack.Decoder(Certificate)
 _commitment_decoder: Final = msgspec.msgpack.Decoder(Commitment)
+_rotation_decoder: Final = msgspec.msgpack.Decoder(KeyRotation)
+_signed_rotation_decoder: Final = msgspec.msgpack.Decoder(SignedRotation)
+_rotations_decoder: Final = msgspec.msgpack.Decoder(list[SignedRotation])
 _body_decoders: Final[dict[str, msgspec.msgpack.Decoder[Body]]] = {
     name: msgspec.msgpack.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
 }
@@ -29,8 +42,21 @@ _decoders_by_class: Final[dict[type, tuple[str, msgspec.msgpack.Decoder[Any]]]] 
 }
 
 
+_TRIMMED: Final[dict[type, int]] = {Certificate: 10, BrokerIdentity: 3}
+"""Structs whose appended fields are left out while they hold their defaults (empty).
+
+A certificate from the broker's first key and the identity of a broker that never
+rotated its key are then byte for byte what they were before rotation existed.
+"""
+
+
 def encode(value: msgspec.Struct) -> bytes:
     """MessagePack bytes of a wire struct (msgspec's encoding is deterministic)."""
+    keep = _TRIMMED.get(type(value))
+    if keep is not None:
+        fields = msgspec.structs.astuple(value)
+        if not any(fields[keep:]):
+            return _encoder.encode(fields[:keep])
     return _encoder.encode(value)
 
 
@@ -75,3 +101,23 @@ def decode_certificate(data: bytes) -> Certificate:
 def decode_commitment(data: bytes) -> Commitment:
     """Decode commitment bytes (from inside a verified ``Signed``)."""
     return _decode(_commitment_decoder, data, "commitment")
+
+
+def decode_key_rotation(data: bytes) -> KeyRotation:
+    """Decode a key rotation statement (signatures not yet checked)."""
+    return _decode(_rotation_decoder, data, "key rotation")
+
+
+def decode_signed_rotation(data: bytes) -> SignedRotation:
+    """Decode a signed key rotation (signatures not yet checked)."""
+    return _decode(_signed_rotation_decoder, data, "signed key rotation")
+
+
+def encode_rotations(rotations: list[SignedRotation]) -> bytes:
+    """A list of signed rotations, as an agent keeps its broker's key history."""
+    return _encoder.encode(rotations)
+
+
+def decode_rotations(data: bytes) -> list[SignedRotation]:
+    """A kept key history (signatures not yet checked)."""
+    return _decode(_rotations_decoder, data, "key history")

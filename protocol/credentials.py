@@ -28,6 +28,7 @@ from protocol.crypto import (
 from protocol.envelope import DEFAULT_MAX_SKEW
 from protocol.errors import AuthenticationError, CertificateError, CommitmentError
 from protocol.messages import Certificate, Commitment, Role, Signed
+from protocol.trusted_keys import TrustedKeys, as_trusted
 
 T = TypeVar("T")
 
@@ -60,13 +61,14 @@ class VerifiedCommitment:
 class VerifiedCache(Generic[T]):
     """What signed bytes decoded to, once their signatures checked out: a bounded LRU.
 
-    Keyed by the exact ``Signed`` bytes and the key that vouches for them (the broker's),
-    so other bytes, even a re-encoding of the same object, are checked afresh. Bytes that
+    Keyed by the exact ``Signed`` bytes and the broker keys that vouch for them (a key, or
+    the digest of a key history), so other bytes, even a re-encoding of the same object,
+    are checked afresh, and so is everything once a rotation adds a key. Bytes that
     fail are not remembered: a forgery costs its check every time it is presented.
     ``checks`` counts the verifications run, ``hits`` those the cache saved.
     """
 
-    def __init__(self, verify: Callable[[bytes, bytes], T], maxsize: int) -> None:
+    def __init__(self, verify: Callable[[bytes, TrustedKeys], T], maxsize: int) -> None:
         self._verify = verify
         self.maxsize = maxsize
         self._entries: OrderedDict[tuple[bytes, bytes], T] = OrderedDict()
@@ -77,9 +79,10 @@ class VerifiedCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def get(self, signed_bytes: bytes, broker_sign_key: bytes) -> T:
+    def get(self, signed_bytes: bytes, broker_keys: TrustedKeys | bytes) -> T:
         """The verified value; raises what ``verify`` raises for bytes that do not check."""
-        key = (signed_bytes, broker_sign_key)
+        trusted = as_trusted(broker_keys)
+        key = (signed_bytes, trusted.digest)
         entries = self._entries
         with self._lock:
             value = entries.get(key)
@@ -88,7 +91,7 @@ class VerifiedCache(Generic[T]):
                 self.hits += 1
                 return value
             self.checks += 1
-        value = self._verify(signed_bytes, broker_sign_key)  # outside the lock: it is slow
+        value = self._verify(signed_bytes, trusted)  # outside the lock: it is slow
         with self._lock:
             entries[key] = value
             if len(entries) > self.maxsize:
@@ -102,13 +105,15 @@ class VerifiedCache(Generic[T]):
             self.checks = self.hits = 0
 
 
-def _check_certificate(signed_bytes: bytes, broker_sign_key: bytes) -> Certificate:
+def _check_certificate(signed_bytes: bytes, broker_keys: TrustedKeys) -> Certificate:
     signed = decode_signed(signed_bytes)
+    certificate = decode_certificate(signed.body)
+    key = broker_keys.for_certificate(certificate)  # the key it names, if the broker had it
     try:
-        verify_signature(broker_sign_key, TAG_CERTIFICATE, signed.body, signed.signature)
+        verify_signature(key, TAG_CERTIFICATE, signed.body, signed.signature)
     except AuthenticationError as exc:
         raise CertificateError("certificate not signed by this broker") from exc
-    return decode_certificate(signed.body)
+    return certificate
 
 
 CERTIFICATES: VerifiedCache[Certificate] = VerifiedCache(_check_certificate, 65536)
@@ -117,14 +122,14 @@ CERTIFICATES: VerifiedCache[Certificate] = VerifiedCache(_check_certificate, 655
 
 def verify_certificate(  # noqa: PLR0913 - every argument is a distinct check
     signed_bytes: bytes,
-    broker_sign_key: bytes,
+    broker_keys: TrustedKeys | bytes,
     broker_id: str,
     now: float,
     role: Role | None = None,
     revoked: frozenset[int] | set[int] = frozenset(),
 ) -> Certificate:
-    """A certificate signed by our broker, valid at ``now``, of ``role``, not revoked."""
-    certificate = CERTIFICATES.get(signed_bytes, broker_sign_key)
+    """A certificate signed by a key of our broker, valid at ``now``, of ``role``, not revoked."""
+    certificate = CERTIFICATES.get(signed_bytes, broker_keys)
     check_certificate_use(certificate, broker_id, now, role, revoked)
     return certificate
 
@@ -172,10 +177,10 @@ class _SignedCommitment(NamedTuple):  # a tuple: the collector stops tracking it
     certificate: Certificate
 
 
-def _check_commitment(signed_bytes: bytes, broker_sign_key: bytes) -> _SignedCommitment:
+def _check_commitment(signed_bytes: bytes, broker_keys: TrustedKeys) -> _SignedCommitment:
     signed = decode_signed(signed_bytes)
     commitment = decode_commitment(signed.body)
-    certificate = CERTIFICATES.get(commitment.buyer_certificate, broker_sign_key)
+    certificate = CERTIFICATES.get(commitment.buyer_certificate, broker_keys)
     try:
         verify_signature(certificate.sign_key, TAG_COMMITMENT, signed.body, signed.signature)
     except AuthenticationError as exc:
@@ -189,7 +194,7 @@ COMMITMENTS: VerifiedCache[_SignedCommitment] = VerifiedCache(_check_commitment,
 
 def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
     signed_bytes: bytes,
-    broker_sign_key: bytes,
+    broker_keys: TrustedKeys | bytes,
     broker_id: str,
     now: float | None,
     vendor: str,
@@ -201,7 +206,7 @@ def verify_commitment(  # noqa: PLR0913 - every argument is a distinct check
     commitment itself must be valid at ``now`` (``None``: skip the expiry check, for
     restoring stored chains).
     """
-    checked = COMMITMENTS.get(signed_bytes, broker_sign_key)
+    checked = COMMITMENTS.get(signed_bytes, broker_keys)
     commitment, certificate = checked.commitment, checked.certificate
     if commitment.vendor != vendor:
         raise CommitmentError(f"commitment is for vendor {commitment.vendor!r}, not {vendor!r}")

@@ -55,11 +55,17 @@ Outcome: TypeAlias = list[E | MessageRejected]
 
 @dataclass(frozen=True, slots=True)
 class BrokerInfo:
-    """The trust anchor every agent is configured with."""
+    """The trust anchor every agent is configured with.
+
+    ``rotations`` are the ``SignedRotation`` bytes of the broker's key history, oldest
+    first, when its key was rotated: they vouch for the keys before ``sign_key``, which
+    signed the certificates issued then (docs/PROTOCOL.md 11.11).
+    """
 
     id: str
     sign_key: bytes
     agree_key: bytes
+    rotations: tuple[bytes, ...] = ()
 
 
 class Endpoint(Generic[E]):

@@ -123,3 +123,19 @@ class LedgerHeadError(RemoteProtocolError):
     """A ledger head the broker is said to have signed, but whose signature does not verify."""
 
     code = "ledger-head"
+
+
+class KeyRotationError(RemoteProtocolError):
+    """A broker key rotation that does not chain from a key we trust.
+
+    Not signed by the key in force, not signed by the new key, a gap or a fork in the
+    sequence, another broker's, or one changing the agreement key.
+    """
+
+    code = "key-rotation"
+
+
+class RekeyError(RemoteProtocolError):
+    """A request to certify new keys that the broker refuses (bad proof or authorization)."""
+
+    code = "rekey"

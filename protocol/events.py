@@ -228,6 +228,31 @@ class StateBehind:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class BrokerKeyAccepted:
+    """The broker rotated its signing key, and the new key chains from the one we trust.
+
+    ``history`` is every rotation statement held, encoded (``codec.encode_rotations``):
+    the shell keeps it, so that a restart trusts the new key without reconfiguration.
+    """
+
+    sign_key: bytes
+    generation: int
+    history: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class KeysRekeyed:
+    """The broker certified this agent's new keys; the old certificate is revoked.
+
+    Persist the certificate, then make the new keys the agent's own (the shell's files).
+    """
+
+    certificate: bytes
+    serial: int
+    old_serial: int
+
+
 # --- vendor ----------------------------------------------------------------------------------
 
 
@@ -267,6 +292,8 @@ class RedemptionConfirmed:
 
 BuyerEvent = (
     CertificateReceived
+    | BrokerKeyAccepted
+    | KeysRekeyed
     | ChannelOpened
     | HeadReceived
     | StateBehind
@@ -285,6 +312,8 @@ BuyerEvent = (
 
 VendorEvent = (
     CertificateReceived
+    | BrokerKeyAccepted
+    | KeysRekeyed
     | CommitmentAccepted
     | HeadReceived
     | StateBehind

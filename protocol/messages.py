@@ -24,6 +24,9 @@ Text = Annotated[str, msgspec.Meta(max_length=256)]
 Blob = Annotated[bytes, msgspec.Meta(max_length=8192)]
 Corr = Annotated[bytes, msgspec.Meta(max_length=16)]
 Role = Literal["buyer", "vendor", "broker"]
+IssuerKey = Annotated[bytes, msgspec.Meta(max_length=32)]
+MAX_ROTATIONS = 16
+"""Rotation statements a broker's identity carries: an agent pinned further back re-pins."""
 
 
 class Wire(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -40,8 +43,12 @@ class Signed(Wire, frozen=True):
     signature: Sig64
 
 
-class Certificate(Wire, frozen=True):
-    """PayWord's user certificate, issued by the broker to buyers and vendors alike."""
+class Certificate(Wire, frozen=True, omit_defaults=True):
+    """PayWord's user certificate, issued by the broker to buyers and vendors alike.
+
+    ``issuer_key`` names the broker key that signed it. It is left out (and the bytes are
+    those of a certificate from before key rotation) when that key is the broker's first.
+    """
 
     serial: Positive
     subject: Id
@@ -53,6 +60,31 @@ class Certificate(Wire, frozen=True):
     not_before: Millis
     not_after: Millis
     issuer: Id
+    issuer_key: IssuerKey = b""
+
+
+class KeyRotation(Wire, frozen=True):
+    """The broker's statement that its signing key ``old_sign_key`` is succeeded by a new one.
+
+    Signed by both keys (``SignedRotation``). ``from_seq`` is the ledger sequence number
+    of the event that records it: checkpoints from there on are signed by the new key.
+    """
+
+    broker: Id
+    sequence: Positive
+    old_sign_key: Key32
+    new_sign_key: Key32
+    agree_key: Key32
+    from_seq: Count
+    at: Millis
+
+
+class SignedRotation(Wire, frozen=True):
+    """A ``KeyRotation``'s exact bytes, signed by the key it retires and the key it installs."""
+
+    statement: Blob
+    old_signature: Sig64
+    new_signature: Sig64
 
 
 class Commitment(Wire, frozen=True):
@@ -86,11 +118,38 @@ class Enrolled(Wire, frozen=True):
 
 
 class BrokerIdentity(Wire, frozen=True):
-    """Retained and signed by the broker: who it is and its two public keys."""
+    """Retained and signed by the broker: who it is, its two public keys, its key history.
+
+    ``rotations`` (appended later) are the last rotation statements, oldest first: an
+    agent pinned to an earlier signing key walks them to ``sign_key``.
+    """
 
     broker: Id
     sign_key: Key32
     agree_key: Key32
+    rotations: Annotated[list[SignedRotation], msgspec.Meta(max_length=MAX_ROTATIONS)] = (
+        msgspec.field(default_factory=list)
+    )
+
+
+class RekeyRequest(Wire, frozen=True):
+    """Agent to broker, MAC'd with the pair key: "certify these new keys in place of mine".
+
+    ``proof`` is by the new signing key (as enrollment's), ``authorization`` by the
+    signing key of certificate ``serial``, the one being replaced.
+    """
+
+    serial: Positive
+    sign_key: Key32
+    agree_key: Key32
+    proof: Sig64
+    authorization: Sig64
+
+
+class Rekeyed(Wire, frozen=True):
+    """Broker to agent: the certificate for the new keys (``Signed`` bytes)."""
+
+    certificate: Blob
 
 
 class OfferItem(Wire, frozen=True):
@@ -270,6 +329,8 @@ Body = (
     | RevocationList
     | LedgerHead
     | Error
+    | RekeyRequest
+    | Rekeyed
 )
 
 # The envelope's ``type`` field names the body's schema; these strings are the wire format.
@@ -292,5 +353,7 @@ MESSAGE_TYPES: Final[dict[str, type[Body]]] = {
     "revocations": RevocationList,
     "ledger-head": LedgerHead,
     "error": Error,
+    "rekey": RekeyRequest,
+    "rekeyed": Rekeyed,
 }
 TYPE_NAMES: Final[dict[type[Body], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -48,6 +48,7 @@ from protocol.messages import (
     Receipt,
     Redeemed,
     Registered,
+    Rekeyed,
 )
 from protocol.money_rules import amount_for
 from protocol.vendor_chains import (
@@ -134,7 +135,7 @@ class VendorCore(VendorRedemption):
         it simply accepts no further payments.
         """
         broker = self.broker
-        verified = verify_commitment(commitment, broker.sign_key, broker.id, None, self.account)
+        verified = verify_commitment(commitment, self.broker_keys, broker.id, None, self.account)
         key = self._chain_key(verified)
         state = self._install(verified, key, index, word, redeemed, now + self.terms.redeem_retry)
         state.receipt_seq = receipt_seq
@@ -258,11 +259,11 @@ class VendorCore(VendorRedemption):
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
         broker = self.broker
         verified = verify_commitment(
-            commit.commitment, broker.sign_key, broker.id, now, self.account, self.revoked
+            commit.commitment, self.broker_keys, broker.id, now, self.account, self.revoked
         )
         verify_certificate(
             verified.commitment.buyer_certificate,
-            broker.sign_key,
+            self.broker_keys,
             broker.id,
             now,
             role="buyer",
@@ -354,6 +355,8 @@ class VendorCore(VendorRedemption):
         match body:
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]
+            case Rekeyed():
+                return [*self.rekeyed(parsed, body, now)]
             case Redeemed():
                 return self._redeemed(parsed, body, now)
             case Registered():
@@ -363,6 +366,7 @@ class VendorCore(VendorRedemption):
                 received = self.head_from_reply(parsed, body.ledger, b"")
                 return [*self._heard(received, now), *self._reconcile(body, now)]
             case Error():
+                self.rekey_refused(parsed.header.corr)
                 self._redemption_refused(parsed.header.corr, now)
                 return [PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)]
             case _:

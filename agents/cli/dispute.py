@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
-from agents.runtime.keystore import load_identity
+from agents.daemons.broker_key_files import load_broker_keys
 from agents.runtime.settings import resolve
 from broker_ledger.evidence import EvidenceError, issue
 
@@ -63,7 +63,7 @@ def cmd_broker_dispute(args: argparse.Namespace) -> int:
     files = BrokerFiles(args.data_dir)
     if not files.key.exists():
         raise BrokerSetupError(f"{args.data_dir} has no broker keys: run `micropay broker init`")
-    identity = load_identity(files.key)
+    identity = load_broker_keys(files)
     info = read_public(files.public)
     if info.sign_key != identity.sign_key:
         raise BrokerSetupError(f"{files.public} does not match {files.key}")

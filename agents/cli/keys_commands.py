@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
+from agents.cli.keys_rotate import add_rotate_parser
 from agents.cli.options import CommandError, print_json
 from agents.runtime.private_files import make_private_dir
 
@@ -91,10 +92,25 @@ def cmd_keys_softhsm_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def rotated_broker_keys(path: Path) -> list[Path]:
+    """``broker.key.1``, ``broker.key.2``, ...: the signing keys rotations added, in order."""
+    found = [
+        (int(entry.name.rsplit(".", 1)[1]), entry)
+        for entry in path.parent.glob(f"{path.name}.*")
+        if entry.name.rsplit(".", 1)[1].isdigit()
+    ]
+    return [entry for _, entry in sorted(found)]
+
+
 def _show(path: Path, *, as_json: bool) -> int:
     from agents.runtime.keystore import describe_keys  # noqa: PLC0415 - keep --help fast
 
     described: dict[str, Any] = {"key_file": str(path), **describe_keys(path)}
+    rotated = rotated_broker_keys(path) if path.name == KEY_FILES["broker"] else []
+    if rotated:  # broker.key keeps the agreement key; the newest file signs
+        described["sign_key_in_force"] = describe_keys(rotated[-1])["sign_key"]
+        described["sign_key_file"] = str(rotated[-1])
+        described["rotations"] = len(rotated)
     if as_json:
         print_json(described)
     else:
@@ -174,6 +190,7 @@ def register_keys(commands: argparse._SubParsersAction[Any]) -> None:
     show.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="its directory")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.set_defaults(handler=cmd_keys_show)
+    add_rotate_parser(sub)
     hsm = sub.add_parser(
         "softhsm-init",
         help="create a SoftHSM2 token to develop with (a software stand-in for a card)",

@@ -35,6 +35,7 @@ from agents.runtime.private_files import create_private_file
 from agents.runtime.sealing import SeedSealer
 from protocol.crypto import AgentKeys
 from protocol.events import (
+    BrokerKeyAccepted,
     BuyerEvent,
     CertificateReceived,
     ChannelOpened,
@@ -234,6 +235,8 @@ class AgentStore:
                         served.append((event.commitment_id, event.index, event.item, event.amount))
                 case CertificateReceived():
                     meta.append(("certificate", event.certificate))
+                case BrokerKeyAccepted():  # key rotation: the broker's new key, chained
+                    meta.append(("broker_keys", event.history))
                 case ChannelOpened():
                     channels.append(
                         (

@@ -16,7 +16,10 @@ from agents.runtime.datadir_lock import DataDirLock
 from agents.runtime.keystore import create_identity, load_identity
 from agents.runtime.private_files import make_private_dir, write_private
 from broker_ledger.store import EventStore
+from protocol.codec import decode_signed_rotation
 from protocol.endpoint import BrokerInfo
+from protocol.errors import RemoteProtocolError
+from protocol.trusted_keys import TrustedKeys
 
 KEY_FILE: Final = "broker.key"
 PUBLIC_FILE: Final = "broker.pub.json"
@@ -39,6 +42,14 @@ class BrokerFiles:
         """The private key file."""
         return self.directory / KEY_FILE
 
+    def signing_key(self, generation: int) -> Path:
+        """The key file of the ``generation``-th signing key (0: ``broker.key`` itself).
+
+        Each rotation adds ``broker.key.N``; the files before it are kept: ``broker.key``
+        still holds the agreement key and the token secret, the others are evidence.
+        """
+        return self.key if generation == 0 else self.directory / f"{KEY_FILE}.{generation}"
+
     @property
     def public(self) -> Path:
         """The public identity agents are configured with."""
@@ -57,7 +68,13 @@ class BrokerFiles:
 
 def write_public(path: Path, info: BrokerInfo) -> None:
     """The broker's public identity as JSON (hex keys)."""
-    data = {"broker": info.id, "sign_key": info.sign_key.hex(), "agree_key": info.agree_key.hex()}
+    data: dict[str, object] = {
+        "broker": info.id,
+        "sign_key": info.sign_key.hex(),
+        "agree_key": info.agree_key.hex(),
+    }
+    if info.rotations:  # the keys before sign_key, each handing over to the next
+        data["rotations"] = [rotation.hex() for rotation in info.rotations]
     write_private(path, json.dumps(data, indent=2) + "\n")
 
 
@@ -65,13 +82,19 @@ def read_public(path: Path) -> BrokerInfo:
     """Read a broker's public identity file."""
     try:
         data = json.loads(path.read_text())
-        return BrokerInfo(
-            data["broker"], bytes.fromhex(data["sign_key"]), bytes.fromhex(data["agree_key"])
+        info = BrokerInfo(
+            data["broker"],
+            bytes.fromhex(data["sign_key"]),
+            bytes.fromhex(data["agree_key"]),
+            tuple(bytes.fromhex(rotation) for rotation in data.get("rotations", ())),
         )
+        pinned = TrustedKeys.pinned_to(info.id, info.sign_key, info.agree_key)
+        pinned.extend(decode_signed_rotation(rotation) for rotation in info.rotations)
     except FileNotFoundError as exc:
         raise BrokerSetupError(f"no broker identity at {path}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RemoteProtocolError) as exc:
         raise BrokerSetupError(f"{path} is not a broker identity file: {exc}") from exc
+    return info
 
 
 async def init_broker(directory: Path, broker_id: str) -> BrokerInfo:

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
+from agents.daemons.broker_key_files import load_broker_keys
 from agents.daemons.broker_log import log_decisions
 from agents.runtime.datadir_lock import DataDirLock
-from agents.runtime.keystore import load_identity
 from agents.runtime.loop import Clock
 from agents.runtime.private_files import check_private_dir
 from agents.runtime.supervision import AgentFailedError
@@ -72,7 +72,7 @@ class BrokerService:
         else:
             lock = DataDirLock.acquire(directory, "broker command")
         try:
-            identity = load_identity(files.key)
+            identity = load_broker_keys(files)
             info = read_public(files.public)
             store = await EventStore.open(files.ledger, info.id, signer=identity)
             core = BrokerCore(info.id, identity, policy=policy, attest_replies=True)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
 
+from agents.daemons.agent_keys import restore_broker_keys, settle_rekey
 from agents.daemons.event_waiters import EventWaiters
 from agents.daemons.wallet_store import WalletStore
 from agents.runtime.datadir_lock import DataDirLock
@@ -121,6 +122,7 @@ class BuyerAgent:
         make_private_dir(directory)
         lock = DataDirLock.acquire(directory, "buyer command")
         try:
+            settle_rekey(directory, directory / STORE_FILE)  # an interrupted key rotation
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
             sealer = SeedSealer(identity, account)
@@ -130,6 +132,7 @@ class BuyerAgent:
         store = await WalletStore.open(directory / STORE_FILE, lock, owner=identity, sealer=sealer)
         try:
             core = BuyerCore(account, identity, broker, reserve_ahead=reserve_ahead)
+            await restore_broker_keys(core, store)  # key rotation: the broker's new key
             certificate = await store.get("certificate")
             if certificate is not None:
                 core.restore_certificate(certificate, clock())

@@ -16,6 +16,7 @@ from typing import Final
 
 from agents.daemons.admin_socket import send_admin_request
 from agents.daemons.broker_files import BrokerFiles, BrokerSetupError, read_public
+from agents.daemons.broker_key_files import load_broker_keys
 from agents.daemons.broker_service import BrokerService
 from agents.daemons.operator_actions import run_admin_request
 from agents.daemons.operator_protocol import (
@@ -28,7 +29,6 @@ from agents.daemons.operator_protocol import (
     encode,
 )
 from agents.runtime.datadir_lock import DataDirBusyError, DataDirLock
-from agents.runtime.keystore import load_identity
 from agents.runtime.private_files import check_private_dir
 from broker_ledger.store import EventStore
 
@@ -87,7 +87,7 @@ async def sign_unsigned_tail(directory: Path, through: int) -> tuple[int, int]:
     if not files.key.exists():
         raise BrokerSetupError(f"{directory} has no broker keys")
     check_private_dir(directory)
-    identity = load_identity(files.key)
+    identity = load_broker_keys(files)
     info = read_public(files.public)
     with DataDirLock.acquire(directory, "broker command"):
         store = await EventStore.open(files.ledger, info.id, signer=identity, unsigned_tail=True)

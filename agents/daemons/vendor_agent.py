@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from agents.daemons.agent_keys import restore_broker_keys, settle_rekey
 from agents.daemons.agent_store import AgentStore
 from agents.daemons.vendor_store import VendorStore
 from agents.runtime.datadir_lock import DataDirLock
@@ -77,6 +78,7 @@ class VendorAgent:
         make_private_dir(directory)
         lock = await DataDirLock.acquire_for_daemon(directory, "vendor daemon")
         try:
+            settle_rekey(directory, directory / STORE_FILE)  # an interrupted key rotation
             key_path = directory / KEY_FILE
             identity = load_identity(key_path) if key_path.exists() else create_identity(key_path)
         except BaseException:
@@ -85,6 +87,7 @@ class VendorAgent:
         store = await VendorStore.open(directory / STORE_FILE, lock, owner=identity)
         try:
             core = VendorCore(account, identity, broker, terms)
+            await restore_broker_keys(core, store)  # key rotation: the broker's new key
             await _restore(core, store, clock())
         except BaseException:
             await store.close()

@@ -156,12 +156,13 @@ def create_token_keys(
             agree_key=keys.agree_key.hex(),
             sealed_agree_seed=None if sealed is None else sealed.hex(),
             pin_file=None if spec.pin_file is None else str(spec.pin_file),
+            secret_label=spec.secret_label,
         )
         try:
             written = True
             write_descriptor(handle, descriptor)
         except BaseException:
-            _remove(session, *labels(spec.key_label).values())
+            _remove(session, *_made_labels(spec))
             raise
     except BaseException:
         if not written:
@@ -174,7 +175,7 @@ def create_token_keys(
 def open_token_keys(path: Path, descriptor: Descriptor) -> TokenKeys:
     """Log in and find the descriptor's keys, checking they are the ones it records."""
     spec = descriptor.spec
-    names = labels(spec.key_label)
+    names = _names(spec)
     sign_key, agree_key = descriptor.public_keys
     session = open_session(spec.module, spec.token_label, _pin(path, spec))
     with session.use("opening keys") as opened:
@@ -213,14 +214,22 @@ def _pin(path: Path, spec: TokenSpec) -> str:
 def _generate(
     session: TokenSession, spec: TokenSpec, agreement: AgreementMode | Literal["auto"]
 ) -> tuple[TokenKeys, bytes | None]:
-    """The keys, and the sealed agreement scalar in ``sealed`` mode."""
-    names = labels(spec.key_label)
+    """The keys, and the sealed agreement scalar in ``sealed`` mode.
+
+    With ``spec.secret_label`` the generic secret is the one already in the token under
+    that label (a rotation's successor keys), not a new one.
+    """
+    names = _names(spec)
     with session.use("checking labels") as opened:
         refuse_taken_labels(opened, spec.token_label, spec.key_label)
     try:
         with session.use("generating keys") as opened:
             sign_key, signer = generate_sign_key(opened, names["sign"])
-            secret = generate_secret_key(opened, names["secret"])
+            if spec.secret_label is None:
+                secret = generate_secret_key(opened, names["secret"])
+            else:
+                found = find_private(opened, spec.token_label, spec.secret_label)
+                secret = as_signer(found, spec.secret_label)
         if agreement == "sealed":
             made: Agreement = SealedAgreement.generate()
             mode: AgreementMode = "sealed"
@@ -230,7 +239,7 @@ def _generate(
         if isinstance(made, SealedAgreement):
             sealed = made.seal(token_hmac(session, secret, SEAL_INFO))
     except BaseException:
-        _remove(session, *names.values())
+        _remove(session, *_made_labels(spec))
         raise
     log.info("keys %s in token %s: agreement mode %s", spec.key_label, spec.token_label, mode)
     return TokenKeys(TokenHeld(session, signer, sign_key, secret), spec, made, mode), sealed
@@ -271,6 +280,20 @@ def _prove_x25519(made: TokenAgreement, token_label: str) -> None:
         raise TokenError(f"token {token_label} made an unusable X25519 key") from exc
     if agreed != expected:
         raise TokenError(f"token {token_label} computes X25519 wrongly")
+
+
+def _names(spec: TokenSpec) -> dict[str, str]:
+    """The token labels of the spec's objects (its own secret's, or the one it reuses)."""
+    names = labels(spec.key_label)
+    if spec.secret_label is not None:
+        names["secret"] = spec.secret_label
+    return names
+
+
+def _made_labels(spec: TokenSpec) -> list[str]:
+    """What creating ``spec`` generates: what a failed creation removes (not a reused secret)."""
+    names = _names(spec)
+    return [name for role, name in names.items() if role != "secret" or not spec.secret_label]
 
 
 def _remove(session: TokenSession, *token_labels: str) -> None:

@@ -16,17 +16,29 @@ from pathlib import Path
 from typing import Any
 
 from agents.runtime.key_errors import KeyFileError, TokenError
-from agents.runtime.keys_pkcs11 import open_token_keys
-from agents.runtime.pkcs11_descriptor import BACKEND, parse_descriptor
+from agents.runtime.keys_pkcs11 import create_token_keys, open_token_keys
+from agents.runtime.pkcs11_descriptor import BACKEND, TokenSpec, parse_descriptor
 from agents.runtime.private_files import make_private_dir
 from protocol.crypto import AgentKeys, Identity
 
-__all__ = ["KeyFileError", "TokenError", "create_identity", "describe_keys", "load_identity"]
+__all__ = [
+    "KeyFileError",
+    "TokenError",
+    "create_identity",
+    "create_successor",
+    "describe_keys",
+    "load_identity",
+]
 
 
-def create_identity(path: Path) -> Identity:
-    """Generate keys and write them to a new file only the owner can read."""
+def create_identity(path: Path, *, secret_seed: bytes | None = None) -> Identity:
+    """Generate keys and write them to a new file only the owner can read.
+
+    ``secret_seed``: keep a predecessor's (``create_successor``) instead of a new one.
+    """
     identity = Identity.generate()
+    if secret_seed is not None:
+        identity = Identity(identity.signing, identity.agreement, secret_seed)
     make_private_dir(path.parent)
     data = json.dumps(
         {
@@ -50,6 +62,32 @@ def load_identity(path: Path) -> AgentKeys:
     if fields.get("backend") == BACKEND:
         return open_token_keys(path, parse_descriptor(path, raw))
     return _file_identity(path, fields)
+
+
+def create_successor(current: Path, path: Path) -> AgentKeys:
+    """New signing and agreement keys at ``path``, in the same store as those at ``current``.
+
+    What ``derive_secret`` gives stays the same (docs/PROTOCOL.md 11.12): the successor keeps
+    the secret seed of a file (an older file's signing seed, which served as one), or the
+    generic secret in the token, so seeds sealed before a rotation still open after it. In a
+    token the new keys are labelled ``LABEL.2``, then ``LABEL.3`` and so on.
+    """
+    raw, fields = _read(current)
+    if fields.get("backend") != BACKEND:
+        previous = _file_identity(current, fields)
+        kept = previous.secret_seed if previous.secret_seed is not None else previous.sign_seed
+        return create_identity(path, secret_seed=kept)
+    descriptor = parse_descriptor(current, raw)
+    spec = descriptor.spec
+    secret_label = spec.secret_label or f"{spec.key_label}-secret"
+    base, generation = spec.key_label, 2
+    if spec.secret_label is not None:  # itself a successor: LABEL.N
+        base, _, number = spec.key_label.rpartition(".")
+        generation = int(number) + 1 if number.isdigit() else 2
+    successor = TokenSpec(
+        spec.module, spec.token_label, f"{base}.{generation}", spec.pin_file, secret_label
+    )
+    return create_token_keys(path, successor, agreement=descriptor.agreement)
 
 
 def describe_keys(path: Path) -> dict[str, str]:

@@ -31,6 +31,9 @@ class TokenSpec:
     token_label: str
     key_label: str
     pin_file: Path | None = None
+    secret_label: str | None = None
+    """The generic secret's label when it is not ``KEY_LABEL-secret``: successor keys made
+    by a rotation keep their predecessor's, so what it derives stays the same."""
 
 
 class Descriptor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -45,12 +48,13 @@ class Descriptor(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_d
     agree_key: str
     sealed_agree_seed: str | None = None
     pin_file: str | None = None
+    secret_label: str | None = None
 
     @property
     def spec(self) -> TokenSpec:
         """The token and labels this descriptor points at."""
         pin_file = None if self.pin_file is None else Path(self.pin_file)
-        return TokenSpec(self.module, self.token_label, self.key_label, pin_file)
+        return TokenSpec(self.module, self.token_label, self.key_label, pin_file, self.secret_label)
 
     @property
     def public_keys(self) -> tuple[bytes, bytes]:

@@ -25,6 +25,7 @@ from protocol.credentials import (
 from protocol.envelope import Auth
 from protocol.errors import CertificateError
 from protocol.messages import Register, Signed
+from protocol.trusted_keys import TrustedKeys
 from tests.support.forgery import FAKE_BROKER, certificate, ms
 from tests.support.world import World, make_world, seeded_identity
 
@@ -162,9 +163,9 @@ def test_the_broker_checks_a_buyers_certificate_once_but_still_refuses_it_once_r
 def test_the_cache_is_a_bounded_lru() -> None:
     decoded: list[bytes] = []
 
-    def check(signed: bytes, key: bytes) -> bytes:
+    def check(signed: bytes, keys: TrustedKeys) -> bytes:
         decoded.append(signed)
-        return signed + key
+        return signed + keys.current
 
     cache: VerifiedCache[bytes] = VerifiedCache(check, maxsize=2)
     assert [cache.get(b"a", b"k"), cache.get(b"b", b"k"), cache.get(b"a", b"k")] == [

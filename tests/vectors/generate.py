@@ -17,7 +17,17 @@ from protocol.codec import encode
 from protocol.credentials import commitment_id, issue_certificate, sign_commitment
 from protocol.crypto import Identity, MacKey, chain_key, pair_key, token_key
 from protocol.envelope import Auth, seal
-from protocol.messages import Certificate, Commitment, Payment, Redeem
+from protocol.key_rotation import sign_rotation
+from protocol.messages import (
+    BrokerIdentity,
+    Certificate,
+    Commitment,
+    KeyRotation,
+    Payment,
+    Redeem,
+)
+from protocol.rekey import rekey_data, rekey_request
+from protocol.split_keys import SplitKeys
 
 HERE = Path(__file__).parent
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -106,6 +116,7 @@ def build() -> dict[str, dict[str, Any]]:
         corr=cid[:16],
     )
     return {
+        **rotation_vectors(broker, buyer, certificate),
         "keys": {
             "description": "Identities from seeds, and the MAC keys derived between them",
             "broker": broker_json,
@@ -151,6 +162,81 @@ def build() -> dict[str, dict[str, Any]]:
             "topic": redeem_topic,
             "body_bytes": encode(redeem).hex(),
             "envelope": redeem_envelope.hex(),
+        },
+    }
+
+
+def rotation_vectors(
+    broker: Identity, buyer: Identity, certificate: Certificate
+) -> dict[str, dict[str, Any]]:
+    """The broker's key rotation, a certificate under the new key, and alice's rekey."""
+    new_broker, new_broker_json = identity("broker-2")
+    statement = KeyRotation(
+        broker="broker",
+        sequence=1,
+        old_sign_key=broker.sign_key,
+        new_sign_key=new_broker.sign_key,
+        agree_key=broker.agree_key,
+        from_seq=42,
+        at=NOW_MS + 86_400_000,
+    )
+    rotation = sign_rotation(broker, new_broker, statement)
+    identity_body = BrokerIdentity("broker", new_broker.sign_key, broker.agree_key, [rotation])
+    renewed = Certificate(
+        **{
+            **{f: getattr(certificate, f) for f in certificate.__struct_fields__},
+            "serial": 2,
+            "not_before": statement.at,
+            "not_after": statement.at + 365 * 86_400_000,
+            "issuer_key": new_broker.sign_key,
+        }
+    )
+    signed_renewed = issue_certificate(SplitKeys(new_broker, broker), renewed)
+
+    new_alice, new_alice_json = identity("alice-2")
+    request = rekey_request("alice", "broker", 1, buyer, new_alice)
+    topic = topics.inbox("broker", "alice")
+    envelope = seal(
+        topic,
+        request,
+        auth=Auth.PAIR,
+        sender="alice",
+        recipient="broker",
+        counter=NOW_MS * 1000 + 9,
+        now=NOW + 120,
+        key=MacKey(pair_key(buyer, "alice", broker.agree_key, "broker")),
+        corr=b"rekey",
+    )
+    return {
+        "key_rotation": {
+            "description": (
+                "the broker's signing key hands over to broker-2's: the statement signed"
+                " by both keys, the identity carrying it, and a certificate naming the new key"
+            ),
+            "old_sign_key": broker.sign_key.hex(),
+            "new": new_broker_json,
+            "statement_bytes": encode(statement).hex(),
+            "old_signature": rotation.old_signature.hex(),
+            "new_signature": rotation.new_signature.hex(),
+            "signed_rotation_bytes": encode(rotation).hex(),
+            "identity_body_bytes": encode(identity_body).hex(),
+            "certificate_bytes": encode(renewed).hex(),
+            "signed_certificate_bytes": signed_renewed.hex(),
+        },
+        "rekey": {
+            "description": (
+                "alice (certificate 1) asks for new keys: proof by the new key,"
+                " authorization by the old, MAC'd with the pair key"
+            ),
+            "old_sign_key": buyer.sign_key.hex(),
+            "new": new_alice_json,
+            "serial": 1,
+            "signed_data": rekey_data(
+                "alice", "broker", 1, new_alice.sign_key, new_alice.agree_key
+            ).hex(),
+            "body_bytes": encode(request).hex(),
+            "topic": topic,
+            "envelope": envelope.hex(),
         },
     }
 

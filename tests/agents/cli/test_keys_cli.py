@@ -157,3 +157,19 @@ def test_softhsm_init_refuses_to_replace_a_pin_and_a_refused_pin_is_an_error(
     config = softhsm.write_config(tmp_path / "hsm2")
     with pytest.raises(softhsm.SoftHsmError, match="could not create token"):
         softhsm.init_token(config, "short", "1", "1")  # SoftHSM2 wants 4 to 255 characters
+
+
+def test_keys_show_names_the_signing_key_in_force_after_a_broker_rotation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = str(tmp_path / "broker")
+    assert main(["broker", "init", "--data-dir", directory]) == 0
+    first = json.loads(capsys.readouterr().out)["sign_key"]
+    assert main(["keys", "rotate", "broker", "--data-dir", directory]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert main(["keys", "show", "--data-dir", directory, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["sign_key"] == first  # broker.key: the agreement key stays with it
+    assert shown["sign_key_in_force"] == rotated["sign_key"] != first
+    assert shown["sign_key_file"].endswith("broker.key.1")
+    assert shown["rotations"] == 1
