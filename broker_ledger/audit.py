@@ -10,6 +10,7 @@ the stored tables. Checkpoint signatures pin the chain's head to the broker's ke
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -63,7 +64,7 @@ class LedgerAudit:
             return report
         uri = f"file:{self.path.resolve()}?mode=ro"
         try:
-            with sqlite3.connect(uri, uri=True) as db:
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
                 self._audit(db)
         except sqlite3.DatabaseError as exc:
             report.fail(None, "sequence", f"cannot read the ledger: {exc}")

@@ -10,6 +10,7 @@ billing lines, the one nested field, become their count there and stay whole in 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sqlite3
@@ -52,7 +53,7 @@ def _plain(value: Any) -> Any:  # noqa: ANN401 - any decoded body value
 
 def records(path: Path, codec: EventCodec = DEFAULT_CODEC) -> Iterator[dict[str, Any]]:
     """Every event as a JSON-ready dict, in sequence order."""
-    with sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)) as db:
         cursor = db.execute(
             "SELECT seq, stream, version, type, schema, at, body, hash FROM event_log ORDER BY seq"
         )

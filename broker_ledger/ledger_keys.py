@@ -8,6 +8,7 @@ check and the daemon's start all read the history here, one small query.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -60,7 +61,7 @@ def decode_rotations(
 
 def rotations_at(path: str, codec: EventCodec = DEFAULT_CODEC) -> list[BrokerKeyRotated]:
     """The rotations of a ledger file, read-only (the daemon picks its key file by them)."""
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if "events" not in tables:
             return []

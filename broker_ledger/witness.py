@@ -16,6 +16,7 @@ Witness files are JSON lines, as ``micropay witness`` writes them: ``{"seq", "at
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator
@@ -76,7 +77,7 @@ class Witnessed:
 def read_store(store: Path) -> list[Witnessed]:
     """The heads an agent's store kept, then the contradicting ones (read-only; it may run)."""
     heads: list[Witnessed] = []
-    with sqlite3.connect(f"file:{store}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
         if not tables & {"heads", "witnessed"}:
             raise WitnessFileError(f"{store} keeps no ledger heads")
@@ -170,7 +171,7 @@ def check_witnesses(
     is reported as such; a signed head the ledger contradicts is proof of a rewrite.
     """
     report.passed.setdefault(CHECK, True)
-    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
         meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         broker_id = report.broker_id or str(meta.get("broker_id", ""))
         if broker_key is None:

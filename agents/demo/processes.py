@@ -353,7 +353,7 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     heads = [head for store in stores if store.is_file() for head in witness.read_store(store)]
     witnessed = witness.check_witnesses(report, ledger, heads, None)
     write_private(demo.root / "report.html", as_html(report, charts))
-    with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
+    with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
         (last_money,) = db.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE type = 'paywords-redeemed'"
         ).fetchone()
