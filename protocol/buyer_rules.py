@@ -94,10 +94,12 @@ def item_refusal(vendor: str, offer: Offer, item: str, units: int, max_jump: int
 
 
 def committed(channels: Iterable[Channel], now: float) -> int:
-    """What a vendor counts against the limit: paid, or still payable before expiry."""
+    """What a vendor counts against the limit: paid, or still payable (not expired or ended)."""
     now_ms = int(now * 1000)
     return sum(
-        amount_for(c.chain.length if now_ms <= c.not_after else c.spent, c.unit_value)
+        amount_for(
+            c.chain.length if now_ms <= c.not_after and not c.ended else c.spent, c.unit_value
+        )
         for c in channels
     )
 

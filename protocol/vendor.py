@@ -254,7 +254,7 @@ class VendorCore(VendorRedemption):
 
     def exposure(self, buyer: str, now: float) -> int:
         """All this vendor could claim from ``buyer`` (``vendor_chains.exposure``)."""
-        return exposure(self._chains_of.get(buyer, {}).values(), now)
+        return exposure(self._chains_of.get(buyer, {}).values(), now, self.revoked)
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
         broker = self.broker

@@ -106,19 +106,23 @@ class PendingCommitment:
     backoff: float = 0.0
 
 
-def exposure(chains: Iterable[VendorChain], now: float) -> int:
+def exposure(
+    chains: Iterable[VendorChain], now: float, revoked: frozenset[int] = frozenset()
+) -> int:
     """All a vendor could claim from one buyer, given that buyer's chains it holds.
 
     That is every payword held, redeemed or not, plus the unspent rest of every chain that
-    can still be paid. Redeemed paywords count too: the broker caps a buyer's total
-    debits, which never go down, so a vendor that forgot them once redeemed would let
-    one buyer pass its limit at that one vendor.
+    can still be paid: not expired, and its certificate not ``revoked`` (a rekeyed buyer's
+    old chains end, docs/PROTOCOL.md 11.12). Redeemed paywords count too: the broker caps a
+    buyer's total debits, which never go down, so a vendor that forgot them once redeemed
+    would let one buyer pass its limit at that one vendor.
     """
     now_ms = int(now * 1000)
     total = 0
     for state in chains:
         commitment = state.verified.commitment
-        reach = commitment.length if now_ms <= commitment.not_after else state.paid
+        open_ = now_ms <= commitment.not_after and state.buyer_serial not in revoked
+        reach = commitment.length if open_ else state.paid
         total += amount_for(reach, commitment.unit_value)
     return total
 

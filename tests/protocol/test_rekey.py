@@ -140,3 +140,28 @@ def test_a_vendor_rekeys_and_buyers_open_new_chains_to_it(world: World) -> None:
     buyer.pay(fresh.commitment_id, 3, world.now)
     world.pump()
     assert events_of(world, "buyer1", ReceiptReceived)[-1].index == 3
+
+
+def test_an_ended_chain_counts_only_what_was_paid_against_the_limit(world: World) -> None:
+    """The old chain took the whole credit limit: after the rekey a new one still fits."""
+    buyer, vendor = world.enroll_buyer("buyer9", credit_limit=100), world.vendors["vendor1"]
+    world.pump()
+    assert buyer.certified is not None
+    limit = buyer.certified.credit_limit
+    whole = buyer.open_channel("vendor1", limit, world.now)
+    world.pump()
+    buyer.pay(whole.commitment_id, 3, world.now)
+    world.pump()
+    assert buyer.refusal("vendor1", [limit - 2], "", 3, world.now) is not None  # no room
+    assert vendor.exposure("buyer9", world.now) == limit
+
+    buyer.rekey(seeded_identity("buyer9-2"), world.now)
+    world.pump()
+    assert vendor.exposure("buyer9", world.now) == 3  # the ended chain: only what it holds
+    assert buyer.refusal("vendor1", [limit - 3], "", 3, world.now) is None
+    fresh = buyer.open_channel("vendor1", limit - 3, world.now)
+    world.pump()
+    buyer.pay(fresh.commitment_id, 5, world.now)
+    world.pump()
+    assert events_of(world, "buyer9", ReceiptReceived)[-1].index == 5
+    assert not events_of(world, "buyer9", PeerError)

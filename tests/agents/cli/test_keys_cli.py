@@ -46,10 +46,14 @@ def test_the_readme_token_block_runs_as_written(tmp_path: Path) -> None:
     shown = done.stdout
     descriptor = json.loads((tmp_path / "micropay-broker" / "broker.key").read_text())
     public = json.loads((tmp_path / "micropay-broker" / "broker.pub.json").read_text())
-    assert descriptor["backend"] == "pkcs11"
-    assert descriptor["sign_key"] == public["sign_key"]  # `broker init` took the token's keys
-    assert "seed" not in json.dumps(descriptor)
-    assert f"sign_key     {public['sign_key']}" in shown  # `keys show`, as a table
+    rotated = json.loads((tmp_path / "micropay-broker" / "broker.key.1").read_text())
+    assert descriptor["backend"] == rotated["backend"] == "pkcs11"
+    assert "seed" not in json.dumps(descriptor) + json.dumps(rotated)
+    assert f"sign_key     {descriptor['sign_key']}" in shown  # `keys show`: `broker init` took it
+    assert rotated["key_label"] == "micropay-broker.2"  # the successor, in the same token
+    assert public["sign_key"] == rotated["sign_key"] != descriptor["sign_key"]
+    assert len(public["rotations"]) == 1  # the history agents follow the new key by
+    assert "result: PASSED" in shown  # the audit across the rotation
     pin = tmp_path / "broker.pin"
     assert stat.S_IMODE(pin.stat().st_mode) == 0o600
     pin_text = pin.read_text().strip()
