@@ -60,6 +60,7 @@ from protocol.errors import (
 from protocol.events import BrokerCoreEvent, MessageRejected, PublishedHeadSeen
 from protocol.key_rotation import sign_rotation
 from protocol.messages import (
+    MAX_REVOKED,
     MAX_ROTATIONS,
     Balance,
     BalanceQuery,
@@ -160,11 +161,24 @@ class BrokerCore(BrokerRekey):
         if holder is None or not holder.serial:
             raise LocalProtocolError(f"{account!r} has no certificate to revoke")
         if holder.serial not in self.revoked:
+            self.check_revocation_room(now)
             self._record(
                 CertificateRevoked(at=ms(now), account=account, serial=holder.serial, reason=reason)
             )
         self.publish_revocations(now)
         return self._take_decided()
+
+    def check_revocation_room(self, now: float) -> None:
+        """Refuse a revocation the list could not carry, before anything is recorded.
+
+        The list holds revoked certificates until they expire (``MAX_REVOKED`` of them at
+        once); past that the operator must hear it now, not find agents missing a listing.
+        """
+        if len(self.listed_revocations(now)) >= MAX_REVOKED:
+            raise LocalProtocolError(
+                f"the revocation list is full: {MAX_REVOKED} unexpired revoked certificates;"
+                " one leaves it as it expires (shorter certificate lifetimes keep it shorter)"
+            )
 
     def publish_identity(self, now: float) -> None:
         """Queue the retained, signed broker identity, with its latest key rotations."""

@@ -125,6 +125,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         self.accounts: dict[str, Account] = {}
         self.chains: dict[bytes, ChainRecord] = {}
         self.revoked: dict[int, str] = {}
+        self.expiry: dict[int, int] = {}
+        """Each certificate's ``not_after`` (ms) by serial: listed revocations end with it."""
         self.totals = Totals()
         self._next_serial = 1
         self._decided: list[AnyBrokerEvent] = []  # by the call in progress
@@ -194,6 +196,7 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 account.agree_key,
             )
         certificate = certificate_of(signed)
+        self.expiry[serial] = certificate.not_after
         account.certificate = signed
         account.sign_key = certificate.sign_key
         account.agree_key = certificate.agree_key
@@ -215,10 +218,24 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         out, self._decided = self._decided, []
         return out
 
+    def listed_revocations(self, now: float) -> list[int]:
+        """The serials the revocation list carries: revoked certificates not yet expired.
+
+        Every party refuses an expired certificate, and no chain outlives its certificate
+        (a commitment's ``not_after`` is at most the certificate's), so an expired serial
+        needs no listing; that is what keeps the list within ``MAX_REVOKED``.
+        """
+        now_ms = ms(now)
+        return sorted(s for s in self.revoked if self.expiry.get(s, now_ms) >= now_ms)
+
     def publish_revocations(self, now: float) -> None:
-        """Queue the retained, signed revocation list."""
-        serials = sorted(self.revoked)
-        body = RevocationList(self.account, len(serials), ms(now), serials)
+        """Queue the retained, signed revocation list.
+
+        ``sequence`` counts every revocation ever made, so it grows with each one even as
+        expired serials leave the list (a receiver keeps the highest sequence).
+        """
+        serials = self.listed_revocations(now)
+        body = RevocationList(self.account, len(self.revoked), ms(now), serials)
         self.broadcast("revocations", body, now)
 
 

@@ -18,7 +18,7 @@ from protocol.credentials import issue_certificate
 from protocol.crypto import MacKey, pair_key, weak_key_reason
 from protocol.envelope import Auth, Parsed, verify_mac
 from protocol.errors import AuthenticationError, RekeyError
-from protocol.messages import Certificate, Rekeyed, RekeyRequest
+from protocol.messages import MAX_REVOKED, Certificate, Rekeyed, RekeyRequest
 from protocol.rekey import check_rekey_request
 
 
@@ -72,6 +72,8 @@ class BrokerRekey(BrokerRedemption):
         if (reason := weak_key_reason(request.sign_key, request.agree_key)) is not None:
             raise RekeyError(f"weak key: {reason}")
         check_rekey_request(request, account.name, self.account, account.sign_key)
+        if len(self.listed_revocations(now)) >= MAX_REVOKED:  # the old certificate goes on it
+            raise RekeyError("the broker's revocation list is full; try again later")
         certificate = Certificate(
             serial=self._next_serial,
             subject=account.name,

@@ -24,6 +24,9 @@ Text = Annotated[str, msgspec.Meta(max_length=256)]
 Blob = Annotated[bytes, msgspec.Meta(max_length=8192)]
 Corr = Annotated[bytes, msgspec.Meta(max_length=16)]
 Role = Literal["buyer", "vendor", "broker"]
+MAX_REVOKED: Final = 7_000
+"""Serials one revocation list may carry: 7,000 of the largest (9 bytes each in MessagePack)
+fit a 64 KiB message with room to spare; only unexpired certificates are listed (11.10)."""
 IssuerKey = Annotated[bytes, msgspec.Meta(max_length=32)]
 MAX_ROTATIONS = 16
 """Rotation statements a broker's identity carries: an agent pinned further back re-pins."""
@@ -287,7 +290,7 @@ class RevocationList(Wire, frozen=True):
     issuer: Id
     sequence: Count
     issued_at: Millis
-    serials: Annotated[list[Positive], msgspec.Meta(max_length=100_000)]
+    serials: Annotated[list[Positive], msgspec.Meta(max_length=MAX_REVOKED)]
 
 
 class LedgerHead(Wire, frozen=True):
