@@ -43,7 +43,7 @@ def module_path() -> Path:
 
 def write_config(directory: Path) -> Path:
     """A ``softhsm2.conf`` keeping its tokens under ``directory/tokens`` (all 0700/0600)."""
-    make_private_dir(directory)
+    directory = make_private_dir(directory).resolve()  # the config is read from anywhere
     tokens = make_private_dir(directory / "tokens")
     config = directory / "softhsm2.conf"
     write_private(

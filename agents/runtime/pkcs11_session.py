@@ -94,7 +94,13 @@ def load_module(module: str) -> lib:
     try:
         library = pkcs11.lib(module)
     except p11.PKCS11Error as exc:
-        raise TokenError(f"{module} is not a loadable PKCS#11 module: {exc}") from exc
+        if str(exc):  # the loader's own words: not a shared library, a missing symbol, ...
+            raise TokenError(f"{module} is not a loadable PKCS#11 module: {exc}") from exc
+        raise TokenError(  # loaded, but C_Initialize failed, which python-pkcs11 leaves unsaid
+            f"{module} did not start ({type(exc).__name__}); a module usually fails so when its"
+            " own configuration is missing or wrong (SoftHSM2: SOFTHSM2_CONF and the token"
+            " directory it names)"
+        ) from exc
     _modules.add(module)
     return library
 

@@ -177,3 +177,23 @@ def test_keys_show_names_the_signing_key_in_force_after_a_broker_rotation(
     assert shown["sign_key_in_force"] == rotated["sign_key"] != first
     assert shown["sign_key_file"].endswith("broker.key.1")
     assert shown["rotations"] == 1
+
+
+def test_a_token_module_that_cannot_start_says_where_to_look(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MICROPAY_", "SOFTHSM2"))}
+    env |= {softhsm.CONFIG_ENV: str(tmp_path / "missing.conf"), "MICROPAY_PKCS11_PIN": "1234"}
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [
+            *(sys.executable, "-m", "agents.cli.main", "keys", "init", "--role", "buyer"),
+            *("--data-dir", str(tmp_path / "alice"), "--backend", "pkcs11"),
+            *("--pkcs11-module", str(softhsm.module_path()), "--token-label", "t"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "did not start (GeneralError)" in done.stderr
+    assert "SOFTHSM2_CONF" in done.stderr
+    assert not (tmp_path / "alice" / "agent.key").exists()
