@@ -2,7 +2,8 @@
 
 All transition rules for the buyer live here. The wallet's durable state is small: the
 certificate, and per chain the seed, the signed commitment and its spend reservation (no
-payword above it has left). Everything else is rebuilt from those.
+payword above it has left). Everything else is rebuilt from those. A chain is held as
+every √n-th word (``chain_checkpoints``), so a long chain costs kilobytes, not megabytes.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from protocol.buyer_rules import (
     vendor_refusal,
     wallet_behind,
 )
-from protocol.chain import HashChain
+from protocol.chain import PaywordChain
+from protocol.chain_checkpoints import CheckpointedChain
 from protocol.codec import decode_as, decode_commitment, decode_signed
 from protocol.credentials import (
     NOT_BEFORE_ALLOWANCE_MS,
@@ -144,7 +146,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         length = min(length, affordable)  # vendors refuse chains worth more than the limit
         not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
         seed = self._random(32)
-        chain = HashChain(seed, length)
+        chain = CheckpointedChain(seed, length)
         commitment = Commitment(
             vendor,
             self.certificate,
@@ -168,7 +170,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         Any payword up to ``reserved`` may have left before the restart, so none of them is
         revealed again: the next payment goes above it, and the units in between are lost.
         """
-        chain = HashChain(seed, length)
+        chain = CheckpointedChain(seed, length)
         cid = commitment_id(decode_signed(commitment).body)
         channel = self._install(cid, vendor, chain, seed, commitment, reserved)
         channel.reserved = reserved
@@ -176,7 +178,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         return channel
 
     def _install(  # noqa: PLR0913
-        self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
+        self, cid: bytes, vendor: str, chain: PaywordChain, seed: bytes, signed: bytes, spent: int
     ) -> Channel:
         known = self.offers.get(vendor)
         if known is None:
