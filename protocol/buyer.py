@@ -40,7 +40,9 @@ from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
     Auth,
+    CounterSource,
     Parsed,
+    clock_counter,
     verify_signed,
 )
 from protocol.errors import (
@@ -106,9 +108,15 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
         reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
+        counter_source: CounterSource = clock_counter,
     ) -> None:
         super().__init__(
-            account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
+            account,
+            identity,
+            broker,
+            max_message_size=max_message_size,
+            max_skew=max_skew,
+            counter_source=counter_source,
         )
         if reserve_ahead < 0:
             raise LocalProtocolError(f"reserve_ahead is a number of units, not {reserve_ahead}")
