@@ -9,7 +9,7 @@ every √n-th word (``chain_checkpoints``), so a long chain costs kilobytes, not
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from protocol import topics
@@ -109,6 +109,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         max_skew: float = DEFAULT_MAX_SKEW,
         reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
         counter_source: CounterSource = clock_counter,
+        offers_from: Collection[str] | None = None,
     ) -> None:
         super().__init__(
             account,
@@ -121,13 +122,24 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         if reserve_ahead < 0:
             raise LocalProtocolError(f"reserve_ahead is a number of units, not {reserve_ahead}")
         self.reserve_ahead = reserve_ahead
+        # the vendors whose offers it reads; ``None``: every vendor's
+        self.offers_from = None if offers_from is None else tuple(dict.fromkeys(offers_from))
+        if any("+" in v or "#" in v or "/" in v for v in self.offers_from or ()):
+            raise LocalProtocolError("a vendor's name has no MQTT wildcard and no '/'")
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
 
     def subscriptions(self) -> list[str]:
-        """Also every vendor's retained offer."""
-        return [*super().subscriptions(), topics.public_filter("offer")]
+        """Also the retained offers: of the vendors it pays, or of every vendor.
+
+        A device paying one vendor reads that vendor's offer alone: the broker then sends
+        it nothing about the others (docs/PROTOCOL.md 16.4).
+        """
+        if self.offers_from is None:
+            return [*super().subscriptions(), topics.public_filter("offer")]
+        offers = [topics.public(vendor, "offer") for vendor in self.offers_from]
+        return [*super().subscriptions(), *offers]
 
     # --- channels and payments -----------------------------------------------------------------
 
