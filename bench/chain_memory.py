@@ -70,7 +70,7 @@ def memory(length: int, interval: int | None) -> tuple[int, int]:
         base = tracemalloc.get_traced_memory()[0]
         chain = make(length, interval)
         peak = tracemalloc.get_traced_memory()[1] - base
-        chain.word(length - 1)  # the segment below the seed, as a payment would fill it
+        chain.word(1)  # a whole segment, as the first payment on a chain fills it
         held = tracemalloc.get_traced_memory()[0] - base
     finally:
         tracemalloc.stop()
