@@ -39,8 +39,8 @@ def record() -> dict[str, list[tuple[int, str]]]:
     buyer.query_balance(world.now)
     buyer.query_invoice(world.now)
     world.pump(61.0)
-    for vendor in world.vendors.values():
-        vendor.handle_timer(world.now)  # redeem
+    for core in world.vendors.values():
+        core.handle_timer(world.now)  # redeem
     buyer.handle_timer(world.now)
     world.pump()
     world.broker.handle_timer(world.now)
