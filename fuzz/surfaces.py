@@ -22,7 +22,7 @@ from protocol import codec, credentials, envelope, topics
 from protocol.broker import BrokerCore
 from protocol.broker_events import RedemptionRejected, RegistrationRefused
 from protocol.buyer import BuyerCore
-from protocol.chain import HashChain
+from protocol.chain import HashChain, PaywordChain
 from protocol.crypto import (
     TAG_CERTIFICATE,
     TAG_COMMITMENT,
@@ -885,7 +885,7 @@ class Forge:
         signer = rig.broker.identity if src.below(6) else rig.outsider
         return credentials.sign_object(signer, TAG_CERTIFICATE, body)
 
-    def commitment(self, vendor: str) -> tuple[bytes, HashChain | None]:
+    def commitment(self, vendor: str) -> tuple[bytes, PaywordChain | None]:
         """``Signed`` commitment bytes for ``vendor``, and the chain behind them if known."""
         src, rig = self.src, self.rig
         match src.below(6):
@@ -918,7 +918,7 @@ class Forge:
 
     # --- bodies ----------------------------------------------------------------------------
 
-    def payment(self, chain: HashChain | None, held: int, jump: int) -> tuple[object, object]:
+    def payment(self, chain: PaywordChain | None, held: int, jump: int) -> tuple[object, object]:
         """The next index (or a near or absurd one) and, mostly, the chain's word for it."""
         src = self.src
         length = chain.length if chain else 64

@@ -20,7 +20,9 @@ from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
     Auth,
+    CounterSource,
     Parsed,
+    clock_counter,
     open_body,
     verify_signed,
 )
@@ -71,7 +73,7 @@ class AgentEndpoint(Endpoint[E]):
 
     role: Role
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - identity, trust anchor, limits
         self,
         account: str,
         identity: AgentKeys,
@@ -79,8 +81,15 @@ class AgentEndpoint(Endpoint[E]):
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
+        counter_source: CounterSource = clock_counter,
     ) -> None:
-        super().__init__(account, identity, max_message_size=max_message_size, max_skew=max_skew)
+        super().__init__(
+            account,
+            identity,
+            max_message_size=max_message_size,
+            max_skew=max_skew,
+            counter_source=counter_source,
+        )
         self.broker = broker
         pinned = TrustedKeys.pinned_to(broker.id, broker.sign_key, broker.agree_key)
         self.broker_keys = pinned.extend(decode_signed_rotation(r) for r in broker.rotations)

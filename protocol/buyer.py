@@ -2,13 +2,14 @@
 
 All transition rules for the buyer live here. The wallet's durable state is small: the
 certificate, and per chain the seed, the signed commitment and its spend reservation (no
-payword above it has left). Everything else is rebuilt from those.
+payword above it has left). Everything else is rebuilt from those. A chain is held as
+every √n-th word (``chain_checkpoints``), so a long chain costs kilobytes, not megabytes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from protocol import topics
@@ -24,7 +25,8 @@ from protocol.buyer_rules import (
     vendor_refusal,
     wallet_behind,
 )
-from protocol.chain import HashChain
+from protocol.chain import PaywordChain
+from protocol.chain_checkpoints import CheckpointedChain
 from protocol.codec import decode_as, decode_commitment, decode_signed
 from protocol.credentials import (
     NOT_BEFORE_ALLOWANCE_MS,
@@ -38,7 +40,9 @@ from protocol.envelope import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_SKEW,
     Auth,
+    CounterSource,
     Parsed,
+    clock_counter,
     verify_signed,
 )
 from protocol.errors import (
@@ -104,20 +108,38 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
         reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
+        counter_source: CounterSource = clock_counter,
+        offers_from: Collection[str] | None = None,
     ) -> None:
         super().__init__(
-            account, identity, broker, max_message_size=max_message_size, max_skew=max_skew
+            account,
+            identity,
+            broker,
+            max_message_size=max_message_size,
+            max_skew=max_skew,
+            counter_source=counter_source,
         )
         if reserve_ahead < 0:
             raise LocalProtocolError(f"reserve_ahead is a number of units, not {reserve_ahead}")
         self.reserve_ahead = reserve_ahead
+        # the vendors whose offers it reads; ``None``: every vendor's
+        self.offers_from = None if offers_from is None else tuple(dict.fromkeys(offers_from))
+        if any("+" in v or "#" in v or "/" in v for v in self.offers_from or ()):
+            raise LocalProtocolError("a vendor's name has no MQTT wildcard and no '/'")
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
 
     def subscriptions(self) -> list[str]:
-        """Also every vendor's retained offer."""
-        return [*super().subscriptions(), topics.public_filter("offer")]
+        """Also the retained offers: of the vendors it pays, or of every vendor.
+
+        A device paying one vendor reads that vendor's offer alone: the broker then sends
+        it nothing about the others (docs/PROTOCOL.md 16.4).
+        """
+        if self.offers_from is None:
+            return [*super().subscriptions(), topics.public_filter("offer")]
+        offers = [topics.public(vendor, "offer") for vendor in self.offers_from]
+        return [*super().subscriptions(), *offers]
 
     # --- channels and payments -----------------------------------------------------------------
 
@@ -144,7 +166,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         length = min(length, affordable)  # vendors refuse chains worth more than the limit
         not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
         seed = self._random(32)
-        chain = HashChain(seed, length)
+        chain = CheckpointedChain(seed, length)
         commitment = Commitment(
             vendor,
             self.certificate,
@@ -168,7 +190,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         Any payword up to ``reserved`` may have left before the restart, so none of them is
         revealed again: the next payment goes above it, and the units in between are lost.
         """
-        chain = HashChain(seed, length)
+        chain = CheckpointedChain(seed, length)
         cid = commitment_id(decode_signed(commitment).body)
         channel = self._install(cid, vendor, chain, seed, commitment, reserved)
         channel.reserved = reserved
@@ -176,7 +198,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         return channel
 
     def _install(  # noqa: PLR0913
-        self, cid: bytes, vendor: str, chain: HashChain, seed: bytes, signed: bytes, spent: int
+        self, cid: bytes, vendor: str, chain: PaywordChain, seed: bytes, signed: bytes, spent: int
     ) -> Channel:
         known = self.offers.get(vendor)
         if known is None:

@@ -6,7 +6,7 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from protocol.chain import HashChain
+from protocol.chain import PaywordChain
 from protocol.crypto import MacKey
 
 log = logging.getLogger("micropay.buyer")
@@ -31,7 +31,7 @@ class Channel:
 
     id: bytes
     vendor: str
-    chain: HashChain
+    chain: PaywordChain
     seed: bytes
     commitment: bytes
     unit_value: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Protocol
 
 from protocol.crypto import KEY_SIZE, TAG_PAYWORD
 from protocol.errors import LocalProtocolError
@@ -36,6 +37,32 @@ def extends(word: bytes, index: int, known_word: bytes, known_index: int) -> boo
     return hmac.compare_digest(walk(word, index, index - known_index), known_word)
 
 
+class PaywordChain(Protocol):
+    """What a buyer needs of a chain: its root, its length and any word of it."""
+
+    @property
+    def root(self) -> bytes:
+        """``w_0``, the value the buyer commits to."""
+        ...
+
+    @property
+    def length(self) -> int:
+        """``n``: the chain pays at most ``n`` units."""
+        ...
+
+    def word(self, index: int) -> bytes:
+        """``w_index``; revealing it pays ``index`` units in total."""
+        ...
+
+
+def check_chain(seed: bytes, length: int) -> None:
+    """Refuse a seed or a length no chain can have."""
+    if len(seed) != KEY_SIZE:
+        raise LocalProtocolError("a chain seed is 32 bytes")
+    if not 1 <= length <= MAX_CHAIN_LENGTH:
+        raise LocalProtocolError(f"chain length must be 1..{MAX_CHAIN_LENGTH}")
+
+
 class HashChain:
     """A buyer's chain ``w_0 .. w_n``, built once from its secret seed ``w_n``.
 
@@ -46,10 +73,7 @@ class HashChain:
     __slots__ = ("_links", "length")
 
     def __init__(self, seed: bytes, length: int) -> None:
-        if len(seed) != KEY_SIZE:
-            raise LocalProtocolError("a chain seed is 32 bytes")
-        if not 1 <= length <= MAX_CHAIN_LENGTH:
-            raise LocalProtocolError(f"chain length must be 1..{MAX_CHAIN_LENGTH}")
+        check_chain(seed, length)
         self.length = length
         links = [b""] * (length + 1)
         word = seed

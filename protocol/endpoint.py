@@ -23,8 +23,10 @@ from protocol.envelope import (
     DEFAULT_MAX_SKEW,
     Auth,
     Counter,
+    CounterSource,
     Parsed,
     ReplayGuard,
+    clock_counter,
     open_body,
     parse,
     seal,
@@ -78,12 +80,13 @@ class Endpoint(Generic[E]):
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
+        counter_source: CounterSource = clock_counter,
     ) -> None:
         self.account = account
         self.identity = identity
         self.max_message_size = max_message_size
         self.replay_guard = ReplayGuard(max_skew)
-        self._counter = Counter()
+        self._counter = Counter(counter_source)
         self._outbox: list[Outgoing] = []
         self._held: list[HeldReply] = []
         self._pair_keys: dict[str, MacKey] = {}

@@ -13,6 +13,7 @@ version, clock skew and replay window, and only then decode the body.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -220,22 +221,33 @@ class ReplayGuard:
         return len(self._streams)
 
 
+CounterSource = Callable[[float], int]
+"""Where each stream's first counter comes from, given ``now`` (s): see ``Counter``."""
+
+
+def clock_counter(now: float) -> int:
+    """The sender's clock in microseconds: rises across restarts with nothing stored."""
+    return int(now * 1_000_000)
+
+
 class Counter:
-    """A sender's per-stream counters: consecutive, each stream starting at the clock in µs.
+    """A sender's per-stream counters: consecutive, each stream starting from ``source``.
 
     Consecutive values keep the receiver's window dense (reordering tolerance is counted in
-    messages, not microseconds). Starting from the clock keeps counters rising across
-    restarts without storing them, as long as the sender's clock does not run backwards and
-    a stream averages fewer than a million messages a second.
+    messages, not microseconds). The default source, the clock in µs, keeps counters rising
+    across restarts without storing them, as long as the sender's clock does not run
+    backwards and a stream averages fewer than a million messages a second. A device
+    without a real-time clock uses a persisted boot epoch instead (``boot_counter``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, source: CounterSource = clock_counter) -> None:
+        self._source = source
         self._last: dict[tuple[str, int, bytes], int] = {}
 
     def next(self, recipient: str, auth: Auth, ref: bytes, now: float) -> int:
         """The counter for the next envelope to ``recipient`` on this stream."""
         key = (recipient, int(auth), ref)
         last = self._last.get(key)
-        value = int(now * 1_000_000) if last is None else last + 1
+        value = self._source(now) if last is None else last + 1
         self._last[key] = value
         return value

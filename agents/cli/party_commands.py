@@ -132,13 +132,19 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
 # --- buyer -------------------------------------------------------------------------------
 
 
-async def _buyer(args: argparse.Namespace) -> BuyerAgent:
+async def _buyer(args: argparse.Namespace, vendors: list[str] | None = None) -> BuyerAgent:
+    """The buyer of this command; ``vendors``: the only ones whose offers it reads."""
     require(args, "name", "broker_pub")
     data_dir = party_dir(args)
     info = read_public(args.broker_pub)
     settings = mqtt_settings(args, args.name)
     return await BuyerAgent.open(
-        data_dir, args.name, info, settings, reserve_ahead=int(args.reserve_ahead)
+        data_dir,
+        args.name,
+        info,
+        settings,
+        reserve_ahead=int(args.reserve_ahead),
+        vendors=vendors,
     )
 
 
@@ -173,7 +179,7 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
     async def run() -> list[dict[str, Any]]:
         registry, served = metrics_registry(args)  # scraped while this command runs
         try:
-            buyer = await _buyer(args)
+            buyer = await _buyer(args, vendors)  # their offers, not every vendor's
             await buyer_metrics(buyer, registry)
             for session in sessions:
                 await session.start(buyer)

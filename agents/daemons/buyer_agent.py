@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
@@ -114,11 +115,17 @@ class BuyerAgent:
         clock: Clock = time.time,
         *,
         reserve_ahead: int = DEFAULT_RESERVE_AHEAD,
+        vendors: Sequence[str] | None = None,
     ) -> BuyerAgent:
         """Load (or create) keys, then the wallet they own; ``reserve_ahead``: see ``BuyerCore``.
 
         The keys come first: the wallet opens only for them, its seeds sealed under them.
+        ``vendors``: read only these vendors' offers. The session then starts clean, since
+        one kept from an earlier command would still hold that command's subscriptions;
+        nothing is lost with it, as a paying session resends its commits (11.7).
         """
+        if vendors is not None:
+            mqtt = dataclasses.replace(mqtt, clean=True)
         make_private_dir(directory)
         lock = DataDirLock.acquire(directory, "buyer command")
         try:
@@ -131,7 +138,9 @@ class BuyerAgent:
             raise
         store = await WalletStore.open(directory / STORE_FILE, lock, owner=identity, sealer=sealer)
         try:
-            core = BuyerCore(account, identity, broker, reserve_ahead=reserve_ahead)
+            core = BuyerCore(
+                account, identity, broker, reserve_ahead=reserve_ahead, offers_from=vendors
+            )
             await restore_broker_keys(core, store)  # key rotation: the broker's new key
             certificate = await store.get("certificate")
             if certificate is not None:

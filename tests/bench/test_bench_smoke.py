@@ -21,6 +21,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
         "broker_commitments.py",
         "key_backends.py",
         "token_keys.py",
+        "chain_memory.py",
     ],
 )
 def test_benchmark_runs_in_quick_mode(script: str, tmp_path: Path) -> None:
