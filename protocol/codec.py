@@ -19,8 +19,10 @@ from protocol.messages import (
     Certificate,
     Commitment,
     KeyRotation,
+    Scrip,
     Signed,
     SignedRotation,
+    TaggedScrip,
 )
 
 T = TypeVar("T")
@@ -32,6 +34,8 @@ _certificate_decoder: Final = msgspec.msgpack.Decoder(Certificate)
 _commitment_decoder: Final = msgspec.msgpack.Decoder(Commitment)
 _rotation_decoder: Final = msgspec.msgpack.Decoder(KeyRotation)
 _signed_rotation_decoder: Final = msgspec.msgpack.Decoder(SignedRotation)
+_scrip_decoder: Final = msgspec.msgpack.Decoder(Scrip)
+_tagged_scrip_decoder: Final = msgspec.msgpack.Decoder(TaggedScrip)
 _rotations_decoder: Final = msgspec.msgpack.Decoder(list[SignedRotation])
 _body_decoders: Final[dict[str, msgspec.msgpack.Decoder[Body]]] = {
     name: msgspec.msgpack.Decoder(cls) for name, cls in MESSAGE_TYPES.items()
@@ -101,6 +105,16 @@ def decode_certificate(data: bytes) -> Certificate:
 def decode_commitment(data: bytes) -> Commitment:
     """Decode commitment bytes (from inside a verified ``Signed``)."""
     return _decode(_commitment_decoder, data, "commitment")
+
+
+def decode_tagged_scrip(data: bytes) -> TaggedScrip:
+    """Decode a ``TaggedScrip`` wrapper (tag not yet checked)."""
+    return _decode(_tagged_scrip_decoder, data, "tagged scrip")
+
+
+def decode_scrip(data: bytes) -> Scrip:
+    """Decode scrip bytes (from inside a ``TaggedScrip``)."""
+    return _decode(_scrip_decoder, data, "scrip")
 
 
 def decode_key_rotation(data: bytes) -> KeyRotation:

@@ -93,6 +93,16 @@ class ItemError(RemoteProtocolError):
     code = "item"
 
 
+class ScripError(RemoteProtocolError):
+    """Scrip a vendor refuses (docs/SCHEMES.md).
+
+    A tag that does not verify, another vendor's or buyer's, expired, worth less than the
+    price, or already spent.
+    """
+
+    code = "scrip"
+
+
 class RedemptionError(RemoteProtocolError):
     """A redemption the broker refuses to credit."""
 

@@ -103,6 +103,36 @@ class Commitment(Wire, frozen=True):
     not_after: Millis
 
 
+Property = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+MAX_PROPERTIES: Final = 8
+
+
+class Scrip(Wire, frozen=True):
+    """Millicent's vendor scrip: value a buyer holds at one vendor (docs/SCHEMES.md 3.1).
+
+    ``generation`` is 0 as minted and one more for each change made from it, so a serial's
+    spends form one line and a spent set needs one number per serial.
+    """
+
+    vendor: Id
+    vendor_serial: Positive
+    period: Index
+    serial: Positive
+    generation: Index
+    buyer: Id
+    value: Positive
+    currency: Currency
+    expires: Millis
+    properties: Annotated[list[Property], msgspec.Meta(max_length=MAX_PROPERTIES)]
+
+
+class TaggedScrip(Wire, frozen=True):
+    """A ``Scrip``'s exact bytes and its MAC under the vendor's scrip key of that period."""
+
+    body: Blob
+    tag: Key32
+
+
 # --- message bodies -------------------------------------------------------------------------
 
 

@@ -54,8 +54,20 @@ from protocol.messages import (
     Redeem,
     Redeemed,
     RevocationList,
+    Scrip,
 )
 from protocol.rekey import rekey_data, rekey_request
+from protocol.scrip import (
+    TAG_SCRIP,
+    customer_master,
+    customer_secret,
+    key_ref,
+    make_change,
+    period_of,
+    scrip_key,
+    tag_scrip,
+    wrap_customer_secret,
+)
 from protocol.split_keys import SplitKeys
 
 HERE = Path(__file__).parent
@@ -234,6 +246,7 @@ def build() -> dict[str, dict[str, Any]]:
     return {
         **rotation_vectors(broker, buyer, certificate),
         **message_vectors(broker, buyer, vendor, certificate, cid, chain),
+        "scrip": scrip_vector(broker, buyer, vendor),
         "keys": {
             "description": "Identities from seeds, and the MAC keys derived between them",
             "inputs": {
@@ -792,6 +805,67 @@ def redemption_receipt_vector(broker: Identity, vendor: Identity, cid: bytes) ->
         "checkpoint_signature": signed_head.signature.hex(),
         "signed_head_bytes": encode(signed_head).hex(),
         **outputs,
+    }
+
+
+def scrip_vector(broker: Identity, buyer: Identity, vendor: Identity) -> dict[str, Any]:
+    """Scrip worth 100 minted for alice at shop, its keys, and the change after paying 30."""
+    vendor_pair = pair_key(vendor, "shop", broker.agree_key, "broker")
+    buyer_pair = pair_key(buyer, "alice", broker.agree_key, "broker")
+    period = period_of(NOW_MS)
+    scrip = Scrip(
+        vendor="shop",
+        vendor_serial=2,
+        period=period,
+        serial=1,
+        generation=0,
+        buyer="alice",
+        value=100,
+        currency="EUR",
+        expires=NOW_MS + DAY_MS,
+        properties=["country=DE"],
+    )
+    key = scrip_key(vendor_pair, "shop", period)
+    master = customer_master(vendor_pair, "shop", period)
+    secret = customer_secret(master, "alice")
+    tagged = tag_scrip(scrip, key)
+    made = make_change(scrip, 30, key)
+    assert made is not None
+    change, change_tagged = made
+    fields = {n: getattr(scrip, n) for n in scrip.__struct_fields__}
+    return {
+        "description": (
+            "shop's scrip key and alice's customer secret for one period, scrip worth 100"
+            " minted for alice, the customer secret wrapped for her under her pair key, and"
+            " the change (generation 1, worth 70) after she pays 30 (docs/SCHEMES.md)"
+        ),
+        "inputs": {
+            "identities": {
+                "alice": seeds("alice"),
+                "shop": seeds("shop"),
+                "broker": seeds("broker"),
+            },
+            "pair_keys": {
+                "shop-broker": vendor_pair.hex(),
+                "alice-broker": buyer_pair.hex(),
+                "derived_as": "pair_key of PROTOCOL.md 4.3 (shop-broker is keys.json's)",
+            },
+            "scrip": fields,
+            "price": 30,
+        },
+        "period": period,
+        "ref": key_ref(2, period).hex(),
+        "scrip_key": key.hex(),
+        "customer_master": master.hex(),
+        "customer_secret": secret.hex(),
+        "wrapped_customer_secret": wrap_customer_secret(
+            buyer_pair, "shop", 2, period, secret
+        ).hex(),
+        "scrip_bytes": encode(scrip).hex(),
+        "tag_input": (TAG_SCRIP + encode(scrip)).hex(),
+        "tagged_bytes": tagged.hex(),
+        "change_bytes": encode(change).hex(),
+        "change_tagged_bytes": change_tagged.hex(),
     }
 
 
