@@ -91,6 +91,7 @@ class Verifier:
         self._certificates: dict[bytes, Certificate] = {}
         self._accounts: dict[str, AccountOpened] = {}
         self._serials: set[int] = set()
+        self._issued: set[bytes] = set()  # the exact bytes of every certificate it issued
         self._chains: dict[bytes, _Chain] = {}
         self._redemptions: list[_Redemption] = []
         self._period_events: dict[str, list[AnyBrokerEvent]] = {}
@@ -208,6 +209,7 @@ class Verifier:
             # A retired key (stolen, say) cannot add certificates after its rotation.
             self.report.fail(seq, "certificate-signatures", "certificate of a key not in force")
         self._held[event.account] = certificate
+        self._issued.add(event.certificate)
         role = self._role_of(event.account)
         if (certificate.subject, certificate.serial) != (event.account, event.serial):
             self.report.fail(seq, "certificate-signatures", "certificate names another account")
@@ -257,6 +259,10 @@ class Verifier:
             problems.append("length or unit value differs from the signed commitment")
         if self._role_of(event.buyer) != "buyer" or self._role_of(event.vendor) != "vendor":
             problems.append("buyer or vendor has no such account")
+        if commitment.buyer_certificate not in self._issued:
+            # Signed by one of the broker's keys (a retired one, stolen?) but never issued
+            # here: nobody was given it, so no chain under it moves money.
+            problems.append("buyer certificate was never issued by this ledger")
         for problem in problems:
             report.fail(seq, "commitment-signatures", f"commitment {problem}")
         key, body, signature = certificate.sign_key, signed.body, signed.signature

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from protocol import topics
 from protocol.broker_books import (
+    OVER_LIMIT_RESERVE,
     BrokerPolicy,
     ms,
 )
@@ -174,9 +175,11 @@ class BrokerCore(BrokerRekey):
         The list holds revoked certificates until they expire (``MAX_REVOKED`` of them at
         once); past that the operator must hear it now, not find agents missing a listing.
         """
-        if len(self.listed_revocations(now)) >= MAX_REVOKED:
+        room = MAX_REVOKED - OVER_LIMIT_RESERVE
+        if len(self.listed_revocations(now)) >= room:
             raise LocalProtocolError(
-                f"the revocation list is full: {MAX_REVOKED} unexpired revoked certificates;"
+                f"the revocation list is full: {room} unexpired revoked certificates (the"
+                f" last {OVER_LIMIT_RESERVE} places are kept for buyers passing their limit);"
                 " one leaves it as it expires (shorter certificate lifetimes keep it shorter)"
             )
 

@@ -10,6 +10,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
 
 from protocol.broker_events import (
     AccountOpened,
@@ -34,6 +35,7 @@ from protocol.crypto import (
 from protocol.endpoint import BrokerInfo, Endpoint
 from protocol.events import BrokerCoreEvent
 from protocol.messages import (
+    MAX_REVOKED,
     Certificate,
     Commitment,
     RevocationList,
@@ -126,6 +128,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         self.chains: dict[bytes, ChainRecord] = {}
         self.revoked: dict[int, str] = {}
         self.expiry: dict[int, int] = {}
+        self.issued: dict[int, bytes] = {}
+        """Every certificate it issued, by serial: the exact bytes, to recognise its own."""
         """Each certificate's ``not_after`` (ms) by serial: listed revocations end with it."""
         self.totals = Totals()
         self._next_serial = 1
@@ -197,6 +201,7 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
             )
         certificate = certificate_of(signed)
         self.expiry[serial] = certificate.not_after
+        self.issued[serial] = signed
         account.certificate = signed
         account.sign_key = certificate.sign_key
         account.agree_key = certificate.agree_key
@@ -223,10 +228,26 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
 
         Every party refuses an expired certificate, and no chain outlives its certificate
         (a commitment's ``not_after`` is at most the certificate's), so an expired serial
-        needs no listing; that is what keeps the list within ``MAX_REVOKED``.
+        needs no listing; that is what keeps the list within ``MAX_REVOKED``. Rekeys and
+        the operator stop short of it (``REKEY_ROOM``, ``OVER_LIMIT_RESERVE``); should
+        automatic revocations still pass it, the list keeps the ``MAX_REVOKED`` that expire
+        last rather than become a message no agent can read.
         """
         now_ms = ms(now)
-        return sorted(s for s in self.revoked if self.expiry.get(s, now_ms) >= now_ms)
+        listed = [s for s in self.revoked if self.expiry.get(s, now_ms) >= now_ms]
+        if len(listed) > MAX_REVOKED:
+            listed.sort(key=lambda serial: self.expiry.get(serial, now_ms))
+            listed = listed[-MAX_REVOKED:]
+        return sorted(listed)
+
+    def listed_of(self, account: str, now: float) -> int:
+        """How many of ``account``'s revoked certificates the list carries now."""
+        now_ms = ms(now)
+        return sum(
+            1
+            for serial, holder in self.revoked.items()
+            if holder == account and self.expiry.get(serial, now_ms) >= now_ms
+        )
 
     def publish_revocations(self, now: float) -> None:
         """Queue the retained, signed revocation list.
@@ -237,6 +258,14 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         serials = self.listed_revocations(now)
         body = RevocationList(self.account, len(self.revoked), ms(now), serials)
         self.broadcast("revocations", body, now)
+
+
+OVER_LIMIT_RESERVE: Final = 100
+"""Places on the revocation list only the broker's own over-limit revocations may take."""
+REKEY_ROOM: Final = MAX_REVOKED - 1_000
+"""Rekeys stop when the list holds this many: a rekey is never worth a revocation's place."""
+REKEYS_LISTED_PER_ACCOUNT: Final = 4
+"""An account's revoked certificates the list may carry before its next rekey waits."""
 
 
 def ms(now: float) -> int:

@@ -67,6 +67,10 @@ class BrokerRedemption(BrokerBooks):
         buyer = self.accounts.get(verified.certificate.subject)
         if buyer is None or buyer.role != "buyer":
             raise CommitmentError("buyer has no account here")
+        if self.issued.get(verified.certificate.serial) != verified.commitment.buyer_certificate:
+            # Signed by a key of this broker, yet not a certificate it issued: a retired
+            # key in other hands. Nothing under it is registered or paid.
+            raise CommitmentError("buyer certificate was not issued by this broker")
         seller = self.accounts[vendor]
         if seller.role != "vendor":
             raise CommitmentError(f"{vendor!r} is not a vendor account")

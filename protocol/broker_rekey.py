@@ -10,7 +10,7 @@ same new certificate (idempotent, like enrollment).
 from __future__ import annotations
 
 from protocol import topics
-from protocol.broker_books import Account, certificate_of, ms
+from protocol.broker_books import REKEY_ROOM, REKEYS_LISTED_PER_ACCOUNT, Account, certificate_of, ms
 from protocol.broker_events import CertificateRekeyed, CertificateRevoked
 from protocol.broker_redemption import BrokerRedemption
 from protocol.codec import encode
@@ -18,7 +18,7 @@ from protocol.credentials import issue_certificate
 from protocol.crypto import MacKey, pair_key, weak_key_reason
 from protocol.envelope import Auth, Parsed, verify_mac
 from protocol.errors import AuthenticationError, RekeyError
-from protocol.messages import MAX_REVOKED, Certificate, Rekeyed, RekeyRequest
+from protocol.messages import Certificate, Rekeyed, RekeyRequest
 from protocol.rekey import check_rekey_request
 
 
@@ -72,8 +72,15 @@ class BrokerRekey(BrokerRedemption):
         if (reason := weak_key_reason(request.sign_key, request.agree_key)) is not None:
             raise RekeyError(f"weak key: {reason}")
         check_rekey_request(request, account.name, self.account, account.sign_key)
-        if len(self.listed_revocations(now)) >= MAX_REVOKED:  # the old certificate goes on it
-            raise RekeyError("the broker's revocation list is full; try again later")
+        # The old certificate goes on the revocation list for the rest of its life: a rekey
+        # may not crowd out revocations that protect someone (docs/PROTOCOL.md 11.10).
+        if self.listed_of(account.name, now) >= REKEYS_LISTED_PER_ACCOUNT:
+            raise RekeyError(
+                f"{REKEYS_LISTED_PER_ACCOUNT} earlier certificates of this account are still on"
+                " the revocation list; rekey again when one has expired"
+            )
+        if len(self.listed_revocations(now)) >= REKEY_ROOM:
+            raise RekeyError("the broker's revocation list has no room for rekeys now")
         certificate = Certificate(
             serial=self._next_serial,
             subject=account.name,

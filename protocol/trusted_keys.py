@@ -18,6 +18,9 @@ from protocol.errors import CertificateError, KeyRotationError, MalformedMessage
 from protocol.key_rotation import open_rotation
 from protocol.messages import Certificate, KeyRotation, SignedRotation
 
+RETIRED_ALLOWANCE_MS = 120_000
+"""Clock allowance for a certificate issued just before a rotation (the envelopes' skew)."""
+
 
 @dataclass(frozen=True, slots=True)
 class TrustedKeys:
@@ -58,16 +61,33 @@ class TrustedKeys:
         return key in self.keys
 
     def for_certificate(self, certificate: Certificate) -> bytes:
-        """The key a certificate must be signed by: the one it names, or the broker's first."""
+        """The key a certificate must be signed by: the one it names, or the broker's first.
+
+        A retired key vouches only for certificates from before its retirement (their
+        ``not_before``, within the clock allowance, at or before the rotation's ``at``): a
+        retired key that leaked cannot mint new ones that agents would take.
+        """
         named = certificate.issuer_key
         if named:
             if named not in self.keys:
                 raise CertificateError("certificate names a key this broker never had")
-            return named
-        first = self.first
-        if first is None:
-            raise CertificateError("certificate of the broker's first key, beyond its key history")
-        return first
+            key = named
+        else:
+            first = self.first
+            if first is None:
+                raise CertificateError(
+                    "certificate of the broker's first key, beyond its key history"
+                )
+            key = first
+        for statement in self.statements:
+            if (
+                statement.old_sign_key == key
+                and certificate.not_before > statement.at + RETIRED_ALLOWANCE_MS
+            ):
+                raise CertificateError(
+                    f"certificate issued after its key was retired (rotation {statement.sequence})"
+                )
+        return key
 
     def for_seq(self, seq: int) -> bytes:
         """The key that signs the broker's ledger head at ``seq``."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from protocol.broker_books import OVER_LIMIT_RESERVE, REKEYS_LISTED_PER_ACCOUNT
 from protocol.broker_events import AccountOpened, AnyBrokerEvent, CertificateIssued
 from protocol.broker_events import CertificateRevoked as Revoked
 from protocol.codec import encode
 from protocol.credentials import issue_certificate
 from protocol.envelope import DEFAULT_MAX_MESSAGE_SIZE
 from protocol.errors import LocalProtocolError
-from protocol.events import RevocationsUpdated
+from protocol.events import PeerError, RevocationsUpdated
 from protocol.messages import MAX_REVOKED, Certificate, RevocationList
 from tests.support.world import World, events_of, make_world, seeded_identity
 
@@ -25,13 +26,15 @@ LARGEST_SERIAL = 2**63 - 1
 DAY_MS = 86_400_000
 
 
-def revoked_accounts(world: World, count: int, not_after: int) -> list[AnyBrokerEvent]:
+def revoked_accounts(
+    world: World, count: int, not_after: int, first: int = 1_000
+) -> list[AnyBrokerEvent]:
     """``count`` accounts whose certificates (valid until ``not_after``) are revoked."""
     broker = world.broker
     key = seeded_identity("holder")
     events: list[AnyBrokerEvent] = []
     for n in range(count):
-        name, serial = f"device{n}", 1_000 + n
+        name, serial = f"device{first + n}", first + n
         certificate = Certificate(
             serial, name, "buyer", key.sign_key, key.agree_key, 10, "EUR", 0, not_after, "broker"
         )
@@ -73,13 +76,12 @@ def test_the_largest_list_fits_one_message_and_every_agent_takes_it() -> None:
         msgspec.msgpack.decode(too_long, type=RevocationList)
 
 
-def test_the_broker_refuses_a_revocation_the_list_could_not_carry() -> None:
+def test_the_operator_stops_short_of_the_places_kept_for_over_limit_revocations() -> None:
     world = make_world(vendors=0, buyers=1)
     broker = world.broker
     not_after = int(world.now * 1000) + 30 * DAY_MS
-    broker.rebuild(revoked_accounts(world, MAX_REVOKED, not_after))
-    assert len(broker.listed_revocations(world.now)) == MAX_REVOKED
-    with pytest.raises(LocalProtocolError, match="the revocation list is full: 7000"):
+    broker.rebuild(revoked_accounts(world, MAX_REVOKED - OVER_LIMIT_RESERVE, not_after))
+    with pytest.raises(LocalProtocolError, match="the revocation list is full: 6900"):
         broker.revoke("buyer1", world.now)
     assert "buyer1" not in broker.revoked.values()  # nothing recorded
 
@@ -87,6 +89,37 @@ def test_the_broker_refuses_a_revocation_the_list_could_not_carry() -> None:
     decided = broker.revoke("buyer1", later)
     assert [type(e) for e in decided] == [Revoked]
     assert broker.listed_revocations(later) == [broker.accounts["buyer1"].serial]
+
+
+def test_past_the_bound_the_list_keeps_those_that_expire_last_and_stays_readable() -> None:
+    world = make_world(vendors=1, buyers=0)
+    broker = world.broker
+    now_ms = int(world.now * 1000)
+    broker.rebuild(revoked_accounts(world, 10, now_ms + DAY_MS))  # serials 1000..1009
+    broker.rebuild(revoked_accounts(world, MAX_REVOKED, now_ms + 30 * DAY_MS, first=2_000))
+    listed = broker.listed_revocations(world.now)
+    assert len(listed) == MAX_REVOKED
+    assert min(listed) == 2_000  # the 10 expiring first gave way
+    broker.publish_revocations(world.now)
+    world.pump()
+    assert len(world.vendors["vendor1"].revoked) == MAX_REVOKED
+
+
+def test_one_account_cannot_fill_the_list_with_rekeys() -> None:
+    world = make_world(vendors=0, buyers=1)
+    buyer = world.buyers["buyer1"]
+    for n in range(REKEYS_LISTED_PER_ACCOUNT):
+        buyer.rekey(seeded_identity(f"buyer1-{n}"), world.now)
+        world.pump()
+    assert world.broker.listed_of("buyer1", world.now) == REKEYS_LISTED_PER_ACCOUNT
+    serial = buyer.certified.serial if buyer.certified else 0
+    buyer.rekey(seeded_identity("buyer1-more"), world.now)
+    world.pump()
+    assert buyer.certified is not None
+    assert buyer.certified.serial == serial  # refused: the same certificate
+    refused = [e for e in events_of(world, "buyer1", PeerError) if e.code == "rekey"]
+    assert refused
+    assert "still on the revocation list" in refused[-1].detail
 
 
 def test_expired_serials_leave_the_list_and_its_sequence_still_grows() -> None:
