@@ -37,7 +37,12 @@ def pending_keys(directory: Path) -> AgentKeys:
 
 
 def adopt_pending_keys(directory: Path) -> None:
-    """The pending keys become the agent's own (one rename; the old private key is gone)."""
+    """The pending keys become the agent's own, in one rename.
+
+    The old key file is replaced; what ``derive_secret`` starts from is carried over
+    (``keystore.create_successor``), and a token keeps the old objects until its owner
+    deletes them.
+    """
     (directory / NEXT_KEY_FILE).replace(directory / KEY_FILE)
     descriptor = os.open(directory, os.O_RDONLY)
     try:
@@ -65,7 +70,11 @@ def settle_rekey(directory: Path, store_file: Path) -> bool:
     certificate = certificate_of(bytes(row[0]))
     keys = load_identity(pending)
     if (certificate.sign_key, certificate.agree_key) != (keys.sign_key, keys.agree_key):
-        return False  # still waiting for the broker: `micropay keys rotate` asks again
+        log.warning(  # still waiting for the broker: its answer may have been lost
+            "a key rotation is pending (%s): run `micropay keys rotate` again to finish it",
+            pending,
+        )
+        return False
     adopt_pending_keys(directory)
     log.warning("finished a key rotation: certificate %s is this agent's", certificate.serial)
     return True
