@@ -5,8 +5,9 @@ module only moves bytes in and out in the checked order. ``Endpoint.receive`` is
 order, written once: size, header, addressing, key, MAC, skew and replay, authorisation,
 typed decode. A role supplies how it picks a key (``message_key``) and what it does with
 a decoded body (``on_message``), plus its documented exceptions as named hooks: signed
-broadcasts (``on_broadcast``, where a vendor's ``offer`` carries its own signer), and the
-first ``commit`` of a chain, whose MAC key comes from its own body (``on_first_commit``).
+broadcasts (``on_broadcast``, where a vendor's ``offer`` carries its own signer), the
+first ``commit`` of a chain, whose MAC key comes from its own body (``on_first_commit``),
+and scrip payments, keyed by a customer secret (``scrip_message_key``).
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ class Endpoint(Generic[E]):
             self.check_addressing(topic, parsed)
             if parsed.auth is Auth.SIGNED:
                 return self.on_broadcast(topic, parsed, now)
-            key = self.message_key(parsed)
+            key = (
+                self.scrip_message_key(parsed)
+                if parsed.auth is Auth.SCRIP
+                else self.message_key(parsed)
+            )
             if key is None:
                 return self.on_first_commit(topic, parsed, now)
             verify_mac(parsed, topic, key)
@@ -122,6 +127,14 @@ class Endpoint(Generic[E]):
         """The MAC key of an inbox message (``None``: it comes from the body, see below).
 
         Raises ``AuthenticationError`` when no key fits the sender and stream.
+        """
+        raise AuthenticationError
+
+    def scrip_message_key(self, parsed: Parsed) -> MacKey:
+        """The customer secret that authenticates a ``SCRIP`` message (docs/SCHEMES.md 3.4).
+
+        A role that takes no scrip keeps this default: no key, so the message is refused
+        as unauthenticated before anything in it is decoded. Raises ``AuthenticationError``.
         """
         raise AuthenticationError
 

@@ -50,6 +50,8 @@ class Auth(enum.IntEnum):
     """HMAC under the buyer-vendor key of the commitment named in ``ref``."""
     SIGNED = 3
     """Ed25519 signature by the sender, for retained messages read by many."""
+    SCRIP = 4
+    """HMAC under a buyer's customer secret at one vendor (docs/SCHEMES.md 3.4)."""
 
 
 _AUTH_BY_BYTE: Final[dict[int, Auth]] = {auth.value: auth for auth in Auth}

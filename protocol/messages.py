@@ -336,6 +336,77 @@ class LedgerHead(Wire, frozen=True):
     at: Millis
 
 
+# --- scrip (docs/SCHEMES.md 3.7): not yet sent by the reference cores -----------------------
+
+RequestId = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+"""A buyer's random id for one mint request: a repeat gets the same answer."""
+
+
+class MintRequest(Wire, frozen=True):
+    """Buyer to broker: "mint me scrip worth ``value`` at ``vendor``"."""
+
+    vendor: Id
+    value: Positive
+    request: RequestId
+
+
+class Minted(Wire, frozen=True):
+    """Broker to buyer: the tagged scrip and the customer secret, wrapped for the buyer.
+
+    The buyer cannot check the tag (only the vendor and the broker hold the key), so it
+    checks the scrip's body against what it asked for.
+    """
+
+    request: RequestId
+    scrip: Blob
+    secret: Key32
+    ledger: SignedHead | None = None
+
+
+class ScripPayment(Wire, frozen=True):
+    """Buyer to vendor, under the customer secret: spend ``price`` of this scrip on ``item``."""
+
+    scrip: Blob
+    item: Text
+    price: Positive
+
+
+class ScripPaid(Wire, frozen=True):
+    """Vendor to buyer: which generation was spent, and the change (empty when used up)."""
+
+    serial: Positive
+    generation: Index
+    price: Positive
+    change: Blob
+
+
+class Deposit(Wire, frozen=True):
+    """Vendor to broker: the highest generation of a serial it accepted, and its change.
+
+    The broker recomputes the change and compares the bytes, so a vendor cannot inflate it.
+    """
+
+    spent: Blob
+    item: Text
+    price: Positive
+    change: Blob
+
+
+class Deposited(Wire, frozen=True):
+    """Broker to vendor: what the serial has credited so far and what is still unspent.
+
+    ``change`` is the change recorded with ``generation``, so an on-line vendor can answer
+    a repeated payment without storing change itself.
+    """
+
+    serial: Positive
+    generation: Index
+    credited: Count
+    outstanding: Count
+    change: Blob
+    ledger: SignedHead | None = None
+
+
 class Error(Wire, frozen=True):
     """Any direction: the request with this correlation id was refused, and why."""
 
@@ -364,6 +435,12 @@ Body = (
     | Error
     | RekeyRequest
     | Rekeyed
+    | MintRequest
+    | Minted
+    | ScripPayment
+    | ScripPaid
+    | Deposit
+    | Deposited
 )
 
 # The envelope's ``type`` field names the body's schema; these strings are the wire format.
@@ -388,5 +465,11 @@ MESSAGE_TYPES: Final[dict[str, type[Body]]] = {
     "error": Error,
     "rekey": RekeyRequest,
     "rekeyed": Rekeyed,
+    "scrip?": MintRequest,
+    "scrip": Minted,
+    "scrip-pay": ScripPayment,
+    "scrip-paid": ScripPaid,
+    "deposit": Deposit,
+    "deposited": Deposited,
 }
 TYPE_NAMES: Final[dict[type[Body], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}

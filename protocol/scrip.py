@@ -33,6 +33,8 @@ INFO_SECRET_WRAP: Final = b"micropay/v1/customer-secret-wrap\x00"
 PERIOD_MS: Final = 86_400_000
 """A key period is one UTC day: scrip minted in period ``p`` expires by ``(p + 2) * PERIOD_MS``."""
 MAX_GENERATION: Final = 2**32 - 1
+KEY_REF_SIZE: Final = 12
+"""``u64be(vendor_serial) || u32be(period)``: the ``ref`` of a ``SCRIP`` envelope."""
 
 ScripKeys = Callable[[int, int], bytes | None]
 """The scrip key a verifier holds for ``(vendor_serial, period)``, or ``None``."""
@@ -46,6 +48,17 @@ def period_of(ms: int) -> int:
 def key_ref(vendor_serial: int, period: int) -> bytes:
     """``u64be(vendor_serial) || u32be(period)``: names the keys of a scrip stream (its ``ref``)."""
     return vendor_serial.to_bytes(8, "big") + period.to_bytes(4, "big")
+
+
+def split_key_ref(ref: bytes) -> tuple[int, int]:
+    """``(vendor_serial, period)`` of a ``SCRIP`` envelope's ``ref``, for picking its key.
+
+    Any other length names no key, so it fails as authentication does (``AuthenticationError``),
+    not as a malformed message: the sender is not yet authenticated.
+    """
+    if len(ref) != KEY_REF_SIZE:
+        raise AuthenticationError
+    return int.from_bytes(ref[:8], "big"), int.from_bytes(ref[8:], "big")
 
 
 def _vendor_period(info: bytes, vendor: str, period: int) -> bytes:

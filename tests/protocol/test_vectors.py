@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from protocol.crypto import Identity, MacKey
 from protocol.endpoint import BrokerInfo
 from protocol.envelope import open_body, parse, verify_mac
-from protocol.messages import OfferItem, Payment
+from protocol.errors import AuthenticationError
+from protocol.messages import OfferItem, Payment, ScripPaid
 from protocol.vendor import VendorCore, VendorTerms
 from tests.vectors.generate import build
 
@@ -234,7 +235,7 @@ TAG_CHECKPOINT = b"micropay/v1/ledger-checkpoint\x00"
 INFO_PAIR = b"micropay/v1/pair-key\x00"
 INFO_CHAIN = b"micropay/v1/chain-key\x00"
 INFO_TOKEN = b"micropay/v1/token-key\x00"
-AUTH_BYTE = {"PAIR": 0, "TOKEN": 1, "CHAIN": 2, "SIGNED": 3}
+AUTH_BYTE = {"PAIR": 0, "TOKEN": 1, "CHAIN": 2, "SIGNED": 3, "SCRIP": 4}
 CERTIFICATE_FIELDS = (
     "serial",
     "subject",
@@ -700,6 +701,75 @@ def test_error_from_inputs() -> None:
         "request": seal(request["envelope"], payment_body(request["payment"]), key=key),
         "error": seal(error["envelope"], error_body, key=key),
     } == outputs(vector)
+
+
+INFO_CUSTOMER_MASTER = b"micropay/v1/customer-master\x00"
+INFO_CUSTOMER_SECRET = b"micropay/v1/customer-secret\x00"
+INFO_SECRET_WRAP = b"micropay/v1/customer-secret-wrap\x00"
+
+
+def hmac_hkdf(ikm: bytes, info: bytes) -> bytes:
+    """RFC 5869 from ``hmac`` alone: an empty salt, one 32-byte block."""
+    prk = hmac.digest(bytes(32), ikm, "sha256")
+    return hmac.digest(prk, info + b"\x01", "sha256")
+
+
+def test_scrip_messages_from_inputs() -> None:
+    """SCHEMES.md 3.3, 3.4 and 3.7, from hashlib, hmac and msgspec: no protocol code."""
+    vector, scrip = load("scrip_messages"), load("scrip")
+    inputs, taken = vector["inputs"], vector["inputs"]["taken_from"]
+    assert inputs["pair_keys"] == {
+        name: scrip["inputs"]["pair_keys"][name] for name in ("shop-broker", "alice-broker")
+    }
+    assert taken["scrip"] == "scrip.json tagged_bytes"
+    vendor, buyer, period = inputs["vendor"], inputs["buyer"], inputs["period"]
+    ref = inputs["vendor_serial"].to_bytes(8, "big") + period.to_bytes(4, "big")
+    info = lp(vendor) + period.to_bytes(4, "big")
+    master = hmac_hkdf(unhex(inputs["pair_keys"]["shop-broker"]), INFO_CUSTOMER_MASTER + info)
+    secret = hmac_hkdf(master, INFO_CUSTOMER_SECRET + lp(buyer))
+    pad = hmac_hkdf(unhex(inputs["pair_keys"]["alice-broker"]), INFO_SECRET_WRAP + lp(vendor) + ref)
+    wrapped = bytes(a ^ b for a, b in zip(secret, pad, strict=True))
+    assert wrapped.hex() == scrip["wrapped_customer_secret"]
+    request = sha256_of_label(inputs["request_label"])[:16]
+    assert request.hex() == inputs["request"]
+
+    tagged, change = unhex(scrip["tagged_bytes"]), unhex(scrip["change_tagged_bytes"])
+    item, price = inputs["item"], inputs["price"]
+    payment, paid = inputs["payment"], inputs["paid"]
+    # The reply is on the payment's stream: same auth, ref and corr, the inbox reversed.
+    for same in ("auth", "ref", "corr"):
+        assert paid[same] == payment[same]
+    assert (paid["sender"], paid["recipient"]) == (payment["recipient"], payment["sender"])
+    assert payment["ref"] == ref.hex()
+    serial, generation = 1, 0  # scrip.json's scrip, as minted
+    assert payment["corr"] == (serial.to_bytes(8, "big") + generation.to_bytes(4, "big")).hex()
+    value = scrip["inputs"]["scrip"]["value"]
+    assert {
+        "customer_secret": secret.hex(),
+        "ref": ref.hex(),
+        "payment": seal(payment, pack([tagged, item, price]), key=secret),
+        "paid": seal(paid, pack([serial, generation, price, change]), key=secret),
+        "bodies": {
+            "scrip?": pack([vendor, value, request]).hex(),
+            "scrip": pack([request, tagged, wrapped, None]).hex(),
+            "deposit": pack([tagged, item, price, change]).hex(),
+            "deposited": pack([serial, generation, price, value - price, change, None]).hex(),
+        },
+    } == outputs(vector)
+
+
+def test_the_scrip_payment_vector_verifies_under_the_customer_secret_alone() -> None:
+    vector = load("scrip_messages")
+    secret = MacKey(unhex(vector["customer_secret"]))
+    for name in ("payment", "paid"):
+        parsed = parse(unhex(vector[name]["envelope"]))
+        verify_mac(parsed, vector[name]["topic"], secret)
+        assert parsed.header.ref.hex() == vector["ref"]
+        with pytest.raises(AuthenticationError):
+            verify_mac(parsed, vector[name]["topic"], MacKey(bytes(32)))
+    paid = open_body(parse(unhex(vector["paid"]["envelope"])))
+    assert isinstance(paid, ScripPaid)
+    assert paid.change.hex() == load("scrip")["change_tagged_bytes"]
 
 
 def test_the_reference_vendor_answers_with_the_stored_receipt_and_error() -> None:

@@ -42,11 +42,15 @@ from protocol.messages import (
     BrokerIdentity,
     Certificate,
     Commitment,
+    Deposit,
+    Deposited,
     Enrolled,
     EnrollRequest,
     Error,
     KeyRotation,
     LedgerHead,
+    Minted,
+    MintRequest,
     Offer,
     OfferItem,
     Payment,
@@ -55,6 +59,8 @@ from protocol.messages import (
     Redeemed,
     RevocationList,
     Scrip,
+    ScripPaid,
+    ScripPayment,
 )
 from protocol.rekey import rekey_data, rekey_request
 from protocol.scrip import (
@@ -247,6 +253,7 @@ def build() -> dict[str, dict[str, Any]]:
         **rotation_vectors(broker, buyer, certificate),
         **message_vectors(broker, buyer, vendor, certificate, cid, chain),
         "scrip": scrip_vector(broker, buyer, vendor),
+        "scrip_messages": scrip_messages_vector(broker, buyer, vendor),
         "keys": {
             "description": "Identities from seeds, and the MAC keys derived between them",
             "inputs": {
@@ -866,6 +873,91 @@ def scrip_vector(broker: Identity, buyer: Identity, vendor: Identity) -> dict[st
         "tagged_bytes": tagged.hex(),
         "change_bytes": encode(change).hex(),
         "change_tagged_bytes": change_tagged.hex(),
+    }
+
+
+def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -> dict[str, Any]:
+    """scrip.json's scrip spent at shop under the customer secret, and every scrip body."""
+    vendor_pair = pair_key(vendor, "shop", broker.agree_key, "broker")
+    buyer_pair = pair_key(buyer, "alice", broker.agree_key, "broker")
+    period = period_of(NOW_MS)
+    scrip = Scrip("shop", 2, period, 1, 0, "alice", 100, "EUR", NOW_MS + DAY_MS, ["country=DE"])
+    key = scrip_key(vendor_pair, "shop", period)
+    secret = customer_secret(customer_master(vendor_pair, "shop", period), "alice")
+    wrapped = wrap_customer_secret(buyer_pair, "shop", 2, period, secret)
+    tagged = tag_scrip(scrip, key)
+    made = make_change(scrip, 30, key)
+    assert made is not None
+    change = made[1]
+    ref = key_ref(2, period)
+    corr = (1).to_bytes(8, "big") + (0).to_bytes(4, "big")
+    request = seed("vector:scrip-request")[:16]
+    pay_inputs, pay_outputs = sealed(
+        topics.inbox("shop", "alice"),
+        ScripPayment(tagged, "article-42", 30),
+        auth=Auth.SCRIP,
+        sender="alice",
+        recipient="shop",
+        counter=(NOW_MS + 5000) * 1000,
+        now=NOW + 5,
+        key=secret,
+        ref=ref,
+        corr=corr,
+    )
+    paid_inputs, paid_outputs = sealed(
+        topics.inbox("alice", "shop"),
+        ScripPaid(1, 0, 30, change),
+        auth=Auth.SCRIP,
+        sender="shop",
+        recipient="alice",
+        counter=(NOW_MS + 6000) * 1000,
+        now=NOW + 6,
+        key=secret,
+        ref=ref,
+        corr=corr,
+    )
+    bodies = {
+        "scrip?": MintRequest("shop", 100, request),
+        "scrip": Minted(request, tagged, wrapped),
+        "deposit": Deposit(tagged, "article-42", 30, change),
+        "deposited": Deposited(1, 0, 30, 70, change),
+    }
+    return {
+        "description": (
+            "alice spends 30 of scrip.json's scrip on article-42 at shop: scrip-pay, SCRIP"
+            " under her customer secret with ref key_ref(2, period) and corr"
+            " u64be(serial) || u32be(generation); shop's scrip-paid with the change on the"
+            " same stream; and the bytes of the scrip?, scrip, deposit and deposited bodies"
+            " that go with them (ledger nil) (docs/SCHEMES.md 3.4, 3.7)"
+        ),
+        "inputs": {
+            "pair_keys": {
+                "shop-broker": vendor_pair.hex(),
+                "alice-broker": buyer_pair.hex(),
+            },
+            "vendor": "shop",
+            "vendor_serial": 2,
+            "period": period,
+            "buyer": "alice",
+            "item": "article-42",
+            "price": 30,
+            "request_label": "vector:scrip-request",
+            "request": request.hex(),
+            "payment": pay_inputs,
+            "paid": paid_inputs,
+            "taken_from": {
+                "pair_keys": "scrip.json inputs pair_keys",
+                "scrip": "scrip.json tagged_bytes",
+                "change": "scrip.json change_tagged_bytes",
+                "secret": "scrip.json wrapped_customer_secret",
+                "request": "the first 16 bytes of SHA-256(request_label)",
+            },
+        },
+        "customer_secret": secret.hex(),
+        "ref": ref.hex(),
+        "payment": pay_outputs,
+        "paid": paid_outputs,
+        "bodies": {name: encode(body).hex() for name, body in bodies.items()},
     }
 
 
