@@ -30,7 +30,6 @@ from protocol.broker_rekey import BrokerRekey
 from protocol.codec import decode_as, encode
 from protocol.credentials import (
     enroll_proof_data,
-    issue_certificate,
 )
 from protocol.crypto import (
     TAG_ENROLL_PROOF,
@@ -67,7 +66,6 @@ from protocol.messages import (
     BalanceQuery,
     Body,
     BrokerIdentity,
-    Certificate,
     Enrolled,
     EnrollRequest,
     Invoice,
@@ -319,20 +317,9 @@ class BrokerCore(BrokerRekey):
         except AuthenticationError as exc:
             raise EnrollmentError("proof of possession does not verify") from exc
         now_ms = ms(now)
-        certificate = Certificate(
-            serial=self._next_serial,
-            subject=account.name,
-            role=account.role,
-            sign_key=request.sign_key,
-            agree_key=request.agree_key,
-            credit_limit=account.credit_limit,
-            currency=account.currency,
-            not_before=now_ms,
-            not_after=now_ms + int(self.policy.certificate_lifetime * 1000),
-            issuer=self.account,
-            issuer_key=self.issuer_key,
+        certificate, signed = self.new_certificate(
+            account, request.sign_key, request.agree_key, now
         )
-        signed = issue_certificate(self.identity, certificate)
         self._record(
             CertificateIssued(
                 at=now_ms, account=account.name, serial=certificate.serial, certificate=signed

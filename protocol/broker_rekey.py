@@ -30,6 +30,26 @@ class BrokerRekey(BrokerRedemption):
         """What certificates name as their key: nothing while the first key signs."""
         return self.identity.sign_key if self.trusted.statements else b""
 
+    def new_certificate(
+        self, account: Account, sign_key: bytes, agree_key: bytes, now: float
+    ) -> tuple[Certificate, bytes]:
+        """A certificate for ``account``'s keys, the next serial, signed: enrollment and rekey."""
+        now_ms = ms(now)
+        certificate = Certificate(
+            serial=self._next_serial,
+            subject=account.name,
+            role=account.role,
+            sign_key=sign_key,
+            agree_key=agree_key,
+            credit_limit=account.credit_limit,
+            currency=account.currency,
+            not_before=now_ms,
+            not_after=now_ms + int(self.policy.certificate_lifetime * 1000),
+            issuer=self.account,
+            issuer_key=self.issuer_key,
+        )
+        return certificate, issue_certificate(self.identity, certificate)
+
     def rekey_key(self, parsed: Parsed, account: Account) -> MacKey:
         """The pair key a ``rekey`` came under: the current one, or the one just replaced."""
         if not account.agree_key:
@@ -81,20 +101,9 @@ class BrokerRekey(BrokerRedemption):
             )
         if len(self.listed_revocations(now)) >= REKEY_ROOM:
             raise RekeyError("the broker's revocation list has no room for rekeys now")
-        certificate = Certificate(
-            serial=self._next_serial,
-            subject=account.name,
-            role=account.role,
-            sign_key=request.sign_key,
-            agree_key=request.agree_key,
-            credit_limit=account.credit_limit,
-            currency=account.currency,
-            not_before=now_ms,
-            not_after=now_ms + int(self.policy.certificate_lifetime * 1000),
-            issuer=self.account,
-            issuer_key=self.issuer_key,
+        certificate, signed = self.new_certificate(
+            account, request.sign_key, request.agree_key, now
         )
-        signed = issue_certificate(self.identity, certificate)
         old_serial = account.serial
         self._record(
             CertificateRekeyed(

@@ -94,12 +94,13 @@ def cmd_keys_softhsm_init(args: argparse.Namespace) -> int:
 
 def rotated_broker_keys(path: Path) -> list[Path]:
     """``broker.key.1``, ``broker.key.2``, ...: the signing keys rotations added, in order."""
-    found = [
-        (int(entry.name.rsplit(".", 1)[1]), entry)
-        for entry in path.parent.glob(f"{path.name}.*")
-        if entry.name.rsplit(".", 1)[1].isdigit()
-    ]
-    return [entry for _, entry in sorted(found)]
+    from agents.daemons.broker_files import BrokerFiles  # noqa: PLC0415 - keep --help fast
+
+    files = BrokerFiles(path.parent)
+    found: list[Path] = []
+    while files.signing_key(len(found) + 1).exists():
+        found.append(files.signing_key(len(found) + 1))
+    return found
 
 
 def _show(path: Path, *, as_json: bool) -> int:
