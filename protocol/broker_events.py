@@ -190,6 +190,85 @@ class SettlementRecorded(BrokerEvent, frozen=True, tag="settlement-recorded"):
     reference: str
 
 
+class ScripMinted(BrokerEvent, frozen=True, tag="scrip-minted"):
+    """The broker minted scrip for ``buyer`` at ``vendor``; ``value`` is reserved from now on.
+
+    ``scrip`` is the ``TaggedScrip`` bytes sent; ``request`` the buyer's request id, so a
+    repeated request gets the same answer.
+    """
+
+    buyer: str
+    vendor: str
+    vendor_serial: int
+    serial: int
+    period: int
+    value: int
+    currency: str
+    expires: int
+    properties: list[str]
+    request: bytes
+    scrip: bytes
+
+
+class ScripDeposited(BrokerEvent, frozen=True, tag="scrip-deposited"):
+    """A vendor deposited spent scrip: ``credit`` moves from the buyer to the vendor.
+
+    ``spent`` is the highest generation the vendor accepted, ``change`` what it returned
+    (empty when used up), ``outstanding`` the value still unspent on the serial after it.
+    """
+
+    vendor: str
+    buyer: str
+    serial: int
+    generation: int
+    spent: bytes
+    item: str
+    price: int
+    change: bytes
+    credit: int
+    outstanding: int
+
+
+class ScripReturned(BrokerEvent, frozen=True, tag="scrip-returned"):
+    """A serial passed its deadline: what was still outstanding returns to the buyer."""
+
+    buyer: str
+    vendor: str
+    serial: int
+    amount: int
+
+
+class DepositRejected(BrokerEvent, frozen=True, tag="deposit-rejected"):
+    """A deposit that credited nothing, with the reason and the ``Deposit`` bytes presented."""
+
+    vendor: str
+    reason: str
+    deposit: bytes
+
+
+class AllowanceGranted(BrokerEvent, frozen=True, tag="allowance-granted"):
+    """The broker granted ``buyer`` an off-line allowance for ``day``; ``reserved`` is held.
+
+    ``grant`` is the ``Signed`` bytes of the ``AllowanceGrant``; ``reserved`` is
+    ``allowance_vendors * amount`` (docs/SCHEMES.md 4.4).
+    """
+
+    buyer: str
+    serial: int
+    day: int
+    amount: int
+    reserved: int
+    grant: bytes
+
+
+class AllowanceReleased(BrokerEvent, frozen=True, tag="allowance-released"):
+    """The day of a grant ended: its reservation returns to the buyer's available credit."""
+
+    buyer: str
+    day: int
+    amount: int
+
+
 AnyBrokerEvent = (
     AccountOpened
     | CertificateIssued
@@ -206,6 +285,12 @@ AnyBrokerEvent = (
     | SettlementRecorded
     | BrokerKeyRotated
     | CertificateRekeyed
+    | ScripMinted
+    | ScripDeposited
+    | ScripReturned
+    | DepositRejected
+    | AllowanceGranted
+    | AllowanceReleased
 )
 BROKER_EVENT_TYPES: Final = (
     AccountOpened,
@@ -223,10 +308,16 @@ BROKER_EVENT_TYPES: Final = (
     SettlementRecorded,
     BrokerKeyRotated,
     CertificateRekeyed,
+    ScripMinted,
+    ScripDeposited,
+    ScripReturned,
+    DepositRejected,
+    AllowanceGranted,
+    AllowanceReleased,
 )
 
 
-def stream_of(event: AnyBrokerEvent) -> str:
+def stream_of(event: AnyBrokerEvent) -> str:  # noqa: PLR0911 - one return per kind of stream
     """The stream an event belongs to: its account, its commitment or its billing period."""
     match event:
         case (
@@ -248,7 +339,11 @@ def stream_of(event: AnyBrokerEvent) -> str:
             | PaywordsRedeemed()
         ):
             return f"commitment:{event.commitment_id.hex()}"
-        case RedemptionRejected():
+        case RedemptionRejected() | DepositRejected():
             return f"rejections:{event.vendor}"
+        case ScripMinted() | ScripDeposited() | ScripReturned():
+            return f"scrip:{event.serial}"
+        case AllowanceGranted() | AllowanceReleased():
+            return f"account:{event.buyer}"
         case InvoiceIssued() | StatementIssued() | PeriodClosed():
             return f"period:{event.period}"

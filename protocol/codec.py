@@ -14,11 +14,14 @@ from protocol.errors import MalformedMessageError
 from protocol.messages import (
     MESSAGE_TYPES,
     TYPE_NAMES,
+    AllowanceGrant,
     Body,
     BrokerIdentity,
     Certificate,
+    Commit,
     Commitment,
     KeyRotation,
+    Offer,
     Scrip,
     Signed,
     SignedRotation,
@@ -32,6 +35,7 @@ _encoder: Final = msgspec.msgpack.Encoder()
 _signed_decoder: Final = msgspec.msgpack.Decoder(Signed)
 _certificate_decoder: Final = msgspec.msgpack.Decoder(Certificate)
 _commitment_decoder: Final = msgspec.msgpack.Decoder(Commitment)
+_allowance_grant_decoder: Final = msgspec.msgpack.Decoder(AllowanceGrant)
 _rotation_decoder: Final = msgspec.msgpack.Decoder(KeyRotation)
 _signed_rotation_decoder: Final = msgspec.msgpack.Decoder(SignedRotation)
 _scrip_decoder: Final = msgspec.msgpack.Decoder(Scrip)
@@ -46,11 +50,12 @@ _decoders_by_class: Final[dict[type, tuple[str, msgspec.msgpack.Decoder[Any]]]] 
 }
 
 
-_TRIMMED: Final[dict[type, int]] = {Certificate: 10, BrokerIdentity: 3}
+_TRIMMED: Final[dict[type, int]] = {Certificate: 10, BrokerIdentity: 3, Offer: 8, Commit: 1}
 """Structs whose appended fields are left out while they hold their defaults (empty).
 
-A certificate from the broker's first key and the identity of a broker that never
-rotated its key are then byte for byte what they were before rotation existed.
+A certificate from the broker's first key, the identity of a broker that never rotated
+its key, an offer without scrip or allowance and a commit without a grant are then byte
+for byte what they were before those fields existed.
 """
 
 
@@ -105,6 +110,11 @@ def decode_certificate(data: bytes) -> Certificate:
 def decode_commitment(data: bytes) -> Commitment:
     """Decode commitment bytes (from inside a verified ``Signed``)."""
     return _decode(_commitment_decoder, data, "commitment")
+
+
+def decode_allowance_grant(data: bytes) -> AllowanceGrant:
+    """Decode allowance grant bytes (from inside a ``Signed``)."""
+    return _decode(_allowance_grant_decoder, data, "allowance grant")
 
 
 def decode_tagged_scrip(data: bytes) -> TaggedScrip:

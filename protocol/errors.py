@@ -103,6 +103,28 @@ class ScripError(RemoteProtocolError):
     code = "scrip"
 
 
+class MintError(RemoteProtocolError):
+    """The broker refuses to mint scrip (docs/SCHEMES.md 3.11).
+
+    Not a buyer, an unknown or revoked vendor, currencies that differ, or a value above the
+    largest mint or the buyer's credit.
+    """
+
+    code = "mint"
+
+
+class DepositError(RemoteProtocolError):
+    """The broker refuses a scrip deposit (docs/SCHEMES.md 3.8)."""
+
+    code = "deposit"
+
+
+class AllowanceError(RemoteProtocolError):
+    """The broker refuses a daily allowance grant: not a buyer, or a revoked certificate."""
+
+    code = "allowance"
+
+
 class RedemptionError(RemoteProtocolError):
     """A redemption the broker refuses to credit."""
 

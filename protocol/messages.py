@@ -203,12 +203,20 @@ class Offer(Wire, frozen=True):
     online: bool
     valid_until: Millis
     items: Annotated[list[OfferItem], msgspec.Meta(max_length=256)]
+    # appended (docs/SCHEMES.md 3.7), left out while both are false
+    scrip: bool = False
+    """The vendor takes ``scrip-pay`` (Millicent scrip)."""
+    allowance: bool = False
+    """The vendor accepts chains off-line under the buyer's daily allowance grant (SCHEMES §4)."""
 
 
 class Commit(Wire, frozen=True):
     """Buyer to vendor: a signed commitment (``Signed`` bytes of a ``Commitment``)."""
 
     commitment: Blob
+    # appended (docs/SCHEMES.md 4.2), left out while empty
+    allowance: Blob = b""
+    """The ``Signed`` bytes of the buyer's daily ``AllowanceGrant``, for a vendor that takes one."""
 
 
 class Payment(Wire, frozen=True):
@@ -407,6 +415,31 @@ class Deposited(Wire, frozen=True):
     ledger: SignedHead | None = None
 
 
+# --- MiniPay's daily allowance (docs/SCHEMES.md §4) ------------------------------------------
+
+
+class AllowanceGrant(Wire, frozen=True):
+    """Signed by the broker: what each vendor may accept off-line from ``buyer`` on ``day``."""
+
+    issuer: Id
+    buyer: Id
+    serial: Positive
+    day: Index
+    amount: Count
+    currency: Currency
+
+
+class AllowanceQuery(Wire, frozen=True):
+    """Buyer to broker: "today's allowance grant, please"."""
+
+
+class Allowance(Wire, frozen=True):
+    """Broker to buyer: the day's grant (``Signed`` bytes of an ``AllowanceGrant``)."""
+
+    grant: Blob
+    ledger: SignedHead | None = None
+
+
 class Error(Wire, frozen=True):
     """Any direction: the request with this correlation id was refused, and why."""
 
@@ -441,6 +474,8 @@ Body = (
     | ScripPaid
     | Deposit
     | Deposited
+    | AllowanceQuery
+    | Allowance
 )
 
 # The envelope's ``type`` field names the body's schema; these strings are the wire format.
@@ -471,5 +506,7 @@ MESSAGE_TYPES: Final[dict[str, type[Body]]] = {
     "scrip-paid": ScripPaid,
     "deposit": Deposit,
     "deposited": Deposited,
+    "allowance?": AllowanceQuery,
+    "allowance": Allowance,
 }
 TYPE_NAMES: Final[dict[type[Body], str]] = {cls: name for name, cls in MESSAGE_TYPES.items()}

@@ -29,6 +29,8 @@ INFO_SCRIP_KEY: Final = b"micropay/v1/scrip-key\x00"
 INFO_CUSTOMER_MASTER: Final = b"micropay/v1/customer-master\x00"
 INFO_CUSTOMER_SECRET: Final = b"micropay/v1/customer-secret\x00"
 INFO_SECRET_WRAP: Final = b"micropay/v1/customer-secret-wrap\x00"
+TAG_ALLOWANCE: Final = b"micropay/v1/allowance\x00"
+"""Prefix of a daily allowance grant's signature input (docs/SCHEMES.md §4)."""
 
 PERIOD_MS: Final = 86_400_000
 """A key period is one UTC day: scrip minted in period ``p`` expires by ``(p + 2) * PERIOD_MS``."""
