@@ -26,7 +26,7 @@ from protocol.broker_events import (
     CertificateRevoked,
     ReservationReleased,
 )
-from protocol.broker_rekey import BrokerRekey
+from protocol.broker_scrip import BrokerScrip
 from protocol.codec import decode_as, encode
 from protocol.credentials import (
     enroll_proof_data,
@@ -66,6 +66,7 @@ from protocol.messages import (
     BalanceQuery,
     Body,
     BrokerIdentity,
+    Deposit,
     Enrolled,
     EnrollRequest,
     Invoice,
@@ -73,6 +74,7 @@ from protocol.messages import (
     InvoiceQuery,
     KeyRotation,
     LedgerHead,
+    MintRequest,
     Redeem,
     Register,
     RekeyRequest,
@@ -89,7 +91,7 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 __all__ = ["BrokerCore", "BrokerPolicy"]
 
 
-class BrokerCore(BrokerRekey):
+class BrokerCore(BrokerScrip):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -290,6 +292,11 @@ class BrokerCore(BrokerRekey):
                     self._invoice(parsed, key, now)
                 case Auth.PAIR, RekeyRequest():
                     self.rekey(parsed, body, key, now)
+                # --- scrip (docs/SCHEMES.md 3.8) ---
+                case Auth.PAIR, MintRequest():
+                    self._mint(parsed, body, key, now)
+                case Auth.PAIR, Deposit():
+                    self._deposit(parsed, body, key, now)
                 case _:
                     raise UnexpectedMessageError(f"broker does not accept {parsed.header.type!r}")
         except RemoteProtocolError as error:
@@ -369,6 +376,11 @@ class BrokerCore(BrokerRekey):
     # --- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
+        """When the next on-line reservation or scrip serial passes its deadline."""
+        due = [self._reservation_due(), self._scrip_due()]  # scrip: docs/SCHEMES.md 3.8
+        return min((when for when in due if when is not None), default=None)
+
+    def _reservation_due(self) -> float | None:
         """When the next on-line reservation passes its redemption deadline."""
         deadlines = self._reservation_deadlines
         while deadlines and not self.chains[deadlines[0][1]].reserved:
@@ -376,8 +388,8 @@ class BrokerCore(BrokerRekey):
         return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> list[AnyBrokerEvent]:
-        """Release reservations past their redemption deadline; forget idle replay windows."""
-        while (due := self.get_timer()) is not None and due <= now:
+        """Release reservations and scrip past their deadlines; forget idle replay windows."""
+        while (due := self._reservation_due()) is not None and due <= now:
             _, cid = heapq.heappop(self._reservation_deadlines)
             record = self.chains[cid]
             self._record(
@@ -385,5 +397,6 @@ class BrokerCore(BrokerRekey):
                     at=ms(now), commitment_id=cid, buyer=record.buyer, amount=record.reserved
                 )
             )
+        self._return_scrip(now)  # --- scrip (docs/SCHEMES.md 3.8) ---
         self.replay_guard.prune(now)
         return self._take_decided()

@@ -22,6 +22,9 @@ from protocol.broker_events import (
     CommitmentRegistered,
     PaywordsRedeemed,
     ReservationReleased,
+    ScripDeposited,
+    ScripMinted,
+    ScripReturned,
 )
 from protocol.codec import (
     decode_certificate,
@@ -33,6 +36,7 @@ from protocol.crypto import (
     AgentKeys,
 )
 from protocol.endpoint import BrokerInfo, Endpoint
+from protocol.errors import LocalProtocolError
 from protocol.events import BrokerCoreEvent
 from protocol.messages import (
     MAX_REVOKED,
@@ -40,6 +44,13 @@ from protocol.messages import (
     Commitment,
     RevocationList,
     Role,
+)
+from protocol.scrip_state import (
+    DEFAULT_DEPOSIT_GRACE,
+    DEFAULT_MAX_SCRIP_VALUE,
+    DEFAULT_SCRIP_LIFETIME,
+    ScripState,
+    scrip_policy_problem,
 )
 from protocol.trusted_keys import TrustedKeys
 
@@ -83,12 +94,22 @@ class ChainRecord:
 
 @dataclass(slots=True)
 class BrokerPolicy:
-    """Operator settings for certificates and redemption."""
+    """Operator settings for certificates, redemption and scrip (times in seconds)."""
 
     certificate_lifetime: float = 365 * DAY
     redemption_grace: float = 30 * DAY
     max_chain_length: int = 1_000_000
     revoke_over_limit: bool = True
+    # --- scrip (docs/SCHEMES.md 3.8, 3.13) ---
+    max_scrip_value: int = DEFAULT_MAX_SCRIP_VALUE
+    scrip_lifetime: float = DEFAULT_SCRIP_LIFETIME
+    scrip_deposit_grace: float = DEFAULT_DEPOSIT_GRACE
+    scrip_properties: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Refuse scrip settings no scrip could carry (docs/SCHEMES.md 3.1, 3.13)."""
+        if (problem := scrip_policy_problem(self)) is not None:
+            raise LocalProtocolError(problem)
 
 
 @dataclass(slots=True)
@@ -137,6 +158,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         # (redemption deadline, id) of on-line commitments that reserved credit; entries
         # whose reservation is used up are dropped lazily
         self._reservation_deadlines: list[tuple[float, bytes]] = []
+        # --- scrip: serial → record, request ids, return deadlines (docs/SCHEMES.md 3.8) ---
+        self.scrip = ScripState()
 
     # --- state: the only place it changes ----------------------------------------------------
 
@@ -188,6 +211,9 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
                 totals.amounts[event.buyer, event.vendor] += event.amount
+            # --- scrip (docs/SCHEMES.md 3.6, 3.8) ---
+            case ScripMinted() | ScripDeposited() | ScripReturned():
+                self.scrip.apply(event, totals, self.policy.scrip_deposit_grace)
             case _:
                 pass  # refusals, alerts and billing change no protocol state
 
