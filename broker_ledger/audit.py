@@ -25,6 +25,7 @@ from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.ledger_keys import key_history, read_rotations
 from broker_ledger.projections import PROJECTION, ReadModels
 from broker_ledger.report_data import ReportData
+from broker_ledger.scrip_checks import ScripAuditTerms
 from broker_ledger.store_schema import FORMAT
 from protocol.broker_events import AnyBrokerEvent
 from protocol.trusted_keys import TrustedKeys
@@ -45,6 +46,7 @@ class LedgerAudit:
         workers: int = 2,
         progress: Progress | None = None,
         collect: ReportData | None = None,
+        scrip_terms: ScripAuditTerms | None = None,
     ) -> None:
         self.path = Path(path)
         self.report = AuditReport(str(path))
@@ -54,6 +56,7 @@ class LedgerAudit:
         self._workers = workers
         self._progress = progress
         self._collect = collect
+        self._scrip_terms = scrip_terms
 
     def run(self) -> AuditReport:
         """Audit the file; never raises for what is in it (everything becomes a finding)."""
@@ -100,7 +103,9 @@ class LedgerAudit:
         total = db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0]
         position = _tracking_position(db)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="audit-verify") as pool:
-            verifier = checks.Verifier(report.broker_id, keys, pool, report, position)
+            verifier = checks.Verifier(
+                report.broker_id, keys, pool, report, position, self._scrip_terms
+            )
             computed = self._scan(db, verifier, set(checkpoints), total)
             verifier.finish()
         if self._collect is not None:
@@ -269,4 +274,22 @@ def compare_models(db: sqlite3.Connection, expected: ReadModels) -> list[str]:
         if lines.pop(line_key, None) != line:
             problems.append(f"invoice line {line_key} differs from the events")
     problems.extend(f"invoice line {k} has no events behind it" for k in lines)
+    problems.extend(compare_scrip(db, expected))
+    return problems
+
+
+def compare_scrip(db: sqlite3.Connection, expected: ReadModels) -> list[str]:
+    """Differences between the stored ``scrip`` table and the recomputed rows."""
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    stored = (
+        {int(row[0]): tuple(row[1:]) for row in db.execute("SELECT * FROM scrip")}
+        if "scrip" in tables
+        else {}
+    )
+    problems = [
+        f"scrip serial {serial} differs from the events"
+        for serial, row in expected.scrip.items()
+        if stored.pop(serial, None) != row.as_tuple()
+    ]
+    problems.extend(f"scrip serial {s} has no events behind it" for s in stored)
     return problems

@@ -51,6 +51,13 @@ class AuditReport:
     credited: int = 0
     fees: int = 0
     settled: int = 0
+    # --- scrip (docs/SCHEMES.md 3.10): the four totals of scrip-conservation ---
+    scrip_serials: int = 0
+    scrip_deposits: int = 0
+    scrip_minted: int = 0
+    scrip_credited: int = 0
+    scrip_returned: int = 0
+    scrip_outstanding: int = 0
     projection_position: int | None = None
     seconds: float = 0.0
     passed: dict[str, bool] = field(default_factory=dict)
@@ -91,6 +98,10 @@ CHECK_NAMES: Final = (
     "redemption-arithmetic",
     "no-over-credit",
     "billing",
+    "scrip-conservation",
+    "scrip-serials",
+    "scrip-arithmetic",
+    "scrip-limits",
     "debits-equal-credits",
     "projections",
 )

@@ -1,6 +1,7 @@
 """Closing a billing period: one invoice per buyer, one statement per vendor, balanced.
 
-A period covers every redemption recorded since the previous period closed. Closing
+A period covers every redemption and scrip deposit recorded since the previous period
+closed (a scrip credit is a line's amount, with no units). Closing
 appends the invoices, statements and a ``PeriodClosed`` marker to the period's own stream
 at expected version 0, so closing the same period twice (even concurrently) changes
 nothing; closing it again on other terms (another fee) is refused, naming the terms it
@@ -28,6 +29,7 @@ from protocol.broker_events import (
     InvoiceIssued,
     PaywordsRedeemed,
     PeriodClosed,
+    ScripDeposited,
     SettlementRecorded,
     StatementIssued,
 )
@@ -71,8 +73,12 @@ def fee_of(gross: int, basis_points: int) -> int:
     return gross * basis_points // BASIS_POINTS
 
 
+Credit = PaywordsRedeemed | ScripDeposited
+"""What a period bills: paywords redeemed and scrip deposited."""
+
+
 def bill(  # noqa: PLR0913 - the period's bounds and terms
-    redemptions: list[PaywordsRedeemed],
+    redemptions: list[Credit],
     period: str,
     after: int,
     through: int,
@@ -80,12 +86,15 @@ def bill(  # noqa: PLR0913 - the period's bounds and terms
     currency_of: dict[str, str],
     at: int,
 ) -> list[AnyBrokerEvent]:
-    """The invoices, statements and closing marker for a set of redemptions."""
+    """The invoices, statements and closing marker for a set of redemptions and deposits."""
     units: dict[tuple[str, str], int] = defaultdict(int)
     amounts: dict[tuple[str, str], int] = defaultdict(int)
     for event in redemptions:
-        units[event.buyer, event.vendor] += event.units
-        amounts[event.buyer, event.vendor] += event.amount
+        if isinstance(event, ScripDeposited):
+            amounts[event.buyer, event.vendor] += event.credit  # scrip pays no paywords
+        else:
+            units[event.buyer, event.vendor] += event.units
+            amounts[event.buyer, event.vendor] += event.amount
     by_buyer: dict[str, list[BillingLine]] = defaultdict(list)
     by_vendor: dict[str, list[BillingLine]] = defaultdict(list)
     for buyer, vendor in sorted(amounts):
@@ -160,7 +169,9 @@ async def close_period(
         after = store.decode_as(PeriodClosed, last).through_sequence
     through = store.head[0]
     rows = await store.read_type("paywords-redeemed", after, through)
-    redemptions = [store.decode_as(PaywordsRedeemed, row) for row in rows]
+    redemptions: list[Credit] = [store.decode_as(PaywordsRedeemed, row) for row in rows]
+    deposits = await store.read_type("scrip-deposited", after, through)
+    redemptions.extend(store.decode_as(ScripDeposited, row) for row in deposits)
     currencies = await _currencies(store)
     events = bill(redemptions, period, after, through, basis_points, currencies, at)
     try:

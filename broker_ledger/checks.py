@@ -18,6 +18,7 @@ from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import bill
 from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message
 from broker_ledger.projections import ReadModels, fold
+from broker_ledger.scrip_checks import ScripAudit, ScripAuditTerms
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -27,6 +28,9 @@ from protocol.broker_events import (
     InvoiceIssued,
     PaywordsRedeemed,
     PeriodClosed,
+    ScripDeposited,
+    ScripMinted,
+    ScripReturned,
     StatementIssued,
 )
 from protocol.codec import decode_as, decode_certificate, decode_commitment, decode_signed
@@ -68,19 +72,20 @@ class _Chain:
 @dataclass(slots=True)
 class _Redemption:
     seq: int
-    event: PaywordsRedeemed
+    event: PaywordsRedeemed | ScripDeposited
 
 
 class Verifier:
     """Applies every rule to each event in sequence order."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 - the ledger's keys, where to report, what it may not know
         self,
         broker_id: str,
         broker_keys: TrustedKeys,
         pool: ThreadPoolExecutor,
         report: AuditReport,
         snapshot_at: int | None = None,
+        scrip_terms: ScripAuditTerms | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.broker_keys = broker_keys
@@ -96,7 +101,9 @@ class Verifier:
         self._redemptions: list[_Redemption] = []
         self._period_events: dict[str, list[AnyBrokerEvent]] = {}
         self._last_through = 0
-        self.models = ReadModels()
+        # --- scrip (docs/SCHEMES.md 3.10) ---
+        self.scrip = ScripAudit(report, scrip_terms)
+        self.models = ReadModels(scrip_grace_ms=self.scrip.terms.deposit_grace_ms)
         self.snapshot_at = snapshot_at
         self._snapshot: ReadModels | None = None
 
@@ -122,19 +129,33 @@ class Verifier:
                 self._period_events.setdefault(event.period, []).append(event)
             case PeriodClosed():
                 self._period_closed(seq, event)
+            # --- scrip (docs/SCHEMES.md 3.10) ---
+            case ScripMinted() | ScripDeposited() | ScripReturned():
+                self._scrip(seq, event)
             case _:
                 pass
+        self._fold(seq, event)
+
+    def _fold(self, seq: int, event: AnyBrokerEvent) -> None:
         try:
             fold(self.models, seq, event)
         except KeyError as exc:
-            self.report.fail(seq, "redemption-arithmetic", f"event refers to unknown {exc}")
+            scrip = isinstance(event, ScripDeposited | ScripReturned)
+            check = "scrip-serials" if scrip else "redemption-arithmetic"
+            self.report.fail(seq, check, f"event refers to unknown {exc}")
+
+    def _scrip(self, seq: int, event: ScripMinted | ScripDeposited | ScripReturned) -> None:
+        """The scrip rules; a deposit is billed like a redemption."""
+        self.scrip.check(seq, event, self.models, self._accounts)
+        if isinstance(event, ScripDeposited):
+            self._redemptions.append(_Redemption(seq, event))
 
     def models_at(self, position: int) -> ReadModels | None:
         """The recomputed read models as of ``position`` (None if never reached)."""
         if position == self.models.position:
             return self.models
         if position == 0:
-            return ReadModels()
+            return ReadModels(scrip_grace_ms=self.models.scrip_grace_ms)
         if self._snapshot is not None and self._snapshot.position == position:
             return self._snapshot
         return None
@@ -143,6 +164,7 @@ class Verifier:
         """Collect every outstanding signature verdict and the ledger-wide invariants."""
         while self._pending:
             self._collect_one()
+        self.scrip.finish()
         report = self.report
         report.accounts = len(self._accounts)
         report.commitments = len(self._chains)

@@ -1,4 +1,4 @@
-"""Read models rebuilt from events: balances, per-commitment redemption, invoices.
+"""Read models rebuilt from events: balances, per-commitment redemption, invoices, scrip.
 
 ``fold`` is the one definition of what each event does to the read models; the projector
 uses it to keep SQLite tables current and the auditor uses it to recompute them from
@@ -15,12 +15,16 @@ from typing import Final
 
 import aiosqlite
 
+from broker_ledger.scrip_models import DEFAULT_GRACE_MS, ScripRow, fold_scrip
 from protocol.broker_events import (
     AnyBrokerEvent,
     CommitmentRegistered,
     InvoiceIssued,
     PaywordsRedeemed,
     ReservationReleased,
+    ScripDeposited,
+    ScripMinted,
+    ScripReturned,
     SettlementRecorded,
     StatementIssued,
 )
@@ -57,6 +61,17 @@ CREATE TABLE IF NOT EXISTS invoice_lines (
 ) STRICT;
 CREATE VIEW IF NOT EXISTS open_commitments AS
     SELECT * FROM chains WHERE redeemed_index < length;
+CREATE TABLE IF NOT EXISTS scrip (
+    serial INTEGER PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    buyer TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    generation INTEGER,
+    credited INTEGER NOT NULL,
+    outstanding INTEGER NOT NULL,
+    returned INTEGER NOT NULL,
+    deadline INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS tracking (projection TEXT PRIMARY KEY, position INTEGER NOT NULL) STRICT;
 """
 
@@ -96,6 +111,11 @@ class ReadModels:
     dirty_accounts: set[str] = field(default_factory=set)
     dirty_chains: set[bytes] = field(default_factory=set)
     dirty_lines: set[tuple[str, str, str]] = field(default_factory=set)
+    # --- scrip (docs/SCHEMES.md 3.10) ---
+    scrip: dict[int, ScripRow] = field(default_factory=dict)
+    dirty_scrip: set[int] = field(default_factory=set)
+    scrip_grace_ms: int = DEFAULT_GRACE_MS
+    """The broker's deposit grace: a serial's deadline is its ``expires`` plus this."""
 
     def balance(self, account: str) -> BalanceRow:
         """The row of an account, created empty on first use."""
@@ -145,13 +165,18 @@ def fold(models: ReadModels, seq: int, event: AnyBrokerEvent) -> None:
             models.balance(event.vendor).fees += event.fee
         case SettlementRecorded():
             models.balance(event.account).settled += event.amount
+        # --- scrip (docs/SCHEMES.md 3.10) ---
+        case ScripMinted() | ScripDeposited() | ScripReturned():
+            fold_scrip(models, event)
         case _:
             pass
 
 
-def fold_all(events: Iterable[tuple[int, AnyBrokerEvent]]) -> ReadModels:
+def fold_all(
+    events: Iterable[tuple[int, AnyBrokerEvent]], *, scrip_grace_ms: int = DEFAULT_GRACE_MS
+) -> ReadModels:
     """Read models computed from nothing but the events."""
-    models = ReadModels()
+    models = ReadModels(scrip_grace_ms=scrip_grace_ms)
     for seq, event in events:
         fold(models, seq, event)
     return models
@@ -160,19 +185,25 @@ def fold_all(events: Iterable[tuple[int, AnyBrokerEvent]]) -> ReadModels:
 class Projector:
     """Keeps the read-model tables current, exactly once, on its own connection."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(
+        self, connection: aiosqlite.Connection, scrip_grace_ms: int = DEFAULT_GRACE_MS
+    ) -> None:
         self._db = connection
-        self.models = ReadModels()
+        self.scrip_grace_ms = scrip_grace_ms
+        self.models = ReadModels(scrip_grace_ms=scrip_grace_ms)
 
     @classmethod
-    async def open(cls, path: str | Path) -> Projector:
-        """Open the ledger file's read models (created empty when missing)."""
+    async def open(cls, path: str | Path, *, scrip_grace_ms: int = DEFAULT_GRACE_MS) -> Projector:
+        """Open the ledger file's read models (created empty when missing).
+
+        ``scrip_grace_ms`` is the broker's scrip deposit grace (``BrokerPolicy``).
+        """
         connection = await aiosqlite.connect(path, isolation_level=None)
         await connection.execute("PRAGMA busy_timeout=10000")
         await connection.execute("PRAGMA synchronous=FULL")
         await connection.executescript(TABLES)
-        projector = cls(connection)
-        projector.models = await load(connection)
+        projector = cls(connection, scrip_grace_ms)
+        projector.models = await load(connection, scrip_grace_ms)
         return projector
 
     async def close(self) -> None:
@@ -228,28 +259,37 @@ class Projector:
                     for kind, units, amount in (models.lines[period, account, counterparty],)
                 ],
             )
+            await self._db.executemany(
+                "INSERT OR REPLACE INTO scrip VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(serial, *models.scrip[serial].as_tuple()) for serial in models.dirty_scrip],
+            )
             await self._db.execute(
                 "INSERT OR REPLACE INTO tracking VALUES (?, ?)", (PROJECTION, models.position)
             )
             await self._db.execute("COMMIT")
         except BaseException:
             await self._db.execute("ROLLBACK")
-            self.models = await load(self._db)
+            self.models = await load(self._db, self.scrip_grace_ms)
             raise
         models.dirty_accounts.clear()
         models.dirty_chains.clear()
         models.dirty_lines.clear()
+        models.dirty_scrip.clear()
 
 
-async def load(connection: aiosqlite.Connection) -> ReadModels:
+async def load(
+    connection: aiosqlite.Connection, scrip_grace_ms: int = DEFAULT_GRACE_MS
+) -> ReadModels:
     """The read models as last committed (position included)."""
-    models = ReadModels()
+    models = ReadModels(scrip_grace_ms=scrip_grace_ms)
     for row in await connection.execute_fetchall("SELECT * FROM balances"):
         models.balances[row[0]] = BalanceRow(*row[1:])
     for row in await connection.execute_fetchall("SELECT * FROM chains"):
         models.chains[bytes(row[0])] = ChainRow(*row[1:])
     for row in await connection.execute_fetchall("SELECT * FROM invoice_lines"):
         models.lines[row[0], row[1], row[3]] = (row[2], row[4], row[5])
+    for row in await connection.execute_fetchall("SELECT * FROM scrip"):
+        models.scrip[int(row[0])] = ScripRow(*row[1:])
     async with connection.execute(
         "SELECT position FROM tracking WHERE projection = ?", (PROJECTION,)
     ) as cursor:

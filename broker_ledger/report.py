@@ -36,6 +36,14 @@ def as_dict(report: AuditReport) -> dict[str, Any]:
         "credited": report.credited,
         "fees": report.fees,
         "settled": report.settled,
+        "scrip": {
+            "serials": report.scrip_serials,
+            "deposits": report.scrip_deposits,
+            "minted": report.scrip_minted,
+            "credited": report.scrip_credited,
+            "returned": report.scrip_returned,
+            "outstanding": report.scrip_outstanding,
+        },
         "projection_position": report.projection_position,
         "checks": report.passed,
         "first_failure": None
@@ -79,6 +87,12 @@ def as_text(report: AuditReport) -> str:
             f"settled {report.settled:,} (minor units)"
         ),
     ]
+    if report.scrip_serials:
+        lines.append(
+            f"  scrip         {report.scrip_serials:,} serials, {report.scrip_deposits:,} deposits:"
+            f" minted {report.scrip_minted:,} = credited {report.scrip_credited:,}"
+            f" + returned {report.scrip_returned:,} + outstanding {report.scrip_outstanding:,}"
+        )
     if report.projection_position is not None:
         lines.append(f"  projections   compared at position {report.projection_position:,}")
     lines.append("  checks")
