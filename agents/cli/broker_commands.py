@@ -40,6 +40,8 @@ from agents.ops.mosquitto import MosquittoFiles, add_user, generated_password
 from agents.runtime.private_files import write_private
 from agents.runtime.settings import bounded
 from broker_ledger.billing import PERIOD, PERIOD_RULE
+from protocol.broker import BrokerPolicy
+from protocol.errors import LocalProtocolError
 
 
 def cmd_broker_init(args: argparse.Namespace) -> int:
@@ -63,11 +65,12 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
     interval = float(args.witness_interval)
     if interval <= 0:
         raise CommandError("--witness-interval must be above 0 seconds")
+    policy = scrip_policy(args)
 
     async def run() -> None:
         registry, served = metrics_registry(args)
         try:
-            service = await BrokerService.open(args.data_dir, daemon=True)
+            service = await BrokerService.open(args.data_dir, policy, daemon=True)
             mqtt = mqtt_settings(args, service.core.account)
             daemon = BrokerDaemon(service, mqtt, interval)
             broker_metrics(daemon, registry)
@@ -77,6 +80,21 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
                 served.close()
 
     return run_daemon(run())
+
+
+def scrip_policy(args: argparse.Namespace) -> BrokerPolicy:
+    """The broker's policy with the scrip settings given (docs/SCHEMES.md 3.13)."""
+    text = str(args.scrip_properties or "")
+    properties = tuple(p.strip() for p in text.split(",") if p.strip())
+    try:
+        return BrokerPolicy(
+            max_scrip_value=int(args.max_scrip_value),
+            scrip_lifetime=float(args.scrip_lifetime),
+            scrip_deposit_grace=float(args.scrip_deposit_grace),
+            scrip_properties=properties,
+        )
+    except LocalProtocolError as exc:
+        raise CommandError(str(exc)) from exc
 
 
 def _operator(args: argparse.Namespace, request: Asks[GrantedT]) -> GrantedT:
@@ -150,6 +168,33 @@ def cmd_broker_sign_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_scrip_options(run: argparse.ArgumentParser) -> None:
+    """The scrip policy of ``broker run`` (docs/SCHEMES.md 3.13)."""
+    run.add_argument(
+        "--max-scrip-value",
+        type=bounded("max_scrip_value"),
+        metavar="MINOR_UNITS",
+        help="the largest scrip one mint makes (default 10000)",
+    )
+    run.add_argument(
+        "--scrip-lifetime",
+        type=bounded("scrip_lifetime", float),
+        metavar="SECONDS",
+        help="from minting to expiry, at most one day (default 86400)",
+    )
+    run.add_argument(
+        "--scrip-deposit-grace",
+        type=bounded("scrip_deposit_grace", float),
+        metavar="SECONDS",
+        help="deposits taken this long after expiry, then the rest returns (default 172800)",
+    )
+    run.add_argument(
+        "--scrip-properties",
+        metavar="LIST",
+        help='properties set in every scrip, comma-separated (e.g. "country=DE"; default none)',
+    )
+
+
 def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
     """Add ``micropay broker`` and its actions."""
     broker = commands.add_parser("broker", help="the broker: init, run, accounts, billing")
@@ -167,6 +212,7 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
         metavar="SECONDS",
         help="publish the signed ledger head at most this often while it moves (default 30)",
     )
+    add_scrip_options(run)
     run.set_defaults(handler=cmd_broker_run)
     opened = sub.add_parser("open-account", help="open an account and print its token")
     add_common(opened, mqtt=False)

@@ -68,6 +68,11 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "id": Option(TEXT, "broker"),
         "witness_interval": Option(NUMBER, 30.0),
         "mosquitto_dir": Option(PATH),
+        # scrip (docs/SCHEMES.md 3.13): BrokerPolicy's defaults
+        "max_scrip_value": Option(INTEGER, 10_000),
+        "scrip_lifetime": Option(NUMBER, 86_400.0),
+        "scrip_deposit_grace": Option(NUMBER, 172_800.0),
+        "scrip_properties": Option(TEXT, ""),  # comma-separated, e.g. "country=DE,adult=no"
         **METRICS,
         **COMMON,
     },
@@ -113,6 +118,9 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "max_length": (1, INDEX),
     "redeem_interval": (1, 366 * 86_400),
     "witness_interval": (0.01, 86_400),
+    "max_scrip_value": (1, COUNT),
+    "scrip_lifetime": (1, 86_400),  # a scrip may not outlive its key period's next day
+    "scrip_deposit_grace": (0, 366 * 86_400),
     "timeout": (0.1, 86_400),
     "payments": (1, 10**9),
     "units": (1, INDEX),
