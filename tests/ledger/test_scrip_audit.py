@@ -76,9 +76,7 @@ async def build(path: Path) -> ScripLedger:
     finally:
         await store.close()
     (deposit,) = [
-        e
-        for e in world.net.events["broker"]
-        if isinstance(e, ScripDeposited) and e.serial == 3
+        e for e in world.net.events["broker"] if isinstance(e, ScripDeposited) and e.serial == 3
     ]
     return ScripLedger(path, desk, deposit, world.now)
 
