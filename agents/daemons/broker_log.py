@@ -18,10 +18,14 @@ from protocol.broker_events import (
     CertificateRevoked,
     CommitmentRegistered,
     CreditLimitExceeded,
+    DepositRejected,
     PaywordsRedeemed,
     RedemptionRejected,
     RegistrationRefused,
     ReservationReleased,
+    ScripDeposited,
+    ScripMinted,
+    ScripReturned,
     SettlementRecorded,
 )
 from protocol.codec import decode_commitment, decode_signed
@@ -87,8 +91,36 @@ def describe(event: AnyBrokerEvent) -> tuple[int, str] | None:  # noqa: C901, PL
                 f"settlement recorded: {event.account} amount={event.amount}"
                 f" reference={event.reference!r}"
             )
+        case ScripMinted() | ScripDeposited() | ScripReturned() | DepositRejected():
+            return describe_scrip(event)
         case _:
             return None
+
+
+def describe_scrip(
+    event: ScripMinted | ScripDeposited | ScripReturned | DepositRejected,
+) -> tuple[int, str]:
+    """The line of a scrip decision (docs/SCHEMES.md 3.8)."""
+    match event:
+        case ScripMinted():
+            return logging.INFO, (
+                f"scrip minted: serial={event.serial} buyer={event.buyer} vendor={event.vendor}"
+                f" value={event.value} expires={event.expires}"
+            )
+        case ScripDeposited():
+            return logging.INFO, (
+                f"scrip deposited: serial={event.serial} vendor={event.vendor}"
+                f" buyer={event.buyer} generation={event.generation} credit={event.credit}"
+                f" outstanding={event.outstanding}"
+            )
+        case ScripReturned():
+            return logging.INFO, (
+                f"scrip returned: serial={event.serial} buyer={event.buyer} amount={event.amount}"
+            )
+        case DepositRejected():
+            return logging.WARNING, (
+                f"deposit refused: vendor={event.vendor} reason={event.reason!r}"
+            )
 
 
 def log_decisions(decisions: Iterable[tuple[int, AnyBrokerEvent]]) -> None:

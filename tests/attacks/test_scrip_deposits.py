@@ -6,12 +6,14 @@ the money stays where it was: the audit of the resulting ledger still balances.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from agents.daemons.broker_log import describe
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.store import EventStore
 from protocol.broker_events import DepositRejected
@@ -86,6 +88,9 @@ async def test_a_false_deposit_is_refused_recorded_and_the_books_balance(
     assert isinstance(rejected, DepositRejected)
     assert rejected.vendor == vendor
     assert decode_as(Deposit, rejected.deposit) == Deposit(spent, "", price, change)
+    level, line = describe(rejected) or (0, "")
+    assert level == logging.WARNING  # the operator hears of it
+    assert line.startswith(f"deposit refused: vendor={vendor}")
     totals = world.broker.totals
     assert (totals.debited["buyer1"], totals.credited[vendor]) == (
         10,
