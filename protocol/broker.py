@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from protocol import topics
+from protocol.broker_allowance import BrokerAllowance
 from protocol.broker_books import (
     OVER_LIMIT_RESERVE,
     BrokerPolicy,
@@ -26,7 +27,6 @@ from protocol.broker_events import (
     CertificateRevoked,
     ReservationReleased,
 )
-from protocol.broker_rekey import BrokerRekey
 from protocol.codec import decode_as, encode
 from protocol.credentials import (
     enroll_proof_data,
@@ -62,6 +62,7 @@ from protocol.key_rotation import sign_rotation
 from protocol.messages import (
     MAX_REVOKED,
     MAX_ROTATIONS,
+    AllowanceQuery,
     Balance,
     BalanceQuery,
     Body,
@@ -89,7 +90,7 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 __all__ = ["BrokerCore", "BrokerPolicy"]
 
 
-class BrokerCore(BrokerRekey):
+class BrokerCore(BrokerAllowance):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -290,6 +291,8 @@ class BrokerCore(BrokerRekey):
                     self._invoice(parsed, key, now)
                 case Auth.PAIR, RekeyRequest():
                     self.rekey(parsed, body, key, now)
+                case Auth.PAIR, AllowanceQuery():  # MiniPay (docs/SCHEMES.md §4)
+                    self.grant_allowance(parsed, key, now)
                 case _:
                     raise UnexpectedMessageError(f"broker does not accept {parsed.header.type!r}")
         except RemoteProtocolError as error:
@@ -369,6 +372,11 @@ class BrokerCore(BrokerRekey):
     # --- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
+        """When the next reservation (an on-line chain's, a day's allowance) is released."""
+        due = [when for when in (self._chain_timer(), self.allowance_timer()) if when is not None]
+        return min(due) if due else None
+
+    def _chain_timer(self) -> float | None:
         """When the next on-line reservation passes its redemption deadline."""
         deadlines = self._reservation_deadlines
         while deadlines and not self.chains[deadlines[0][1]].reserved:
@@ -376,8 +384,9 @@ class BrokerCore(BrokerRekey):
         return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> list[AnyBrokerEvent]:
-        """Release reservations past their redemption deadline; forget idle replay windows."""
-        while (due := self.get_timer()) is not None and due <= now:
+        """Release reservations past their deadline or day; forget idle replay windows."""
+        self.release_allowances(now)
+        while (due := self._chain_timer()) is not None and due <= now:
             _, cid = heapq.heappop(self._reservation_deadlines)
             record = self.chains[cid]
             self._record(

@@ -12,8 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from protocol.allowance import DEFAULT_ALLOWANCE_VENDORS
+from protocol.allowance_book import AllowanceBook
 from protocol.broker_events import (
     AccountOpened,
+    AllowanceGranted,
+    AllowanceReleased,
+    AllowanceSet,
     AnyBrokerEvent,
     BrokerKeyRotated,
     CertificateIssued,
@@ -89,6 +94,8 @@ class BrokerPolicy:
     redemption_grace: float = 30 * DAY
     max_chain_length: int = 1_000_000
     revoke_over_limit: bool = True
+    # MiniPay (docs/SCHEMES.md 4.4): the vendors a day's allowance reservation covers
+    allowance_vendors: int = DEFAULT_ALLOWANCE_VENDORS
 
 
 @dataclass(slots=True)
@@ -137,6 +144,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         # (redemption deadline, id) of on-line commitments that reserved credit; entries
         # whose reservation is used up are dropped lazily
         self._reservation_deadlines: list[tuple[float, bytes]] = []
+        # MiniPay's daily allowances (docs/SCHEMES.md §4)
+        self.allowances = AllowanceBook()
 
     # --- state: the only place it changes ----------------------------------------------------
 
@@ -188,8 +197,17 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
                 totals.amounts[event.buyer, event.vendor] += event.amount
+            # --- MiniPay's daily allowances (docs/SCHEMES.md §4) ---
+            case AllowanceSet() | AllowanceGranted() | AllowanceReleased():
+                self._fold_allowance(event)
             case _:
                 pass  # refusals, alerts and billing change no protocol state
+
+    def _fold_allowance(self, event: AllowanceSet | AllowanceGranted | AllowanceReleased) -> None:
+        """A day's grant reserves credit until its release (docs/SCHEMES.md 4.4)."""
+        change = self.allowances.apply(event)
+        if not isinstance(event, AllowanceSet):
+            self.totals.reserved[event.buyer] += change
 
     def _certify(self, name: str, serial: int, signed: bytes) -> None:
         account = self.accounts[name]
