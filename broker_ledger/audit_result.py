@@ -93,4 +93,5 @@ CHECK_NAMES: Final = (
     "billing",
     "debits-equal-credits",
     "projections",
+    "allowance-grants",
 )

@@ -16,6 +16,8 @@ from typing import Final
 import aiosqlite
 
 from protocol.broker_events import (
+    AllowanceGranted,
+    AllowanceReleased,
     AnyBrokerEvent,
     CommitmentRegistered,
     InvoiceIssued,
@@ -145,8 +147,16 @@ def fold(models: ReadModels, seq: int, event: AnyBrokerEvent) -> None:
             models.balance(event.vendor).fees += event.fee
         case SettlementRecorded():
             models.balance(event.account).settled += event.amount
+        # --- MiniPay: a day's grant is reserved until the day ends (docs/SCHEMES.md 4.4) ---
+        case AllowanceGranted() | AllowanceReleased():
+            models.balance(event.buyer).reserved += allowance_reserved(event)
         case _:
             pass
+
+
+def allowance_reserved(event: AllowanceGranted | AllowanceReleased) -> int:
+    """How much a grant (or its release at the day's end) changes the buyer's reservation."""
+    return event.reserved if isinstance(event, AllowanceGranted) else -event.amount
 
 
 def fold_all(events: Iterable[tuple[int, AnyBrokerEvent]]) -> ReadModels:

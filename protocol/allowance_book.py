@@ -23,6 +23,8 @@ class AllowanceBook:
     """Each grant's reservation not yet released."""
     due: list[tuple[float, str, int]] = field(default_factory=list)
     """(day end, buyer, day) of reservations to release: a heap."""
+    held_by: dict[str, int] = field(default_factory=dict)
+    """Per buyer: what its grants hold reserved now."""
 
     def apply(self, event: AllowanceSet | AllowanceGranted | AllowanceReleased) -> int:
         """Fold one event; returns how much it changes the buyer's ``reserved``."""
@@ -35,9 +37,11 @@ class AllowanceBook:
                 if event.reserved:
                     self.held[event.buyer, event.day] = event.reserved
                     heapq.heappush(self.due, (day_end(event.day), event.buyer, event.day))
+                self.held_by[event.buyer] = self.held_by.get(event.buyer, 0) + event.reserved
                 return event.reserved
             case AllowanceReleased():
                 self.held.pop((event.buyer, event.day), None)
+                self.held_by[event.buyer] = self.held_by.get(event.buyer, 0) - event.amount
                 return -event.amount
 
     def next_release(self) -> float | None:
