@@ -7,11 +7,14 @@ the vendor registers the chain on-line (docs/SCHEMES.md 4.2).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from protocol.allowance import day_of
+from protocol.allowance import DAY_MS, day_of
+from protocol.buyer_channel import Channel
 from protocol.messages import AllowanceGrant
+from protocol.money_rules import amount_for
 
 ALLOWANCE_CORR: Final = b"allowance"
 """The correlation id of ``allowance?``, so the broker's refusal ends the wait."""
@@ -56,3 +59,29 @@ class GrantCache:
         self.asked_at = None
         waiting, self.waiting = self.waiting, set()
         return waiting
+
+
+def committed_today(channels: Iterable[Channel], vendor: str, now: float) -> int:
+    """The value of this wallet's chains to ``vendor`` that end today.
+
+    Those are the chains a vendor may have counted against today's grant: what the wallet
+    knows of ``today(buyer)`` there (the vendor may have registered some instead).
+    """
+    day = day_of(now)
+    return sum(
+        amount_for(c.chain.length, c.unit_value)
+        for c in channels
+        if c.vendor == vendor and (c.not_after - 1) // DAY_MS == day
+    )
+
+
+def offline_length(grant: AllowanceGrant | None, used: int, unit_value: int, length: int) -> int:
+    """A chain length that fits what is left of the grant, if ``length`` units do not.
+
+    ``length`` is what the payments need at least; a chain that fits the grant is accepted
+    at once, without the broker. Returns 0 when even that does not fit.
+    """
+    if grant is None:
+        return 0
+    room = (grant.amount - used) // unit_value
+    return room if room >= length else 0
