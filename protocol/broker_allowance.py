@@ -41,18 +41,23 @@ class BrokerAllowance(BrokerRekey):
     # --- requests ------------------------------------------------------------------------------
 
     def grant_allowance(self, parsed: Parsed, key: MacKey, now: float) -> None:
-        """Answer ``allowance?`` with today's grant: the recorded one, or a new one."""
+        """Answer ``allowance?`` with today's grant: the recorded one, or a new one.
+
+        A buyer without an allowance gets an empty ``grant``: nothing is recorded.
+        """
         account = self.accounts[parsed.header.sender]
         if account.role != "buyer" or not account.serial:
             raise AllowanceError("only an enrolled buyer has an allowance")
         if account.serial in self.revoked:
             raise AllowanceError(f"certificate {account.serial} is revoked")
-        day = day_of(now)
+        day, corr = day_of(now), parsed.header.corr
         granted = self.allowances.grants.get((account.name, day))
+        setting = self.allowances.settings.get(account.name, 0)
+        if granted is None and not setting:
+            # No allowance: not a refusal, just nothing to attach (every chain goes on-line).
+            self._reply_with_head(parsed, lambda head: Allowance(b"", head), key, now, corr=corr)
+            return
         if granted is None:
-            setting = self.allowances.settings.get(account.name, 0)
-            if not setting:
-                raise AllowanceError("no daily allowance is set for this account")
             totals, vendors = self.totals, self.policy.allowance_vendors
             debited, reserved = totals.debited[account.name], totals.reserved[account.name]
             amount = grant_amount(setting, account.credit_limit, debited, reserved, vendors)
@@ -70,7 +75,6 @@ class BrokerAllowance(BrokerRekey):
             )
             self._record(granted)
         signed = granted.grant
-        corr = parsed.header.corr
         self._reply_with_head(parsed, lambda head: Allowance(signed, head), key, now, corr=corr)
 
     # --- the day's end -------------------------------------------------------------------------

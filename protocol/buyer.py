@@ -512,6 +512,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
 
     def _granted(self, signed: bytes, now: float) -> list[BuyerEvent]:
         """Keep today's grant (it must be ours and the broker's) and send the waiting commits."""
+        if not signed:  # no allowance for this account: commits go bare, chains on-line
+            self._release_commits(b"", None, now)
+            return [AllowanceReceived(None, b"")]
         try:
             grant = verify_grant(signed, self.broker_keys, self.broker.id)
             certified = self.certified

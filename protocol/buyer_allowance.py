@@ -75,13 +75,15 @@ def committed_today(channels: Iterable[Channel], vendor: str, now: float) -> int
     )
 
 
-def offline_length(grant: AllowanceGrant | None, used: int, unit_value: int, length: int) -> int:
-    """A chain length that fits what is left of the grant, if ``length`` units do not.
+def offline_length(grant: AllowanceGrant | None, used: int, unit_value: int, units: int) -> int:
+    """How long a chain to a vendor that takes grants should be, for ``units`` to pay.
 
-    ``length`` is what the payments need at least; a chain that fits the grant is accepted
-    at once, without the broker. Returns 0 when even that does not fit.
+    Within what is left of today's grant: as long as that allows, so the vendor takes it
+    at once, without the broker. Above it: ``units``, or a grant's worth if more, since the
+    broker reserves the whole chain against a limit that the day's grant already holds
+    part of. Without a grant: no bound from here.
     """
     if grant is None:
-        return 0
+        return 2**32 - 1
     room = (grant.amount - used) // unit_value
-    return room if room >= length else 0
+    return room if room >= units else max(units, grant.amount // unit_value)

@@ -159,9 +159,12 @@ class InvoiceReceived:
 
 @dataclass(frozen=True, slots=True)
 class AllowanceReceived:
-    """The broker's daily grant (checked), attached to commits for vendors that take it."""
+    """The broker's daily grant (checked), attached to commits for vendors that take it.
 
-    grant: AllowanceGrant
+    ``grant`` is ``None`` (``signed`` empty) for an account without an allowance.
+    """
+
+    grant: AllowanceGrant | None
     signed: bytes
 
 

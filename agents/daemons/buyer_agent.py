@@ -301,8 +301,7 @@ class BuyerAgent:
         if offer.allowance:  # MiniPay: a chain within today's grant needs no broker
             grant, _ = await self.allowance(timeout)
             used = committed_today(mine, vendor, now)
-            fits = offline_length(grant, used, offer.unit_value, units)
-            length = min(length, fits) if fits else length
+            length = min(length, offline_length(grant, used, offer.unit_value, units))
         opened = self.core.open_channel  # persisted (the seed) before the commit goes out
         try:
             event = await self.loop.record(lambda now: opened(vendor, length, now))
@@ -487,9 +486,10 @@ class BuyerAgent:
         answered = self.waiters.expect(AllowanceReceived, refused=refused)
         await self.loop.act(core.query_allowance)
         try:
-            return (await self.waiters.answer(answered, timeout)).grant, ""
+            grant = (await self.waiters.answer(answered, timeout)).grant
         except BuyerError as exc:
             return None, str(exc)
+        return grant, "" if grant else "no daily allowance is set for this account"
 
     def committed_today(self, vendor: str) -> int:
         """What this wallet committed to ``vendor`` in chains that end today."""

@@ -55,6 +55,7 @@ def test_a_buyer_gets_one_grant_a_day_and_the_same_one_again() -> None:
     buyer.query_allowance(world.now)
     world.pump()
     (received,) = events_of(world, "alice", AllowanceReceived)
+    assert received.grant is not None
     assert received.grant.amount == 100  # min(100, 10_000 // 4)
     assert received.grant.day == day_of(world.now)
     (event,) = granted(world)
@@ -91,14 +92,16 @@ def test_a_grant_of_zero_sends_every_chain_to_the_broker() -> None:
     assert world.broker.totals.debited["alice"] == 997
 
     cid = open_chain(world, 2)
-    assert events_of(world, "alice", AllowanceReceived)[-1].grant.amount == 0
+    grant = events_of(world, "alice", AllowanceReceived)[-1].grant
+    assert grant is not None
+    assert grant.amount == 0
     assert [e.commitment_id for e in registered(world)][-1] == cid  # on-line, reserved
     assert registered(world)[-1].reserved == 2
     assert events_of(world, "kiosk", AllowanceCounted)[-1].amount == 0
     assert cid in world.vendors["kiosk"].chains
 
 
-def test_a_revoked_or_unset_buyer_gets_no_grant() -> None:
+def test_a_revoked_buyer_is_refused_and_one_without_allowance_gets_none() -> None:
     world = allowance_world()
     buyer = world.buyers["alice"]
     world.net.events["broker"].extend(world.broker.revoke("alice", world.now))
@@ -109,10 +112,13 @@ def test_a_revoked_or_unset_buyer_gets_no_grant() -> None:
     assert (refusal.code, refusal.detail) == ("allowance", "certificate 2 is revoked")
     assert not granted(world)
 
-    bob = world.enroll_buyer("bob")
+    bob = world.enroll_buyer("bob")  # no allowance set: an empty answer, not a refusal
     bob.query_allowance(world.now)
     world.pump()
-    assert "no daily allowance" in events_of(world, "bob", PeerError)[-1].detail
+    (answer,) = events_of(world, "bob", AllowanceReceived)
+    assert (answer.grant, answer.signed) == (None, b"")
+    assert not events_of(world, "bob", PeerError)
+    assert bob.allowance.known(world.now)
     with pytest.raises(LocalProtocolError):
         world.broker.set_allowance("kiosk", 10, world.now)  # vendors have none
 
