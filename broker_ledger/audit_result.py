@@ -104,4 +104,5 @@ CHECK_NAMES: Final = (
     "scrip-limits",
     "debits-equal-credits",
     "projections",
+    "allowance-grants",
 )

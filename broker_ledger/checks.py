@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
+from broker_ledger.allowance_checks import AllowanceChecks
 from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import bill
 from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message
@@ -106,6 +107,7 @@ class Verifier:
         self.models = ReadModels(scrip_grace_ms=self.scrip.terms.deposit_grace_ms)
         self.snapshot_at = snapshot_at
         self._snapshot: ReadModels | None = None
+        self.allowances = AllowanceChecks(broker_id, broker_keys, report)  # MiniPay
 
     # --- the dispatcher ------------------------------------------------------------------------
 
@@ -114,6 +116,7 @@ class Verifier:
         if self._snapshot is None and self.snapshot_at is not None and seq > self.snapshot_at:
             # History goes on past the projection's position: keep the state as of there.
             self._snapshot = copy.deepcopy(self.models)
+        self.allowances.check(seq, event, self.models)  # before the event is folded
         match event:
             case AccountOpened():
                 self._account(seq, event)

@@ -17,6 +17,8 @@ import aiosqlite
 
 from broker_ledger.scrip_models import DEFAULT_GRACE_MS, ScripRow, fold_scrip
 from protocol.broker_events import (
+    AllowanceGranted,
+    AllowanceReleased,
     AnyBrokerEvent,
     CommitmentRegistered,
     InvoiceIssued,
@@ -165,11 +167,32 @@ def fold(models: ReadModels, seq: int, event: AnyBrokerEvent) -> None:
             models.balance(event.vendor).fees += event.fee
         case SettlementRecorded():
             models.balance(event.account).settled += event.amount
-        # --- scrip (docs/SCHEMES.md 3.10) ---
-        case ScripMinted() | ScripDeposited() | ScripReturned():
-            fold_scrip(models, event)
+        case (
+            ScripMinted()
+            | ScripDeposited()
+            | ScripReturned()
+            | AllowanceGranted()
+            | AllowanceReleased()
+        ):
+            _fold_other_scheme(models, event)
         case _:
             pass
+
+
+def _fold_other_scheme(
+    models: ReadModels,
+    event: ScripMinted | ScripDeposited | ScripReturned | AllowanceGranted | AllowanceReleased,
+) -> None:
+    """Scrip (docs/SCHEMES.md 3.10); a day's grant is reserved until the day ends (4.4)."""
+    if isinstance(event, AllowanceGranted | AllowanceReleased):
+        models.balance(event.buyer).reserved += allowance_reserved(event)
+    else:
+        fold_scrip(models, event)
+
+
+def allowance_reserved(event: AllowanceGranted | AllowanceReleased) -> int:
+    """How much a grant (or its release at the day's end) changes the buyer's reservation."""
+    return event.reserved if isinstance(event, AllowanceGranted) else -event.amount
 
 
 def fold_all(

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from protocol import topics
+from protocol.broker_allowance import BrokerAllowance
 from protocol.broker_books import (
     OVER_LIMIT_RESERVE,
     BrokerPolicy,
@@ -62,6 +63,7 @@ from protocol.key_rotation import sign_rotation
 from protocol.messages import (
     MAX_REVOKED,
     MAX_ROTATIONS,
+    AllowanceQuery,
     Balance,
     BalanceQuery,
     Body,
@@ -91,7 +93,7 @@ CURRENCY = re.compile(r"[A-Z]{3}")
 __all__ = ["BrokerCore", "BrokerPolicy"]
 
 
-class BrokerCore(BrokerScrip):
+class BrokerCore(BrokerAllowance, BrokerScrip):
     """Bytes in, broker events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, policy, randomness, limits
@@ -292,17 +294,25 @@ class BrokerCore(BrokerScrip):
                     self._invoice(parsed, key, now)
                 case Auth.PAIR, RekeyRequest():
                     self.rekey(parsed, body, key, now)
-                # --- scrip (docs/SCHEMES.md 3.8) ---
-                case Auth.PAIR, MintRequest():
-                    self._mint(parsed, body, key, now)
-                case Auth.PAIR, Deposit():
-                    self._deposit(parsed, body, key, now)
+                case Auth.PAIR, MintRequest() | Deposit() | AllowanceQuery():
+                    self._other_scheme(parsed, body, key, now)
                 case _:
                     raise UnexpectedMessageError(f"broker does not accept {parsed.header.type!r}")
         except RemoteProtocolError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
         return [*self._take_decided()]
+
+    def _other_scheme(
+        self, parsed: Parsed, body: MintRequest | Deposit | AllowanceQuery, key: MacKey, now: float
+    ) -> None:
+        """Scrip (docs/SCHEMES.md 3.8) and MiniPay's daily allowance (§4)."""
+        if isinstance(body, MintRequest):
+            self._mint(parsed, body, key, now)
+        elif isinstance(body, Deposit):
+            self._deposit(parsed, body, key, now)
+        else:
+            self.grant_allowance(parsed, key, now)
 
     # --- enrollment ----------------------------------------------------------------------------
 
@@ -376,8 +386,8 @@ class BrokerCore(BrokerScrip):
     # --- timers --------------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        """When the next on-line reservation or scrip serial passes its deadline."""
-        due = [self._reservation_due(), self._scrip_due()]  # scrip: docs/SCHEMES.md 3.8
+        """When the next reservation (a chain's, a day's allowance) or scrip serial is due."""
+        due = [self._reservation_due(), self._scrip_due(), self.allowance_timer()]
         return min((when for when in due if when is not None), default=None)
 
     def _reservation_due(self) -> float | None:
@@ -388,7 +398,8 @@ class BrokerCore(BrokerScrip):
         return deadlines[0][0] if deadlines else None
 
     def handle_timer(self, now: float) -> list[AnyBrokerEvent]:
-        """Release reservations and scrip past their deadlines; forget idle replay windows."""
+        """Release reservations, allowances and scrip past their deadlines; prune replay windows."""
+        self.release_allowances(now)
         while (due := self._reservation_due()) is not None and due <= now:
             _, cid = heapq.heappop(self._reservation_deadlines)
             record = self.chains[cid]

@@ -12,8 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from protocol.allowance import DEFAULT_ALLOWANCE_VENDORS
+from protocol.allowance_book import AllowanceBook
 from protocol.broker_events import (
     AccountOpened,
+    AllowanceGranted,
+    AllowanceReleased,
+    AllowanceSet,
     AnyBrokerEvent,
     BrokerKeyRotated,
     CertificateIssued,
@@ -111,6 +116,9 @@ class BrokerPolicy:
         if (problem := scrip_policy_problem(self)) is not None:
             raise LocalProtocolError(problem)
 
+    # MiniPay (docs/SCHEMES.md 4.4): the vendors a day's allowance reservation covers
+    allowance_vendors: int = DEFAULT_ALLOWANCE_VENDORS
+
 
 @dataclass(slots=True)
 class Totals:
@@ -160,6 +168,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         self._reservation_deadlines: list[tuple[float, bytes]] = []
         # --- scrip: serial → record, request ids, return deadlines (docs/SCHEMES.md 3.8) ---
         self.scrip = ScripState()
+        # MiniPay's daily allowances (docs/SCHEMES.md §4)
+        self.allowances = AllowanceBook()
 
     # --- state: the only place it changes ----------------------------------------------------
 
@@ -211,11 +221,34 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 totals.credited[event.vendor] += event.amount
                 totals.units[event.buyer, event.vendor] += event.units
                 totals.amounts[event.buyer, event.vendor] += event.amount
-            # --- scrip (docs/SCHEMES.md 3.6, 3.8) ---
-            case ScripMinted() | ScripDeposited() | ScripReturned():
-                self.scrip.apply(event, totals, self.policy.scrip_deposit_grace)
+            case (
+                ScripMinted()
+                | ScripDeposited()
+                | ScripReturned()
+                | AllowanceSet()
+                | AllowanceGranted()
+                | AllowanceReleased()
+            ):
+                self._fold_other_scheme(event)
             case _:
                 pass  # refusals, alerts and billing change no protocol state
+
+    def _fold_other_scheme(
+        self,
+        event: ScripMinted
+        | ScripDeposited
+        | ScripReturned
+        | AllowanceSet
+        | AllowanceGranted
+        | AllowanceReleased,
+    ) -> None:
+        """Scrip (docs/SCHEMES.md 3.6, 3.8); a day's grant reserves credit until released (4.4)."""
+        if isinstance(event, ScripMinted | ScripDeposited | ScripReturned):
+            self.scrip.apply(event, self.totals, self.policy.scrip_deposit_grace)
+            return
+        change = self.allowances.apply(event)
+        if not isinstance(event, AllowanceSet):
+            self.totals.reserved[event.buyer] += change
 
     def _certify(self, name: str, serial: int, signed: bytes) -> None:
         account = self.accounts[name]

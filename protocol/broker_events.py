@@ -269,6 +269,17 @@ class AllowanceReleased(BrokerEvent, frozen=True, tag="allowance-released"):
     amount: int
 
 
+class AllowanceSet(BrokerEvent, frozen=True, tag="allowance-set"):
+    """The operator set a buyer's daily off-line allowance (0: none, every chain on-line).
+
+    It is the most each vendor may accept off-line from the buyer in one day; a grant gives
+    less as the buyer's debits approach its limit (docs/SCHEMES.md 4.4).
+    """
+
+    account: str
+    amount: int
+
+
 AnyBrokerEvent = (
     AccountOpened
     | CertificateIssued
@@ -291,6 +302,7 @@ AnyBrokerEvent = (
     | DepositRejected
     | AllowanceGranted
     | AllowanceReleased
+    | AllowanceSet
 )
 BROKER_EVENT_TYPES: Final = (
     AccountOpened,
@@ -314,6 +326,7 @@ BROKER_EVENT_TYPES: Final = (
     DepositRejected,
     AllowanceGranted,
     AllowanceReleased,
+    AllowanceSet,
 )
 
 
@@ -326,6 +339,7 @@ def stream_of(event: AnyBrokerEvent) -> str:  # noqa: PLR0911 - one return per k
             | CertificateRevoked()
             | SettlementRecorded()
             | CertificateRekeyed()
+            | AllowanceSet()
         ):
             return f"account:{event.account}"
         case BrokerKeyRotated():

@@ -174,6 +174,8 @@ class BrokerRedemption(BrokerBooks):
         account = self.accounts[buyer]
         limit = account.credit_limit
         exposure = self.totals.debited[buyer] + self.totals.reserved[buyer]
+        # MiniPay: a day's grant holds credit for off-line chains, which count once debited
+        exposure -= self.allowances.held_by.get(buyer, 0)
         if exposure > limit:
             if account.serial in self.revoked:
                 return  # already cut off; vendors stop at the revocation list

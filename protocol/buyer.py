@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from protocol import topics
 from protocol.agent_endpoint import AgentEndpoint
+from protocol.allowance import chain_end, verify_grant
+from protocol.buyer_allowance import ALLOWANCE_CORR, GrantCache
 from protocol.buyer_channel import Channel, ChannelState
 from protocol.buyer_rules import (
     item_refusal,
@@ -46,12 +48,14 @@ from protocol.envelope import (
     verify_signed,
 )
 from protocol.errors import (
+    AllowanceError,
     AuthenticationError,
     CertificateError,
     LocalProtocolError,
     UnexpectedMessageError,
 )
 from protocol.events import (
+    AllowanceReceived,
     BalanceReceived,
     BuyerEvent,
     ChannelOpened,
@@ -63,6 +67,9 @@ from protocol.events import (
     SpendReserved,
 )
 from protocol.messages import (
+    Allowance,
+    AllowanceGrant,
+    AllowanceQuery,
     Balance,
     BalanceQuery,
     Body,
@@ -129,6 +136,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
+        self.allowance = GrantCache()  # MiniPay: today's grant (docs/SCHEMES.md 4.2)
 
     def subscriptions(self) -> list[str]:
         """Also the retained offers: of the vendors it pays, or of every vendor.
@@ -165,6 +173,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             raise LocalProtocolError(f"your credit limit of {limit} is below one unit at {vendor}")
         length = min(length, affordable)  # vendors refuse chains worth more than the limit
         not_after = min(int((now + lifetime) * 1000), self.certified.not_after)
+        if offer.allowance:
+            not_after = chain_end(now, not_after)  # off-line under a grant: ends today
         seed = self._random(32)
         chain = CheckpointedChain(seed, length)
         commitment = Commitment(
@@ -234,9 +244,19 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self._send_commit(self.channels[cid], now)
 
     def _send_commit(self, channel: Channel, now: float) -> None:
+        grant = b""
+        known = self.offers.get(channel.vendor)
+        if known is not None and known.offer.allowance:
+            if not self.allowance.known(now):  # the commit waits for today's grant
+                self.allowance.waiting.add(channel.id)
+                if self.allowance.should_ask(now):
+                    self.query_allowance(now)
+                self._arm_retry(channel, now)
+                return
+            grant = self.allowance.today(now)
         self.send(
             channel.vendor,
-            Commit(channel.commitment),
+            Commit(channel.commitment, grant),
             now,
             auth=Auth.CHAIN,
             key=channel.key,
@@ -367,6 +387,17 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             self.broker.id, BalanceQuery(), now, auth=Auth.PAIR, key=self.broker_key, corr=corr
         )
 
+    def query_allowance(self, now: float) -> None:
+        """Ask the broker for today's allowance grant (docs/SCHEMES.md 4.2)."""
+        self.send(
+            self.broker.id,
+            AllowanceQuery(),
+            now,
+            auth=Auth.PAIR,
+            key=self.broker_key,
+            corr=ALLOWANCE_CORR,
+        )
+
     def query_invoice(self, now: float, corr: bytes = b"") -> None:
         """Ask the broker for this account's invoice of the open period."""
         self.send(
@@ -468,11 +499,38 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                 return [*([received] if received else []), BalanceReceived(body)]
             case Invoice():
                 return [InvoiceReceived(body)]
+            case Allowance():
+                received = self.head_from_reply(parsed, body.ledger, b"")
+                return [*([received] if received else []), *self._granted(body.grant, now)]
             case Error():
                 self.rekey_refused(parsed.header.corr)
+                if parsed.header.corr == ALLOWANCE_CORR:
+                    self._release_commits(b"", None, now)  # no grant today: commits go bare
                 return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
+
+    def _granted(self, signed: bytes, now: float) -> list[BuyerEvent]:
+        """Keep today's grant (it must be ours and the broker's) and send the waiting commits."""
+        if not signed:  # no allowance for this account: commits go bare, chains on-line
+            self._release_commits(b"", None, now)
+            return [AllowanceReceived(None, b"")]
+        try:
+            grant = verify_grant(signed, self.broker_keys, self.broker.id)
+            certified = self.certified
+            if certified is None or (grant.buyer, grant.serial) != (self.account, certified.serial):
+                raise AllowanceError("the grant is for another buyer or certificate")
+        except AllowanceError:
+            self._release_commits(b"", None, now)  # a grant no vendor would take: go bare
+            raise
+        self._release_commits(signed, grant, now)
+        return [AllowanceReceived(grant, signed)]
+
+    def _release_commits(self, signed: bytes, grant: AllowanceGrant | None, now: float) -> None:
+        for cid in self.allowance.answered(now, signed, grant):
+            channel = self.channels.get(cid)
+            if channel is not None and channel.state is ChannelState.COMMITTING:
+                self._send_commit(channel, now)
 
     # --- timers --------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Literal
 from protocol.broker_events import AnyBrokerEvent
 from protocol.errors import RemoteProtocolError
 from protocol.ledger_heads import HeadVerdict
-from protocol.messages import Balance, Invoice, Offer, SignedHead
+from protocol.messages import AllowanceGrant, Balance, Invoice, Offer, SignedHead
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +158,17 @@ class InvoiceReceived:
 
 
 @dataclass(frozen=True, slots=True)
+class AllowanceReceived:
+    """The broker's daily grant (checked), attached to commits for vendors that take it.
+
+    ``grant`` is ``None`` (``signed`` empty) for an account without an allowance.
+    """
+
+    grant: AllowanceGrant | None
+    signed: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class RevocationsUpdated:
     """A newer signed revocation list arrived."""
 
@@ -280,6 +291,20 @@ class PaymentAccepted:
 
 
 @dataclass(frozen=True, slots=True)
+class AllowanceCounted:
+    """A chain accepted by a vendor that takes grants: its day, and what it counted.
+
+    ``amount`` is the chain's value when it was accepted off-line under the buyer's grant,
+    0 when the broker registered it; persist it with the chain (``today(buyer)``).
+    """
+
+    commitment_id: bytes
+    buyer: str
+    day: int
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class RedemptionConfirmed:
     """The broker credited the chain up to ``index`` (``amount`` in total)."""
 
@@ -304,6 +329,7 @@ BuyerEvent = (
     | ReceiptReceived
     | BalanceReceived
     | InvoiceReceived
+    | AllowanceReceived
     | RevocationsUpdated
     | LedgerHeadWitnessed
     | MessageRejected
@@ -315,6 +341,7 @@ VendorEvent = (
     | BrokerKeyAccepted
     | KeysRekeyed
     | CommitmentAccepted
+    | AllowanceCounted
     | HeadReceived
     | StateBehind
     | PaymentAccepted

@@ -8,6 +8,7 @@ chain so a burst of payments costs one receipt.
 from __future__ import annotations
 
 from protocol import chain
+from protocol.allowance import day_of
 from protocol.codec import decode_as
 from protocol.commit_throttle import CommitThrottle
 from protocol.credentials import VerifiedCommitment, verify_certificate, verify_commitment
@@ -30,6 +31,7 @@ from protocol.errors import (
     UnexpectedMessageError,
 )
 from protocol.events import (
+    AllowanceCounted,
     CommitmentAccepted,
     LedgerHeadWitnessed,
     Outgoing,
@@ -51,6 +53,7 @@ from protocol.messages import (
     Rekeyed,
 )
 from protocol.money_rules import amount_for
+from protocol.vendor_allowance import AllowanceCounts
 from protocol.vendor_chains import (
     PendingCommitment,
     VendorChain,
@@ -89,6 +92,7 @@ class VendorCore(VendorRedemption):
         terms = self.terms
         self._throttle = CommitThrottle(terms.commit_failure_budget, terms.commit_failure_window)
         self._prices = {offered.item: offered.price for offered in terms.items}
+        self.allowance_counts = AllowanceCounts()  # MiniPay: today(buyer) (SCHEMES 4.3)
 
     # --- outgoing ------------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class VendorCore(VendorRedemption):
             terms.online,
             int((now + terms.offer_lifetime) * 1000),
             list(terms.items),
+            allowance=terms.allowance,
         )
         self.broadcast("offer", offer, now)
 
@@ -250,7 +255,7 @@ class VendorCore(VendorRedemption):
             self._throttle.failed(header.sender, now)
             raise
         self.replay_guard.check(parsed, now)
-        return self._commit(parsed, verified, key, now)
+        return self._commit(parsed, verified, key, now, body.allowance)
 
     def exposure(self, buyer: str, now: float) -> int:
         """All this vendor could claim from ``buyer`` (``vendor_chains.exposure``)."""
@@ -277,7 +282,7 @@ class VendorCore(VendorRedemption):
         return verified
 
     def _commit(
-        self, parsed: Parsed, verified: VerifiedCommitment, key: MacKey, now: float
+        self, parsed: Parsed, verified: VerifiedCommitment, key: MacKey, now: float, grant: bytes
     ) -> list[VendorEvent]:
         commitment = verified.commitment
         terms = self.terms
@@ -297,7 +302,14 @@ class VendorCore(VendorRedemption):
         except CommitmentError as error:
             self.reply_error(parsed, error.code, str(error), now, key)
             raise
-        if terms.online:
+        if terms.allowance and verified.id not in self._pending:
+            # MiniPay (docs/SCHEMES.md 4.3): off-line within the day's grant, else register
+            counted = self.allowance_counts.decide(
+                grant, verified, now, self.broker_keys, self.broker.id
+            )
+            if counted:
+                return [*self._accept(verified, key, now), self._counted(verified, now, counted)]
+        if terms.online or terms.allowance:
             if verified.id not in self._pending:
                 pending = PendingCommitment(verified, key, parsed.header.sender, parsed.header.corr)
                 self._pending[verified.id] = pending
@@ -379,7 +391,18 @@ class VendorCore(VendorRedemption):
         if not registered.approved:
             self._refuse_pending(pending, f"refused by the broker: {registered.reason}", now)
             return []
-        return self._accept(pending.verified, pending.key, now)
+        accepted = self._accept(pending.verified, pending.key, now)
+        if self.terms.allowance:
+            accepted.append(self._counted(pending.verified, now, 0))
+        return accepted
+
+    def _counted(self, verified: VerifiedCommitment, now: float, amount: int) -> AllowanceCounted:
+        """What a chain counted against the buyer's grant today (0: registered on-line)."""
+        return AllowanceCounted(verified.id, verified.certificate.subject, day_of(now), amount)
+
+    def restore_allowance(self, buyer: str, day: int, amount: int) -> None:
+        """Count a stored chain's off-line acceptance again (``AllowanceCounted``)."""
+        self.allowance_counts.restore(buyer, day, amount)
 
     def get_timer(self) -> float | None:
         """When the next redemption (or retry) falls due."""

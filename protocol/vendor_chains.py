@@ -27,6 +27,8 @@ class VendorTerms:
     max_jump: int = 1_000
     online: bool = False
     items: tuple[OfferItem, ...] = ()
+    allowance: bool = False
+    """Accept chains off-line under buyers' daily grants, register above them (SCHEMES §4)."""
     offer_lifetime: float = 86_400.0
     redeem_interval: float = 60.0
     redeem_retry: float = 5.0

@@ -35,6 +35,7 @@ from agents.daemons.operator_protocol import (
     OpenAccount,
     Refused,
     Revoke,
+    SetAllowance,
 )
 from agents.ops.mosquitto import MosquittoFiles, add_user, generated_password
 from agents.runtime.private_files import write_private
@@ -61,11 +62,15 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
 
 def cmd_broker_run(args: argparse.Namespace) -> int:
     """Run the broker daemon until SIGTERM/SIGINT."""
-    prepare(args, "broker", {"data_dir": Path("micropay-broker"), "witness_interval": 30.0})
+    prepare(
+        args,
+        "broker",
+        {"data_dir": Path("micropay-broker"), "witness_interval": 30.0, "allowance_vendors": 4},
+    )
     interval = float(args.witness_interval)
     if interval <= 0:
         raise CommandError("--witness-interval must be above 0 seconds")
-    policy = scrip_policy(args)
+    policy = broker_policy(args)
 
     async def run() -> None:
         registry, served = metrics_registry(args)
@@ -82,8 +87,8 @@ def cmd_broker_run(args: argparse.Namespace) -> int:
     return run_daemon(run())
 
 
-def scrip_policy(args: argparse.Namespace) -> BrokerPolicy:
-    """The broker's policy with the scrip settings given (docs/SCHEMES.md 3.13)."""
+def broker_policy(args: argparse.Namespace) -> BrokerPolicy:
+    """The broker's policy: scrip (docs/SCHEMES.md 3.13) and allowance settings (4.4)."""
     text = str(args.scrip_properties or "")
     properties = tuple(p.strip() for p in text.split(",") if p.strip())
     try:
@@ -92,6 +97,7 @@ def scrip_policy(args: argparse.Namespace) -> BrokerPolicy:
             scrip_lifetime=float(args.scrip_lifetime),
             scrip_deposit_grace=float(args.scrip_deposit_grace),
             scrip_properties=properties,
+            allowance_vendors=int(args.allowance_vendors),
         )
     except LocalProtocolError as exc:
         raise CommandError(str(exc)) from exc
@@ -114,9 +120,12 @@ def cmd_broker_open_account(args: argparse.Namespace) -> int:
             role=args.role,
             credit_limit=args.credit_limit,
             currency=args.currency,
+            allowance=args.allowance,
         ),
     )
     result: dict[str, Any] = {"account": args.name, "role": args.role}
+    if args.allowance:
+        result["allowance"] = args.allowance
     if args.token_file is None:
         result["token"] = answer.token
     else:
@@ -157,6 +166,14 @@ def cmd_broker_revoke(args: argparse.Namespace) -> int:
     prepare(args, "broker", {"data_dir": Path("micropay-broker")})
     _operator(args, Revoke(account=args.name, reason=args.reason))
     print_json({"revoked": args.name})
+    return 0
+
+
+def cmd_broker_set_allowance(args: argparse.Namespace) -> int:
+    """Set a buyer's daily off-line allowance (docs/SCHEMES.md §4); 0 turns it off."""
+    prepare(args, "broker", {"data_dir": Path("micropay-broker")})
+    answer = _operator(args, SetAllowance(account=args.name, allowance=args.amount))
+    print_json({"account": answer.account, "allowance": answer.allowance})
     return 0
 
 
@@ -213,6 +230,12 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
         help="publish the signed ledger head at most this often while it moves (default 30)",
     )
     add_scrip_options(run)
+    run.add_argument(
+        "--allowance-vendors",
+        type=bounded("allowance_vendors"),
+        metavar="K",
+        help="vendors a buyer's daily allowance reservation covers (default 4)",
+    )
     run.set_defaults(handler=cmd_broker_run)
     opened = sub.add_parser("open-account", help="open an account and print its token")
     add_common(opened, mqtt=False)
@@ -222,6 +245,13 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
         "--credit-limit", type=bounded("credit_limit"), default=0, help="minor units (buyers)"
     )
     opened.add_argument("--currency", default="EUR", help="ISO 4217 code (default EUR)")
+    opened.add_argument(
+        "--allowance",
+        type=bounded("allowance"),
+        default=0,
+        metavar="N",
+        help="a buyer's daily off-line allowance per vendor, minor units (default 0: none)",
+    )
     opened.add_argument(
         "--mosquitto-dir", type=Path, help="also create the MQTT user in this Mosquitto directory"
     )
@@ -255,6 +285,19 @@ def register_broker(commands: argparse._SubParsersAction[Any]) -> None:
     revoke.add_argument("name")
     revoke.add_argument("--reason", default="operator")
     revoke.set_defaults(handler=cmd_broker_revoke)
+    allowance = sub.add_parser(
+        "set-allowance",
+        help="set a buyer's daily off-line allowance (0: none)",
+        description=(
+            "What each vendor that takes grants may accept off-line from the buyer in one UTC"
+            " day (docs/SCHEMES.md §4); the broker's daily grant gives less as the buyer's"
+            " debits approach its credit limit. It applies from the buyer's next grant."
+        ),
+    )
+    add_common(allowance, mqtt=False)
+    allowance.add_argument("name", help="the buyer's account")
+    allowance.add_argument("amount", type=bounded("allowance"), help="minor units per day")
+    allowance.set_defaults(handler=cmd_broker_set_allowance)
     tail = sub.add_parser(
         "sign-tail",
         help="after an audit, sign a ledger head no signature covers (earlier versions)",

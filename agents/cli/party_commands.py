@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from agents.runtime.secret_input import secret, token_bytes
 from agents.runtime.settings import bounded, require
 from protocol.buyer import DEFAULT_RESERVE_AHEAD
 from protocol.errors import LocalProtocolError
-from protocol.messages import OfferItem
+from protocol.messages import AllowanceGrant, OfferItem
 from protocol.vendor import VendorTerms
 
 BUYER_DEFAULTS: dict[str, Any] = {
@@ -92,6 +93,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             "max_jump": 1000,
             "max_length": 1_000_000,
             "online": False,
+            "allowance": False,
             "redeem_interval": 60,
         },
     )
@@ -104,6 +106,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             max_jump=args.max_jump,
             max_length=args.max_length,
             online=bool(args.online),
+            allowance=bool(args.allowance),
             items=tuple(args.item or ()),
             redeem_interval=float(args.redeem_interval),
         )
@@ -235,6 +238,7 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
         buyer = await _buyer(args)
 
         async def both() -> dict[str, Any]:
+            grant, why = await buyer.allowance(args.timeout)  # first: its reservation shows
             balance = await buyer.balance(args.timeout)
             invoice = await buyer.invoice(args.timeout)
             paid = await buyer.paid()  # by this wallet; vendors redeem it later
@@ -250,12 +254,31 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
                     {"vendor": line.counterparty, "units": line.units, "amount": line.amount}
                     for line in invoice.lines
                 ],
+                "allowance": allowance_shown(buyer, grant, why),
             }
 
         return await buyer.run(both, args.timeout)
 
     print_json(asyncio.run(run()))
     return 0
+
+
+def allowance_shown(buyer: BuyerAgent, grant: AllowanceGrant | None, why: str) -> dict[str, Any]:
+    """Today's grant as ``balance`` shows it: per vendor, and what the wallet committed.
+
+    ``committed_today`` counts this wallet's chains that end today, per vendor: an upper
+    bound of what each vendor counted against the grant (it registers what does not fit).
+    """
+    if grant is None:
+        return {"per_vendor": 0, "note": why}
+    day = datetime.fromtimestamp(grant.day * 86_400, UTC).date().isoformat()
+    vendors = sorted({channel.vendor for channel in buyer.core.channels.values()})
+    committed = {vendor: buyer.committed_today(vendor) for vendor in vendors}
+    return {
+        "day": day,
+        "per_vendor": grant.amount,
+        "committed_today": {vendor: value for vendor, value in committed.items() if value},
+    }
 
 
 # --- the parsers -------------------------------------------------------------------------
@@ -289,6 +312,12 @@ def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_const",
         const=True,
         help="register each commitment with the broker first",
+    )
+    run.add_argument(
+        "--allowance",
+        action="store_const",
+        const=True,
+        help="accept chains off-line within buyers' daily grants, register above them",
     )
     run.add_argument(
         "--redeem-interval", type=bounded("redeem_interval"), help="seconds between redemptions"

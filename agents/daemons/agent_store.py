@@ -35,6 +35,7 @@ from agents.runtime.private_files import create_private_file
 from agents.runtime.sealing import SeedSealer
 from protocol.crypto import AgentKeys
 from protocol.events import (
+    AllowanceCounted,
     BrokerKeyAccepted,
     BuyerEvent,
     CertificateReceived,
@@ -226,6 +227,7 @@ class AgentStore:
         redeemed: dict[bytes, int] = {}
         heads: list[HeadRow] = []
         contradictions: list[ContradictionRow] = []
+        counted: list[tuple[bytes, str, int, int]] = []
         for event in events:
             match event:  # the hot events first: one class check for most of a batch
                 case PaymentAccepted():
@@ -249,6 +251,8 @@ class AgentStore:
                     )
                 case CommitmentAccepted():
                     chains.append((event.commitment_id, event.buyer, event.commitment, event.root))
+                case AllowanceCounted():  # MiniPay: what the chain counted against the grant
+                    counted.append((event.commitment_id, event.buyer, event.day, event.amount))
                 case RedemptionConfirmed():
                     redeemed[event.commitment_id] = event.index
                 case LedgerHeadWitnessed() | HeadReceived():
@@ -262,6 +266,7 @@ class AgentStore:
             ("INSERT OR IGNORE INTO channels VALUES (?, ?, ?, ?, ?, 0)", list(channels)),
             *spend_rows(events),
             ("INSERT OR IGNORE INTO chains VALUES (?, ?, ?, 0, ?, 0, 0)", list(chains)),
+            ("INSERT OR IGNORE INTO allowance_chains VALUES (?, ?, ?, ?)", list(counted)),
             (
                 (
                     "UPDATE chains SET idx = ?, word = ?, amount = amount + ?"

@@ -27,6 +27,7 @@ from broker_ledger.projections import Projector
 from broker_ledger.store import EventStore, LedgerError
 from protocol.broker import BrokerCore, BrokerPolicy
 from protocol.broker_events import BROKER_EVENT_TYPES, AnyBrokerEvent
+from protocol.errors import LocalProtocolError
 from protocol.events import BrokerCoreEvent
 from protocol.messages import Role
 
@@ -152,13 +153,23 @@ class BrokerService:
     # --- operator actions --------------------------------------------------------------------
 
     async def open_account(
-        self, account: str, role: Role, credit_limit: int, currency: str
+        self, account: str, role: Role, credit_limit: int, currency: str, allowance: int = 0
     ) -> bytes:
-        """Open an account; returns its one-time enrollment token."""
-        await self.persist(
-            [self.core.open_account(account, role, credit_limit, currency, self.clock())]
-        )
+        """Open an account (a buyer with its daily allowance); returns its enrollment token."""
+        now = self.clock()
+        if allowance and role != "buyer":
+            raise LocalProtocolError("only buyers have a daily allowance")
+        events: list[AnyBrokerEvent] = [
+            self.core.open_account(account, role, credit_limit, currency, now)
+        ]
+        if allowance:
+            events.append(self.core.set_allowance(account, allowance, now))
+        await self.persist(events)
         return self.core.enrollment_token(account)
+
+    async def set_allowance(self, account: str, amount: int) -> None:
+        """Set a buyer's daily off-line allowance (docs/SCHEMES.md §4); 0: none."""
+        await self.persist([self.core.set_allowance(account, amount, self.clock())])
 
     async def revoke(self, account: str, reason: str) -> None:
         """Revoke an account's certificate (the revocation list is republished)."""

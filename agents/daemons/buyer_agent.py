@@ -34,12 +34,14 @@ from agents.runtime.sealing import SeedSealer
 from agents.runtime.supervision import AgentFailedError
 from protocol import topics
 from protocol.buyer import DEFAULT_RESERVE_AHEAD, BuyerCore
+from protocol.buyer_allowance import ALLOWANCE_CORR, committed_today, offline_length
 from protocol.buyer_channel import Channel
 from protocol.buyer_rules import committed
 from protocol.codec import decode_commitment, decode_signed
 from protocol.endpoint import BrokerInfo
 from protocol.errors import LocalProtocolError
 from protocol.events import (
+    AllowanceReceived,
     BalanceReceived,
     BuyerEvent,
     CertificateReceived,
@@ -52,7 +54,7 @@ from protocol.events import (
     ReceiptReceived,
     RevocationsUpdated,
 )
-from protocol.messages import Balance, Invoice
+from protocol.messages import AllowanceGrant, Balance, Invoice
 from protocol.money_rules import amount_for
 
 T = TypeVar("T")
@@ -296,6 +298,10 @@ class BuyerAgent:
         offer = self.core.offers[vendor].offer
         room = (limit - committed(mine, now)) // offer.unit_value
         length = min(length, room, offer.max_length)
+        if offer.allowance:  # MiniPay: a chain within today's grant needs no broker
+            grant, _ = await self.allowance(timeout)
+            used = committed_today(mine, vendor, now)
+            length = min(length, offline_length(grant, used, offer.unit_value, units))
         opened = self.core.open_channel  # persisted (the seed) before the commit goes out
         try:
             event = await self.loop.record(lambda now: opened(vendor, length, now))
@@ -463,6 +469,31 @@ class BuyerAgent:
         answered = self.waiters.expect(BalanceReceived)
         await self.loop.act(self.core.query_balance)
         return (await self.waiters.answer(answered, timeout)).balance
+
+    async def allowance(self, timeout: float = 15.0) -> tuple[AllowanceGrant | None, str]:  # noqa: ASYNC109
+        """Today's grant (docs/SCHEMES.md §4), or ``None`` and why there is none."""
+        core = self.core
+        now = self.loop.clock()
+        if core.allowance.known(now):
+            grant = core.allowance.grant(now)
+            return grant, "" if grant else "the broker gave no grant today"
+
+        def refused(event: BuyerEvent) -> str | None:
+            if isinstance(event, PeerError) and event.corr == ALLOWANCE_CORR:
+                return event.detail
+            return None
+
+        answered = self.waiters.expect(AllowanceReceived, refused=refused)
+        await self.loop.act(core.query_allowance)
+        try:
+            grant = (await self.waiters.answer(answered, timeout)).grant
+        except BuyerError as exc:
+            return None, str(exc)
+        return grant, "" if grant else "no daily allowance is set for this account"
+
+    def committed_today(self, vendor: str) -> int:
+        """What this wallet committed to ``vendor`` in chains that end today."""
+        return committed_today(self.core.channels.values(), vendor, self.loop.clock())
 
     async def invoice(self, timeout: float = 15.0) -> Invoice:  # noqa: ASYNC109
         """The broker's invoice of the open period for this account."""

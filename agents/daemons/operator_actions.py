@@ -12,6 +12,7 @@ from agents.daemons import admin_input
 from agents.daemons.broker_service import BrokerService
 from agents.daemons.operator_protocol import (
     AccountOpened,
+    AllowanceSet,
     Answer,
     BrokerStatus,
     ClosePeriod,
@@ -22,6 +23,7 @@ from agents.daemons.operator_protocol import (
     Refused,
     Revoke,
     Revoked,
+    SetAllowance,
     Status,
 )
 from broker_ledger.billing import BASIS_POINTS, PeriodSummary
@@ -49,8 +51,14 @@ async def _carry_out(service: BrokerService, request: OperatorRequest) -> Answer
                 admin_input.role(request.role),
                 admin_input.integer("credit_limit", request.credit_limit, 0, MAX_TOTAL),
                 admin_input.text("currency", request.currency, 3),
+                admin_input.integer("allowance", request.allowance, 0, MAX_TOTAL),
             )
             return AccountOpened(token=token.hex())
+        case SetAllowance():
+            account = admin_input.name("account", request.account)
+            amount = admin_input.integer("allowance", request.allowance, 0, MAX_TOTAL)
+            await service.set_allowance(account, amount)
+            return AllowanceSet(account=account, allowance=amount)
         case Revoke():
             await service.revoke(
                 admin_input.name("account", request.account),

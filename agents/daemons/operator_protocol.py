@@ -29,6 +29,13 @@ class AccountOpened(Granted, kw_only=True, frozen=True):
     token: str
 
 
+class AllowanceSet(Granted, kw_only=True, frozen=True):
+    """A buyer's daily allowance, as now set (applies from its next grant)."""
+
+    account: str
+    allowance: int
+
+
 class Revoked(Granted, kw_only=True, frozen=True):
     """The certificate is revoked and the revocation list republished."""
 
@@ -80,7 +87,7 @@ class Refused(msgspec.Struct, kw_only=True, frozen=True):
     error: str = "refused"
 
 
-Answer = AccountOpened | Revoked | PeriodClosed | BrokerStatus | Refused
+Answer = AccountOpened | Revoked | PeriodClosed | BrokerStatus | AllowanceSet | Refused
 GrantedT = TypeVar("GrantedT", bound=Granted)
 GrantedT_co = TypeVar("GrantedT_co", bound=Granted, covariant=True)
 
@@ -118,6 +125,8 @@ class OpenAccount(Command, tag="open-account", frozen=True):
     role: AccountRole
     credit_limit: int
     currency: str = "EUR"
+    allowance: int = 0
+    """A buyer's daily off-line allowance (docs/SCHEMES.md §4); 0: none."""
 
 
 class Revoke(Command, tag="revoke", frozen=True):
@@ -136,13 +145,21 @@ class ClosePeriod(Command, tag="close-period", frozen=True):
     fee_basis_points: int = 0
 
 
+class SetAllowance(Command, tag="set-allowance", frozen=True):
+    """Set a buyer's daily off-line allowance in minor units (0: none)."""
+
+    answer: ClassVar[type[AllowanceSet]] = AllowanceSet
+    account: str
+    allowance: int
+
+
 class Status(Command, tag="status", frozen=True):
     """Ask for the broker's status."""
 
     answer: ClassVar[type[BrokerStatus]] = BrokerStatus
 
 
-OperatorRequest = OpenAccount | Revoke | ClosePeriod | Status
+OperatorRequest = OpenAccount | Revoke | ClosePeriod | SetAllowance | Status
 Run = Callable[[OperatorRequest], Awaitable[Answer]]
 
 _REQUESTS: msgspec.json.Decoder[OperatorRequest] = msgspec.json.Decoder(OperatorRequest)

@@ -34,6 +34,12 @@ CREATE TABLE IF NOT EXISTS served (
     amount INTEGER NOT NULL,
     PRIMARY KEY (commitment_id, idx)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS allowance_chains (
+    commitment_id BLOB PRIMARY KEY,
+    buyer TEXT NOT NULL,
+    day INTEGER NOT NULL,
+    amount INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS witnessed (
     seq INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
@@ -67,6 +73,9 @@ CREATE TABLE IF NOT EXISTS contradictions (
 # brings it back to what it paid when it ends; after a crash, the units in between count
 # as paid and are never paid again. A wallet written before reservations holds the highest
 # index spent, which is a valid reservation: it needs no migration.
+# ``allowance_chains`` (a vendor that takes daily grants, docs/SCHEMES.md 4.3): each chain it
+# accepted, the UTC day it did, and the value it counted against the buyer's grant (0: the
+# broker registered it); the day's rows rebuild ``today(buyer)`` after a restart.
 # ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
 # its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
 # proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).

@@ -27,6 +27,7 @@ from agents.runtime.mqtt import MqttSettings, open_link
 from agents.runtime.private_files import make_private_dir
 from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
+from protocol.allowance import day_of
 from protocol.endpoint import BrokerInfo
 from protocol.events import CertificateReceived, PaymentAccepted, VendorEvent
 from protocol.vendor import VendorCore, VendorTerms
@@ -179,3 +180,5 @@ async def _restore(core: VendorCore, store: VendorStore, now: float) -> None:
             now,
             receipt_seq=receipts.get(chain.commitment_id, 0),
         )
+    for buyer, day, amount in await store.allowance_counts(day_of(now)):
+        core.restore_allowance(buyer, day, amount)  # today(buyer), docs/SCHEMES.md 4.3

@@ -31,6 +31,16 @@ class VendorStore(AgentStore):
         )
         return [StoredChain(bytes(r[0]), r[1], bytes(r[2]), r[3], bytes(r[4]), r[5]) for r in rows]
 
+    async def allowance_counts(self, since_day: int) -> list[tuple[str, int, int]]:
+        """(buyer, day, amount) each chain counted against a daily grant from ``since_day`` on."""
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT buyer, day, amount FROM allowance_chains WHERE day >= ? AND amount > 0",
+                (since_day,),
+            ).fetchall()
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     async def totals(self) -> tuple[int, int]:
         """(amount accepted, number of chains) for the vendor."""
         row = await self._run(
