@@ -25,7 +25,6 @@ from broker_ledger.format import GENESIS, link_hash
 from broker_ledger.ledger_keys import key_history, read_rotations
 from broker_ledger.projections import PROJECTION, ReadModels
 from broker_ledger.report_data import ReportData
-from broker_ledger.scrip_checks import ScripAuditTerms
 from broker_ledger.store_schema import FORMAT
 from protocol.broker_events import AnyBrokerEvent
 from protocol.trusted_keys import TrustedKeys
@@ -46,7 +45,6 @@ class LedgerAudit:
         workers: int = 2,
         progress: Progress | None = None,
         collect: ReportData | None = None,
-        scrip_terms: ScripAuditTerms | None = None,
     ) -> None:
         self.path = Path(path)
         self.report = AuditReport(str(path))
@@ -56,7 +54,6 @@ class LedgerAudit:
         self._workers = workers
         self._progress = progress
         self._collect = collect
-        self._scrip_terms = scrip_terms
 
     def run(self) -> AuditReport:
         """Audit the file; never raises for what is in it (everything becomes a finding)."""
@@ -103,9 +100,7 @@ class LedgerAudit:
         total = db.execute("SELECT COUNT(*) FROM event_log").fetchone()[0]
         position = _tracking_position(db)
         with ThreadPoolExecutor(self._workers, thread_name_prefix="audit-verify") as pool:
-            verifier = checks.Verifier(
-                report.broker_id, keys, pool, report, position, self._scrip_terms
-            )
+            verifier = checks.Verifier(report.broker_id, keys, pool, report, position)
             computed = self._scan(db, verifier, set(checkpoints), total)
             verifier.finish()
         if self._collect is not None:

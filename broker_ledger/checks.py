@@ -19,7 +19,7 @@ from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import bill
 from broker_ledger.format import TAG_CHECKPOINT, checkpoint_message
 from broker_ledger.projections import ReadModels, fold
-from broker_ledger.scrip_checks import ScripAudit, ScripAuditTerms
+from broker_ledger.scrip_checks import ScripAudit
 from protocol.broker_events import (
     AccountOpened,
     AnyBrokerEvent,
@@ -79,14 +79,13 @@ class _Redemption:
 class Verifier:
     """Applies every rule to each event in sequence order."""
 
-    def __init__(  # noqa: PLR0913 - the ledger's keys, where to report, what it may not know
+    def __init__(
         self,
         broker_id: str,
         broker_keys: TrustedKeys,
         pool: ThreadPoolExecutor,
         report: AuditReport,
         snapshot_at: int | None = None,
-        scrip_terms: ScripAuditTerms | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.broker_keys = broker_keys
@@ -103,8 +102,8 @@ class Verifier:
         self._period_events: dict[str, list[AnyBrokerEvent]] = {}
         self._last_through = 0
         # --- scrip (docs/SCHEMES.md 3.10) ---
-        self.scrip = ScripAudit(report, scrip_terms)
-        self.models = ReadModels(scrip_grace_ms=self.scrip.terms.deposit_grace_ms)
+        self.scrip = ScripAudit(report)
+        self.models = ReadModels()
         self.snapshot_at = snapshot_at
         self._snapshot: ReadModels | None = None
         self.allowances = AllowanceChecks(broker_id, broker_keys, report)  # MiniPay
@@ -158,7 +157,7 @@ class Verifier:
         if position == self.models.position:
             return self.models
         if position == 0:
-            return ReadModels(scrip_grace_ms=self.models.scrip_grace_ms)
+            return ReadModels()
         if self._snapshot is not None and self._snapshot.position == position:
             return self._snapshot
         return None

@@ -15,7 +15,7 @@ from typing import Final
 
 import aiosqlite
 
-from broker_ledger.scrip_models import DEFAULT_GRACE_MS, ScripRow, fold_scrip
+from broker_ledger.scrip_models import ScripRow, fold_scrip
 from protocol.broker_events import (
     AllowanceGranted,
     AllowanceReleased,
@@ -116,7 +116,6 @@ class ReadModels:
     # --- scrip (docs/SCHEMES.md 3.10) ---
     scrip: dict[int, ScripRow] = field(default_factory=dict)
     dirty_scrip: set[int] = field(default_factory=set)
-    scrip_grace_ms: int = DEFAULT_GRACE_MS
     """The broker's deposit grace: a serial's deadline is its ``expires`` plus this."""
 
     def balance(self, account: str) -> BalanceRow:
@@ -195,11 +194,9 @@ def allowance_reserved(event: AllowanceGranted | AllowanceReleased) -> int:
     return event.reserved if isinstance(event, AllowanceGranted) else -event.amount
 
 
-def fold_all(
-    events: Iterable[tuple[int, AnyBrokerEvent]], *, scrip_grace_ms: int = DEFAULT_GRACE_MS
-) -> ReadModels:
+def fold_all(events: Iterable[tuple[int, AnyBrokerEvent]]) -> ReadModels:
     """Read models computed from nothing but the events."""
-    models = ReadModels(scrip_grace_ms=scrip_grace_ms)
+    models = ReadModels()
     for seq, event in events:
         fold(models, seq, event)
     return models
@@ -208,25 +205,19 @@ def fold_all(
 class Projector:
     """Keeps the read-model tables current, exactly once, on its own connection."""
 
-    def __init__(
-        self, connection: aiosqlite.Connection, scrip_grace_ms: int = DEFAULT_GRACE_MS
-    ) -> None:
+    def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
-        self.scrip_grace_ms = scrip_grace_ms
-        self.models = ReadModels(scrip_grace_ms=scrip_grace_ms)
+        self.models = ReadModels()
 
     @classmethod
-    async def open(cls, path: str | Path, *, scrip_grace_ms: int = DEFAULT_GRACE_MS) -> Projector:
-        """Open the ledger file's read models (created empty when missing).
-
-        ``scrip_grace_ms`` is the broker's scrip deposit grace (``BrokerPolicy``).
-        """
+    async def open(cls, path: str | Path) -> Projector:
+        """Open the ledger file's read models (created empty when missing)."""
         connection = await aiosqlite.connect(path, isolation_level=None)
         await connection.execute("PRAGMA busy_timeout=10000")
         await connection.execute("PRAGMA synchronous=FULL")
         await connection.executescript(TABLES)
-        projector = cls(connection, scrip_grace_ms)
-        projector.models = await load(connection, scrip_grace_ms)
+        projector = cls(connection)
+        projector.models = await load(connection)
         return projector
 
     async def close(self) -> None:
@@ -292,7 +283,7 @@ class Projector:
             await self._db.execute("COMMIT")
         except BaseException:
             await self._db.execute("ROLLBACK")
-            self.models = await load(self._db, self.scrip_grace_ms)
+            self.models = await load(self._db)
             raise
         models.dirty_accounts.clear()
         models.dirty_chains.clear()
@@ -300,11 +291,9 @@ class Projector:
         models.dirty_scrip.clear()
 
 
-async def load(
-    connection: aiosqlite.Connection, scrip_grace_ms: int = DEFAULT_GRACE_MS
-) -> ReadModels:
+async def load(connection: aiosqlite.Connection) -> ReadModels:
     """The read models as last committed (position included)."""
-    models = ReadModels(scrip_grace_ms=scrip_grace_ms)
+    models = ReadModels()
     for row in await connection.execute_fetchall("SELECT * FROM balances"):
         models.balances[row[0]] = BalanceRow(*row[1:])
     for row in await connection.execute_fetchall("SELECT * FROM chains"):

@@ -5,8 +5,8 @@ value, each deposit's spent and change scrip, and the outstanding value before i
 tags cannot be checked (their keys derive from the broker's private agreement key), and
 the money does not depend on them.
 
-Two broker settings are not in the events: the largest mint and the deposit grace
-(``ScripAuditTerms``, the policy's defaults unless the auditor is told otherwise).
+Each ``scrip-minted`` event carries the policy it was minted under (its deadline and the
+largest mint), so the audit needs no broker settings.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from protocol.broker_events import AccountOpened, ScripDeposited, ScripMinted, S
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.errors import MalformedMessageError
 from protocol.messages import Scrip
-from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE, DEFAULT_MAX_SCRIP_VALUE, minted_scrip
+from protocol.scrip_state import minted_scrip
 
 SERIALS = "scrip-serials"
 ARITHMETIC = "scrip-arithmetic"
@@ -30,14 +30,6 @@ CONSERVATION = "scrip-conservation"
 CHECKS = (CONSERVATION, SERIALS, ARITHMETIC, LIMITS)
 
 ScripEvent = ScripMinted | ScripDeposited | ScripReturned
-
-
-@dataclass(frozen=True, slots=True)
-class ScripAuditTerms:
-    """The broker's scrip policy the events do not carry (``BrokerPolicy``)."""
-
-    max_scrip_value: int = DEFAULT_MAX_SCRIP_VALUE
-    deposit_grace_ms: int = int(DEFAULT_DEPOSIT_GRACE * 1000)
 
 
 @dataclass(slots=True)
@@ -54,9 +46,8 @@ class _Serial:
 class ScripAudit:
     """Follows every serial through its events, in sequence order."""
 
-    def __init__(self, report: AuditReport, terms: ScripAuditTerms | None = None) -> None:
+    def __init__(self, report: AuditReport) -> None:
         self.report = report
-        self.terms = terms or ScripAuditTerms()
         self._serials: dict[int, _Serial] = {}
         self._last_serial = 0
 
@@ -102,9 +93,9 @@ class ScripAudit:
             self._fail(
                 seq, ARITHMETIC, f"serial {event.serial}: minted bytes differ from the event"
             )
-        self._serials[event.serial] = _Serial(
-            scrip, event.expires + self.terms.deposit_grace_ms, outstanding=event.value
-        )
+        if event.deadline < event.expires:
+            self._fail(seq, SERIALS, f"serial {event.serial}: deadline before it expires")
+        self._serials[event.serial] = _Serial(scrip, event.deadline, outstanding=event.value)
         self.report.scrip_serials += 1
         self.report.scrip_minted += event.value
         self._limits(seq, event, models, accounts)
@@ -117,10 +108,8 @@ class ScripAudit:
         if buyer is None or buyer.role != "buyer" or vendor is None or vendor.role != "vendor":
             self._fail(seq, LIMITS, f"serial {event.serial}: buyer or vendor has no such account")
             return
-        if event.value > self.terms.max_scrip_value:
-            self._fail(
-                seq, LIMITS, f"serial {event.serial}: {event.value} > {self.terms.max_scrip_value}"
-            )
+        if event.value > event.max_value:
+            self._fail(seq, LIMITS, f"serial {event.serial}: {event.value} > {event.max_value}")
         if {buyer.currency, vendor.currency} != {event.currency}:
             self._fail(seq, LIMITS, f"serial {event.serial}: currency differs from the accounts'")
         balance = models.balances.get(event.buyer)

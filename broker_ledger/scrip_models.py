@@ -1,22 +1,18 @@
 """The ``scrip`` read model: one row per serial, folded from the scrip events.
 
 ``projections.fold`` hands the three scrip events here, so the projector and the audit
-fold them the same way. A serial's deadline is its ``expires`` plus the broker's deposit
-grace, a policy the events do not carry: the read models are told it.
+fold them the same way. A serial's deadline comes with its ``scrip-minted`` event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from protocol.broker_events import ScripDeposited, ScripMinted, ScripReturned
-from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE
 
 if TYPE_CHECKING:
     from broker_ledger.projections import ReadModels
-
-DEFAULT_GRACE_MS: Final = int(DEFAULT_DEPOSIT_GRACE * 1000)
 
 
 @dataclass(slots=True)
@@ -62,7 +58,7 @@ def fold_scrip(models: ReadModels, event: ScripMinted | ScripDeposited | ScripRe
                 0,
                 event.value,
                 0,
-                event.expires + models.scrip_grace_ms,
+                event.deadline,
             )
             models.balance(event.buyer).reserved += event.value
         case ScripDeposited():

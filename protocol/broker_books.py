@@ -244,7 +244,7 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
     ) -> None:
         """Scrip (docs/SCHEMES.md 3.6, 3.8); a day's grant reserves credit until released (4.4)."""
         if isinstance(event, ScripMinted | ScripDeposited | ScripReturned):
-            self.scrip.apply(event, self.totals, self.policy.scrip_deposit_grace)
+            self.scrip.apply(event, self.totals)
             return
         change = self.allowances.apply(event)
         if not isinstance(event, AllowanceSet):

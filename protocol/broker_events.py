@@ -208,6 +208,10 @@ class ScripMinted(BrokerEvent, frozen=True, tag="scrip-minted"):
     properties: list[str]
     request: bytes
     scrip: bytes
+    deadline: int
+    """``expires`` plus the broker's deposit grace (ms): deposits until then, the return at it."""
+    max_value: int
+    """The largest mint in force when this one was made, so the audit needs no policy."""
 
 
 class ScripDeposited(BrokerEvent, frozen=True, tag="scrip-deposited"):

@@ -143,6 +143,8 @@ class BrokerScrip(BrokerRekey):
                 properties=scrip.properties,
                 request=request.request,
                 scrip=tagged,
+                deadline=scrip.expires + int(self.policy.scrip_deposit_grace * 1000),
+                max_value=self.policy.max_scrip_value,
             )
         )
         return self.scrip.records[scrip.serial]

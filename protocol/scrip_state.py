@@ -69,14 +69,12 @@ class ScripState:
     """``(deadline in s, serial)`` as a heap; closed serials are dropped lazily."""
     last_serial: int = 0
 
-    def apply(
-        self, event: ScripMinted | ScripDeposited | ScripReturned, totals: Totals, grace: float
-    ) -> None:
+    def apply(self, event: ScripMinted | ScripDeposited | ScripReturned, totals: Totals) -> None:
         """Fold one scrip event into the records and the books' totals."""
         match event:
             case ScripMinted():
                 scrip = minted_scrip(event)
-                deadline_ms = event.expires + int(grace * 1000)
+                deadline_ms = event.deadline
                 self.records[event.serial] = ScripRecord(
                     scrip, event.scrip, event.request, deadline_ms, outstanding=event.value
                 )

@@ -76,16 +76,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         from broker_ledger.report_data import ReportData  # noqa: PLC0415
 
         collect = ReportData()
-    from broker_ledger.scrip_checks import ScripAuditTerms  # noqa: PLC0415
-
-    terms = ScripAuditTerms(args.max_scrip_value, int(args.scrip_deposit_grace * 1000))
     report = LedgerAudit(
         args.ledger,
         args.broker_key,
         workers=args.workers,
         progress=progress,
         collect=collect,
-        scrip_terms=terms,
     ).run()
     for witness_file in args.witness or ():
         from broker_ledger import witness  # noqa: PLC0415
@@ -251,20 +247,6 @@ def build_parser() -> argparse.ArgumentParser:
             "signed ledger heads an agent kept (from `micropay witness`): the ledger must"
             " agree with every one (repeatable)"
         ),
-    )
-    audit.add_argument(
-        "--max-scrip-value",
-        type=bounded("max_scrip_value"),
-        default=10_000,
-        metavar="MINOR_UNITS",
-        help="the broker's largest mint, if not the default (10000)",
-    )
-    audit.add_argument(
-        "--scrip-deposit-grace",
-        type=bounded("scrip_deposit_grace", float),
-        default=172_800.0,
-        metavar="SECONDS",
-        help="the broker's scrip deposit grace, if not the default (172800)",
     )
     audit.add_argument("--json", action="store_true", help="print the report as JSON")
     audit.add_argument(

@@ -131,8 +131,7 @@ class BrokerService:
     async def project(self) -> int:
         """Bring the read-model tables up to date."""
         if self._projector is None:
-            grace_ms = int(self.core.policy.scrip_deposit_grace * 1000)
-            self._projector = await Projector.open(self.files.ledger, scrip_grace_ms=grace_ms)
+            self._projector = await Projector.open(self.files.ledger)
         position = self._projector.models.position
         rows = await self.store.read_all(after=position, limit=1_000_000_000)
         return await self._projector.catch_up((row.seq, self.store.decode(row)) for row in rows)

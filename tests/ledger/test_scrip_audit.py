@@ -211,6 +211,8 @@ async def test_a_mint_beyond_the_limit_is_caught(
         properties=[],
         request=bytes(16),
         scrip=tag_scrip(scrip, bytes(32)),  # the audit cannot check tags (SCHEMES.md 3.10)
+        deadline=scrip.expires + 172_800_000,
+        max_value=10_000,
     )
     report = await forge(clean, tmp_path, forged)
     assert failed(report) == {"scrip-limits"}

@@ -365,3 +365,17 @@ def test_replaying_the_ledger_rebuilds_the_same_scrip_state(desk: ScripDesk) -> 
     assert isinstance(first, Minted)
     assert isinstance(again, Minted)
     assert (again.scrip, again.secret) == (first.scrip, first.secret)
+
+
+def test_a_changed_policy_moves_no_deadline_of_scrip_already_minted(desk: ScripDesk) -> None:
+    minted(desk, 100)
+    before = desk.world.broker.scrip.records[1].deadline_ms
+    (event,) = recorded(desk, ScripMinted)
+    assert isinstance(event, ScripMinted)
+    assert (event.deadline, event.max_value) == (before, BrokerPolicy().max_scrip_value)
+
+    shorter = BrokerPolicy(scrip_deposit_grace=60.0, max_scrip_value=50)
+    rebuilt = BrokerCore("broker", seeded_identity("broker"), policy=shorter)
+    rebuilt.rebuild(ledger(desk.world))
+    assert rebuilt.scrip.records[1].deadline_ms == before
+    assert rebuilt.get_timer() == before / 1000
