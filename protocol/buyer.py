@@ -13,7 +13,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from protocol import topics
-from protocol.agent_endpoint import AgentEndpoint
 from protocol.buyer_channel import Channel, ChannelState
 from protocol.buyer_rules import (
     item_refusal,
@@ -25,6 +24,7 @@ from protocol.buyer_rules import (
     vendor_refusal,
     wallet_behind,
 )
+from protocol.buyer_scrip import BuyerScrip
 from protocol.chain import PaywordChain
 from protocol.chain_checkpoints import CheckpointedChain
 from protocol.codec import decode_as, decode_commitment, decode_signed
@@ -60,6 +60,7 @@ from protocol.events import (
     PaywordSpent,
     PeerError,
     ReceiptReceived,
+    ScripPaymentSent,
     SpendReserved,
 )
 from protocol.messages import (
@@ -73,6 +74,7 @@ from protocol.messages import (
     Error,
     Invoice,
     InvoiceQuery,
+    Minted,
     Offer,
     Payment,
     Receipt,
@@ -90,7 +92,7 @@ class _VendorOffer:
     timestamp: int
 
 
-class BuyerCore(AgentEndpoint[BuyerEvent]):
+class BuyerCore(BuyerScrip):
     """Bytes in, buyer events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     role = "buyer"
@@ -115,6 +117,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             account,
             identity,
             broker,
+            random=random,
             max_message_size=max_message_size,
             max_skew=max_skew,
             counter_source=counter_source,
@@ -126,7 +129,6 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self.offers_from = None if offers_from is None else tuple(dict.fromkeys(offers_from))
         if any("+" in v or "#" in v or "/" in v for v in self.offers_from or ()):
             raise LocalProtocolError("a vendor's name has no MQTT wildcard and no '/'")
-        self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
 
@@ -283,6 +285,28 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self._arm_retry(channel, now)
         return PaywordSpent(cid, channel.spent, reserved)
 
+    def pay_scrip(self, vendor: str, price: int, now: float, item: str = "") -> ScripPaymentSent:
+        """Pay ``price`` (an item's, when one is named) with scrip for ``vendor``.
+
+        Only scrip under the vendor's current certificate is spent: a rekeyed vendor can no
+        longer check the older. Persist the event before publishing: until the vendor
+        answers, exactly this payment is resent.
+        """
+        known = self.offers.get(vendor)
+        if known is None:
+            raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
+        if (revoked := self.vendor_revoked(vendor)) is not None:
+            raise LocalProtocolError(revoked)
+        serial = known.certificate.serial
+        return self.send_scrip_payment(vendor, known.offer, serial, price, item, now)
+
+    def scrip_value(self, vendor: str, now: float) -> list[int]:
+        """The values of the scrip ``vendor`` would take now, as separate pieces."""
+        known = self.offers.get(vendor)
+        if known is None:
+            return []
+        return [h.scrip.value for h in self.usable_scrip(vendor, known.certificate.serial, now)]
+
     def release(self, cid: bytes) -> SpendReserved:
         """Hand back what a chain reserved beyond what it spent; persist the event.
 
@@ -388,6 +412,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         """Receipts and refusals from vendors; enrollment and answers from the broker."""
         if parsed.auth is Auth.CHAIN:
             return self._from_vendor(parsed, body, now)
+        if parsed.auth is Auth.SCRIP:
+            return self.on_scrip_answer(parsed, body)
         return self._from_broker(parsed, body, now)
 
     def on_broker_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BuyerEvent]:
@@ -468,8 +494,11 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                 return [*([received] if received else []), BalanceReceived(body)]
             case Invoice():
                 return [InvoiceReceived(body)]
+            case Minted():
+                return self.minted(parsed, body, now)
             case Error():
                 self.rekey_refused(parsed.header.corr)
+                self.mint_refused(parsed.header.corr)
                 return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
@@ -482,6 +511,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         enrolling = self.enrollment_timer()
         if enrolling is not None:
             due.append(enrolling)
+        scrip = self.scrip_timer()
+        if scrip is not None:
+            due.append(scrip)
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[BuyerEvent]:
@@ -502,5 +534,6 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             self._resend_payments(channel, now)
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff
+        events = self.scrip_due(now)
         self.replay_guard.prune(now)
-        return []
+        return events
