@@ -388,8 +388,10 @@ def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
     take_off_the_wire(world, "buyer1", "scrip?")
     certified = shop(world).certified
     assert certified is not None
+    broker = world.broker
+    agree = buyer.identity.agree_key
     wrong = minted_reply(
-        world.broker, certified, "buyer1", buyer.identity.agree_key, 99, request, world.now
+        broker.identity, broker.account, certified, "buyer1", agree, 99, request, world.now, 1
     )
     send_as_broker(world, "buyer1", buyer.identity, wrong, request)
     assert [e.error.code for e in events_of(world, "buyer1", MessageRejected)] == ["scrip"]

@@ -48,26 +48,26 @@ def vendor_pair_key(broker: BrokerCore, vendor: str, vendor_agree_key: bytes) ->
 
 
 def minted_reply(  # noqa: PLR0913 - what a mint depends on
-    broker: BrokerCore,
+    broker: AgentKeys,
+    broker_id: str,
     vendor: Certificate,
     buyer: str,
     buyer_agree_key: bytes,
     value: int,
     request: bytes,
     now: float,
-    *,
-    serial: int | None = None,
+    serial: int,
     properties: tuple[str, ...] = (),
 ) -> Minted:
     """The ``Minted`` the broker sends for ``request`` (3.8, steps 4 and 5)."""
     now_ms = int(now * 1000)
     period = period_of(now_ms)
-    shared = vendor_pair_key(broker, vendor.subject, vendor.agree_key)
+    shared = pair_key(broker, broker_id, vendor.agree_key, vendor.subject)
     scrip = Scrip(
         vendor.subject,
         vendor.serial,
         period,
-        next_serial(broker) if serial is None else serial,
+        serial,
         0,
         buyer,
         value,
@@ -77,7 +77,7 @@ def minted_reply(  # noqa: PLR0913 - what a mint depends on
     )
     tagged = tag_scrip(scrip, scrip_key(shared, vendor.subject, period))
     secret = customer_secret(customer_master(shared, vendor.subject, period), buyer)
-    buyer_pair = pair_key(broker.identity, broker.account, buyer_agree_key, buyer)
+    buyer_pair = pair_key(broker, broker_id, buyer_agree_key, buyer)
     wrapped = wrap_customer_secret(buyer_pair, vendor.subject, vendor.serial, period, secret)
     return Minted(request, tagged, wrapped)
 
@@ -104,15 +104,18 @@ def mint_scrip(
     request = core.mint(vendor, value, world.now)
     (asked,) = take_off_the_wire(world, buyer, "scrip?")
     assert parse(asked.payload).header.corr == request
+    broker = world.broker
     reply = minted_reply(
-        world.broker,
+        broker.identity,
+        broker.account,
         seller.certified,
         buyer,
         core.identity.agree_key,
         value,
         request,
         world.now,
-        properties=properties,
+        next_serial(broker),
+        properties,
     )
     send_as_broker(world, buyer, core.identity, reply, request)
     return events_of(world, buyer, ScripReceived)[-1]
