@@ -235,6 +235,7 @@ async def test_the_credit_limit_and_what_is_paid_are_told_in_numbers(kiosk: Harn
         "debited": 0,
         "paid_not_redeemed": 50,
         "reserved": 0,
+        "scrip": [],  # none bought
     }
     vendor = kiosk.vendors["vendor1"]
     await vendor.loop.act(vendor.core.redeem_all)
