@@ -13,7 +13,6 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from protocol import topics
-from protocol.agent_endpoint import AgentEndpoint
 from protocol.allowance import chain_end, verify_grant
 from protocol.buyer_allowance import ALLOWANCE_CORR, GrantCache
 from protocol.buyer_channel import Channel, ChannelState
@@ -27,6 +26,7 @@ from protocol.buyer_rules import (
     vendor_refusal,
     wallet_behind,
 )
+from protocol.buyer_scrip import BuyerScrip
 from protocol.chain import PaywordChain
 from protocol.chain_checkpoints import CheckpointedChain
 from protocol.codec import decode_as, decode_commitment, decode_signed
@@ -64,6 +64,7 @@ from protocol.events import (
     PaywordSpent,
     PeerError,
     ReceiptReceived,
+    ScripPaymentSent,
     SpendReserved,
 )
 from protocol.messages import (
@@ -80,6 +81,7 @@ from protocol.messages import (
     Error,
     Invoice,
     InvoiceQuery,
+    Minted,
     Offer,
     Payment,
     Receipt,
@@ -97,7 +99,7 @@ class _VendorOffer:
     timestamp: int
 
 
-class BuyerCore(AgentEndpoint[BuyerEvent]):
+class BuyerCore(BuyerScrip):
     """Bytes in, buyer events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     role = "buyer"
@@ -122,6 +124,7 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             account,
             identity,
             broker,
+            random=random,
             max_message_size=max_message_size,
             max_skew=max_skew,
             counter_source=counter_source,
@@ -133,7 +136,6 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self.offers_from = None if offers_from is None else tuple(dict.fromkeys(offers_from))
         if any("+" in v or "#" in v or "/" in v for v in self.offers_from or ()):
             raise LocalProtocolError("a vendor's name has no MQTT wildcard and no '/'")
-        self._random = random
         self.offers: dict[str, _VendorOffer] = {}
         self.channels: dict[bytes, Channel] = {}
         self.allowance = GrantCache()  # MiniPay: today's grant (docs/SCHEMES.md 4.2)
@@ -303,6 +305,28 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         self._arm_retry(channel, now)
         return PaywordSpent(cid, channel.spent, reserved)
 
+    def pay_scrip(self, vendor: str, price: int, now: float, item: str = "") -> ScripPaymentSent:
+        """Pay ``price`` (an item's, when one is named) with scrip for ``vendor``.
+
+        Only scrip under the vendor's current certificate is spent: a rekeyed vendor can no
+        longer check the older. Persist the event before publishing: until the vendor
+        answers, exactly this payment is resent.
+        """
+        known = self.offers.get(vendor)
+        if known is None:
+            raise LocalProtocolError(f"no offer from vendor {vendor!r} yet")
+        if (revoked := self.vendor_revoked(vendor)) is not None:
+            raise LocalProtocolError(revoked)
+        serial = known.certificate.serial
+        return self.send_scrip_payment(vendor, known.offer, serial, price, item, now)
+
+    def scrip_value(self, vendor: str, now: float) -> list[int]:
+        """The values of the scrip ``vendor`` would take now, as separate pieces."""
+        known = self.offers.get(vendor)
+        if known is None:
+            return []
+        return [h.scrip.value for h in self.usable_scrip(vendor, known.certificate.serial, now)]
+
     def release(self, cid: bytes) -> SpendReserved:
         """Hand back what a chain reserved beyond what it spent; persist the event.
 
@@ -419,6 +443,8 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         """Receipts and refusals from vendors; enrollment and answers from the broker."""
         if parsed.auth is Auth.CHAIN:
             return self._from_vendor(parsed, body, now)
+        if parsed.auth is Auth.SCRIP:
+            return self.on_scrip_answer(parsed, body)
         return self._from_broker(parsed, body, now)
 
     def on_broker_broadcast(self, topic: str, parsed: Parsed, _now: float) -> list[BuyerEvent]:
@@ -499,16 +525,25 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
                 return [*([received] if received else []), BalanceReceived(body)]
             case Invoice():
                 return [InvoiceReceived(body)]
-            case Allowance():
-                received = self.head_from_reply(parsed, body.ledger, b"")
-                return [*([received] if received else []), *self._granted(body.grant, now)]
+            case Minted() | Allowance():
+                return self._from_other_scheme(parsed, body, now)
             case Error():
                 self.rekey_refused(parsed.header.corr)
+                self.mint_refused(parsed.header.corr)
                 if parsed.header.corr == ALLOWANCE_CORR:
                     self._release_commits(b"", None, now)  # no grant today: commits go bare
                 return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
+
+    def _from_other_scheme(
+        self, parsed: Parsed, body: Minted | Allowance, now: float
+    ) -> list[BuyerEvent]:
+        """Scrip minted (docs/SCHEMES.md 3.7) or today's allowance grant (4.2)."""
+        if isinstance(body, Minted):
+            return self.minted(parsed, body, now)
+        received = self.head_from_reply(parsed, body.ledger, b"")
+        return [*([received] if received else []), *self._granted(body.grant, now)]
 
     def _granted(self, signed: bytes, now: float) -> list[BuyerEvent]:
         """Keep today's grant (it must be ours and the broker's) and send the waiting commits."""
@@ -540,6 +575,9 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
         enrolling = self.enrollment_timer()
         if enrolling is not None:
             due.append(enrolling)
+        scrip = self.scrip_timer()
+        if scrip is not None:
+            due.append(scrip)
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[BuyerEvent]:
@@ -560,5 +598,6 @@ class BuyerCore(AgentEndpoint[BuyerEvent]):
             self._resend_payments(channel, now)
             channel.backoff = min(channel.backoff * 2, self.retry_max)
             channel.retry_due = now + channel.backoff
+        events = self.scrip_due(now)
         self.replay_guard.prune(now)
-        return []
+        return events

@@ -313,6 +313,118 @@ class RedemptionConfirmed:
     amount: int
 
 
+@dataclass(frozen=True, slots=True)
+class ScripAccepted:
+    """A scrip payment passed rules 1-9: persist the record before the service and the reply.
+
+    The record replaces the serial's (docs/SCHEMES.md 3.8): ``spent`` and ``change`` are the
+    exact bytes, so a repeat gets the same answer and a deposit the same change. ``confirmed``
+    is the generation the broker already credited (an on-line vendor served after its
+    ``deposited``), else -1.
+    """
+
+    serial: int
+    generation: int
+    buyer: str
+    item: str
+    price: int
+    spent: bytes
+    change: bytes
+    expires: int
+    confirmed: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class ScripDepositConfirmed:
+    """The broker credited a serial up to ``generation`` (``credited`` on it in all).
+
+    ``change`` is the change it recorded with that generation; when the generation is above
+    the one this vendor holds (a store restored from a backup), the record adopts it, so the
+    generation is never accepted again.
+    """
+
+    serial: int
+    generation: int
+    credited: int
+    change: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScripForgotten:
+    """A serial's deadline passed: its record leaves the spent set (nothing can spend it)."""
+
+    serial: int
+
+
+# --- buyer: scrip ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScripReceived:
+    """Scrip the wallet now holds (minted, or change): persist it and its secret, sealed.
+
+    ``scrip`` is the ``TaggedScrip`` bytes, ``secret`` the customer secret of ``ref`` (the
+    vendor certificate and period) unwrapped: together they are money.
+    """
+
+    vendor: str
+    serial: int
+    generation: int
+    value: int
+    expires: int
+    scrip: bytes
+    ref: bytes
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScripPaymentSent:
+    """Persist before the ``scrip-pay`` leaves: until answered, exactly it is resent."""
+
+    vendor: str
+    serial: int
+    generation: int
+    item: str
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScripSettled:
+    """The vendor took ``price`` of the serial's generation; change, if any, follows.
+
+    ``change_refused`` says why change the vendor sent was not kept (its body does not
+    follow from the scrip spent), empty when it was.
+    """
+
+    vendor: str
+    serial: int
+    generation: int
+    price: int
+    change_value: int
+    change_refused: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScripPaymentRefused:
+    """The vendor refused the pending payment; ``lost``: the scrip is no good there any more."""
+
+    vendor: str
+    serial: int
+    generation: int
+    code: str
+    detail: str
+    lost: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ScripExpired:
+    """Scrip past its ``expires``: dropped (the broker returns its value at the deadline)."""
+
+    vendor: str
+    serial: int
+    value: int
+
+
 # --- what each role's core returns ----------------------------------------------------------
 
 BuyerEvent = (
@@ -327,6 +439,11 @@ BuyerEvent = (
     | PaymentRefused
     | OfferReceived
     | ReceiptReceived
+    | ScripReceived
+    | ScripPaymentSent
+    | ScripSettled
+    | ScripPaymentRefused
+    | ScripExpired
     | BalanceReceived
     | InvoiceReceived
     | AllowanceReceived
@@ -346,6 +463,9 @@ VendorEvent = (
     | StateBehind
     | PaymentAccepted
     | RedemptionConfirmed
+    | ScripAccepted
+    | ScripDepositConfirmed
+    | ScripForgotten
     | RevocationsUpdated
     | LedgerHeadWitnessed
     | MessageRejected

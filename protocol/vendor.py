@@ -43,6 +43,7 @@ from protocol.messages import (
     Balance,
     Body,
     Commit,
+    Deposited,
     Enrolled,
     Error,
     Offer,
@@ -61,12 +62,12 @@ from protocol.vendor_chains import (
     check_item,
     exposure,
 )
-from protocol.vendor_redemption import VendorRedemption
+from protocol.vendor_scrip import VendorScrip
 
 __all__ = ["VendorChain", "VendorCore", "VendorTerms"]
 
 
-class VendorCore(VendorRedemption):
+class VendorCore(VendorScrip):
     """Bytes in, vendor events and bytes out. No I/O, no clock: ``now`` is an argument."""
 
     def __init__(  # noqa: PLR0913 - identity, credentials, trust anchor, terms
@@ -110,6 +111,7 @@ class VendorCore(VendorRedemption):
             terms.online,
             int((now + terms.offer_lifetime) * 1000),
             list(terms.items),
+            scrip=terms.scrip,
             allowance=terms.allowance,
         )
         self.broadcast("offer", offer, now)
@@ -200,6 +202,8 @@ class VendorCore(VendorRedemption):
     def on_message(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
         """Payments and commits from buyers; enrollment, receipts and answers from the broker."""
         if parsed.auth is not Auth.CHAIN:
+            if parsed.auth is Auth.SCRIP:
+                return self.on_scrip(parsed, body, key, now)
             return self._from_broker(parsed, body, now)
         state = self.chains.get(parsed.header.ref)  # the hot path: one call per payment
         try:
@@ -363,7 +367,7 @@ class VendorCore(VendorRedemption):
     def _queue_receipt(self, state: VendorChain, now: float) -> None:
         self._receipts[state.verified.id] = (state, now)
 
-    def _from_broker(self, parsed: Parsed, body: Body, now: float) -> list[VendorEvent]:
+    def _from_broker(self, parsed: Parsed, body: Body, now: float) -> list[VendorEvent]:  # noqa: PLR0911 - one per message
         match body:
             case Enrolled():
                 return [self.enrolled(parsed, body, now)]
@@ -377,9 +381,12 @@ class VendorCore(VendorRedemption):
             case Balance():
                 received = self.head_from_reply(parsed, body.ledger, b"")
                 return [*self._heard(received, now), *self._reconcile(body, now)]
+            case Deposited():
+                return self.scrip_deposited(parsed, body, now)
             case Error():
                 self.rekey_refused(parsed.header.corr)
                 self._redemption_refused(parsed.header.corr, now)
+                self.scrip_refused(parsed.header.corr, body, now)
                 return [PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)]
             case _:
                 raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r}")
@@ -411,10 +418,13 @@ class VendorCore(VendorRedemption):
         enrolling = self.enrollment_timer()
         if enrolling is not None:
             due.append(enrolling)
+        scrip = self.scrip_timer()
+        if scrip is not None:
+            due.append(scrip)
         return min(due) if due else None
 
     def handle_timer(self, now: float) -> list[VendorEvent]:
-        """Send due redemptions; unanswered ones are retried with exponential backoff."""
+        """Send due redemptions and deposits; unanswered ones are retried with backoff."""
         self.resend_enrollment(now)
         for state in self.chains.values():
             if state.owes_redemption and state.redeem_due <= now:
@@ -422,6 +432,7 @@ class VendorCore(VendorRedemption):
         for pending in self._pending.values():
             if pending.retry_due <= now:
                 self._send_register(pending, now)
+        events = self.scrip_due(now)
         self.replay_guard.prune(now)
         self._throttle.forget(now)
-        return []
+        return events

@@ -35,6 +35,16 @@ class VendorTerms:
     redeem_retry_max: float = 300.0
     commit_failure_budget: int = 16
     commit_failure_window: float = 60.0
+    scrip: bool = False
+    """Take Millicent scrip (``scrip-pay``), advertised as ``Offer.scrip``."""
+    scrip_online: bool = False
+    """Deposit each scrip payment and serve on the broker's answer (NetCash's serial check)."""
+    required_properties: tuple[str, ...] = ()
+    """Properties scrip must carry to be taken here (docs/SCHEMES.md 3.1)."""
+    scrip_deposit_grace: float = 2 * 86_400.0
+    """How long after a scrip's expiry the broker still takes its deposit (its deadline)."""
+    scrip_online_timeout: float = 5.0
+    """How long an on-line payment waits for ``deposited`` before the buyer is told."""
 
     def __post_init__(self) -> None:
         """Every item must be one a single payment can buy (payments name one item)."""

@@ -21,11 +21,13 @@ from agents.cli.options import (
     run_daemon,
 )
 from agents.cli.pay_summary import PaySession, interrupted, pay_side_by_side
+from agents.cli.scrip_commands import run_mint, run_scrip_pay, scrip_held
 from agents.cli.status_commands import add_vendor_status, party_dir
 from agents.daemons.broker_files import read_public
 from agents.daemons.buyer_agent import STORE_FILE as WALLET_FILE
 from agents.daemons.buyer_agent import BuyerAgent, PayResult
 from agents.daemons.buyer_metrics import buyer_metrics
+from agents.daemons.buyer_scrip import DEFAULT_MINT
 from agents.daemons.vendor_agent import VendorAgent
 from agents.daemons.vendor_metrics import vendor_metrics
 from agents.runtime.config_schema import COUNT
@@ -94,6 +96,8 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             "max_length": 1_000_000,
             "online": False,
             "allowance": False,
+            "scrip": False,
+            "scrip_online": False,
             "redeem_interval": 60,
         },
     )
@@ -108,6 +112,8 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             online=bool(args.online),
             allowance=bool(args.allowance),
             items=tuple(args.item or ()),
+            scrip=bool(args.scrip or args.scrip_online),
+            scrip_online=bool(args.scrip_online),
             redeem_interval=float(args.redeem_interval),
         )
     except LocalProtocolError as exc:
@@ -176,6 +182,10 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
     """
     prepare(args, "buyer", BUYER_DEFAULTS)
     vendors: list[str] = list(dict.fromkeys(args.vendor))  # each once, in the order given
+    if args.scheme == "scrip":
+        answers = asyncio.run(_scrip_pay(args, vendors))
+        print_json(answers[0] if len(answers) == 1 else answers)
+        return 0
     data_dir = party_dir(args)
     sessions = [PaySession(vendor, data_dir / WALLET_FILE) for vendor in vendors]
 
@@ -226,6 +236,22 @@ def cmd_buyer_pay(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _scrip_pay(args: argparse.Namespace, vendors: list[str]) -> list[dict[str, Any]]:
+    buyer = await _buyer(args, vendors)
+    return await run_scrip_pay(buyer, args)
+
+
+def cmd_buyer_mint(args: argparse.Namespace) -> int:
+    """Buy scrip for one vendor from the broker; the wallet keeps it sealed."""
+    prepare(args, "buyer", BUYER_DEFAULTS)
+
+    async def run() -> dict[str, Any]:
+        return await run_mint(await _buyer(args, [args.vendor]), args)
+
+    print_json(asyncio.run(run()))
+    return 0
+
+
 def cmd_buyer_balance(args: argparse.Namespace) -> int:
     """Ask the broker what this buyer owes and may still pay, and its open invoice.
 
@@ -242,6 +268,7 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
             balance = await buyer.balance(args.timeout)
             invoice = await buyer.invoice(args.timeout)
             paid = await buyer.paid()  # by this wallet; vendors redeem it later
+            scrip = await scrip_held(buyer)  # in the wallet; the broker reserves its value
             return {
                 "account": balance.account,
                 "currency": balance.currency,
@@ -255,6 +282,7 @@ def cmd_buyer_balance(args: argparse.Namespace) -> int:
                     for line in invoice.lines
                 ],
                 "allowance": allowance_shown(buyer, grant, why),
+                "scrip": scrip,
             }
 
         return await buyer.run(both, args.timeout)
@@ -320,6 +348,19 @@ def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
         help="accept chains off-line within buyers' daily grants, register above them",
     )
     run.add_argument(
+        "--scrip",
+        action="store_const",
+        const=True,
+        help="also take Millicent scrip, kept in a durable spent set and deposited",
+    )
+    run.add_argument(
+        "--scrip-online",
+        action="store_const",
+        const=True,
+        help="take scrip, depositing each payment with the broker before serving (implies"
+        " --scrip; no spent set of its own)",
+    )
+    run.add_argument(
         "--redeem-interval", type=bounded("redeem_interval"), help="seconds between redemptions"
     )
     run.add_argument("--item", type=_item, action="append", help="offer item NAME=PRICE")
@@ -336,6 +377,7 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
     for action, handler, text in (
         ("enroll", cmd_buyer_enroll, "enroll with a token"),
         ("pay", cmd_buyer_pay, "pay a vendor"),
+        ("mint", cmd_buyer_mint, "buy scrip for a vendor"),
         ("balance", cmd_buyer_balance, "balance and invoice of the open period"),
     ):
         parser = sub.add_parser(action, help=text)
@@ -389,4 +431,28 @@ def register_buyer(commands: argparse._SubParsersAction[Any]) -> None:
                 type=_item_name,
                 default="",
                 help="what each payment buys: an item on the vendor's offer, paid in full",
+            )
+            parser.add_argument(
+                "--scheme",
+                choices=("payword", "scrip"),
+                default="payword",
+                help="pay with a PayWord chain (default) or with scrip, bought when short",
+            )
+            parser.add_argument(
+                "--price",
+                type=bounded("price"),
+                help="scrip: what each payment pays, minor units (default: the item's price,"
+                " else --units times the unit value)",
+            )
+            parser.add_argument(
+                "--mint-value",
+                type=bounded("mint_value"),
+                default=DEFAULT_MINT,
+                metavar="VALUE",
+                help=f"scrip: what to buy when the wallet is short (default {DEFAULT_MINT})",
+            )
+        if action == "mint":
+            parser.add_argument("vendor", help="the vendor the scrip is good at")
+            parser.add_argument(
+                "value", type=bounded("value"), help="what it is worth, in minor units"
             )

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Self, TypeVar
 
+from agents.daemons.scrip_rows import scrip_statements
 from agents.daemons.store_owner import check_owner
 from agents.daemons.store_schema import (
     INSERT_CONTRADICTION,
@@ -281,6 +282,7 @@ class AgentStore:
                 "UPDATE chains SET redeemed = MAX(redeemed, ?) WHERE commitment_id = ?",
                 [(index, cid) for cid, index in redeemed.items()],
             ),
+            *scrip_statements(events, self._sealer),  # before the reply or the service
         ]
         batches = [(sql, rows) for sql, rows in batches if rows]
         if not batches:

@@ -149,6 +149,7 @@ class BuyerAgent:
                 core.restore_certificate(certificate, clock())
             await store.restore_heads(core.ledger_view)
             channels = await store.channels()
+            await _restore_scrip(core, store, clock())
         except BaseException:
             await store.close()
             raise
@@ -189,6 +190,8 @@ class BuyerAgent:
         finished = False
         try:
             await self._beside(runner, self._connected_or_refused(), timeout)
+            if self.core.scrip_pending:  # written before a crash, perhaps never sent
+                await self.loop.act(self.core.resume_scrip)
             result = await self._beside(runner, job(), None)
             finished = True
         finally:
@@ -268,7 +271,7 @@ class BuyerAgent:
         await self.loop.act(lambda now: self.core.enroll(token, now))
         return (await self.waiters.answer(certified, timeout)).serial
 
-    async def _offer(self, vendor: str, timeout: float) -> None:  # noqa: ASYNC109
+    async def offer(self, vendor: str, timeout: float) -> None:  # noqa: ASYNC109
         """The vendor's retained offer, or why there is none, within a few seconds."""
         if vendor in self.core.offers:
             return
@@ -380,7 +383,7 @@ class BuyerAgent:
         if self.core.certified is None:
             raise BuyerError("not enrolled: run `micropay buyer enroll --token-file FILE` first")
         started = time.monotonic()
-        await self._offer(vendor, timeout)
+        await self.offer(vendor, timeout)
         rng = rng or random.Random()  # noqa: S311 - a payment mix, not a secret
         plan = [rng.randint(1, units) if mixed else units for _ in range(payments)]
         refusal = self.core.refusal(vendor, plan, item, await self.paid(), self.loop.clock())
@@ -500,3 +503,12 @@ class BuyerAgent:
         answered = self.waiters.expect(InvoiceReceived)
         await self.loop.act(self.core.query_invoice)
         return (await self.waiters.answer(answered, timeout)).invoice
+
+
+async def _restore_scrip(core: BuyerCore, store: WalletStore, now: float) -> None:
+    """Put the wallet's scrip, secrets and unanswered payments back into a fresh core."""
+    held, pending = await store.scrip()
+    for scrip in held:
+        core.restore_scrip(scrip.scrip, scrip.secret)
+    for serial, item, price in pending:
+        core.restore_scrip_payment(serial, item, price, now)

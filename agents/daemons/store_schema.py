@@ -40,6 +40,38 @@ CREATE TABLE IF NOT EXISTS allowance_chains (
     day INTEGER NOT NULL,
     amount INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS spent_scrip (
+    serial INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    buyer TEXT NOT NULL,
+    item TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    spent BLOB NOT NULL,
+    change BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    confirmed INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS scrip (
+    serial INTEGER PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    value INTEGER NOT NULL,
+    expires INTEGER NOT NULL,
+    sealed BLOB NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS scrip_secrets (
+    vendor TEXT NOT NULL,
+    ref BLOB NOT NULL,
+    sealed BLOB NOT NULL,
+    PRIMARY KEY (vendor, ref)
+) STRICT;
+CREATE TABLE IF NOT EXISTS scrip_pending (
+    serial INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    vendor TEXT NOT NULL,
+    item TEXT NOT NULL,
+    price INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS witnessed (
     seq INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
@@ -76,6 +108,13 @@ CREATE TABLE IF NOT EXISTS contradictions (
 # ``allowance_chains`` (a vendor that takes daily grants, docs/SCHEMES.md 4.3): each chain it
 # accepted, the UTC day it did, and the value it counted against the buyer's grant (0: the
 # broker registered it); the day's rows rebuild ``today(buyer)`` after a restart.
+# ``spent_scrip`` is a vendor's spent set (docs/SCHEMES.md 3.9): per serial the highest
+# generation it accepted, that payment's exact bytes and change, and ``confirmed``, the
+# generation the broker credited (-1: none yet). A row is written before the payment is
+# served and goes at the serial's deadline. A wallet keeps its scrip in ``scrip`` (the
+# ``TaggedScrip`` bytes sealed, per serial its live generation), the customer secrets in
+# ``scrip_secrets`` (sealed) and in ``scrip_pending`` the payment it sent and has had no
+# answer to, written before it leaves.
 # ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
 # its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
 # proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).

@@ -29,7 +29,7 @@ from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
 from protocol.allowance import day_of
 from protocol.endpoint import BrokerInfo
-from protocol.events import CertificateReceived, PaymentAccepted, VendorEvent
+from protocol.events import CertificateReceived, PaymentAccepted, ScripAccepted, VendorEvent
 from protocol.vendor import VendorCore, VendorTerms
 
 log = logging.getLogger("micropay.vendor")
@@ -44,6 +44,8 @@ class VendorCounters:
 
     payments: int = 0
     amount: int = 0
+    scrip_payments: int = 0
+    scrip_amount: int = 0
 
 
 class VendorAgent:
@@ -100,6 +102,9 @@ class VendorAgent:
             case PaymentAccepted():
                 self.counters.payments += 1
                 self.counters.amount += event.amount
+            case ScripAccepted():
+                self.counters.scrip_payments += 1
+                self.counters.scrip_amount += event.price
             case CertificateReceived():
                 log.info("enrolled: certificate %s", event.serial)
                 self.core.publish_offer(now)
@@ -121,6 +126,7 @@ class VendorAgent:
         """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
         if self.loop.connected.is_set():
             await self.loop.act(self.core.redeem_all)
+            await self.loop.act(self.core.deposit_all)  # not waited for: retried at next start
             deadline = time.monotonic() + within
             while self.core.unredeemed_amount and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
@@ -157,11 +163,14 @@ class VendorAgent:
             )
         finally:
             await self.store.close()
+            counters = self.counters
             log.info(
-                "vendor %s stopped: %s payments, %s accepted this run",
+                "vendor %s stopped: %s payments, %s accepted this run (%s in scrip, %s)",
                 self.core.account,
-                self.counters.payments,
-                self.counters.amount,
+                counters.payments + counters.scrip_payments,
+                counters.amount + counters.scrip_amount,
+                counters.scrip_payments,
+                counters.scrip_amount,
             )
 
 
@@ -171,6 +180,8 @@ async def _restore(core: VendorCore, store: VendorStore, now: float) -> None:
     if certificate is not None:
         core.restore_certificate(certificate, now)
     receipts = await store.restore_heads(core.ledger_view)
+    for record in await store.spent_scrip():
+        core.restore_scrip(record, now)
     for chain in await store.chains():
         core.restore_chain(
             chain.commitment,

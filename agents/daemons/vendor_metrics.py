@@ -22,6 +22,8 @@ from protocol.events import (
     PaymentAccepted,
     PeerError,
     RedemptionConfirmed,
+    ScripAccepted,
+    ScripDepositConfirmed,
     VendorEvent,
 )
 from protocol.vendor_chains import ChainState
@@ -38,6 +40,9 @@ class VendorTally:
     amount: int = 0
     commitments: int = 0
     redemptions_confirmed: int = 0
+    scrip_payments: int = 0
+    scrip_amount: int = 0
+    scrip_deposits_confirmed: int = 0
     peer_errors: Counter[str] = field(default_factory=Counter)
 
     def count(self, event: VendorEvent) -> None:
@@ -51,6 +56,11 @@ class VendorTally:
                 self.commitments += 1
             case RedemptionConfirmed():
                 self.redemptions_confirmed += 1
+            case ScripAccepted():
+                self.scrip_payments += 1
+                self.scrip_amount += event.price
+            case ScripDepositConfirmed():
+                self.scrip_deposits_confirmed += 1
             case PeerError():
                 self.peer_errors[event.code] += 1
             case _:
@@ -76,6 +86,17 @@ class VendorCollector(Collector):
                 "redemptions_confirmed",
                 "Redemptions the broker credited",
                 tally.redemptions_confirmed,
+            ),
+            (
+                "scrip_payments",
+                "Scrip payments accepted (recorded in the spent set)",
+                tally.scrip_payments,
+            ),
+            ("scrip_amount", "Value accepted in scrip, in the smallest unit", tally.scrip_amount),
+            (
+                "scrip_deposits_confirmed",
+                "Scrip deposits the broker credited",
+                tally.scrip_deposits_confirmed,
             ),
         ):
             yield CounterMetricFamily(f"micropay_vendor_{name}", text, value=value)
@@ -108,6 +129,11 @@ class VendorCollector(Collector):
             "micropay_vendor_amount_unredeemed",
             "Value held in paywords the broker has not credited yet",
             value=sum(units * value for units, value in held),
+        )
+        yield GaugeMetricFamily(
+            "micropay_vendor_scrip_awaiting_deposit",
+            "Scrip serials whose latest payment the broker has not credited yet",
+            value=sum(1 for r in list(self.agent.core.spent_scrip.values()) if r.owes_deposit),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.daemons.agent_store import AgentStore
+from protocol.vendor_scrip import ScripRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +50,16 @@ class VendorStore(AgentStore):
             ).fetchone()
         )
         return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def spent_scrip(self) -> list[ScripRecord]:
+        """The spent set: per serial the latest generation accepted, as the core restores it."""
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT serial, generation, buyer, item, price, spent, change, expires,"
+                " confirmed FROM spent_scrip"
+            ).fetchall()
+        )
+        return [
+            ScripRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7], r[8])
+            for r in rows
+        ]

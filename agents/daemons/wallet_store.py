@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.daemons.agent_store import AgentStore
-from agents.runtime.sealing import SEED_SIZE, SeedSealer
+from agents.runtime.sealing import SEED_SIZE, SeedSealer, scrip_label, secret_label
+from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.crypto import AgentKeys
+from protocol.scrip import key_ref
 
 log = logging.getLogger("micropay.buyer")
 
@@ -31,6 +33,26 @@ class StoredChannel:
     commitment: bytes
     length: int
     spent: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredScrip:
+    """Scrip in the wallet, unsealed, with the customer secret of its vendor and ``ref``."""
+
+    serial: int
+    vendor: str
+    scrip: bytes
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScripHolding:
+    """What the wallet holds at one vendor, from the plain columns (nothing unsealed)."""
+
+    vendor: str
+    pieces: int
+    value: int
+    expires: int
 
 
 class WalletStore(AgentStore):
@@ -87,6 +109,52 @@ class WalletStore(AgentStore):
             ]
 
         return await self._run(read)
+
+    async def scrip(self) -> tuple[list[StoredScrip], list[tuple[int, str, int]]]:
+        """The scrip held, unsealed, and the pending payments as ``(serial, item, price)``."""
+        sealer = self._sealer
+        if sealer is None:
+            msg = "a wallet opened without its sealer cannot read its scrip"
+            raise TypeError(msg)
+
+        def read() -> tuple[list[StoredScrip], list[tuple[int, str, int]]]:
+            secrets = {
+                (r[0], bytes(r[1])): sealer.unseal_scrip(
+                    secret_label(r[0], bytes(r[1])), bytes(r[2])
+                )
+                for r in self._db.execute("SELECT vendor, ref, sealed FROM scrip_secrets")
+            }
+            held = []
+            for serial, vendor, sealed in self._db.execute(
+                "SELECT serial, vendor, sealed FROM scrip"
+            ).fetchall():
+                tagged = sealer.unseal_scrip(scrip_label(serial), bytes(sealed))
+                ref = _ref_of(tagged)
+                held.append(StoredScrip(serial, vendor, tagged, secrets[vendor, ref]))
+            pending = self._db.execute(
+                "SELECT p.serial, p.item, p.price FROM scrip_pending p"
+                " JOIN scrip s ON s.serial = p.serial AND s.generation = p.generation"
+            ).fetchall()
+            return held, [(int(r[0]), str(r[1]), int(r[2])) for r in pending]
+
+        return await self._run(read)
+
+    async def scrip_held(self, now_ms: int) -> list[ScripHolding]:
+        """Per vendor, the unexpired scrip held: how many pieces, their value, the first expiry."""
+        rows = await self._run(
+            lambda: self._db.execute(
+                "SELECT vendor, COUNT(*), SUM(value), MIN(expires) FROM scrip"
+                " WHERE expires >= ? GROUP BY vendor ORDER BY vendor",
+                (now_ms,),
+            ).fetchall()
+        )
+        return [ScripHolding(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+
+def _ref_of(tagged: bytes) -> bytes:
+    """The ``ref`` naming the customer secret of a scrip: its certificate and period."""
+    scrip = decode_scrip(decode_tagged_scrip(tagged).body)
+    return key_ref(scrip.vendor_serial, scrip.period)
 
 
 def spent_on_disk(path: Path) -> dict[bytes, int]:

@@ -89,6 +89,8 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "max_length": Option(INTEGER, 1_000_000),
         "online": Option(SWITCH, default=False),
         "allowance": Option(SWITCH, default=False),
+        "scrip": Option(SWITCH, default=False),
+        "scrip_online": Option(SWITCH, default=False),
         "redeem_interval": Option(INTEGER, 60),
         **METRICS,
         **COMMON,
@@ -130,6 +132,9 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "units": (1, INDEX),
     "reserve_ahead": (0, 1_000_000),  # what a crash may cost; the broker's longest chain
     "chain_length": (1, INDEX),
+    "price": (1, COUNT),
+    "value": (1, COUNT),
+    "mint_value": (1, COUNT),
     "days": (1, 36_500),
     "workers": (1, 64),
 }

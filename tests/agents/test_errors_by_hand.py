@@ -192,7 +192,7 @@ async def test_a_vendor_refusing_a_payment_ends_the_command_with_its_reason(
     buyer = await kiosk.buyer("buyer1")
 
     async def with_an_older_offer() -> None:
-        await buyer._offer("vendor1", 5)  # then stand in an old offer for it
+        await buyer.offer("vendor1", 5)  # then stand in an old offer for it
         known = buyer.core.offers["vendor1"]
         known.offer = msgspec.structs.replace(known.offer, items=[OfferItem("coffee", 1)])
         await buyer.pay("vendor1", 1, 1, item="coffee")
@@ -235,6 +235,7 @@ async def test_the_credit_limit_and_what_is_paid_are_told_in_numbers(kiosk: Harn
         "debited": 0,
         "paid_not_redeemed": 50,
         "reserved": 0,
+        "scrip": [],  # none bought
     }
     vendor = kiosk.vendors["vendor1"]
     await vendor.loop.act(vendor.core.redeem_all)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -29,13 +30,15 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 # The reference side only: the buyer below never touches these.
 from protocol.broker import BrokerCore
+from protocol.crypto import MacKey
+from protocol.envelope import Auth
 from protocol.events import (
     CommitmentAccepted,
     MessageRejected,
     PaymentAccepted,
     RedemptionConfirmed,
 )
-from protocol.messages import OfferItem
+from protocol.messages import OfferItem, ScripPaid
 from protocol.vendor import VendorCore, VendorTerms
 from tests.support.world import SeededRandom, seeded_identity
 
@@ -52,7 +55,7 @@ INFO_PAIR = b"micropay/v1/pair-key\x00"
 INFO_CHAIN = b"micropay/v1/chain-key\x00"
 INFO_TOKEN = b"micropay/v1/token-key\x00"
 
-PAIR, TOKEN, CHAIN, SIGNED = 0, 1, 2, 3
+PAIR, TOKEN, CHAIN, SIGNED, SCRIP = 0, 1, 2, 3, 4
 MAC_SIZE, SIGNATURE_SIZE = 32, 64
 MAX_MESSAGE_SIZE = 65_536
 MAX_SKEW_MS = 120_000
@@ -221,7 +224,7 @@ def split(payload: bytes) -> tuple[int, Header, bytes, bytes]:
     if not payload or len(payload) > MAX_MESSAGE_SIZE:
         raise SpecError("size")
     auth = payload[0]
-    if auth not in (PAIR, TOKEN, CHAIN, SIGNED):
+    if auth not in (PAIR, TOKEN, CHAIN, SIGNED, SCRIP):
         raise SpecError("auth byte")
     trailer_size = SIGNATURE_SIZE if auth == SIGNED else MAC_SIZE
     if len(payload) < 1 + trailer_size + 1:
@@ -349,6 +352,8 @@ class SpecBuyer:
     channels: dict[bytes, Channel] = field(default_factory=dict)
     counters: dict[tuple[str, int, bytes], int] = field(default_factory=dict)
     windows: dict[tuple[str, int, bytes], Window] = field(default_factory=dict)
+    # customer secrets by (vendor, ref), as docs/SCHEMES.md 3.3 delivers them
+    scrip_secrets: dict[tuple[str, bytes], bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.signing = Ed25519PrivateKey.from_private_bytes(self.sign_seed)
@@ -549,7 +554,12 @@ class SpecBuyer:
             raise SpecError("auth")
 
     def _key_for(self, auth: int, header: Header) -> bytes:
-        """Step 5: the chain key of ``ref``, or the broker's pair or token key."""
+        """Step 5: the key of ``ref`` (chain key, customer secret), or the broker's."""
+        if auth == SCRIP:
+            secret = self.scrip_secrets.get((header.sender, header.ref))
+            if secret is None:
+                raise SpecError("auth")
+            return secret
         if auth == CHAIN:
             channel = self.channels.get(header.ref)
             if channel is None or channel.vendor != header.sender:
@@ -892,6 +902,26 @@ def hex_field(data: dict[str, object], *path: str) -> bytes:
         value = value[key]
     assert isinstance(value, str)
     return bytes.fromhex(value)
+
+
+def test_spec_buyer_selects_a_scrip_key_as_section_9_says() -> None:
+    """Auth byte 4 passes step 2; step 5 wants the customer secret of (sender, ref)."""
+    ref = make_reference()
+    buyer = make_buyer(ref)
+    now = T0 + 1
+    secret, key_ref = hashlib.sha256(b"a customer secret").digest(), bytes(11) + b"\x07"
+    ref.vendor.send(BUYER, ScripPaid(1, 0, 5, b""), now, auth=Auth.SCRIP, key=MacKey(secret),
+                    ref=key_ref, corr=b"c")  # fmt: skip
+    ((topic, payload),) = [(o.topic, o.payload) for o in ref.vendor.data_to_send()]
+    assert payload[0] == SCRIP
+    with pytest.raises(SpecError, match=r"^auth$"):  # no secret held: step 5, not step 2
+        buyer.receive(topic, payload, now)
+    buyer.scrip_secrets[VENDOR, bytes(12)] = secret  # another ref names another secret
+    with pytest.raises(SpecError, match=r"^auth$"):
+        buyer.receive(topic, payload, now)
+    buyer.scrip_secrets[VENDOR, key_ref] = secret
+    opened = buyer.receive(topic, payload, now)
+    assert (opened.auth, opened.header.type, opened.body) == (SCRIP, "scrip-paid", [1, 0, 5, b""])
 
 
 def test_spec_primitives_reproduce_the_golden_vectors() -> None:

@@ -1,0 +1,438 @@
+"""The vendor's side of Millicent scrip: keys per period, the payment rules, the spent set.
+
+A scrip payment is checked with two MACs (the envelope's, under the customer secret the
+vendor derives from the buyer's id, and the scrip's tag), then recorded durably before it
+is served: one record per serial, its highest generation spent (docs/SCHEMES.md 3.8, 3.9).
+Records are deposited at the broker on a timer, retried with backoff until confirmed, and
+forgotten at the serial's deadline. An on-line vendor deposits first and serves on the
+broker's answer instead, so the broker's ledger is its spent set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.codec import decode_scrip, decode_tagged_scrip
+from protocol.crypto import AgentKeys, MacKey, pair_key
+from protocol.endpoint import BrokerInfo
+from protocol.envelope import Auth, Parsed
+from protocol.errors import (
+    AuthenticationError,
+    ItemError,
+    RemoteProtocolError,
+    ScripError,
+    UnexpectedMessageError,
+)
+from protocol.events import (
+    ScripAccepted,
+    ScripDepositConfirmed,
+    ScripForgotten,
+    StateBehind,
+    VendorEvent,
+)
+from protocol.messages import Body, Deposit, Deposited, Error, Scrip, ScripPaid, ScripPayment
+from protocol.scrip import (
+    PERIOD_MS,
+    customer_master,
+    customer_secret,
+    make_change,
+    scrip_key,
+    split_key_ref,
+    verify_scrip,
+)
+from protocol.vendor_chains import VendorTerms
+from protocol.vendor_redemption import VendorRedemption
+
+SECRETS_KEPT = 4096
+"""Customer secrets cached per (buyer, ref); past that the cache starts again."""
+UNREACHABLE = "broker unreachable"
+
+
+def deposit_corr(serial: int, generation: int) -> bytes:
+    """``u64be(serial) || u32be(generation)``: names one deposit, and one scrip payment."""
+    return serial.to_bytes(8, "big") + generation.to_bytes(4, "big")
+
+
+@dataclass(slots=True)
+class ScripRecord:
+    """The spent set's entry for one serial: its highest generation accepted here.
+
+    ``spent`` is empty for a generation taken over from the broker's answer (a store older
+    than the broker's ledger): it is spent, but this vendor never saw its bytes.
+    """
+
+    serial: int
+    generation: int
+    buyer: str
+    item: str
+    price: int
+    spent: bytes
+    change: bytes
+    expires: int
+    confirmed: int = -1
+    deposit_due: float = 0.0
+    backoff: float = 0.0
+
+    @property
+    def owes_deposit(self) -> bool:
+        """A generation the broker has not credited yet, whose bytes this vendor holds."""
+        return self.generation > self.confirmed and bool(self.spent)
+
+
+@dataclass(slots=True)
+class OnlinePayment:
+    """A payment that passed the rules and waits for the broker's ``deposited``."""
+
+    buyer: str
+    ref: bytes
+    corr: bytes
+    key: MacKey
+    payment: ScripPayment
+    scrip: Scrip
+    change: bytes
+    due: float
+
+
+class VendorScrip(VendorRedemption):
+    """What a vendor does with scrip; ``VendorCore`` routes ``SCRIP`` envelopes here."""
+
+    def __init__(  # noqa: PLR0913 - identity, trust anchor, terms, limits
+        self,
+        account: str,
+        identity: AgentKeys,
+        broker: BrokerInfo,
+        terms: VendorTerms,
+        *,
+        max_message_size: int,
+        max_skew: float,
+    ) -> None:
+        super().__init__(
+            account,
+            identity,
+            broker,
+            terms,
+            max_message_size=max_message_size,
+            max_skew=max_skew,
+        )
+        self.spent_scrip: dict[int, ScripRecord] = {}
+        self._online: dict[bytes, OnlinePayment] = {}  # by deposit corr
+        self._period_keys: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._secrets: dict[tuple[str, bytes], MacKey] = {}
+        self._keys_of: bytes = b""  # the agreement key the cached keys derive from
+
+    # --- keys ------------------------------------------------------------------------------
+
+    def _keys(self, vendor_serial: int, period: int) -> tuple[bytes, bytes]:
+        """``(scrip_key, customer_master)`` of a period, derived once and kept in memory."""
+        if self._keys_of != self.identity.agree_key:  # a rekey: the old keys are gone
+            self._period_keys.clear()
+            self._secrets.clear()
+            self._keys_of = self.identity.agree_key
+        found = self._period_keys.get((vendor_serial, period))
+        if found is None:
+            broker = self.broker
+            shared = pair_key(self.identity, self.account, broker.agree_key, broker.id)
+            found = (
+                scrip_key(shared, self.account, period),
+                customer_master(shared, self.account, period),
+            )
+            if len(self._period_keys) >= 8:  # yesterday, today, tomorrow: a few at most
+                self._period_keys.clear()
+            self._period_keys[vendor_serial, period] = found
+        return found
+
+    def accepts_period(self, period: int, now_ms: int) -> bool:
+        """Yesterday, today, and tomorrow during the last ``max_skew`` of today (3.2)."""
+        skew_ms = int(self.replay_guard.max_skew * 1000)
+        return period * PERIOD_MS <= now_ms + skew_ms and now_ms <= (period + 2) * PERIOD_MS
+
+    def scrip_message_key(self, parsed: Parsed) -> MacKey:
+        """The buyer's customer secret for ``ref``, derived from its id (SCHEMES.md 3.4).
+
+        The period is judged at the envelope's timestamp, which the skew check then holds
+        to the vendor's clock.
+        """
+        certified, header = self.certified, parsed.header
+        if not self.terms.scrip or certified is None:
+            raise AuthenticationError
+        vendor_serial, period = split_key_ref(header.ref)
+        if vendor_serial != certified.serial or not self.accepts_period(period, header.timestamp):
+            raise AuthenticationError
+        key = self._secrets.get((header.sender, header.ref))
+        if key is None or self._keys_of != self.identity.agree_key:
+            master = self._keys(vendor_serial, period)[1]
+            key = MacKey(customer_secret(master, header.sender))
+            if len(self._secrets) >= SECRETS_KEPT:
+                self._secrets.clear()
+            self._secrets[header.sender, header.ref] = key
+        return key
+
+    # --- paying ------------------------------------------------------------------------------
+
+    def on_scrip(self, parsed: Parsed, body: Body, key: MacKey, now: float) -> list[VendorEvent]:
+        """A ``SCRIP`` message from a buyer: a payment, or nothing this vendor takes."""
+        try:
+            if not isinstance(body, ScripPayment):
+                raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r} here")
+            return self._scrip_pay(parsed, body, key, now)
+        except RemoteProtocolError as error:
+            self.reply_error(parsed, error.code, str(error), now, key)
+            raise
+
+    def _scrip_pay(
+        self, parsed: Parsed, payment: ScripPayment, key: MacKey, now: float
+    ) -> list[VendorEvent]:
+        """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing."""
+        header, terms = parsed.header, self.terms
+        scrip = decode_scrip(decode_tagged_scrip(payment.scrip).body)  # 1
+        vendor_serial, period = split_key_ref(header.ref)
+        if (scrip.vendor_serial, scrip.period) != (vendor_serial, period):  # 2
+            raise ScripError("the scrip's certificate and period are not its envelope's")
+        keys = self._keys(vendor_serial, period)[0]
+        verify_scrip(  # 3, 4, 5
+            payment.scrip,
+            lambda s, p: keys if (s, p) == (vendor_serial, period) else None,
+            vendor=self.account,
+            buyer=header.sender,
+            now_ms=int(now * 1000),
+        )
+        if scrip.currency != terms.currency:  # 6
+            raise ScripError(f"scrip in {scrip.currency}, this vendor takes {terms.currency}")
+        missing = [p for p in terms.required_properties if p not in scrip.properties]
+        if missing:
+            raise ScripError(f"scrip lacks the required {', '.join(missing)}")
+        record = self.spent_scrip.get(scrip.serial)  # 7
+        if record is not None and record.generation >= scrip.generation:
+            if record.generation == scrip.generation and (
+                record.spent,
+                record.item,
+                record.price,
+            ) == (payment.scrip, payment.item, payment.price):
+                self._send_paid(header.sender, record, key, header.ref, header.corr, now)
+                return []  # a repeat: the recorded answer again, nothing new to persist
+            raise ScripError("spent")
+        if payment.item:  # 8
+            price = {offered.item: offered.price for offered in terms.items}.get(payment.item)
+            if price is None:
+                raise ItemError(f"no item {payment.item!r} on this vendor's offer")
+            if price != payment.price:
+                raise ItemError(f"{payment.item!r} costs {price}, not {payment.price}")
+        made = make_change(scrip, payment.price, keys)  # 9: price <= value
+        change = b"" if made is None else made[1]
+        if terms.scrip_online:
+            return self._deposit_first(parsed, payment, scrip, change, key, now)
+        accepted = self._accept_scrip(header.sender, payment, scrip, change, -1, now)
+        record = self.spent_scrip[scrip.serial]  # sent after the record is durable (the shell)
+        self._send_paid(header.sender, record, key, header.ref, header.corr, now)
+        return [accepted]
+
+    def _accept_scrip(  # noqa: PLR0913 - the payment and what it made
+        self,
+        buyer: str,
+        payment: ScripPayment,
+        scrip: Scrip,
+        change: bytes,
+        confirmed: int,
+        now: float,
+    ) -> ScripAccepted:
+        """Record the payment in place of the serial's record; the shell persists it first."""
+        record = ScripRecord(
+            scrip.serial,
+            scrip.generation,
+            buyer,
+            payment.item,
+            payment.price,
+            payment.scrip,
+            change,
+            scrip.expires,
+            confirmed,
+            now + self.terms.redeem_interval,
+        )
+        self.spent_scrip[scrip.serial] = record
+        return ScripAccepted(
+            record.serial,
+            record.generation,
+            buyer,
+            record.item,
+            record.price,
+            record.spent,
+            change,
+            record.expires,
+            confirmed,
+        )
+
+    def _send_paid(  # noqa: PLR0913 - the answer and its stream
+        self, buyer: str, record: ScripRecord, key: MacKey, ref: bytes, corr: bytes, now: float
+    ) -> None:
+        body = ScripPaid(record.serial, record.generation, record.price, record.change)
+        self.send(buyer, body, now, auth=Auth.SCRIP, key=key, ref=ref, corr=corr)
+
+    def _deposit_first(  # noqa: PLR0913 - the payment and its stream
+        self,
+        parsed: Parsed,
+        payment: ScripPayment,
+        scrip: Scrip,
+        change: bytes,
+        key: MacKey,
+        now: float,
+    ) -> list[VendorEvent]:
+        """On-line (3.9): the broker marks the generation spent before anything is served."""
+        corr = deposit_corr(scrip.serial, scrip.generation)
+        header = parsed.header
+        waiting = self._online.get(corr)
+        if waiting is not None:
+            if (waiting.buyer, waiting.payment) == (header.sender, payment):
+                return []  # the same payment again: the broker's answer settles both
+            raise ScripError("spent")
+        due = now + self.terms.scrip_online_timeout
+        online = OnlinePayment(
+            header.sender, header.ref, header.corr, key, payment, scrip, change, due
+        )
+        self._online[corr] = online
+        self.send(
+            self.broker.id,
+            Deposit(payment.scrip, payment.item, payment.price, change),
+            now,
+            auth=Auth.PAIR,
+            key=self.broker_key,
+            corr=corr,
+        )
+        return []
+
+    # --- the broker's answers ------------------------------------------------------------------
+
+    def scrip_deposited(
+        self, parsed: Parsed, deposited: Deposited, now: float
+    ) -> list[VendorEvent]:
+        """The broker's ``deposited``: serve an on-line payment, or confirm a record."""
+        received = self.head_from_reply(parsed, deposited.ledger, b"")
+        events: list[VendorEvent] = [] if received is None else [received]
+        online = self._online.pop(parsed.header.corr, None)
+        if online is not None:
+            events.extend(self._online_answer(online, deposited, now))
+            return events
+        record = self.spent_scrip.get(deposited.serial)
+        if record is None or deposited.generation < record.confirmed:
+            return events
+        if deposited.generation > record.generation:
+            events.append(
+                StateBehind(
+                    "ours",
+                    f"the broker credited scrip {deposited.serial} up to generation"
+                    f" {deposited.generation} but this store holds only {record.generation}:"
+                    " the store is older than the broker's record (restored from a backup?);"
+                    " that generation will not be accepted again",
+                )
+            )
+            record.generation, record.spent, record.change = (
+                deposited.generation,
+                b"",
+                deposited.change,
+            )
+            record.item, record.price = "", 0
+        record.confirmed = deposited.generation
+        record.backoff = 0.0
+        record.deposit_due = now + self.terms.redeem_interval
+        events.append(
+            ScripDepositConfirmed(
+                deposited.serial, deposited.generation, deposited.credited, deposited.change
+            )
+        )
+        return events
+
+    def _online_answer(
+        self, online: OnlinePayment, deposited: Deposited, now: float
+    ) -> list[VendorEvent]:
+        """Serve only on the payment's own generation with this vendor's own change."""
+        scrip = online.scrip
+        if deposited.generation != scrip.generation or deposited.change != online.change:
+            self._refuse_online(online, "spent", now)
+            return []
+        accepted = self._accept_scrip(
+            online.buyer, online.payment, scrip, online.change, scrip.generation, now
+        )
+        record = self.spent_scrip[scrip.serial]
+        self._send_paid(online.buyer, record, online.key, online.ref, online.corr, now)
+        return [accepted]
+
+    def _refuse_online(self, online: OnlinePayment, detail: str, now: float) -> None:
+        self.send(
+            online.buyer,
+            Error("scrip", detail),
+            now,
+            auth=Auth.SCRIP,
+            key=online.key,
+            ref=online.ref,
+            corr=online.corr,
+        )
+
+    def scrip_refused(self, corr: bytes, error: Error, now: float) -> None:
+        """The broker refused a deposit: relay it (on-line), or try again much later."""
+        online = self._online.pop(corr, None)
+        if online is not None:
+            detail = "spent" if error.code == "deposit" else f"the broker refused: {error.detail}"
+            self._refuse_online(online, detail[:256], now)
+            return
+        for record in self.spent_scrip.values():
+            if deposit_corr(record.serial, record.generation) == corr:
+                record.deposit_due = now + self.terms.redeem_retry_max
+
+    # --- restore, timers -----------------------------------------------------------------------
+
+    def restore_scrip(self, record: ScripRecord, now: float) -> ScripRecord:
+        """Reinstate a spent-set record from the store; an unconfirmed one is deposited soon."""
+        record.deposit_due = now + self.terms.redeem_retry
+        self.spent_scrip[record.serial] = record
+        return record
+
+    def _deadline(self, record: ScripRecord) -> int:
+        return record.expires + int(self.terms.scrip_deposit_grace * 1000)
+
+    def scrip_timer(self) -> float | None:
+        """The next deposit, on-line timeout, or deadline at which a record goes."""
+        due = [r.deposit_due for r in self.spent_scrip.values() if r.owes_deposit]
+        due.extend(self._deadline(r) / 1000 for r in self.spent_scrip.values())
+        due.extend(o.due for o in self._online.values())
+        return min(due) if due else None
+
+    def scrip_due(self, now: float) -> list[VendorEvent]:
+        """Forget records past their deadline, deposit what is due, time out on-line payments."""
+        now_ms = int(now * 1000)
+        events: list[VendorEvent] = []
+        for record in list(self.spent_scrip.values()):
+            if now_ms > self._deadline(record):
+                del self.spent_scrip[record.serial]
+                events.append(ScripForgotten(record.serial))
+            elif record.owes_deposit and record.deposit_due <= now:
+                self._send_deposit(record, now)
+        for corr, online in list(self._online.items()):
+            if online.due <= now:
+                del self._online[corr]
+                self._refuse_online(online, UNREACHABLE, now)
+        return events
+
+    def deposit_all(self, now: float) -> int:
+        """Deposit every record the broker has not confirmed (e.g. at shutdown)."""
+        owing = [r for r in self.spent_scrip.values() if r.owes_deposit]
+        for record in owing:
+            self._send_deposit(record, now)
+        return len(owing)
+
+    def _send_deposit(self, record: ScripRecord, now: float) -> None:
+        """Deposit the serial's latest record; unanswered, it is sent again with backoff."""
+        terms = self.terms
+        record.backoff = min(max(record.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
+        record.deposit_due = now + record.backoff
+        self.send(
+            self.broker.id,
+            Deposit(record.spent, record.item, record.price, record.change),
+            now,
+            auth=Auth.PAIR,
+            key=self.broker_key,
+            corr=deposit_corr(record.serial, record.generation),
+        )
+
+    @property
+    def scrip_awaiting_deposit(self) -> int:
+        """Serials whose latest generation taken here the broker has not confirmed yet."""
+        return sum(1 for r in self.spent_scrip.values() if r.owes_deposit)
