@@ -236,6 +236,7 @@ async def test_the_credit_limit_and_what_is_paid_are_told_in_numbers(kiosk: Harn
         "paid_not_redeemed": 50,
         "reserved": 0,
         "scrip": [],  # none bought
+        "allowance": {"per_vendor": 0, "note": "no daily allowance is set for this account"},
     }
     vendor = kiosk.vendors["vendor1"]
     await vendor.loop.act(vendor.core.redeem_all)
