@@ -144,7 +144,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.in_memory:
         from agents.demo import in_memory  # noqa: PLC0415
 
-        return in_memory.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+        return in_memory.main(
+            [
+                *("--payments", str(args.payments), "--seed", str(args.seed)),
+                *("--scheme", args.scheme),
+            ]
+        )
     from agents.demo.processes import run_demo  # noqa: PLC0415
 
     return run_demo(args.payments, args.data_dir, args.keys, args.scheme)
