@@ -75,9 +75,11 @@ def _over_time(data: ReportData) -> str:
     slots = sorted(data.buckets)
     chart.x_labels = [_stamp(slot * data.width_ms) for slot in slots]
     chart.add("units redeemed", [data.buckets[s].units for s in slots])
-    chart.add(
-        "payments (redemptions)", [data.buckets[s].redemptions for s in slots], secondary=True
-    )
+    # pygal cannot scale a secondary axis without values: a ledger of scrip alone has none.
+    if slots:
+        chart.add(
+            "payments (redemptions)", [data.buckets[s].redemptions for s in slots], secondary=True
+        )
     seconds = data.width_ms / 1000
     return _chart(chart, f"Payments and units redeemed over time (UTC, per {seconds:g} s)")
 

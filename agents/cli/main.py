@@ -144,10 +144,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.in_memory:
         from agents.demo import in_memory  # noqa: PLC0415
 
-        return in_memory.main(["--payments", str(args.payments), "--seed", str(args.seed)])
+        return in_memory.main(
+            [
+                *("--payments", str(args.payments), "--seed", str(args.seed)),
+                *("--scheme", args.scheme),
+            ]
+        )
     from agents.demo.processes import run_demo  # noqa: PLC0415
 
-    return run_demo(args.payments, args.data_dir, args.keys)
+    return run_demo(args.payments, args.data_dir, args.keys, args.scheme)
 
 
 class StrictParser(argparse.ArgumentParser):
@@ -296,6 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--in-memory", action="store_true", help="run the protocol cores in one process instead"
     )
     demo.add_argument("--seed", type=int, default=1, help="seed of the in-memory payment mix")
+    demo.add_argument(
+        "--scheme",
+        choices=["payword", "scrip", "mixed"],
+        default="payword",
+        help="how the buyers pay: PayWord chains, Millicent scrip, or both side by side (one"
+        " vendor checking each scrip serial with the broker); see docs/SCHEMES.md §1",
+    )
     demo.add_argument(
         "--keys",
         choices=["file", "pkcs11"],

@@ -39,6 +39,7 @@ async def run_scrip_pay(buyer: BuyerAgent, args: argparse.Namespace) -> list[dic
     async def job() -> list[dict[str, Any]]:
         answers = []
         for vendor in dict.fromkeys(args.vendor):
+            await buyer.offer(vendor, args.timeout)  # the price may be the offer's item's
             result = await pay_with_scrip(
                 buyer,
                 vendor,

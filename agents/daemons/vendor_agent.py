@@ -126,16 +126,26 @@ class VendorAgent:
         """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
         if self.loop.connected.is_set():
             await self.loop.act(self.core.redeem_all)
-            await self.loop.act(self.core.deposit_all)  # not waited for: retried at next start
+            await self.loop.act(self.core.deposit_all)
+            # Both waited for (bounded), so the store keeps the broker's signed head over them.
             deadline = time.monotonic() + within
-            while self.core.unredeemed_amount and time.monotonic() < deadline:  # noqa: ASYNC110
+            while self._owed() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         if self.core.unredeemed_amount:
             log.warning(
                 "stopping with %s unredeemed (kept in the store, sent at next start)",
                 self.core.unredeemed_amount,
             )
+        if self.core.scrip_awaiting_deposit:
+            log.warning(
+                "stopping with %s scrip serials not confirmed deposited (sent again at next start)",
+                self.core.scrip_awaiting_deposit,
+            )
         self.loop.stopping.set()
+
+    def _owed(self) -> bool:
+        """Paywords not yet redeemed, or scrip not yet confirmed deposited."""
+        return bool(self.core.unredeemed_amount or self.core.scrip_awaiting_deposit)
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then redeem and stop."""

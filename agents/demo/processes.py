@@ -5,6 +5,10 @@ two vendor daemons and three buyers (each its own process), makes the payments, 
 vendors redeem as they shut down, closes the billing period, audits the ledger, prints a
 summary and stops everything it started. Exit 0 only if the audit passes and the totals
 balance.
+
+``--scheme`` picks how the buyers pay: PayWord chains (the default), Millicent scrip at
+both vendors, or a mix that shows both side by side, one vendor checking each scrip
+serial with the broker before it serves (docs/SCHEMES.md §1).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from agents.daemons.operator_protocol import (
     Refused,
     Status,
 )
+from agents.demo.schemes import MINT_VALUE, SCRIP_VENDORS, Scheme, how, paid_by, pay_by, takes
 from agents.ops import softhsm
 from agents.ops.mosquitto import MosquittoProcess, add_user, free_port, generated_password, render
 from agents.runtime.private_files import make_private_dir, open_private, write_private
@@ -48,6 +53,13 @@ from broker_ledger.report_html import as_html
 VENDORS: Final = {"news-stand": (1, 50, "article=5"), "charger-7": (2, 200, "kWh=30")}
 BUYERS: Final = ("alice", "bob", "carol")
 KeyBackend = Literal["file", "pkcs11"]
+SCRIP_FLAGS: Final = {"off-line": ("--scrip",), "on-line": ("--scrip-online",)}
+
+
+def item_of(vendor: str) -> tuple[str, int]:
+    """The vendor's one item and its price, which a scrip payment pays exactly."""
+    name, price = VENDORS[vendor][2].split("=")
+    return name, int(price)
 
 
 def say(text: str) -> None:
@@ -63,6 +75,7 @@ class Demo:
     root: Path
     payments: int
     keys: KeyBackend = "file"
+    scheme: Scheme = "payword"
     port: int = field(default_factory=free_port)
     passwords: dict[str, str] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
@@ -71,6 +84,8 @@ class Demo:
     paid: dict[tuple[str, str], int] = field(default_factory=dict)
     count: dict[tuple[str, str], int] = field(default_factory=dict)
     metrics: dict[str, int] = field(default_factory=dict)
+    minted: dict[tuple[str, str], int] = field(default_factory=dict)
+    held: dict[tuple[str, str], int] = field(default_factory=dict)
     softhsm_config: Path | None = None
 
     def metrics_url(self, name: str) -> str:
@@ -222,10 +237,15 @@ def start(demo: Demo) -> None:
             *("--data-dir", str(demo.root / name)),
             *("--unit-value", str(unit_value), "--max-jump", str(max_jump), "--item", item),
             *demo.metrics_port(name),
+            *_scrip_flags(demo.scheme, name),
             token=opened.token,
         )
     _wait_enrolled(demo, list(VENDORS))
-    say(f"vendors {', '.join(VENDORS)} enrolled and offering")
+    if demo.scheme == "payword":
+        say(f"vendors {', '.join(VENDORS)} enrolled and offering")
+    else:
+        offers = "; ".join(f"{name}: {takes(demo.scheme, name)}" for name in VENDORS)
+        say(f"vendors {', '.join(VENDORS)} enrolled and offering ({offers})")
     for name in BUYERS:
         opened = _operator(demo, OpenAccount(account=name, role="buyer", credit_limit=10**9))
         demo.tokens[name] = opened.token
@@ -236,6 +256,12 @@ def start(demo: Demo) -> None:
             token=opened.token,
         )
     say(f"buyers {', '.join(BUYERS)} enrolled")
+
+
+def _scrip_flags(scheme: Scheme, vendor: str) -> tuple[str, ...]:
+    """The ``vendor run`` options that make ``vendor`` take scrip under ``scheme``."""
+    check = SCRIP_VENDORS[scheme].get(vendor)
+    return () if check is None else SCRIP_FLAGS[check]
 
 
 def keys_in_tokens(demo: Demo) -> None:
@@ -265,31 +291,12 @@ def keys_in_tokens(demo: Demo) -> None:
 
 def pay(demo: Demo) -> float:
     """Every buyer pays every vendor, buyers in parallel; returns the seconds it took."""
-    pub = str(demo.broker_dir / "broker.pub.json")
     pairs = [(b, v) for b in BUYERS for v in VENDORS]
     share = {pair: demo.payments // len(pairs) for pair in pairs}
     for pair in pairs[: demo.payments % len(pairs)]:
         share[pair] += 1
     started = time.monotonic()
-    scripts = []
-    for buyer in BUYERS:
-        # One process per buyer pays its vendors side by side; a vendor's extra payment
-        # (when the payments do not split evenly) follows in a second command.
-        mine = {vendor: share[buyer, vendor] for vendor in VENDORS}
-        common = min(mine.values())
-        rounds = [([v for v in VENDORS if mine[v]], common)] if common else []
-        rounds += [([v], mine[v] - common) for v in VENDORS if mine[v] > common]
-        steps = [
-            " ".join(
-                [
-                    *demo.command("buyer", "pay", *vendors, "--name", buyer, "--broker-pub", pub),
-                    *("--data-dir", str(demo.root / buyer)),
-                    *("--payments", str(payments), "--units", "10", "--mixed"),
-                ]
-            )
-            for vendors, payments in rounds
-        ]
-        scripts.append((buyer, steps))
+    scripts = [(buyer, _steps(demo, buyer, share)) for buyer in BUYERS]
     running = []
     for buyer, steps in scripts:
         with (
@@ -303,7 +310,10 @@ def pay(demo: Demo) -> float:
                 stderr=err,
             )
         running.append((buyer, process))
-    say(f"{demo.payments:,} payments: {len(BUYERS)} buyers paying {len(VENDORS)} vendors ...")
+    paying = f"{len(BUYERS)} buyers paying {len(VENDORS)} vendors"
+    if demo.scheme != "payword":
+        paying += f" ({how(demo.scheme)})"
+    say(f"{demo.payments:,} payments: {paying} ...")
     for buyer, process in running:
         if process.wait() != 0:
             raise RuntimeError(f"{buyer} failed to pay: see logs/{buyer}.log")
@@ -316,10 +326,45 @@ def pay(demo: Demo) -> float:
     return seconds
 
 
+def _steps(demo: Demo, buyer: str, share: dict[tuple[str, str], int]) -> list[str]:
+    """The shell commands one buyer runs, one after the other, to pay its share."""
+    pub = str(demo.broker_dir / "broker.pub.json")
+    me = (*("--name", buyer, "--broker-pub", pub), *("--data-dir", str(demo.root / buyer)))
+    chains = [v for v in VENDORS if pay_by(demo.scheme, buyer, v) == "payword"]
+    # One process pays its PayWord vendors side by side; a vendor's extra payment (when
+    # the payments do not split evenly) follows in a second command.
+    mine = {vendor: share[buyer, vendor] for vendor in chains}
+    common = min(mine.values(), default=0)
+    rounds = [([v for v in chains if mine[v]], common)] if common else []
+    rounds += [([v], mine[v] - common) for v in chains if mine[v] > common]
+    steps = [
+        " ".join(
+            [
+                *demo.command("buyer", "pay", *vendors, *me),
+                *("--payments", str(payments), "--units", "10", "--mixed"),
+            ]
+        )
+        for vendors, payments in rounds
+    ]
+    # Scrip is paid one payment at a time (each answer carries the change the next spends).
+    for vendor in VENDORS:
+        if vendor not in chains and share[buyer, vendor]:
+            item, _ = item_of(vendor)
+            command = demo.command("buyer", "pay", vendor, *me, "--scheme", "scrip")
+            command += ["--item-name", item, "--payments", str(share[buyer, vendor])]
+            steps.append(" ".join([*command, "--mint-value", str(MINT_VALUE)]))
+    return steps
+
+
 def _count(demo: Demo, buyer: str, chunk: dict[str, Any]) -> None:
     """Add one vendor's answer from ``buyer pay`` to the demo's tally."""
     pair = (buyer, chunk["vendor"])
     demo.count[pair] = demo.count.get(pair, 0) + chunk["payments"]
+    if chunk.get("scheme") == "scrip":
+        demo.paid[pair] = demo.paid.get(pair, 0) + chunk["paid"]
+        demo.minted[pair] = demo.minted.get(pair, 0) + chunk["minted"]
+        demo.held[pair] = chunk["scrip_held"]  # what the wallet holds after the last command
+        return
     demo.paid[pair] = demo.paid.get(pair, 0) + chunk["units"] * VENDORS[chunk["vendor"]][0]
 
 
@@ -355,7 +400,8 @@ def finish(demo: Demo) -> tuple[dict[str, Any], Any]:
     write_private(demo.root / "report.html", as_html(report, charts))
     with contextlib.closing(sqlite3.connect(f"file:{ledger}?mode=ro", uri=True)) as db:
         (last_money,) = db.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM events WHERE type = 'paywords-redeemed'"
+            "SELECT COALESCE(MAX(seq), 0) FROM events"
+            " WHERE type IN ('paywords-redeemed', 'scrip-deposited')"
         ).fetchone()
     covered = max((head.seq for head in heads if not head.verdict), default=0)
     return {
@@ -373,9 +419,18 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     total_payments = sum(demo.count.values())
     out(f"\n{total_payments:,} payments in {seconds:.2f} s ")
     out(f"({total_payments / seconds:,.0f}/s over MQTT, buyers in parallel)\n\n")
-    out(f"{'buyer':<8}{'vendor':<13}{'payments':>10}{'paid':>10}\n")
+    scrip = demo.scheme != "payword"
+    out(f"{'buyer':<8}{'vendor':<13}{'payments':>10}{'paid':>10}")
+    out(f"{'minted':>8}{'held':>8}  paid by\n" if scrip else "\n")
     for (buyer, vendor), amount in sorted(demo.paid.items()):
-        out(f"{buyer:<8}{vendor:<13}{demo.count[buyer, vendor]:>10,}{amount:>10,}\n")
+        out(f"{buyer:<8}{vendor:<13}{demo.count[buyer, vendor]:>10,}{amount:>10,}")
+        if not scrip:
+            out("\n")
+        elif (buyer, vendor) in demo.minted:
+            minted, held = demo.minted[buyer, vendor], demo.held[buyer, vendor]
+            out(f"{minted:>8,}{held:>8,}  {paid_by(demo.scheme, vendor)}\n")
+        else:
+            out(f"{'':>16}  PayWord\n")
     paid = sum(demo.paid.values())
     out(f"\n{'billing period':<21}{summary['period']:>20}\n")
     out(f"{'buyers paid':<21}{paid:>20,}\n")
@@ -388,8 +443,11 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     covered = summary["witnessed_through"] >= summary["last_money_event"]
     out(f"{'witnessed':<21}{('COVERED' if covered else 'NOT COVERED'):>20}")
     out(f"  (the agents hold heads through seq {summary['witnessed_through']};")
-    out(f" the last redemption is seq {summary['last_money_event']})\n")
+    last = "redemption" if demo.scheme == "payword" else "redemption or deposit"
+    out(f" the last {last} is seq {summary['last_money_event']})\n")
     balanced = paid == summary["debited"] == summary["credited"] + summary["fees"]
+    if scrip:
+        balanced = _scrip_lines(demo, report) and balanced
     ok = bool(report.ok) and balanced and covered
     out("\nmetrics served during the run (Prometheus text format):\n")
     for name in demo.metrics:
@@ -400,12 +458,42 @@ def summarize(demo: Demo, summary: dict[str, Any], report: Any, seconds: float) 
     return ok
 
 
-def run_demo(payments: int, data_dir: Path | None, keys: KeyBackend = "file") -> int:
+def _scrip_lines(demo: Demo, report: Any) -> bool:  # noqa: ANN401 - an AuditReport
+    """The audit's four scrip totals; whether they add up and agree with the buyers' own.
+
+    Scrip is debited when deposited, not when minted (docs/SCHEMES.md 3.6): what the
+    buyers spent is what the vendors were credited, and the rest stays reserved until the
+    scrip's deadline returns it.
+    """
+    out = sys.stdout.write
+    minted, credited = report.scrip_minted, report.scrip_credited
+    returned, outstanding = report.scrip_returned, report.scrip_outstanding
+    spent = sum(demo.paid[pair] for pair in demo.minted)
+    out(f"{'scrip minted':<21}{minted:>20,}  (buyers bought {sum(demo.minted.values()):,})\n")
+    out(f"{'scrip credited':<21}{credited:>20,}  (buyers spent {spent:,})\n")
+    out(f"{'scrip returned':<21}{returned:>20,}  (released at deadlines)\n")
+    out(f"{'scrip outstanding':<21}{outstanding:>20,}  (buyers hold {sum(demo.held.values()):,})\n")
+    conserved = minted == credited + returned + outstanding
+    agreed = (sum(demo.minted.values()), spent, sum(demo.held.values())) == (
+        minted,
+        credited,
+        outstanding,
+    )
+    verdict = "HOLDS" if conserved and agreed else "DOES NOT HOLD"
+    out(f"{'scrip conservation':<21}{verdict:>20}")
+    out(f"  (minted = credited + returned + outstanding: {minted:,} = {credited:,}")
+    out(f" + {returned:,} + {outstanding:,})\n")
+    return conserved and agreed
+
+
+def run_demo(
+    payments: int, data_dir: Path | None, keys: KeyBackend = "file", scheme: Scheme = "payword"
+) -> int:
     """The demo, start to finish; returns the exit code."""
     keep = data_dir is not None
     root = data_dir or Path(tempfile.mkdtemp(prefix="micropay-demo-"))
     make_private_dir(root)
-    demo = Demo(root.resolve(), payments, keys)
+    demo = Demo(root.resolve(), payments, keys, scheme)
     try:
         start(demo)
         seconds = pay(demo)

@@ -14,7 +14,7 @@ import pytest
 
 from agents.cli.main import main
 from broker_ledger.audit_result import AuditReport
-from broker_ledger.report_data import MAX_BUCKETS, ReportData
+from broker_ledger.report_data import MAX_BUCKETS, AccountMoney, ReportData
 from broker_ledger.report_html import TOP, as_html
 from protocol.broker_events import PaywordsRedeemed
 from tests.ledger.scenario import LedgerRun, build_ledger
@@ -160,3 +160,11 @@ def test_aggregates_stay_bounded_and_tables_say_how_many_more() -> None:
     assert f"and {60 - TOP:,} more" in page
     assert f"and {25 - TOP:,} more" in page
     assert len(page) < 300_000
+
+
+def test_a_ledger_of_scrip_alone_still_gets_its_charts() -> None:
+    # Scrip deposits move money between accounts but add no redemption to chart over time.
+    data = ReportData(accounts=[AccountMoney("alice", 90, 0, 0), AccountMoney("shop", 0, 90, 0)])
+    page = as_html(AuditReport("x.db"), data)
+    assert "Audit PASSED" in page
+    assert "Payments and units redeemed over time" in page
