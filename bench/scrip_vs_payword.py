@@ -86,7 +86,7 @@ class Sizes:
     mints: int  # broker: scrip minted (and PayWord chains registered, redeemed)
 
 
-FULL: Final = Sizes(runs=5, payments=20_000, buyers=200, each=25, once=2_000, mints=2_000)
+FULL: Final = Sizes(runs=3, payments=5_000, buyers=200, each=20, once=1_000, mints=1_000)
 QUICK: Final = Sizes(runs=2, payments=200, buyers=8, each=4, once=16, mints=16)
 
 
@@ -197,17 +197,20 @@ class Setting:
         )
         # Answers the buyers while the load is built, so scrip buyers get their change.
         self.vendor = self.world.enroll_vendor(VENDOR, self.terms)
-        self.made = 0
+        self.enrolled: list[BuyerCore] = []
 
     def buyers(self, count: int) -> list[BuyerCore]:
-        """``count`` new certified buyers that have the vendor's offer."""
-        out = []
-        for _ in range(count):
-            self.made += 1
-            name = f"buyer{self.made}"
-            out.append(self.world.enroll_buyer(name, CREDIT))
+        """The first ``count`` certified buyers holding the vendor's offer, enrolled as needed.
+
+        Workloads share buyers (the first for one buyer, the first 200 for many, ...): each
+        run's vendor is new and the signature caches are cleared, so to it every buyer is
+        new, and the scrip or chain a stream pays with is its own.
+        """
+        while len(self.enrolled) < count:
+            name = f"buyer{len(self.enrolled) + 1}"
+            self.enrolled.append(self.world.enroll_buyer(name, CREDIT))
             del self.world.net.cores[name]
-        return out
+        return self.enrolled[:count]
 
     def fresh_vendor(self) -> VendorCore:
         """The vendor as just started: its certificate, no chains, no spent set, no caches."""
@@ -374,7 +377,7 @@ def vendor_samples(setting: Setting, load: Workload, runs: int, every: int) -> l
 
 
 def workloads(setting: Setting, sizes: Sizes, progress: Callable[[str], None]) -> list[Workload]:
-    """Every workload for both schemes; each scheme has buyers of its own."""
+    """Every workload for both schemes."""
     out: list[Workload] = []
     cases = (
         ("1 buyer", 1, sizes.payments, "one chain / one scrip; commit included"),
@@ -384,6 +387,8 @@ def workloads(setting: Setting, sizes: Sizes, progress: Callable[[str], None]) -
          "PayWord: commit + payment; scrip: first secret derived"),
     )  # fmt: skip
     for case, buyers, payments, note in cases:
+        progress(f"enrolling {buyers} buyers")
+        setting.buyers(buyers)
         for scheme in SCHEMES:
             progress(f"building {case}, {scheme}")
             messages = setting.load(scheme, setting.buyers(buyers), payments)
@@ -532,6 +537,8 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Row]:
     setting = Setting()
     loads = workloads(setting, sizes, progress)
     rows: list[Row] = []
+    gc.collect()
+    gc.freeze()  # the world and the loads: no collection before a timed run walks them again
     broker = broker_rows(setting, sizes, progress)
     for group, every in ((VENDOR_GROUP, 1), (BATCHED_GROUP, BATCH)):
         for load in loads:
@@ -620,11 +627,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("sizes are at least 1")
     sizes = dataclasses.replace(sizes, **overrides)
 
+    started = time.perf_counter()
+
     def progress(stage: str) -> None:
         if not args.json:
-            print(f"... {stage}", file=sys.stderr, flush=True)
+            print(
+                f"... {time.perf_counter() - started:6.1f} s  {stage}", file=sys.stderr, flush=True
+            )
 
-    started = time.perf_counter()
     rows = run(sizes, progress)
     info = machine()
     if args.json:
