@@ -13,18 +13,22 @@ one run, in three workloads at one vendor:
    scrip's first customer-secret derivation fall on that one payment.
 
 Everything the buyers send is built first, so the timed part is the vendor alone:
-``receive`` of each envelope, then ``data_to_send()`` (the answer each payment gets: a
-PayWord receipt, scrip's ``scrip-paid`` with its change). A workload's figure is all of
-that CPU time, commits included, divided by its payments. Each run starts a fresh vendor
+``receive`` of each envelope and ``data_to_send()``, which hands out the answers (PayWord's
+receipts, scrip's ``scrip-paid`` with the change). Twice: ``data_to_send()`` after every
+message, each payment answered as it comes; and after every 100, as the agent's loop takes
+the core's output once per batch it drained, where the receipts of one chain merge into
+one (scrip's answers cannot: each carries that payment's change). A workload's figure is
+all of that CPU time, commits included, divided by its payments. Each run starts a fresh vendor
 with the process-wide signature caches cleared, as a vendor process just started would.
 
 At the broker: a ``scrip?`` handled (mint, ledger event, sealed ``minted`` reply), against
 PayWord's per-chain broker work, an on-line ``register`` and an off-line first ``redeem``
 of a new commitment from a buyer whose certificate is already verified.
 
-Figures are CPU time (``time.process_time_ns``) per operation, the median over the timed
-runs after a checked warm-up run, garbage collector off while timing; per second is one
-core's worth at that median.
+Figures are CPU time (``time.process_time_ns``) per operation, the median of the timed
+runs (3 by default) after a checked warm-up run, garbage collector off while timing; per
+second is one core's worth at that median. The two schemes of a workload (and the three
+broker requests) take turns run by run, so drift on a shared machine moves both alike.
 
 Run: ``uv run --frozen python bench/scrip_vs_payword.py [--quick] [--json] [--runs N]
 [--payments N] [--buyers N] [--each N] [--once N] [--mints N]``.
@@ -45,7 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from protocol import credentials, crypto, topics
 from protocol.broker import BrokerCore, BrokerPolicy
@@ -334,8 +338,31 @@ def accepted_payments(scheme: Scheme, events: Sequence[object]) -> int:
     return paid
 
 
-def vendor_samples(setting: Setting, load: Workload, runs: int, every: int) -> list[Sample]:
-    """A checked warm-up run, then ``runs`` timed runs, each on a fresh vendor.
+class Trial(Protocol):
+    """One run of a case on a fresh core: with ``check``, untimed and every answer checked."""
+
+    def __call__(self, *, check: bool) -> Sample | None: ...
+
+
+def alternate(trials: Sequence[Trial], runs: int) -> list[list[Sample]]:
+    """A checked warm-up run of every trial, then ``runs`` timed rounds taking turns.
+
+    Compared cases run one after the other within each round, so a machine whose speed
+    drifts (this one is shared) moves both sides of a ratio alike.
+    """
+    for trial in trials:
+        trial(check=True)
+    samples: list[list[Sample]] = [[] for _ in trials]
+    for _ in range(runs):
+        for trial, into in zip(trials, samples, strict=True):
+            sample = trial(check=False)
+            if sample is not None:
+                into.append(sample)
+    return samples
+
+
+def vendor_trial(setting: Setting, load: Workload, every: int) -> Trial:
+    """The workload fed to a vendor just started, with verification caches cleared.
 
     ``data_to_send()`` is called after every ``every`` messages: 1 answers each payment
     as it comes; more is what the agent's loop does under load, taking the core's output
@@ -344,12 +371,12 @@ def vendor_samples(setting: Setting, load: Workload, runs: int, every: int) -> l
     """
     now = setting.now
     batches = [load.messages[n : n + every] for n in range(0, len(load.messages), every)]
-    samples: list[Sample] = []
-    for run in range(runs + 1):
+
+    def trial(*, check: bool) -> Sample | None:
         forget_verifications()
         vendor = setting.fresh_vendor()
         receive, answer = vendor.receive, vendor.data_to_send
-        if run == 0:
+        if check:
             events: list[object] = []
             answers = 0
             for batch in batches:
@@ -362,18 +389,17 @@ def vendor_samples(setting: Setting, load: Workload, runs: int, every: int) -> l
                     f"{load.case}, {load.scheme}: {paid}/{load.payments} paid,"
                     f" {answers} answers to {len(load.messages)} messages"
                 )
-            continue
+            return None
 
-        def loop(
-            receive: Callable[..., object] = receive, answer: Callable[[], object] = answer
-        ) -> None:
+        def loop() -> None:
             for batch in batches:
                 for topic, payload in batch:
                     receive(topic, payload, now)
                 answer()
 
-        samples.append(timed(loop, load.payments))
-    return samples
+        return timed(loop, load.payments)
+
+    return trial
 
 
 def workloads(setting: Setting, sizes: Sizes, progress: Callable[[str], None]) -> list[Workload]:
@@ -399,46 +425,44 @@ def workloads(setting: Setting, sizes: Sizes, progress: Callable[[str], None]) -
 # --- the broker -----------------------------------------------------------------------------
 
 
-def broker_samples(  # noqa: PLR0913 - the setting, its ledger, the load and how to run it
+def broker_trial(
     setting: Setting,
     history: list[AnyBrokerEvent],
     buyers: Sequence[BuyerCore],
     messages: list[Message],
-    check: Callable[[BrokerCore, list[object]], None],
-    runs: int,
-) -> list[Sample]:
-    """``BrokerCore.receive`` and its reply, per message, on a broker rebuilt each run.
+    check_events: Callable[[list[object]], None],
+) -> Trial:
+    """``BrokerCore.receive`` and its reply, per message, on a broker rebuilt from the ledger.
 
     The buyers' certificates are verified before each run (known buyers), their
     commitments not.
     """
     now = setting.now
-    samples: list[Sample] = []
     broker_key = setting.broker.info.sign_key
-    for run in range(runs + 1):
+
+    def trial(*, check: bool) -> Sample | None:
         forget_verifications()
         for buyer in buyers:
             credentials.CERTIFICATES.get(buyer.certificate, broker_key)
         broker = setting.fresh_broker(history, buyers)
         receive, answer = broker.receive, broker.data_to_send
-        if run == 0:
+        if check:
             events: list[object] = []
             for topic, payload in messages:
                 events.extend(receive(topic, payload, now))
                 if len(answer()) != 1:
                     raise RuntimeError("every request gets exactly one reply")
-            check(broker, events)
-            continue
+            check_events(events)
+            return None
 
-        def loop(
-            receive: Callable[..., object] = receive, answer: Callable[[], object] = answer
-        ) -> None:
+        def loop() -> None:
             for topic, payload in messages:
                 receive(topic, payload, now)
                 answer()
 
-        samples.append(timed(loop, len(messages)))
-    return samples
+        return timed(loop, len(messages))
+
+    return trial
 
 
 def broker_rows(setting: Setting, sizes: Sizes, progress: Callable[[str], None]) -> list[Row]:
@@ -463,9 +487,8 @@ def broker_rows(setting: Setting, sizes: Sizes, progress: Callable[[str], None])
         lambda b: Redeem(chains[b.account].commitment, 1, chains[b.account].chain.word(1)),
     )
 
-    def counted(kind: str, want: str) -> Callable[[BrokerCore, list[object]], None]:
-        def check(broker: BrokerCore, events: list[object]) -> None:
-            del broker
+    def counted(kind: str, want: str) -> Callable[[list[object]], None]:
+        def check(events: list[object]) -> None:
             done = sum(type(e).__name__ == want for e in events)
             refused = [e for e in events if isinstance(e, MessageRejected)]
             if refused or done != len(buyers):
@@ -481,13 +504,18 @@ def broker_rows(setting: Setting, sizes: Sizes, progress: Callable[[str], None])
         ("off-line first redeem of a new chain", "PayWord", redeem,
          counted("redeem", "CommitmentRegistered"), "the same, plus 1 hash and the credit"),
     )  # fmt: skip
-    rows = []
+    progress("broker: " + ", ".join(case for case, *_ in cases))
+    trials = [
+        broker_trial(setting, history, buyers, messages, check)
+        for _, _, messages, check, _ in cases
+    ]
     group = "broker: one request from a known buyer (certificate verified), per request"
-    for case, scheme, messages, check, note in cases:
-        progress(f"broker: {case}")
-        samples = broker_samples(setting, history, buyers, messages, check, sizes.runs)
-        rows.append(summarize(group, case, scheme, samples, sizes.runs, note))
-    return rows
+    return [
+        summarize(group, case, scheme, samples, sizes.runs, note)
+        for (case, scheme, _, _, note), samples in zip(
+            cases, alternate(trials, sizes.runs), strict=True
+        )
+    ]
 
 
 # --- primitives -----------------------------------------------------------------------------
@@ -541,10 +569,14 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Row]:
     gc.freeze()  # the world and the loads: no collection before a timed run walks them again
     broker = broker_rows(setting, sizes, progress)
     for group, every in ((VENDOR_GROUP, 1), (BATCHED_GROUP, BATCH)):
-        for load in loads:
-            progress(f"vendor: {load.case}, {load.scheme}, answers every {every}")
-            samples = vendor_samples(setting, load, sizes.runs, every)
-            rows.append(summarize(group, load.case, load.scheme, samples, sizes.runs, load.note))
+        for n in range(0, len(loads), len(SCHEMES)):
+            pair = loads[n : n + len(SCHEMES)]  # the schemes of one workload, taking turns
+            progress(f"vendor: {pair[0].case}, answers every {every}")
+            trials = [vendor_trial(setting, load, every) for load in pair]
+            for load, samples in zip(pair, alternate(trials, sizes.runs), strict=True):
+                rows.append(
+                    summarize(group, load.case, load.scheme, samples, sizes.runs, load.note)
+                )
     rows.extend(broker)
     rows.extend(primitive_rows(setting, sizes))
     return rows
@@ -608,7 +640,9 @@ def table(rows: list[Row], info: dict[str, object], sizes: Sizes) -> str:
             f"  {row.note}".rstrip()
         )
     lines += ["", "scrip / PayWord, CPU per operation"]
-    lines += [f"  {case:<{width}}{ratio:>10.2f}" for case, ratio in ratios(rows)]
+    pairs = ratios(rows)
+    label = max(len(case) for case, _ in pairs) + 2
+    lines += [f"  {case:<{label}}{ratio:>6.2f}" for case, ratio in pairs]
     return "\n".join(lines)
 
 
