@@ -26,7 +26,7 @@ PayWord's per-chain broker work, an on-line ``register`` and an off-line first `
 of a new commitment from a buyer whose certificate is already verified.
 
 Figures are CPU time (``time.process_time_ns``) per operation, the median of the timed
-runs (3 by default) after a checked warm-up run, garbage collector off while timing; per
+runs (5 by default) after a checked warm-up run, garbage collector off while timing; per
 second is one core's worth at that median. The two schemes of a workload (and the three
 broker requests) take turns run by run, so drift on a shared machine moves both alike.
 
@@ -90,7 +90,7 @@ class Sizes:
     mints: int  # broker: scrip minted (and PayWord chains registered, redeemed)
 
 
-FULL: Final = Sizes(runs=3, payments=5_000, buyers=200, each=20, once=1_000, mints=1_000)
+FULL: Final = Sizes(runs=5, payments=5_000, buyers=200, each=20, once=1_000, mints=1_000)
 QUICK: Final = Sizes(runs=2, payments=200, buyers=8, each=4, once=16, mints=16)
 
 
@@ -633,10 +633,15 @@ def table(rows: list[Row], info: dict[str, object], sizes: Sizes) -> str:
     for row in rows:
         if row.group != group:
             group = row.group
-            lines += ["", group, f"  {'case':<{width}}{'µs/op':>10}{'per s':>12}{'ops':>8}  note"]
+            lines += [
+                "",
+                group,
+                f"  {'case':<{width}}{'µs/op':>10}{'min-max':>16}{'per s':>10}{'ops':>7}  note",
+            ]
         name = f"{row.case}, {row.scheme}" if row.scheme else row.case
         lines.append(
-            f"  {name:<{width}}{row.cpu_us:>10.2f}{row.per_second:>12,.0f}{row.count:>8,}"
+            f"  {name:<{width}}{row.cpu_us:>10.2f}{f'{row.min_us:.1f}-{row.max_us:.1f}':>16}"
+            f"{row.per_second:>10,.0f}{row.count:>7,}"
             f"  {row.note}".rstrip()
         )
     lines += ["", "scrip / PayWord, CPU per operation"]
