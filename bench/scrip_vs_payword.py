@@ -27,8 +27,9 @@ of a new commitment from a buyer whose certificate is already verified.
 
 Figures are CPU time (``time.process_time_ns``) per operation, the median of the timed
 runs (5 by default) after a checked warm-up run, garbage collector off while timing; per
-second is one core's worth at that median. The two schemes of a workload (and the three
-broker requests) take turns run by run, so drift on a shared machine moves both alike.
+second is one core's worth at that median. The four vendor cases of a workload (two
+schemes, two ways of answering) take turns run by run, as do the three broker requests,
+so drift on a shared machine moves what is compared alike.
 
 Run: ``uv run --frozen python bench/scrip_vs_payword.py [--quick] [--json] [--runs N]
 [--payments N] [--buyers N] [--each N] [--once N] [--mints N]``.
@@ -568,15 +569,15 @@ def run(sizes: Sizes, progress: Callable[[str], None]) -> list[Row]:
     gc.collect()
     gc.freeze()  # the world and the loads: no collection before a timed run walks them again
     broker = broker_rows(setting, sizes, progress)
-    for group, every in ((VENDOR_GROUP, 1), (BATCHED_GROUP, BATCH)):
-        for n in range(0, len(loads), len(SCHEMES)):
-            pair = loads[n : n + len(SCHEMES)]  # the schemes of one workload, taking turns
-            progress(f"vendor: {pair[0].case}, answers every {every}")
-            trials = [vendor_trial(setting, load, every) for load in pair]
-            for load, samples in zip(pair, alternate(trials, sizes.runs), strict=True):
-                rows.append(
-                    summarize(group, load.case, load.scheme, samples, sizes.runs, load.note)
-                )
+    modes = ((VENDOR_GROUP, 1), (BATCHED_GROUP, BATCH))
+    for n in range(0, len(loads), len(SCHEMES)):
+        # One workload: both schemes, both ways of answering, taking turns.
+        cases = [(group, every, load) for group, every in modes for load in loads[n : n + 2]]
+        progress(f"vendor: {loads[n].case}")
+        trials = [vendor_trial(setting, load, every) for _, every, load in cases]
+        for (group, _, load), samples in zip(cases, alternate(trials, sizes.runs), strict=True):
+            rows.append(summarize(group, load.case, load.scheme, samples, sizes.runs, load.note))
+    rows.sort(key=lambda row: row.group != VENDOR_GROUP)  # stable: workloads stay in order
     rows.extend(broker)
     rows.extend(primitive_rows(setting, sizes))
     return rows
