@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
 RUN := $(UV) run --frozen
 
-.PHONY: setup demo test check lint format types unit bench bench-quick fuzz clean vectors
+.PHONY: setup demo test check lint format types unit bench bench-quick bench-scrip fuzz clean vectors
 
 # uv itself comes from PyPI when the machine lacks it; mosquitto from apt when missing.
 $(UV):
@@ -56,12 +56,19 @@ format: .venv/.synced
 BENCH_ARGS ?=
 bench: setup
 	$(RUN) python bench/protocol_costs.py
+	$(RUN) python bench/scrip_vs_payword.py
 	$(RUN) python bench/vendor_throughput.py --rounds 3 $(BENCH_ARGS)
 
 # The same in about a minute: small runs, one round, figures too noisy to compare.
 bench-quick: setup
 	$(RUN) python bench/protocol_costs.py --quick
+	$(RUN) python bench/scrip_vs_payword.py --quick
 	$(RUN) python bench/vendor_throughput.py --quick $(BENCH_ARGS)
+
+# Scrip against PayWord on the cores: the vendor's CPU per payment in three workloads and the
+# broker's per mint, medians of 5 runs, about a minute (the README's "Scrip against PayWord").
+bench-scrip: .venv/.synced
+	$(RUN) python bench/scrip_vs_payword.py
 
 # Fuzzes every untrusted input, FUZZ_RUNS inputs (coverage-guided through atheris, the
 # `fuzz` dependency group); findings land in fuzz/crashes/ and fail the target.
