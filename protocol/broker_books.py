@@ -168,6 +168,8 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         self._reservation_deadlines: list[tuple[float, bytes]] = []
         # --- scrip: serial → record, request ids, return deadlines (docs/SCHEMES.md 3.8) ---
         self.scrip = ScripState()
+        self.scrip_pair_secrets: dict[int, tuple[str, bytes]] = {}
+        """Certificate serial → (account, pair key): cached, a serial's key never changes."""
         # MiniPay's daily allowances (docs/SCHEMES.md §4)
         self.allowances = AllowanceBook()
 

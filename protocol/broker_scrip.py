@@ -52,13 +52,20 @@ class BrokerScrip(BrokerRekey):
         Scrip keys derive from the vendor's pair key of the certificate the scrip names,
         so a deposit made after a vendor rekey is still checked under the old one (3.2).
         """
+        cached = self.scrip_pair_secrets.get(serial)
+        if cached is not None and cached[0] == account:
+            return cached[1]
         signed = self.issued.get(serial)
         if signed is None:
             raise DepositError(f"no certificate {serial}")
         certificate = certificate_of(signed)
         if certificate.subject != account:
             raise DepositError(f"certificate {serial} is not {account!r}'s")
-        return pair_key(self.identity, self.account, certificate.agree_key, account)
+        secret = pair_key(self.identity, self.account, certificate.agree_key, account)
+        # One X25519 per certificate, not three per mint: a serial's key never changes, and
+        # there are no more entries than certificates issued.
+        self.scrip_pair_secrets[serial] = (account, secret)
+        return secret
 
     # --- minting -------------------------------------------------------------------------------
 
