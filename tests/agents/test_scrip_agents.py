@@ -1,22 +1,13 @@
-"""Scrip between a vendor daemon and a wallet, over a real Mosquitto.
-
-Enrollment goes through the real broker daemon. It does not mint yet, so it then stops and
-``ScripBroker`` answers mints and deposits under the broker's keys. To run against the real
-broker once it mints: keep the daemon running (drop ``stand_in``).
-"""
+"""Scrip between a vendor daemon, a wallet and the broker daemon, over a real Mosquitto."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from agents.daemons.broker_files import BrokerFiles
-from agents.daemons.broker_key_files import load_broker_keys
 from agents.daemons.buyer_agent import BuyerAgent, BuyerError
 from agents.daemons.buyer_scrip import mint, pay_with_scrip
 from agents.daemons.vendor_agent import VendorAgent
@@ -25,30 +16,8 @@ from protocol.messages import OfferItem
 from protocol.vendor import VendorTerms
 from tests.agents.conftest import Broker
 from tests.agents.harness import Harness, wait_until
-from tests.agents.scrip_broker import ScripBroker
 
 TERMS = VendorTerms(items=(OfferItem("article", 30),), scrip=True, redeem_interval=0.5)
-
-
-@asynccontextmanager
-async def stand_in(harness: Harness, buyer: BuyerAgent) -> AsyncIterator[ScripBroker]:
-    """Stop the broker daemon; answer as the broker for vendor1 and the buyer."""
-    daemon = harness.daemon
-    assert daemon is not None
-    await daemon.stop()
-    task = harness.tasks.pop(0)
-    await asyncio.wait_for(task, 20)
-    harness.daemon = None
-    vendor = harness.vendors["vendor1"].core
-    assert vendor.certified is not None
-    broker = ScripBroker(
-        load_broker_keys(BrokerFiles(harness.root / "broker")),
-        "broker",
-        {"vendor1": vendor.certified},
-        {"vendor1": vendor.identity.agree_key, buyer.core.account: buyer.core.identity.agree_key},
-    )
-    async with broker.serving(harness.mosquitto.port) as serving:
-        yield serving
 
 
 async def start(harness: Harness) -> BuyerAgent:
@@ -80,34 +49,34 @@ async def test_the_spent_set_survives_a_restart_and_refuses_a_double_spend(
 ) -> None:
     harness = Harness(tmp_path, mosquitto)
     buyer = await start(harness)
-    async with stand_in(harness, buyer) as broker:
-        result = await buyer.run(
-            lambda: pay_with_scrip(buyer, "vendor1", 2, 30, item="article", mint_value=100)
-        )
-        assert (result.payments, result.paid, result.minted, result.held) == (2, 60, 100, 40)
-        vendor = harness.vendors["vendor1"]
-        assert vendor.counters.scrip_payments == 2
-        await wait_until(lambda: vendor.core.scrip_awaiting_deposit == 0)  # deposited
-        assert [d.price for d in broker.deposits][-1] == 30
-        assert broker.credited[1] == 60
+    result = await buyer.run(
+        lambda: pay_with_scrip(buyer, "vendor1", 2, 30, item="article", mint_value=100)
+    )
+    assert (result.payments, result.paid, result.minted, result.held) == (2, 60, 100, 40)
+    vendor = harness.vendors["vendor1"]
+    assert vendor.counters.scrip_payments == 2
+    await wait_until(lambda: vendor.core.scrip_awaiting_deposit == 0)  # deposited
+    assert harness.daemon is not None
+    record = harness.daemon.service.core.scrip.records[1]
+    assert (record.generation, record.price, record.credited) == (1, 30, 60)
 
-        await vendor.shutdown(within=2)
-        await asyncio.wait_for(harness.tasks.pop(), 20)
-        store = tmp_path / "vendor1" / "store.db"
-        ((serial, generation, confirmed),) = rows(
-            store, "SELECT serial, generation, confirmed FROM spent_scrip"
-        )
-        assert (serial, generation, confirmed) == (1, 1, 1)
-        again = await reopen_vendor(harness)
-        assert again.core.spent_scrip[1].generation == 1
+    await vendor.shutdown(within=2)
+    await asyncio.wait_for(harness.tasks.pop(), 20)
+    store = tmp_path / "vendor1" / "store.db"
+    ((serial, generation, confirmed),) = rows(
+        store, "SELECT serial, generation, confirmed FROM spent_scrip"
+    )
+    assert (serial, generation, confirmed) == (1, 1, 1)
+    again = await reopen_vendor(harness)
+    assert again.core.spent_scrip[1].generation == 1
 
-        # The wallet is restored from an older copy: it holds generation 1 again.
-        spent = again.core.spent_scrip[1].spent
-        wallet = await harness.buyer("buyer1")
-        wallet.core.restore_scrip(spent, next(iter(buyer.core.scrip_secrets.values())))
-        with pytest.raises(BuyerError, match=r"refused the scrip payment: spent \(scrip\)"):
-            await wallet.run(lambda: pay_with_scrip(wallet, "vendor1", 1, 30, timeout=10))
-        assert again.counters.scrip_payments == 0
+    # The wallet is restored from an older copy: it holds generation 1 again.
+    spent = again.core.spent_scrip[1].spent
+    wallet = await harness.buyer("buyer1")
+    wallet.core.restore_scrip(spent, next(iter(buyer.core.scrip_secrets.values())))
+    with pytest.raises(BuyerError, match=r"refused the scrip payment: spent \(scrip\)"):
+        await wallet.run(lambda: pay_with_scrip(wallet, "vendor1", 1, 30, timeout=10))
+    assert again.counters.scrip_payments == 0
     await harness.stop()
 
 
@@ -117,42 +86,41 @@ async def test_a_vendor_killed_between_its_record_and_its_reply_repeats_the_answ
 ) -> None:
     harness = Harness(tmp_path, mosquitto)
     buyer = await start(harness)
-    async with stand_in(harness, buyer):
-        await buyer.run(lambda: mint(buyer, "vendor1", 100, 10))
-        vendor = harness.vendors["vendor1"]
-        durable = vendor.loop.persist
-        never = asyncio.Event()
+    await buyer.run(lambda: mint(buyer, "vendor1", 100, 10))
+    vendor = harness.vendors["vendor1"]
+    durable = vendor.loop.persist
+    never = asyncio.Event()
 
-        async def dies_after_commit(events: list[VendorEvent]) -> None:
-            await durable(events)  # the record is on disk ...
-            if any(isinstance(e, ScripAccepted) for e in events):
-                await never.wait()  # ... and the process dies before the reply leaves
+    async def dies_after_commit(events: list[VendorEvent]) -> None:
+        await durable(events)  # the record is on disk ...
+        if any(isinstance(e, ScripAccepted) for e in events):
+            await never.wait()  # ... and the process dies before the reply leaves
 
-        vendor.loop.persist = dies_after_commit
-        wallet = await harness.buyer("buyer1")
-        with pytest.raises(BuyerError, match="did not answer the scrip payment"):
-            await wallet.run(lambda: pay_with_scrip(wallet, "vendor1", 1, 30, timeout=3))
-        run = harness.tasks.pop()
-        run.cancel()  # the vendor process is gone
-        await asyncio.gather(run, return_exceptions=True)
-        store = tmp_path / "vendor1" / "store.db"
-        assert rows(store, "SELECT serial, generation, price FROM spent_scrip") == [(1, 0, 30)]
-        wallet_file = tmp_path / "buyer1" / "wallet.db"
-        assert rows(wallet_file, "SELECT serial, price FROM scrip_pending") == [(1, 30)]
+    vendor.loop.persist = dies_after_commit
+    wallet = await harness.buyer("buyer1")
+    with pytest.raises(BuyerError, match="did not answer the scrip payment"):
+        await wallet.run(lambda: pay_with_scrip(wallet, "vendor1", 1, 30, timeout=3))
+    run = harness.tasks.pop()
+    run.cancel()  # the vendor process is gone
+    await asyncio.gather(run, return_exceptions=True)
+    store = tmp_path / "vendor1" / "store.db"
+    assert rows(store, "SELECT serial, generation, price FROM spent_scrip") == [(1, 0, 30)]
+    wallet_file = tmp_path / "buyer1" / "wallet.db"
+    assert rows(wallet_file, "SELECT serial, price FROM scrip_pending") == [(1, 30)]
 
-        again = await reopen_vendor(harness)
-        assert again.core.spent_scrip[1].generation == 0
-        # The wallet, started again, resends the payment it wrote: the vendor repeats its answer.
-        resumed = await harness.buyer("buyer1")
-        assert 1 in resumed.core.scrip_pending
+    again = await reopen_vendor(harness)
+    assert again.core.spent_scrip[1].generation == 0
+    # The wallet, started again, resends the payment it wrote: the vendor repeats its answer.
+    resumed = await harness.buyer("buyer1")
+    assert 1 in resumed.core.scrip_pending
 
-        async def settled() -> None:
-            await wait_until(lambda: not resumed.core.scrip_pending)
+    async def settled() -> None:
+        await wait_until(lambda: not resumed.core.scrip_pending)
 
-        await resumed.run(settled)
-        assert again.counters.scrip_payments == 0  # a repeat: nothing accepted twice
-        assert rows(wallet_file, "SELECT serial, generation, value FROM scrip") == [(1, 1, 70)]
-        assert rows(wallet_file, "SELECT COUNT(*) FROM scrip_pending") == [(0,)]
+    await resumed.run(settled)
+    assert again.counters.scrip_payments == 0  # a repeat: nothing accepted twice
+    assert rows(wallet_file, "SELECT serial, generation, value FROM scrip") == [(1, 1, 70)]
+    assert rows(wallet_file, "SELECT COUNT(*) FROM scrip_pending") == [(0,)]
     await harness.stop()
 
 
@@ -162,8 +130,7 @@ async def test_wallet_scrip_and_secrets_are_sealed_at_rest(
 ) -> None:
     harness = Harness(tmp_path, mosquitto)
     buyer = await start(harness)
-    async with stand_in(harness, buyer):
-        bought = await buyer.run(lambda: mint(buyer, "vendor1", 250, 10))
+    bought = await buyer.run(lambda: mint(buyer, "vendor1", 250, 10))
     await harness.stop()
     directory = tmp_path / "buyer1"
     on_disk = b"".join(p.read_bytes() for p in directory.glob("wallet.db*"))

@@ -1,7 +1,7 @@
-"""Scrip between the buyer and vendor cores, in memory (docs/SCHEMES.md 3.4, 3.8, 3.9).
+"""Scrip between the buyer, vendor and broker cores, in memory (docs/SCHEMES.md 3.4, 3.8, 3.9).
 
-The broker's part of a mint and of a deposit is played from its keys and sent by the
-broker core's own ``send`` (``tests/support/scrip_mint.py``), until its core mints.
+The broker core mints and takes the deposits. A test holds a message back to lose it or to
+look at it first, and seals as the broker only what a broker that misbehaves would send.
 """
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from protocol.broker_events import DepositRejected, ScripDeposited
 from protocol.buyer import BuyerCore
 from protocol.codec import decode_scrip, decode_tagged_scrip, encode
 from protocol.crypto import MacKey
 from protocol.envelope import Auth, open_body, parse
 from protocol.events import (
     MessageRejected,
+    Outgoing,
     PeerError,
     ScripAccepted,
     ScripDepositConfirmed,
@@ -27,8 +29,7 @@ from protocol.events import (
 )
 from protocol.messages import (
     Deposit,
-    Deposited,
-    Error,
+    Minted,
     OfferItem,
     ScripPaid,
     ScripPayment,
@@ -38,12 +39,13 @@ from protocol.scrip import PERIOD_MS, key_ref, make_change, scrip_key, tag_scrip
 from protocol.vendor import VendorCore, VendorTerms
 from protocol.vendor_scrip import ScripRecord, deposit_corr
 from tests.support.scrip_mint import (
+    deliver,
     mint_scrip,
     send_as_broker,
     take_off_the_wire,
     vendor_pair_key,
 )
-from tests.support.world import World, events_of, make_world, seeded_identity
+from tests.support.world import E, World, events_of, make_world, seeded_identity
 
 SHOP = "shop"
 
@@ -381,29 +383,41 @@ def test_an_answer_to_no_pending_payment_changes_nothing(world: World) -> None:
 
 
 def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
-    from tests.support.scrip_mint import minted_reply
-
     buyer = world.buyers["buyer1"]
-    request = buyer.mint(SHOP, 100, world.now)
+    asked = buyer.mint(SHOP, 100, world.now)
     take_off_the_wire(world, "buyer1", "scrip?")
-    certified = shop(world).certified
-    assert certified is not None
-    broker = world.broker
-    agree = buyer.identity.agree_key
-    wrong = minted_reply(
-        broker.identity, broker.account, certified, "buyer1", agree, 99, request, world.now, 1
-    )
-    send_as_broker(world, "buyer1", buyer.identity, wrong, request)
+    buyer.mint(SHOP, 99, world.now)  # the broker mints this one: it answers the first with it
+    (other,) = take_off_the_wire(world, "buyer1", "scrip?")
+    deliver(world, other)
+    (answer,) = take_off_the_wire(world, "broker", "scrip")
+    minted = open_body(parse(answer.payload))
+    assert isinstance(minted, Minted)
+    wrong = Minted(asked, minted.scrip, minted.secret)
+    send_as_broker(world, "buyer1", buyer.identity, wrong, asked)
     assert [e.error.code for e in events_of(world, "buyer1", MessageRejected)] == ["scrip"]
     assert not buyer.scrip
 
 
+def test_minted_scrip_is_in_the_buyers_currency_and_for_what_was_asked(world: World) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer = world.buyers["buyer1"]
+    scrip = buyer.scrip[minted.serial].scrip
+    assert buyer.certified is not None
+    assert (scrip.currency, scrip.buyer, scrip.vendor) == (buyer.certified.currency, "buyer1", SHOP)
+    assert minted.serial == world.broker.scrip.last_serial
+
+
 def test_a_refused_mint_is_not_asked_again(world: World) -> None:
     buyer = world.buyers["buyer1"]
-    buyer.mint(SHOP, 100, world.now)
-    world.pump()  # the broker core does not mint yet: it refuses
+    buyer.mint(SHOP, world.broker.policy.max_scrip_value + 1, world.now)
+    world.pump()
     assert not buyer.mints
-    assert events_of(world, "buyer1", PeerError)[-1].peer == "broker"
+    refusal = events_of(world, "buyer1", PeerError)[-1]
+    assert (refusal.peer, refusal.code) == ("broker", "mint")
+    assert not buyer.scrip
+    world.pump(advance=120)
+    buyer.handle_timer(world.now)
+    assert not take_off_the_wire(world, "buyer1", "scrip?")
 
 
 # --- the spent set: durable, restored, deposited ------------------------------------------------
@@ -443,11 +457,9 @@ def test_a_restarted_vendor_rebuilds_its_spent_set_from_its_records(world: World
     assert events_of(world, "buyer1", ScripSettled)[-1].change_value == 50
 
 
-def deposited_for(deposit: Deposit, credited: int, *, generation: int | None = None) -> Deposited:
-    """The broker's answer to a deposit it takes (3.8, step 6), played from the deposit."""
-    spent = decode_scrip(decode_tagged_scrip(deposit.spent).body)
-    gen = spent.generation if generation is None else generation
-    return Deposited(spent.serial, gen, credited, spent.value - deposit.price, deposit.change)
+def broker_recorded(world: World, kind: type[E]) -> list[E]:
+    """The broker's ledger events of one kind so far."""
+    return events_of(world, world.broker.account, kind)
 
 
 def test_records_are_deposited_confirmed_and_forgotten_at_the_deadline(world: World) -> None:
@@ -461,22 +473,21 @@ def test_records_are_deposited_confirmed_and_forgotten_at_the_deadline(world: Wo
 
     world.now += vendor.terms.redeem_interval
     vendor.handle_timer(world.now)
-    (sent,) = take_off_the_wire(world, SHOP, "deposit")
+    (sent,) = take_off_the_wire(world, SHOP, "deposit")  # lost on its way
     deposit = open_body(parse(sent.payload))
     assert isinstance(deposit, Deposit)
     record = vendor.spent_scrip[minted.serial]
     assert (deposit.spent, deposit.price, deposit.change) == (record.spent, 20, record.change)
     assert parse(sent.payload).header.corr == deposit_corr(minted.serial, 1)
 
-    world.now += 5  # unanswered: sent again, with backoff
+    world.now += 5  # unanswered: sent again, with backoff, and the broker takes it
     vendor.handle_timer(world.now)
-    assert len(take_off_the_wire(world, SHOP, "deposit")) == 1
-
-    send_as_broker(
-        world, SHOP, vendor.identity, deposited_for(deposit, 50), deposit_corr(minted.serial, 1)
-    )
+    world.pump()
     (confirmed,) = events_of(world, SHOP, ScripDepositConfirmed)
     assert (confirmed.serial, confirmed.generation, confirmed.credited) == (minted.serial, 1, 50)
+    (credited,) = broker_recorded(world, ScripDeposited)
+    assert (credited.generation, credited.credit, credited.outstanding) == (1, 50, 50)
+    assert world.broker.totals.credited[SHOP] == world.broker.totals.debited["buyer1"] == 50
     assert vendor.scrip_awaiting_deposit == 0
     world.now += 3600
     vendor.handle_timer(world.now)
@@ -492,14 +503,19 @@ def test_records_are_deposited_confirmed_and_forgotten_at_the_deadline(world: Wo
 def test_a_broker_ahead_of_the_store_makes_the_vendor_adopt_its_generation(world: World) -> None:
     minted = mint_scrip(world, "buyer1", SHOP, 100)
     buyer, vendor = world.buyers["buyer1"], shop(world)
-    buyer.pay_scrip(SHOP, 30, world.now)
-    world.pump()
-    change = events_of(world, "buyer1", ScripReceived)[-1].scrip
+    for price in (30, 10, 10, 10):
+        buyer.pay_scrip(SHOP, price, world.now)
+        world.pump()
+    change = events_of(world, "buyer1", ScripReceived)[1].scrip  # generation 1
     vendor.deposit_all(world.now)
-    take_off_the_wire(world, SHOP, "deposit")
-    ahead = Deposited(minted.serial, 3, 90, 10, b"")  # credited before this store's backup
-    send_as_broker(world, SHOP, vendor.identity, ahead, deposit_corr(minted.serial, 0))
-    assert vendor.spent_scrip[minted.serial].generation == 3
+    world.pump()
+    assert world.broker.scrip.records[minted.serial].generation == 3
+
+    first = events_of(world, SHOP, ScripAccepted)[:1]  # a backup taken after one payment
+    again = restored_vendor(world, first)
+    assert again.deposit_all(world.now) == 1
+    world.pump()
+    assert again.spent_scrip[minted.serial].generation == 3  # the broker's word
     raw_payment(world, "buyer1", change, 10)  # generation 1: spent, by the broker's word
     assert refusals(world, "buyer1")[-1] == ("scrip", "spent")
 
@@ -514,56 +530,73 @@ def online() -> World:
     return world
 
 
-def pay_online(world: World, price: int) -> tuple[ScripReceived, Deposit, bytes]:
+def pay_online(world: World, price: int) -> tuple[ScripReceived, Outgoing]:
+    """A payment whose deposit the vendor has sent, held back before the broker."""
     minted = mint_scrip(world, "buyer1", SHOP, 100)
     world.buyers["buyer1"].pay_scrip(SHOP, price, world.now)
     (payment,) = take_off_the_wire(world, "buyer1", "scrip-pay")
     world.net.inject(SHOP, payment.topic, payment.payload, world.now)
-    (sent,) = take_off_the_wire(world, SHOP, "deposit")  # not to the broker core: played
-    deposit = open_body(parse(sent.payload))
-    assert isinstance(deposit, Deposit)
-    return minted, deposit, parse(sent.payload).header.corr
+    (sent,) = take_off_the_wire(world, SHOP, "deposit")
+    return minted, sent
 
 
 def test_online_the_vendor_serves_only_on_the_brokers_answer(online: World) -> None:
-    minted, deposit, corr = pay_online(online, 30)
+    minted, sent = pay_online(online, 30)
+    deposit = open_body(parse(sent.payload))
+    assert isinstance(deposit, Deposit)
     assert deposit.spent == minted.scrip
     assert not events_of(online, SHOP, ScripAccepted)  # nothing served, nothing recorded
     assert not events_of(online, "buyer1", ScripSettled)
 
+    deliver(online, sent)
+    online.pump()
+    (credited,) = broker_recorded(online, ScripDeposited)
+    assert (credited.serial, credited.generation, credited.credit) == (minted.serial, 0, 30)
     vendor = shop(online)
-    send_as_broker(online, SHOP, vendor.identity, deposited_for(deposit, 30), corr)
     (accepted,) = events_of(online, SHOP, ScripAccepted)
     assert accepted.confirmed == 0  # credited already: never deposited again
+    assert accepted.change == credited.change
     assert vendor.scrip_awaiting_deposit == 0
     (settled,) = events_of(online, "buyer1", ScripSettled)
     assert settled.change_value == 70
 
 
+def replica(world: World) -> VendorCore:
+    """Another process serving shop with nothing stored: on-line, the broker is its spent set."""
+    return restored_vendor(world, [])
+
+
 def test_online_a_generation_the_broker_took_already_is_refused_as_spent(online: World) -> None:
-    minted, _, corr = pay_online(online, 30)
-    vendor = shop(online)
-    other = Deposited(minted.serial, 0, 40, 60, b"other change")  # another payment's
-    send_as_broker(online, SHOP, vendor.identity, other, corr)
+    minted = mint_scrip(online, "buyer1", SHOP, 100)
+    buyer = online.buyers["buyer1"]
+    for price in (30, 10):
+        buyer.pay_scrip(SHOP, price, online.now)
+        online.pump()
+    assert online.broker.scrip.records[minted.serial].generation == 1
+    replica(online)
+    raw_payment(online, "buyer1", minted.scrip, 31)  # generation 0, which the broker passed
     assert refusals(online, "buyer1")[-1] == ("scrip", "spent")
-    assert not events_of(online, SHOP, ScripAccepted)
-    (refused,) = events_of(online, "buyer1", ScripPaymentRefused)
-    assert refused.lost
+    assert len(events_of(online, SHOP, ScripAccepted)) == 2  # the first process's two
+    assert not broker_recorded(online, DepositRejected)  # an older generation: the state
 
 
 def test_online_a_deposit_refusal_is_relayed_as_spent(online: World) -> None:
-    _, _, corr = pay_online(online, 30)
-    vendor = shop(online)
-    broker = online.broker
-    key = broker.pair_key_with(SHOP, vendor.identity.agree_key)
-    refusal = Error("deposit", "generation already deposited")
-    broker.send(SHOP, refusal, online.now, auth=Auth.PAIR, key=key, corr=corr)
+    minted = mint_scrip(online, "buyer1", SHOP, 100)
+    online.buyers["buyer1"].pay_scrip(SHOP, 30, online.now)
     online.pump()
+    replica(online)
+    raw_payment(online, "buyer1", minted.scrip, 40)  # the same generation, another payment
     assert refusals(online, "buyer1")[-1] == ("scrip", "spent")
+    (rejected,) = broker_recorded(online, DepositRejected)
+    assert rejected.reason == "generation 0 already deposited"
+    raw_payment(online, "buyer1", minted.scrip, 30)  # the identical payment: the same change
+    (settled,) = events_of(online, "buyer1", ScripSettled)
+    assert settled.change_value == 70
+    assert len(broker_recorded(online, ScripDeposited)) == 1
 
 
 def test_online_an_unanswered_deposit_tells_the_buyer_to_retry(online: World) -> None:
-    minted, _, _ = pay_online(online, 30)
+    minted, _ = pay_online(online, 30)
     online.now += 5
     shop(online).handle_timer(online.now)
     online.pump()

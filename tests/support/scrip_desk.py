@@ -1,8 +1,10 @@
-"""A buyer minting and a vendor depositing scrip at the in-memory broker, by hand.
+"""``scrip?`` and ``deposit`` sealed by hand at the in-memory broker, for its own tests.
 
-The reference buyer and vendor cores do not speak scrip to the broker yet, so the tests
-seal ``scrip?`` and ``deposit`` themselves, on the parties' real pair-key streams, and
-read the broker's answers back through the envelope's MAC.
+The honest cores mint and deposit by themselves (tests/protocol/test_scrip_flows.py and the
+agents' end-to-end tests). The broker's tests also need what no honest core sends: a mint
+asked by a vendor, a request id chosen by the test, a deposit of a forged, inflated or
+foreign scrip. So they seal those on the parties' real pair-key streams and read the
+broker's answers back through the envelope's MAC.
 """
 
 from __future__ import annotations

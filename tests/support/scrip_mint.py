@@ -1,85 +1,26 @@
-"""Test support: the broker's part of scrip, played from the keys, until its core mints.
+"""Test support: scrip minted by the in-memory broker core, and the wire taken in hand.
 
-``minted_reply`` builds a ``Minted`` exactly as docs/SCHEMES.md 3.8 says: the scrip tagged
-under the vendor's scrip key of the period and the customer secret wrapped for the buyer,
-both derived from the broker's pair keys with the vendor and the buyer. ``mint_scrip`` runs
-a mint in the in-memory world: the buyer's real ``scrip?`` goes out and is taken off the
-wire, and the reply goes to the buyer sealed by the broker core's own ``send``.
-
-Once the broker core mints, ``mint_scrip`` becomes ``buyer.mint(...)`` and a pump, and
-``deposited_reply`` the broker's own answer to a ``deposit``.
+``mint_scrip`` is the buyer core's own ``scrip?`` answered by the broker core. The rest
+lets a test hold a message back (a lost answer, a deposit not yet delivered) or seal a
+message as the broker, for what a broker that misbehaves would send.
 """
 
 from __future__ import annotations
 
-import itertools
-import weakref
-from collections.abc import Iterator
+import dataclasses
 
 from protocol import topics
 from protocol.broker import BrokerCore
 from protocol.crypto import AgentKeys, pair_key
 from protocol.envelope import Auth, parse
 from protocol.events import Outgoing, ScripReceived
-from protocol.messages import Certificate, Deposited, Minted, Scrip
-from protocol.scrip import (
-    PERIOD_MS,
-    customer_master,
-    customer_secret,
-    period_of,
-    scrip_key,
-    tag_scrip,
-    wrap_customer_secret,
-)
+from protocol.messages import Body
 from tests.support.world import World, events_of
-
-LIFETIME_MS = PERIOD_MS
-_serials: weakref.WeakKeyDictionary[BrokerCore, Iterator[int]] = weakref.WeakKeyDictionary()
-
-
-def next_serial(broker: BrokerCore) -> int:
-    """The broker's next scrip serial: 1, 2, 3, ... over all it mints."""
-    return next(_serials.setdefault(broker, itertools.count(1)))
 
 
 def vendor_pair_key(broker: BrokerCore, vendor: str, vendor_agree_key: bytes) -> bytes:
     """PK(v, s): the broker's side of its pair key with the vendor."""
     return pair_key(broker.identity, broker.account, vendor_agree_key, vendor)
-
-
-def minted_reply(  # noqa: PLR0913 - what a mint depends on
-    broker: AgentKeys,
-    broker_id: str,
-    vendor: Certificate,
-    buyer: str,
-    buyer_agree_key: bytes,
-    value: int,
-    request: bytes,
-    now: float,
-    serial: int,
-    properties: tuple[str, ...] = (),
-) -> Minted:
-    """The ``Minted`` the broker sends for ``request`` (3.8, steps 4 and 5)."""
-    now_ms = int(now * 1000)
-    period = period_of(now_ms)
-    shared = pair_key(broker, broker_id, vendor.agree_key, vendor.subject)
-    scrip = Scrip(
-        vendor.subject,
-        vendor.serial,
-        period,
-        serial,
-        0,
-        buyer,
-        value,
-        vendor.currency,
-        min(now_ms + LIFETIME_MS, vendor.not_after),
-        list(properties),
-    )
-    tagged = tag_scrip(scrip, scrip_key(shared, vendor.subject, period))
-    secret = customer_secret(customer_master(shared, vendor.subject, period), buyer)
-    buyer_pair = pair_key(broker, broker_id, buyer_agree_key, buyer)
-    wrapped = wrap_customer_secret(buyer_pair, vendor.subject, vendor.serial, period, secret)
-    return Minted(request, tagged, wrapped)
 
 
 def take_off_the_wire(world: World, account: str, kind: str) -> list[Outgoing]:
@@ -89,41 +30,39 @@ def take_off_the_wire(world: World, account: str, kind: str) -> list[Outgoing]:
         if parse(out.payload).header.type == kind:
             taken.append(out)
             continue
-        parts = topics.split(out.topic)
-        assert parts is not None
-        world.net.inject(parts[1], out.topic, out.payload, world.now)
+        deliver(world, out)
     return taken
+
+
+def deliver(world: World, out: Outgoing) -> None:
+    """Hand one message held back to its recipient, as the network would have."""
+    parts = topics.split(out.topic)
+    assert parts is not None
+    world.net.inject(parts[1], out.topic, out.payload, world.now)
 
 
 def mint_scrip(
     world: World, buyer: str, vendor: str, value: int, *, properties: tuple[str, ...] = ()
 ) -> ScripReceived:
-    """``buyer`` buys scrip worth ``value`` at ``vendor``; the broker's part is played."""
-    core, seller = world.buyers[buyer], world.vendors[vendor]
-    assert seller.certified is not None
-    request = core.mint(vendor, value, world.now)
-    (asked,) = take_off_the_wire(world, buyer, "scrip?")
-    assert parse(asked.payload).header.corr == request
+    """``buyer`` buys scrip worth ``value`` at ``vendor`` from the broker core.
+
+    ``properties`` are the broker's policy for this one mint (3.8, step 4).
+    """
     broker = world.broker
-    reply = minted_reply(
-        broker.identity,
-        broker.account,
-        seller.certified,
-        buyer,
-        core.identity.agree_key,
-        value,
-        request,
-        world.now,
-        next_serial(broker),
-        properties,
-    )
-    send_as_broker(world, buyer, core.identity, reply, request)
-    return events_of(world, buyer, ScripReceived)[-1]
+    policy = broker.policy
+    if properties:
+        broker.policy = dataclasses.replace(policy, scrip_properties=properties)
+    try:
+        world.buyers[buyer].mint(vendor, value, world.now)
+        world.pump()
+    finally:
+        broker.policy = policy
+    received = events_of(world, buyer, ScripReceived)[-1]
+    assert (received.vendor, received.value, received.generation) == (vendor, value, 0)
+    return received
 
 
-def send_as_broker(
-    world: World, to: str, keys: AgentKeys, body: Minted | Deposited, corr: bytes
-) -> None:
+def send_as_broker(world: World, to: str, keys: AgentKeys, body: Body, corr: bytes) -> None:
     """Seal ``body`` from the broker to ``to`` under their pair key, and deliver it."""
     broker = world.broker
     key = broker.pair_key_with(to, keys.agree_key)
