@@ -1041,6 +1041,8 @@ class Forge:
                 (True,),
                 (rig.now_ms - 1, MAX_COUNT, 0),
                 items,
+                (True, False, 1),  # scrip
+                (True, False, 1),  # allowance
             ),
         )
 

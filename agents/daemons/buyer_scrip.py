@@ -42,6 +42,10 @@ async def mint(agent: BuyerAgent, vendor: str, value: int, timeout: float) -> Sc
     core = agent.core
     if core.certified is None:
         raise BuyerError("not enrolled: run `micropay buyer enroll --token-file FILE` first")
+    # The broker mints only for an enrolled vendor, and a vendor offers only once enrolled.
+    await agent.offer(vendor, timeout)
+    if not core.offers[vendor].offer.scrip:
+        raise BuyerError(f"vendor {vendor!r} does not take scrip: its offer says so (--scrip)")
     asked: list[bytes] = []
     broker = core.broker.id
 
