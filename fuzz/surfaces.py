@@ -20,7 +20,7 @@ import msgspec
 
 from protocol import codec, credentials, envelope, topics
 from protocol.broker import BrokerCore
-from protocol.broker_events import RedemptionRejected, RegistrationRefused
+from protocol.broker_events import DepositRejected, RedemptionRejected, RegistrationRefused
 from protocol.buyer import BuyerCore
 from protocol.chain import HashChain, PaywordChain
 from protocol.crypto import (
@@ -29,6 +29,7 @@ from protocol.crypto import (
     TAG_ENROLL_PROOF,
     AgentKeys,
     MacKey,
+    pair_key,
 )
 from protocol.endpoint import Endpoint
 from protocol.envelope import BROADCAST, PROTOCOL_VERSION, Auth, Header
@@ -53,15 +54,20 @@ from protocol.messages import (
     Register,
     Registered,
     RevocationList,
+    TaggedScrip,
     Wire,
 )
+from protocol.scrip import TAG_SCRIP, scrip_key
 from protocol.vendor import VendorCore
 from tests.support.forgery import MALLORY, chain_mac_key, seal_header
 from tests.support.world import SeededRandom, World, default_terms, make_world, seeded_identity
 
-LEDGERED_REFUSALS = (MessageRejected, RedemptionRejected, RegistrationRefused)
+LEDGERED_REFUSALS = (MessageRejected, RedemptionRejected, RegistrationRefused, DepositRejected)
 
 T = TypeVar("T")
+
+SHOP: Final = "shop"
+"""The rig's off-line scrip vendor (``vendor2`` checks scrip on-line)."""
 
 MAX_COUNT: Final = 2**63 - 1
 """The wire's ``Count``: no total may outgrow what a ``Balance`` or ``Invoice`` can carry."""
@@ -258,7 +264,10 @@ class Rig:
 
     def __init__(self, chain_length: int = 1_000) -> None:
         world = make_world(vendors=1, buyers=1, record=True)
-        world.enroll_vendor("vendor2", replace(default_terms(), online=True))
+        world.enroll_vendor(
+            "vendor2", replace(default_terms(), online=True, scrip=True, scrip_online=True)
+        )
+        world.enroll_vendor(SHOP, replace(default_terms(), scrip=True))
         self.world: World = world
         self.broker: BrokerCore = world.broker
         self.buyer: BuyerCore = world.buyers["buyer1"]
@@ -278,6 +287,8 @@ class Rig:
         world.pump()
         buyer.pay(self.cid2, 3, now)
         world.pump()
+        self.shop: VendorCore = world.vendors[SHOP]
+        self._spend_scrip(world)
         buyer.query_balance(now)
         buyer.query_invoice(now)
         self.broker.publish_revocations(now)
@@ -306,6 +317,7 @@ class Rig:
             "buyer1": buyer,
             "vendor1": self.vendor1,
             "vendor2": self.vendor2,
+            SHOP: self.shop,
             "newbie": self.newbie,
         }
         self.certificates = tuple(core.certificate for core in (buyer, self.vendor1, self.vendor2))
@@ -319,6 +331,19 @@ class Rig:
 
     # --- construction ----------------------------------------------------------------------
 
+    def _spend_scrip(self, world: World) -> None:
+        """Scrip minted at both scrip vendors, spent once each, deposited, and more bought."""
+        buyer, now = self.buyer, world.now
+        for vendor in (SHOP, "vendor2"):
+            buyer.mint(vendor, 500, now)
+            world.pump()
+            buyer.pay_scrip(vendor, 5, now, "article")
+            world.pump()
+        self.shop.deposit_all(now)
+        world.pump()
+        buyer.mint(SHOP, 300, now)
+        world.pump()
+
     def _streams(self) -> tuple[Stream, ...]:
         buyer, v1, v2, newbie = self.buyer, self.vendor1, self.vendor2, self.newbie
         key1, key2 = buyer.channels[self.cid1].key, buyer.channels[self.cid2].key
@@ -327,9 +352,29 @@ class Rig:
             raise InvariantError("the enrolling buyer lost its token key")
         inbox = topics.inbox
         broker_id = self.broker.identity
-        to_broker = ("redeem", "register", "balance?", "invoice?")
-        to_agent = ("redeemed", "registered", "balance", "invoice", "error")
+        to_broker = ("redeem", "register", "balance?", "invoice?", "scrip?", "allowance?")
+        to_agent = ("redeemed", "registered", "balance", "invoice", "error", "allowance")
+        scrip = tuple(
+            stream
+            for vendor in (SHOP, "vendor2")
+            for ref, secret in [self.scrip_secret(vendor)]
+            for stream in (
+                Stream(f"buyer1>{vendor} scrip", vendor, inbox(vendor, "buyer1"), Auth.SCRIP,
+                       "buyer1", ("scrip-pay",), key=secret, ref=ref),
+                Stream(f"{vendor}>buyer1 scrip", "buyer1", inbox("buyer1", vendor), Auth.SCRIP,
+                       vendor, ("scrip-paid", "error"), key=secret, ref=ref),
+                Stream(f"{vendor}>broker", "broker", inbox("broker", vendor), Auth.PAIR,
+                       vendor, ("deposit", *to_broker),
+                       key=self.world.vendors[vendor].broker_key),
+                Stream(f"broker>{vendor}", vendor, inbox(vendor, "broker"), Auth.PAIR,
+                       "broker", ("deposited", *to_agent),
+                       key=self.world.vendors[vendor].broker_key),
+            )
+        )  # fmt: skip
         return (
+            *scrip,
+            Stream("broker>buyer1 scrip", "buyer1", inbox("buyer1", "broker"), Auth.PAIR,
+                   "broker", ("scrip",), key=buyer.broker_key),
             Stream("buyer1>vendor1", "vendor1", inbox("vendor1", "buyer1"), Auth.CHAIN,
                    "buyer1", ("pay", "commit"), key=key1, ref=self.cid1),
             Stream("buyer1>vendor2", "vendor2", inbox("vendor2", "buyer1"), Auth.CHAIN,
@@ -369,6 +414,13 @@ class Rig:
             ),
         )  # fmt: skip
 
+    def scrip_secret(self, vendor: str) -> tuple[bytes, MacKey]:
+        """The ``ref`` and customer secret of the buyer's scrip at ``vendor``."""
+        refs = [held.ref for held in self.buyer.scrip.values() if held.scrip.vendor == vendor]
+        if not refs:
+            raise InvariantError(f"the rig's buyer holds no scrip at {vendor}")
+        return refs[0], MacKey(self.buyer.scrip_secrets[vendor, refs[0]])
+
     def _templates(self) -> dict[str, list[object]]:
         """One valid body of every message type, as its fields, to tamper with.
 
@@ -400,6 +452,10 @@ class Rig:
             "revocations": RevocationList("broker", 1, self.now_ms, []),
             "error": Error("payment", "index 3 not above the last accepted 5"),
         }
+        for _, _, payload in self.log:  # the rest as they crossed the wire in the flow
+            header = envelope.parse(payload).header
+            if header.type not in templates:
+                templates[header.type] = codec.decode_body(header.type, header.body)
         fields = {kind: list(msgspec.structs.astuple(body)) for kind, body in templates.items()}
         for kind, cls in MESSAGE_TYPES.items():
             fields.setdefault(kind, schema_fields(cls))
@@ -487,6 +543,14 @@ class Rig:
                 {cid: (s.index, s.word, s.redeemed) for cid, s in vendor.chains.items()}
                 for vendor in self.world.vendors.values()
             ],
+            [
+                {n: (r.generation, r.price, r.change) for n, r in vendor.spent_scrip.items()}
+                for vendor in self.world.vendors.values()
+            ],
+            {
+                serial: (r.generation, r.credited, r.outstanding, r.returned)
+                for serial, r in self.broker.scrip.records.items()
+            },
             {c: (r.index, r.word, r.amount, r.reserved) for c, r in self.broker.chains.items()},
             nonzero(totals.debited),
             nonzero(totals.credited),
@@ -503,6 +567,7 @@ class Rig:
             for account, amount in table.items():
                 if not 0 <= amount <= MAX_COUNT:
                     raise InvariantError(f"{account}'s total {amount} is outside Count")
+        self.check_scrip()
         for cid, record in self.broker.chains.items():
             if not 0 <= record.index <= record.length:
                 raise InvariantError(f"broker chain {cid.hex()} at {record.index}")
@@ -510,6 +575,13 @@ class Rig:
             for cid, state in vendor.chains.items():
                 if not 0 <= state.index <= state.verified.commitment.length:
                     raise InvariantError(f"vendor chain {cid.hex()} at {state.index}")
+
+    def check_scrip(self) -> None:
+        """No serial pays out more than it was minted for."""
+        for serial, scrip in self.broker.scrip.records.items():
+            spent = (scrip.credited, scrip.returned)
+            if min(spent) < 0 or sum(spent) > scrip.scrip.value:
+                raise InvariantError(f"scrip {serial} paid out {spent} of {scrip.scrip.value}")
 
     # --- the surfaces ----------------------------------------------------------------------
 
@@ -985,6 +1057,10 @@ class Forge:
                     [info.id, info.sign_key, info.agree_key],
                     (("vendor1",), self.key, self.key),
                 )
+            case "scrip-pay":
+                item = ("", "minute", "x" * 257)
+                price = (0, 1, 300, 496, 501, MAX_COUNT)
+                return self.tamper([self.scrip(stream.recipient), "article", 5], ((), item, price))
             case "offer":
                 return self.offer()
             case "revocations":
@@ -1022,6 +1098,31 @@ class Forge:
                 return [["vendor1", 1, 1]] * pick(src, (2, 4096, 4097))
             case _:
                 return self.text()
+
+    def scrip(self, vendor: str) -> bytes:
+        """``TaggedScrip`` bytes for ``vendor``: held, foreign, or tampered and tagged anew.
+
+        Retagging under the vendor's real scrip key (which only the vendor and the broker
+        hold) lets the checks after the tag see a scrip the tag does not refuse.
+        """
+        src, rig = self.src, self.rig
+        held = sorted(rig.buyer.scrip.values(), key=lambda h: h.scrip.serial)
+        mine = [h for h in held if h.scrip.vendor == vendor] or held
+        real = pick(src, mine)
+        match src.below(5):
+            case 0:
+                return real.tagged
+            case 1:
+                return pick(src, held).tagged
+            case 2:
+                return self.data()
+        fields = list(msgspec.structs.astuple(real.scrip))
+        body = encode(self.tamper(fields, [self.alternatives(value) for value in fields]))
+        core = rig.world.vendors.get(real.scrip.vendor, rig.shop)
+        broker = rig.broker
+        shared = pair_key(broker.identity, broker.account, core.identity.agree_key, core.account)
+        key = MacKey(scrip_key(shared, real.scrip.vendor, real.scrip.period))
+        return encode(TaggedScrip(body, key.tag(TAG_SCRIP, body)))
 
     def offer(self) -> list[object]:
         """A vendor's offer: its real certificate (mostly) and tampered terms."""
