@@ -796,3 +796,29 @@ def test_the_reference_vendor_answers_with_the_stored_receipt_and_error() -> Non
     assert [(o.topic, o.payload.hex()) for o in vendor.data_to_send()] == [
         (error["error"]["topic"], error["error"]["envelope"])
     ]
+
+
+TAG_ALLOWANCE = b"micropay/v1/allowance\x00"
+
+
+def test_allowance_from_inputs() -> None:
+    """SCHEMES.md 4.2: the grant, its signature and the bodies, from msgspec and cryptography."""
+    vector, ids = load("allowance"), load("keys")["inputs"]["identities"]
+    inputs, grant = vector["inputs"], vector["inputs"]["grant"]
+    commitment = load("commitment")
+    issued_at = msgspec.msgpack.decode(unhex(commitment["commitment_bytes"]))[6]
+    assert grant["day"] == issued_at // 86_400_000
+    fields = ["issuer", "buyer", "serial", "day", "amount", "currency"]
+    body = pack([grant[name] for name in fields])
+    assert vector["grant_bytes"] == body.hex()
+    signed_grant = signed(signer_of(ids[inputs["signer"]]), TAG_ALLOWANCE, body)
+    assert vector["signed_grant"] == signed_grant.hex()
+    # The vendor's check: the broker's key, the tag, the exact bytes.
+    Ed25519PublicKey.from_public_bytes(sign_key_of(ids["broker"])).verify(
+        msgspec.msgpack.decode(signed_grant)[1], TAG_ALLOWANCE + body
+    )
+    assert vector["bodies"] == {
+        "allowance?": pack([]).hex(),
+        "allowance": pack([signed_grant, None]).hex(),
+        "commit": pack([unhex(commitment["signed_bytes"]), signed_grant]).hex(),
+    }

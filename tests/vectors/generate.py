@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from protocol import topics
+from protocol.allowance import sign_grant
 from protocol.buyer_rules import payment_corr
 from protocol.chain import HashChain
 from protocol.codec import encode
@@ -38,9 +39,13 @@ from protocol.envelope import BROADCAST, Auth, parse, seal
 from protocol.key_rotation import sign_rotation
 from protocol.ledger_heads import TAG_CHECKPOINT, checkpoint_message, sign_head
 from protocol.messages import (
+    Allowance,
+    AllowanceGrant,
+    AllowanceQuery,
     Body,
     BrokerIdentity,
     Certificate,
+    Commit,
     Commitment,
     Deposit,
     Deposited,
@@ -252,6 +257,7 @@ def build() -> dict[str, dict[str, Any]]:
     return {
         **rotation_vectors(broker, buyer, certificate),
         **message_vectors(broker, buyer, vendor, certificate, cid, chain),
+        "allowance": allowance_vector(broker, signed_commitment),
         "scrip": scrip_vector(broker, buyer, vendor),
         "scrip_messages": scrip_messages_vector(broker, buyer, vendor),
         "keys": {
@@ -957,6 +963,43 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
         "ref": ref.hex(),
         "payment": pay_outputs,
         "paid": paid_outputs,
+        "bodies": {name: encode(body).hex() for name, body in bodies.items()},
+    }
+
+
+def allowance_vector(broker: Identity, signed_commitment: bytes) -> dict[str, Any]:
+    """alice's grant for the vectors' day, its ``allowance?``/``allowance`` bodies, and the
+    ``commit`` that carries it with commitment.json's chain (docs/SCHEMES.md 4.2)."""
+    day = NOW_MS // DAY_MS
+    grant = AllowanceGrant("broker", "alice", 1, day, 2_000, "EUR")
+    signed_grant = sign_grant(broker, grant)
+    bodies: dict[str, Body] = {
+        "allowance?": AllowanceQuery(),
+        "allowance": Allowance(signed_grant),
+        "commit": Commit(signed_commitment, signed_grant),
+    }
+    return {
+        "description": (
+            "the broker grants alice 2,000 EUR minor units a vendor may take off-line on the"
+            " vectors' UTC day; the Signed grant is over TAG_ALLOWANCE || body; the commit"
+            " sends commitment.json's chain (50 = 10 x 5, within the grant) with the grant"
+            " appended (ledger nil) (docs/SCHEMES.md 4.2, 4.3)"
+        ),
+        "inputs": {
+            "grant": {
+                "issuer": "broker",
+                "buyer": "alice",
+                "serial": 1,
+                "day": day,
+                "amount": 2_000,
+                "currency": "EUR",
+            },
+            "day_is": "issued_at of commitment.json // 86,400,000",
+            "signer": "broker",
+            "taken_from": {"commitment": "commitment.json signed_bytes"},
+        },
+        "grant_bytes": encode(grant).hex(),
+        "signed_grant": signed_grant.hex(),
         "bodies": {name: encode(body).hex() for name, body in bodies.items()},
     }
 
