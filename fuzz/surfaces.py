@@ -1117,7 +1117,13 @@ class Forge:
             case 2:
                 return self.data()
         fields = list(msgspec.structs.astuple(real.scrip))
-        body = encode(self.tamper(fields, [self.alternatives(value) for value in fields]))
+        properties = ([], ["k=v"] * 9, ["k=" + "v" * 63], [""])  # the tag is on the body's size
+        body = encode(
+            self.tamper(
+                fields,
+                [properties if isinstance(v, list) else self.alternatives(v) for v in fields],
+            )
+        )
         core = rig.world.vendors.get(real.scrip.vendor, rig.shop)
         broker = rig.broker
         shared = pair_key(broker.identity, broker.account, core.identity.agree_key, core.account)
