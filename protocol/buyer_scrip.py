@@ -172,8 +172,11 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
             return []  # a repeat of an answer already taken
         received = self.head_from_reply(parsed, minted.ledger, b"")
         scrip = decode_scrip(decode_tagged_scrip(minted.scrip).body)
-        currency = self.certified.currency if self.certified else None
+        certified = self.certified
+        currency = certified.currency if certified else None
         problem = minted_problem(scrip, order, self.account, currency, int(now * 1000))
+        if problem is None and certified is not None and scrip.buyer_serial != certified.serial:
+            problem = f"minted scrip names certificate {scrip.buyer_serial}, not ours"
         if problem is not None:
             raise ScripError(problem)
         broker = self.broker

@@ -201,6 +201,7 @@ async def test_a_mint_beyond_the_limit_is_caught(
     forged = ScripMinted(
         at=int(clean.now * 1000),
         buyer=buyer,
+        buyer_serial=scrip.buyer_serial,
         vendor=scrip.vendor,
         vendor_serial=scrip.vendor_serial,
         serial=5,
@@ -213,6 +214,7 @@ async def test_a_mint_beyond_the_limit_is_caught(
         scrip=tag_scrip(scrip, bytes(32)),  # the audit cannot check tags (SCHEMES.md 3.10)
         deadline=scrip.expires + 172_800_000,
         max_value=10_000,
+        nonce=scrip.nonce,
     )
     report = await forge(clean, tmp_path, forged)
     assert failed(report) == {"scrip-limits"}
