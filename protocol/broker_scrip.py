@@ -127,6 +127,8 @@ class BrokerScrip(BrokerRekey):
             certificate_of(buyer.certificate).not_after,
             certificate_of(vendor.certificate).not_after,
         )
+        if expires <= now_ms:  # a certificate that ends this very millisecond
+            raise MintError("a certificate ends now: the scrip would expire as it is minted")
         scrip = Scrip(
             vendor=vendor.name,
             vendor_serial=vendor.serial,

@@ -23,6 +23,8 @@ DEFAULT_SCRIP_LIFETIME: Final = 86_400.0
 """Seconds from minting to ``expires``: one day, the most a key period allows."""
 DEFAULT_DEPOSIT_GRACE: Final = 2 * 86_400.0
 """Seconds after ``expires`` a vendor may still deposit; then the rest returns."""
+MAX_DEPOSIT_GRACE: Final = 366 * 86_400.0
+"""The longest deposit grace (s): the audit refuses a deadline further after ``expires``."""
 DEFAULT_MAX_SCRIP_VALUE: Final = 10_000
 """The largest mint, in minor units: what a buyer trusts one vendor with at once."""
 MAX_DEPOSIT_REJECTIONS: Final = 4
@@ -165,8 +167,8 @@ def scrip_policy_problem(terms: ScripTerms) -> str | None:
         return f"scrip properties are at most {MAX_PROPERTIES}, each 1-64 characters"
     if not 0 < terms.scrip_lifetime <= DEFAULT_SCRIP_LIFETIME:
         return "the scrip lifetime is above 0 and at most one day (86400 s)"
-    if terms.scrip_deposit_grace < 0:
-        return "the scrip deposit grace is 0 s or more"
+    if not 0 <= terms.scrip_deposit_grace <= MAX_DEPOSIT_GRACE:
+        return f"the scrip deposit grace is 0..{MAX_DEPOSIT_GRACE:.0f} s (366 days)"
     if not 1 <= terms.max_scrip_value <= MAX_TOTAL:
         return f"the largest scrip is 1..{MAX_TOTAL} minor units"
     return None

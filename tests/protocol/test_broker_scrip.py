@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from protocol.broker import BrokerCore, BrokerPolicy
+from protocol.broker_books import certificate_of
 from protocol.broker_events import (
     BROKER_EVENT_TYPES,
     AnyBrokerEvent,
@@ -127,6 +128,16 @@ def test_policy_refuses_properties_no_scrip_could_carry() -> None:
         BrokerPolicy(scrip_properties=("x" * 65,))
     with pytest.raises(LocalProtocolError):
         BrokerPolicy(scrip_lifetime=2 * DAY)
+    with pytest.raises(LocalProtocolError, match="366 days"):
+        BrokerPolicy(scrip_deposit_grace=366 * DAY + 1)  # the audit's bound on a deadline
+
+
+def test_no_scrip_is_minted_that_would_expire_as_it_is_made(desk: ScripDesk) -> None:
+    world = desk.world
+    ends = certificate_of(world.broker.accounts["buyer1"].certificate).not_after
+    world.now = ends / 1000  # the buyer's certificate is still valid, for this millisecond
+    refused(desk.mint("buyer1", "vendor1", 10), "mint", "would expire as it is minted")
+    assert world.broker.totals.reserved["buyer1"] == 0
 
 
 def test_every_mint_refusal_is_answered_and_reserves_nothing(desk: ScripDesk) -> None:
