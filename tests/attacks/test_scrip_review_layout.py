@@ -5,31 +5,42 @@
 - a vendor depositing scrip it was never shown, rebuilt from the serial with the scrip key
   it shares with the broker (the broker credits only scrip that carries the minted nonce);
 - junk deposits growing the ledger (only refusals about real money are recorded, a few
-  per serial).
+  per serial);
+- a mint lost when the buyer dies before storing the broker's answer (the wallet writes
+  the order first and asks again after a restart; the broker answers the same request id
+  with the same scrip).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
+from pathlib import Path
 
 import msgspec
 import pytest
 
+from agents.daemons.buyer_agent import BuyerError
+from agents.daemons.buyer_scrip import ScripPayResult, mint, pay_with_scrip
 from protocol.broker_events import BROKER_EVENT_TYPES, DepositRejected, ScripDeposited
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.crypto import MacKey
 from protocol.envelope import Auth
-from protocol.events import MessageRejected, PeerError, ScripAccepted
+from protocol.events import BuyerEvent, MessageRejected, PeerError, ScripAccepted, ScripReceived
 from protocol.messages import Deposited, Error, Minted, OfferItem, ScripPayment
 from protocol.scrip import key_ref, tag_scrip
 from protocol.scrip_state import MAX_DEPOSIT_REJECTIONS
 from protocol.vendor import VendorTerms
 from protocol.vendor_scrip import deposit_corr
+from tests.agents.conftest import Broker
+from tests.agents.harness import Harness, wait_until
 from tests.support.scrip_desk import ScripDesk, scrip_of
 from tests.support.scrip_mint import mint_scrip
 from tests.support.world import World, events_of, make_world
 
 SHOP = "shop"
+AGENT_TERMS = VendorTerms(items=(OfferItem("article", 30),), scrip=True, redeem_interval=0.5)
 
 
 @pytest.fixture
@@ -167,3 +178,64 @@ def test_refused_claims_on_a_real_serial_are_kept_a_few_times_only() -> None:
     assert kept == MAX_DEPOSIT_REJECTIONS  # evidence of the double claim, but bounded
     assert world.broker.scrip.records[1].rejections == MAX_DEPOSIT_REJECTIONS
     assert world.broker.totals.credited["vendor1"] == 10
+
+
+# --- 4. a mint in flight when the buyer dies ----------------------------------------------------
+
+
+class WalletCrashError(Exception):
+    """The buyer process dies: the batch holding the broker's scrip is never written."""
+
+
+def wallet_rows(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return db.execute(sql).fetchall()
+
+
+@pytest.mark.asyncio
+async def test_a_mint_in_flight_when_the_buyer_dies_is_taken_after_a_restart(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    harness = Harness(tmp_path, mosquitto)
+    daemon = await harness.start_broker()
+    broker = daemon.service.core
+    await harness.start_vendor(SHOP, AGENT_TERMS)
+    await harness.enroll_buyer("buyer1")
+    wallet = tmp_path / "buyer1" / "wallet.db"
+
+    buyer = await harness.buyer("buyer1")
+    durable = buyer.loop.persist
+
+    async def dies_before_storing_the_scrip(events: list[BuyerEvent]) -> None:
+        if any(isinstance(e, ScripReceived) for e in events):
+            raise WalletCrashError
+        await durable(events)
+
+    buyer.loop.persist = dies_before_storing_the_scrip
+    with pytest.raises(BuyerError, match="commit task stopped: WalletCrashError"):
+        await buyer.run(lambda: mint(buyer, SHOP, 100, 10))
+    # The broker minted and reserved; the wallet holds the order but not the scrip.
+    assert broker.scrip.last_serial == 1
+    assert broker.totals.reserved["buyer1"] == 100
+    assert wallet_rows(wallet, "SELECT COUNT(*) FROM scrip") == [(0,)]
+    ((request, vendor, value),) = wallet_rows(
+        wallet, "SELECT request, vendor, value FROM scrip_orders"
+    )
+    assert (request, vendor, value) == (broker.scrip.records[1].request, SHOP, 100)
+
+    # Started again, the wallet asks with the same request id: the broker answers with the
+    # same scrip, minting nothing new and reserving nothing more.
+    resumed = await harness.buyer("buyer1")
+    assert request in resumed.core.mints
+
+    async def answered() -> ScripPayResult:
+        await wait_until(lambda: not resumed.core.mints)
+        return await pay_with_scrip(resumed, SHOP, 1, 30, mint_value=100, timeout=10)
+
+    result = await resumed.run(answered)
+    assert (result.minted, result.paid, result.held) == (0, 30, 70)
+    assert broker.scrip.last_serial == 1
+    assert broker.totals.reserved["buyer1"] + broker.totals.debited["buyer1"] <= 100
+    assert wallet_rows(wallet, "SELECT COUNT(*) FROM scrip_orders") == [(0,)]
+    assert wallet_rows(wallet, "SELECT serial, generation, value FROM scrip") == [(1, 1, 70)]
+    await harness.stop()

@@ -22,6 +22,7 @@ from protocol.events import (
     ScripDepositConfirmed,
     ScripExpired,
     ScripForgotten,
+    ScripMintRefused,
     ScripPaymentRefused,
     ScripPaymentSent,
     ScripReceived,
@@ -384,7 +385,7 @@ def test_an_answer_to_no_pending_payment_changes_nothing(world: World) -> None:
 
 def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
     buyer = world.buyers["buyer1"]
-    asked = buyer.mint(SHOP, 100, world.now)
+    asked = buyer.mint(SHOP, 100, world.now).request
     take_off_the_wire(world, "buyer1", "scrip?")
     buyer.mint(SHOP, 99, world.now)  # the broker mints this one: it answers the first with it
     (other,) = take_off_the_wire(world, "buyer1", "scrip?")
@@ -409,9 +410,11 @@ def test_minted_scrip_is_in_the_buyers_currency_and_for_what_was_asked(world: Wo
 
 def test_a_refused_mint_is_not_asked_again(world: World) -> None:
     buyer = world.buyers["buyer1"]
-    buyer.mint(SHOP, world.broker.policy.max_scrip_value + 1, world.now)
+    ordered = buyer.mint(SHOP, world.broker.policy.max_scrip_value + 1, world.now)
     world.pump()
     assert not buyer.mints
+    (closed,) = events_of(world, "buyer1", ScripMintRefused)  # the wallet drops the order
+    assert (closed.request, closed.code) == (ordered.request, "mint")
     refusal = events_of(world, "buyer1", PeerError)[-1]
     assert (refusal.peer, refusal.code) == ("broker", "mint")
     assert not buyer.scrip
