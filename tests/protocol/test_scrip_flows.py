@@ -399,6 +399,24 @@ def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
     assert not buyer.scrip
 
 
+def test_minted_scrip_must_name_the_buyers_current_certificate(world: World) -> None:
+    buyer = world.buyers["buyer1"]
+    asked = buyer.mint(SHOP, 100, world.now).request
+    deliver(world, take_off_the_wire(world, "buyer1", "scrip?")[0])
+    (answer,) = take_off_the_wire(world, "broker", "scrip")
+    minted = open_body(parse(answer.payload))
+    assert isinstance(minted, Minted)
+    scrip = decode_scrip(decode_tagged_scrip(minted.scrip).body)
+    assert buyer.certified is not None
+    assert scrip.buyer_serial == buyer.certified.serial
+    other = msgspec.structs.replace(scrip, buyer_serial=scrip.buyer_serial + 1)
+    wrong = Minted(asked, tag_scrip(other, bytes(32)), minted.secret)
+    send_as_broker(world, "buyer1", buyer.identity, wrong, asked)
+    (rejected,) = events_of(world, "buyer1", MessageRejected)
+    assert "names certificate" in str(rejected.error)
+    assert not buyer.scrip
+
+
 def test_minted_scrip_is_in_the_buyers_currency_and_for_what_was_asked(world: World) -> None:
     minted = mint_scrip(world, "buyer1", SHOP, 100)
     buyer = world.buyers["buyer1"]
