@@ -6,7 +6,9 @@ tags cannot be checked (their keys derive from the broker's private agreement ke
 the money does not depend on them.
 
 Each ``scrip-minted`` event carries the policy it was minted under (its deadline and the
-largest mint), so the audit needs no broker settings.
+largest mint), so the audit needs no broker settings. Its period must be the day of its
+``at``, its expiry after ``at`` and within its period's keys (3.2), and its deadline at
+most ``MAX_DEPOSIT_GRACE`` (366 days) after the expiry.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from protocol.broker_events import AccountOpened, ScripDeposited, ScripMinted, S
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.errors import MalformedMessageError
 from protocol.messages import Scrip
-from protocol.scrip_state import minted_scrip
+from protocol.scrip import PERIOD_MS
+from protocol.scrip_state import MAX_DEPOSIT_GRACE, minted_scrip
 
 SERIALS = "scrip-serials"
 ARITHMETIC = "scrip-arithmetic"
@@ -30,6 +33,7 @@ CONSERVATION = "scrip-conservation"
 CHECKS = (CONSERVATION, SERIALS, ARITHMETIC, LIMITS)
 
 ScripEvent = ScripMinted | ScripDeposited | ScripReturned
+MAX_DEPOSIT_GRACE_MS = int(MAX_DEPOSIT_GRACE * 1000)
 
 
 @dataclass(slots=True)
@@ -95,6 +99,8 @@ class ScripAudit:
             )
         if event.deadline < event.expires:
             self._fail(seq, SERIALS, f"serial {event.serial}: deadline before it expires")
+        for problem in _timing_problems(event):
+            self._fail(seq, LIMITS, f"serial {event.serial}: {problem}")
         self._serials[event.serial] = _Serial(scrip, event.deadline, outstanding=event.value)
         self.report.scrip_serials += 1
         self.report.scrip_minted += event.value
@@ -178,6 +184,24 @@ class ScripAudit:
             report.fail(
                 None, CONSERVATION, f"minted {report.scrip_minted} != {total} accounted for"
             )
+
+
+def _timing_problems(event: ScripMinted) -> list[str]:
+    """How a mint's period, expiry and deadline break the key schedule (3.2) and the policy.
+
+    The period is the UTC day of minting, the scrip outlives neither its minting nor the
+    day after its period (its keys' last), and the deposit grace is at most a year.
+    """
+    problems = []
+    if event.period != event.at // PERIOD_MS:
+        problems.append(f"period {event.period} is not the day it was minted ({event.at})")
+    if event.expires > (event.period + 2) * PERIOD_MS:
+        problems.append(f"expires {event.expires} after its period's keys end")
+    if event.expires <= event.at:
+        problems.append(f"expires {event.expires}, not after it was minted ({event.at})")
+    if event.deadline > event.expires + MAX_DEPOSIT_GRACE_MS:
+        problems.append(f"deadline {event.deadline} more than a year after it expires")
+    return problems
 
 
 def _scrip_of(tagged: bytes) -> Scrip | None:

@@ -25,6 +25,7 @@ from protocol.broker_events import (
     CertificateRekeyed,
     CertificateRevoked,
     CommitmentRegistered,
+    DepositRejected,
     PaywordsRedeemed,
     ReservationReleased,
     ScripDeposited,
@@ -227,6 +228,7 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
                 ScripMinted()
                 | ScripDeposited()
                 | ScripReturned()
+                | DepositRejected()
                 | AllowanceSet()
                 | AllowanceGranted()
                 | AllowanceReleased()
@@ -240,12 +242,13 @@ class BrokerBooks(Endpoint[BrokerCoreEvent]):
         event: ScripMinted
         | ScripDeposited
         | ScripReturned
+        | DepositRejected
         | AllowanceSet
         | AllowanceGranted
         | AllowanceReleased,
     ) -> None:
         """Scrip (docs/SCHEMES.md 3.6, 3.8); a day's grant reserves credit until released (4.4)."""
-        if isinstance(event, ScripMinted | ScripDeposited | ScripReturned):
+        if isinstance(event, ScripMinted | ScripDeposited | ScripReturned | DepositRejected):
             self.scrip.apply(event, self.totals)
             return
         change = self.allowances.apply(event)

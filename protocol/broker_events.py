@@ -194,10 +194,12 @@ class ScripMinted(BrokerEvent, frozen=True, tag="scrip-minted"):
     """The broker minted scrip for ``buyer`` at ``vendor``; ``value`` is reserved from now on.
 
     ``scrip`` is the ``TaggedScrip`` bytes sent; ``request`` the buyer's request id, so a
-    repeated request gets the same answer.
+    repeated request gets the same answer. ``nonce`` is the scrip's own (the broker credits
+    only scrip that carries it), kept in clear as the bytes in ``scrip`` keep it anyway.
     """
 
     buyer: str
+    buyer_serial: int
     vendor: str
     vendor_serial: int
     serial: int
@@ -212,6 +214,7 @@ class ScripMinted(BrokerEvent, frozen=True, tag="scrip-minted"):
     """``expires`` plus the broker's deposit grace (ms): deposits until then, the return at it."""
     max_value: int
     """The largest mint in force when this one was made, so the audit needs no policy."""
+    nonce: bytes
 
 
 class ScripDeposited(BrokerEvent, frozen=True, tag="scrip-deposited"):
@@ -243,11 +246,17 @@ class ScripReturned(BrokerEvent, frozen=True, tag="scrip-returned"):
 
 
 class DepositRejected(BrokerEvent, frozen=True, tag="deposit-rejected"):
-    """A deposit that credited nothing, with the reason and the ``Deposit`` bytes presented."""
+    """A deposit that credited nothing, with the reason and the ``Deposit`` bytes presented.
+
+    Only a claim on a serial minted for the vendor, in the scrip as minted, is recorded
+    (late, a generation claimed twice, arithmetic or change that does not add up), at most
+    ``MAX_DEPOSIT_REJECTIONS`` per ``serial``; ``serial`` is 0 in events from before that.
+    """
 
     vendor: str
     reason: str
     deposit: bytes
+    serial: int = 0
 
 
 class AllowanceGranted(BrokerEvent, frozen=True, tag="allowance-granted"):

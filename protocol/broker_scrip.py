@@ -10,6 +10,8 @@ inflate what it is paid (3.12).
 from __future__ import annotations
 
 import heapq
+import hmac
+from collections.abc import Callable
 
 import msgspec
 
@@ -25,7 +27,7 @@ from protocol.errors import (
     MintError,
     RemoteProtocolError,
 )
-from protocol.messages import Deposit, Deposited, Minted, MintRequest, Scrip
+from protocol.messages import SCRIP_NONCE_SIZE, Deposit, Deposited, Minted, MintRequest, Scrip
 from protocol.money_rules import fits_total
 from protocol.scrip import (
     PERIOD_MS,
@@ -38,11 +40,14 @@ from protocol.scrip import (
     tag_scrip,
     wrap_customer_secret,
 )
-from protocol.scrip_state import ScripRecord
+from protocol.scrip_state import MAX_DEPOSIT_REJECTIONS, ScripRecord
 
 
 class BrokerScrip(BrokerRekey):
     """Scrip on top of the books, redemption and rekeys; ``BrokerCore`` adds the rest."""
+
+    _random: Callable[[int], bytes]
+    """The broker's random source (``BrokerCore`` sets it): a mint draws its scrip's nonce."""
 
     # --- keys ----------------------------------------------------------------------------------
 
@@ -122,6 +127,8 @@ class BrokerScrip(BrokerRekey):
             certificate_of(buyer.certificate).not_after,
             certificate_of(vendor.certificate).not_after,
         )
+        if expires <= now_ms:  # a certificate that ends this very millisecond
+            raise MintError("a certificate ends now: the scrip would expire as it is minted")
         scrip = Scrip(
             vendor=vendor.name,
             vendor_serial=vendor.serial,
@@ -129,10 +136,12 @@ class BrokerScrip(BrokerRekey):
             serial=self.scrip.last_serial + 1,
             generation=0,
             buyer=buyer.name,
+            buyer_serial=buyer.serial,
             value=request.value,
             currency=vendor.currency,
             expires=expires,
             properties=list(self.policy.scrip_properties),
+            nonce=self._random(SCRIP_NONCE_SIZE),
         )
         vendor_key = self._pair_secret(vendor.name, vendor.serial)
         tagged = tag_scrip(scrip, scrip_key(vendor_key, vendor.name, scrip.period))
@@ -140,6 +149,7 @@ class BrokerScrip(BrokerRekey):
             ScripMinted(
                 at=now_ms,
                 buyer=buyer.name,
+                buyer_serial=scrip.buyer_serial,
                 vendor=vendor.name,
                 vendor_serial=scrip.vendor_serial,
                 serial=scrip.serial,
@@ -152,6 +162,7 @@ class BrokerScrip(BrokerRekey):
                 scrip=tagged,
                 deadline=scrip.expires + int(self.policy.scrip_deposit_grace * 1000),
                 max_value=self.policy.max_scrip_value,
+                nonce=scrip.nonce,
             )
         )
         return self.scrip.records[scrip.serial]
@@ -184,18 +195,27 @@ class BrokerScrip(BrokerRekey):
 
     def _deposit(self, parsed: Parsed, deposit: Deposit, key: MacKey, now: float) -> None:
         vendor = parsed.header.sender
+        # Step 1 refusals prove nothing about money (not a vendor, not its serial, not the
+        # scrip minted): answered and logged, never written to the ledger (3.8).
+        spent, record, scrip_key_ = self._deposited_scrip(vendor, deposit)
         try:
-            spent, record, scrip_key_ = self._deposited_scrip(vendor, deposit, now)
+            if record.closed or ms(now) > record.deadline_ms:
+                raise DepositError(f"serial {spent.serial} is past its deadline")
             if record.generation is not None and spent.generation <= record.generation:
                 self._repeat_deposit(parsed, deposit, spent, record, key, now)
                 return
             credit = self._deposit_credit(deposit, spent, record, scrip_key_)
         except RemoteProtocolError as error:
-            self._record(
-                DepositRejected(
-                    at=ms(now), vendor=vendor, reason=str(error), deposit=encode(deposit)
+            if record.rejections < MAX_DEPOSIT_REJECTIONS:
+                self._record(
+                    DepositRejected(
+                        at=ms(now),
+                        vendor=vendor,
+                        reason=str(error),
+                        deposit=encode(deposit),
+                        serial=spent.serial,
+                    )
                 )
-            )
             raise DepositError(str(error)) from error
         self._record(
             ScripDeposited(
@@ -214,17 +234,28 @@ class BrokerScrip(BrokerRekey):
         )
         self._send_deposited(parsed, spent.serial, record, key, now)
 
-    def _deposited_scrip(
-        self, vendor: str, deposit: Deposit, now: float
-    ) -> tuple[Scrip, ScripRecord, bytes]:
-        """Steps 1-2: scrip this broker minted for the sender, tagged by its key, in time."""
+    def _deposited_scrip(self, vendor: str, deposit: Deposit) -> tuple[Scrip, ScripRecord, bytes]:
+        """Step 1: a vendor's deposit of scrip this broker minted for it, as minted.
+
+        A serial never minted, minted for another vendor, or presented without the nonce it
+        was minted with gets one and the same refusal, so probing serials teaches a vendor
+        nothing: the scrip it can deposit is the scrip it was shown.
+        """
+        account = self.accounts.get(vendor)
+        if account is None or account.role != "vendor":
+            raise DepositError("only vendors deposit scrip")
         try:
             tagged = decode_tagged_scrip(deposit.spent)
             spent = decode_scrip(tagged.body)
         except RemoteProtocolError as error:
             raise DepositError(f"spent scrip does not decode: {error}") from error
         record = self.scrip.records.get(spent.serial)
-        if record is None or record.vendor != vendor:
+        if (
+            record is None
+            or spent.vendor != vendor
+            or record.vendor != vendor
+            or not hmac.compare_digest(spent.nonce, record.scrip.nonce)
+        ):
             raise DepositError(f"serial {spent.serial} was not minted for {vendor}")
         key = scrip_key(self._pair_secret(vendor, spent.vendor_serial), vendor, spent.period)
         try:
@@ -234,8 +265,6 @@ class BrokerScrip(BrokerRekey):
         minted = record.scrip
         if msgspec.structs.replace(spent, generation=0, value=minted.value) != minted:
             raise DepositError(f"scrip differs from serial {spent.serial} as minted")
-        if record.closed or ms(now) > record.deadline_ms:
-            raise DepositError(f"serial {spent.serial} is past its deadline")
         return spent, record, key
 
     def _repeat_deposit(  # noqa: PLR0913 - the request, what it presented, and the record

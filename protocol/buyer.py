@@ -529,10 +529,11 @@ class BuyerCore(BuyerScrip):
                 return self._from_other_scheme(parsed, body, now)
             case Error():
                 self.rekey_refused(parsed.header.corr)
-                self.mint_refused(parsed.header.corr)
+                refused = self.mint_refused(parsed.header.corr, body)
                 if parsed.header.corr == ALLOWANCE_CORR:
                     self._release_commits(b"", None, now)  # no grant today: commits go bare
-                return [PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)]
+                peer = PeerError(self.broker.id, body.code, body.detail, parsed.header.corr)
+                return [*refused, peer]
             case _:
                 raise UnexpectedMessageError(f"buyer does not accept {parsed.header.type!r}")
 

@@ -30,6 +30,8 @@ from protocol.events import (
     BuyerEvent,
     PeerError,
     ScripExpired,
+    ScripMintOrdered,
+    ScripMintRefused,
     ScripPaymentRefused,
     ScripPaymentSent,
     ScripReceived,
@@ -145,8 +147,13 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
 
     # --- minting -------------------------------------------------------------------------------
 
-    def mint(self, vendor: str, value: int, now: float) -> bytes:
-        """Ask the broker for scrip worth ``value`` at ``vendor``; returns the request id."""
+    def mint(self, vendor: str, value: int, now: float) -> ScripMintOrdered:
+        """Ask the broker for scrip worth ``value`` at ``vendor``; persist the order first.
+
+        The broker reserves the value as it mints, so the order is written before it leaves:
+        a buyer that dies before the answer asks again after a restart, with the same
+        request id, and the broker answers with the same scrip (docs/SCHEMES.md 3.8).
+        """
         if self.certified is None:
             raise LocalProtocolError("enroll before buying scrip")
         if type(value) is not int or value < 1:
@@ -156,7 +163,11 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
         request = self._random(16)
         self.mints[request] = MintOrder(vendor, value, now)
         self._send_mint(request, now)
-        return request
+        return ScripMintOrdered(request, vendor, value, int(now * 1000))
+
+    def restore_mint(self, request: bytes, vendor: str, value: int, now: float) -> None:
+        """Reinstate a mint order the broker had not answered; ``resume_scrip`` asks again."""
+        self.mints[request] = MintOrder(vendor, value, now)
 
     def _send_mint(self, request: bytes, now: float) -> None:
         order = self.mints[request]
@@ -172,8 +183,11 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
             return []  # a repeat of an answer already taken
         received = self.head_from_reply(parsed, minted.ledger, b"")
         scrip = decode_scrip(decode_tagged_scrip(minted.scrip).body)
-        currency = self.certified.currency if self.certified else None
+        certified = self.certified
+        currency = certified.currency if certified else None
         problem = minted_problem(scrip, order, self.account, currency, int(now * 1000))
+        if problem is None and certified is not None and scrip.buyer_serial != certified.serial:
+            problem = f"minted scrip names certificate {scrip.buyer_serial}, not ours"
         if problem is not None:
             raise ScripError(problem)
         broker = self.broker
@@ -181,9 +195,12 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
         secret = wrap_customer_secret(
             shared, scrip.vendor, scrip.vendor_serial, scrip.period, minted.secret
         )
-        return [*([received] if received else []), self._keep(scrip, minted.scrip, secret)]
+        kept = self._keep(scrip, minted.scrip, secret, minted.request)
+        return [*([received] if received else []), kept]
 
-    def _keep(self, scrip: Scrip, tagged: bytes, secret: bytes) -> ScripReceived:
+    def _keep(
+        self, scrip: Scrip, tagged: bytes, secret: bytes, request: bytes = b""
+    ) -> ScripReceived:
         ref = key_ref(scrip.vendor_serial, scrip.period)
         self.scrip[scrip.serial] = HeldScrip(scrip, tagged, ref)
         self.scrip_secrets[scrip.vendor, ref] = secret
@@ -196,11 +213,14 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
             tagged,
             ref,
             secret,
+            request,
         )
 
-    def mint_refused(self, corr: bytes) -> None:
+    def mint_refused(self, corr: bytes, error: Error) -> list[BuyerEvent]:
         """The broker refused a mint: asking again would be refused again."""
-        self.mints.pop(corr, None)
+        if self.mints.pop(corr, None) is None:
+            return []
+        return [ScripMintRefused(corr, error.code, error.detail)]
 
     # --- paying --------------------------------------------------------------------------------
 
@@ -256,11 +276,15 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
         pending.backoff = min(pending.backoff * 2, MINT_RETRY_MAX)
 
     def resume_scrip(self, now: float) -> int:
-        """Resend every payment the wallet holds as pending (after a restart)."""
+        """Resend every mint order and payment the wallet holds as pending (after a restart)."""
+        for order in self.mints.values():
+            order.backoff = MINT_RETRY
+        for request in self.mints:
+            self._send_mint(request, now)
         for pending in self.scrip_pending.values():
             pending.backoff = MINT_RETRY
             self._send_scrip_payment(pending, now)
-        return len(self.scrip_pending)
+        return len(self.mints) + len(self.scrip_pending)
 
     # --- the vendor's answers ------------------------------------------------------------------
 

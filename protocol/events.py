@@ -364,7 +364,8 @@ class ScripReceived:
     """Scrip the wallet now holds (minted, or change): persist it and its secret, sealed.
 
     ``scrip`` is the ``TaggedScrip`` bytes, ``secret`` the customer secret of ``ref`` (the
-    vendor certificate and period) unwrapped: together they are money.
+    vendor certificate and period) unwrapped: together they are money. ``request`` is the
+    mint order it answers (its row goes with it), empty for change.
     """
 
     vendor: str
@@ -375,6 +376,31 @@ class ScripReceived:
     scrip: bytes
     ref: bytes
     secret: bytes
+    request: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ScripMintOrdered:
+    """Persist before the ``scrip?`` leaves: it is asked again until answered.
+
+    After a restart too, with the same request id, which the broker answers with the same
+    scrip (it reserved the value once).
+    """
+
+    request: bytes
+    vendor: str
+    value: int
+    at: int
+    """When it was first asked (ms): an order older than any scrip's life is dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScripMintRefused:
+    """The broker refused a mint order: it is not asked again (its row goes)."""
+
+    request: bytes
+    code: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +466,8 @@ BuyerEvent = (
     | OfferReceived
     | ReceiptReceived
     | ScripReceived
+    | ScripMintOrdered
+    | ScripMintRefused
     | ScripPaymentSent
     | ScripSettled
     | ScripPaymentRefused

@@ -105,13 +105,20 @@ class Commitment(Wire, frozen=True):
 
 Property = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 MAX_PROPERTIES: Final = 8
+SCRIP_NONCE_SIZE: Final = 16
+ScripNonce = Annotated[
+    bytes, msgspec.Meta(min_length=SCRIP_NONCE_SIZE, max_length=SCRIP_NONCE_SIZE)
+]
 
 
 class Scrip(Wire, frozen=True):
     """Millicent's vendor scrip: value a buyer holds at one vendor (docs/SCHEMES.md 3.1).
 
     ``generation`` is 0 as minted and one more for each change made from it, so a serial's
-    spends form one line and a spent set needs one number per serial.
+    spends form one line and a spent set needs one number per serial. ``buyer_serial`` is
+    the buyer's certificate at minting (a vendor refuses it once revoked); ``nonce`` is the
+    broker's random draw at minting, carried into every change: the broker credits only
+    scrip that carries it, so a vendor cannot rebuild scrip it never saw from the serial.
     """
 
     vendor: Id
@@ -120,10 +127,12 @@ class Scrip(Wire, frozen=True):
     serial: Positive
     generation: Index
     buyer: Id
+    buyer_serial: Positive
     value: Positive
     currency: Currency
     expires: Millis
     properties: Annotated[list[Property], msgspec.Meta(max_length=MAX_PROPERTIES)]
+    nonce: ScripNonce
 
 
 class TaggedScrip(Wire, frozen=True):

@@ -12,7 +12,7 @@ import heapq
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
-from protocol.broker_events import ScripDeposited, ScripMinted, ScripReturned
+from protocol.broker_events import DepositRejected, ScripDeposited, ScripMinted, ScripReturned
 from protocol.messages import MAX_PROPERTIES, Scrip
 from protocol.money_rules import MAX_TOTAL
 
@@ -23,8 +23,16 @@ DEFAULT_SCRIP_LIFETIME: Final = 86_400.0
 """Seconds from minting to ``expires``: one day, the most a key period allows."""
 DEFAULT_DEPOSIT_GRACE: Final = 2 * 86_400.0
 """Seconds after ``expires`` a vendor may still deposit; then the rest returns."""
+MAX_DEPOSIT_GRACE: Final = 366 * 86_400.0
+"""The longest deposit grace (s): the audit refuses a deadline further after ``expires``."""
 DEFAULT_MAX_SCRIP_VALUE: Final = 10_000
 """The largest mint, in minor units: what a buyer trusts one vendor with at once."""
+MAX_DEPOSIT_REJECTIONS: Final = 4
+"""``deposit-rejected`` events recorded per serial; later refusals are answered, not kept.
+
+A refused claim on a real serial is evidence (a double spend caught on-line, a vendor
+claiming twice); a few per serial prove it, and the cap keeps a vendor, or a buyer trying
+double spends at an on-line vendor, from growing the ledger without bound (3.8)."""
 
 
 @dataclass(slots=True)
@@ -46,6 +54,8 @@ class ScripRecord:
     item: str = ""
     price: int = 0
     change: bytes = b""
+    rejections: int = 0
+    """``deposit-rejected`` events recorded on the serial (at most ``MAX_DEPOSIT_REJECTIONS``)."""
 
     @property
     def buyer(self) -> str:
@@ -69,9 +79,17 @@ class ScripState:
     """``(deadline in s, serial)`` as a heap; closed serials are dropped lazily."""
     last_serial: int = 0
 
-    def apply(self, event: ScripMinted | ScripDeposited | ScripReturned, totals: Totals) -> None:
+    def apply(
+        self,
+        event: ScripMinted | ScripDeposited | ScripReturned | DepositRejected,
+        totals: Totals,
+    ) -> None:
         """Fold one scrip event into the records and the books' totals."""
         match event:
+            case DepositRejected():
+                rejected = self.records.get(event.serial)
+                if rejected is not None:
+                    rejected.rejections += 1
             case ScripMinted():
                 scrip = minted_scrip(event)
                 deadline_ms = event.deadline
@@ -120,10 +138,12 @@ def minted_scrip(event: ScripMinted) -> Scrip:
         serial=event.serial,
         generation=0,
         buyer=event.buyer,
+        buyer_serial=event.buyer_serial,
         value=event.value,
         currency=event.currency,
         expires=event.expires,
         properties=list(event.properties),
+        nonce=event.nonce,
     )
 
 
@@ -147,8 +167,8 @@ def scrip_policy_problem(terms: ScripTerms) -> str | None:
         return f"scrip properties are at most {MAX_PROPERTIES}, each 1-64 characters"
     if not 0 < terms.scrip_lifetime <= DEFAULT_SCRIP_LIFETIME:
         return "the scrip lifetime is above 0 and at most one day (86400 s)"
-    if terms.scrip_deposit_grace < 0:
-        return "the scrip deposit grace is 0 s or more"
+    if not 0 <= terms.scrip_deposit_grace <= MAX_DEPOSIT_GRACE:
+        return f"the scrip deposit grace is 0..{MAX_DEPOSIT_GRACE:.0f} s (366 days)"
     if not 1 <= terms.max_scrip_value <= MAX_TOTAL:
         return f"the largest scrip is 1..{MAX_TOTAL} minor units"
     return None

@@ -196,11 +196,7 @@ class VendorScrip(VendorRedemption):
             buyer=header.sender,
             now_ms=int(now * 1000),
         )
-        if scrip.currency != terms.currency:  # 6
-            raise ScripError(f"scrip in {scrip.currency}, this vendor takes {terms.currency}")
-        missing = [p for p in terms.required_properties if p not in scrip.properties]
-        if missing:
-            raise ScripError(f"scrip lacks the required {', '.join(missing)}")
+        self._check_holder_and_terms(scrip)  # 4 (the buyer's certificate), 6
         record = self.spent_scrip.get(scrip.serial)  # 7
         if record is not None and record.generation >= scrip.generation:
             if record.generation == scrip.generation and (
@@ -225,6 +221,21 @@ class VendorScrip(VendorRedemption):
         record = self.spent_scrip[scrip.serial]  # sent after the record is durable (the shell)
         self._send_paid(header.sender, record, key, header.ref, header.corr, now)
         return [accepted]
+
+    def _check_holder_and_terms(self, scrip: Scrip) -> None:
+        """Rule 4's revocation check and rule 6: a listed buyer, or scrip this vendor refuses.
+
+        The buyer's certificate at minting is checked against the revocation list that
+        stops its chains (11.10), so a revoked buyer's scrip is refused as its paywords are.
+        """
+        terms = self.terms
+        if scrip.buyer_serial in self.revoked:
+            raise ScripError("buyer certificate revoked")
+        if scrip.currency != terms.currency:
+            raise ScripError(f"scrip in {scrip.currency}, this vendor takes {terms.currency}")
+        missing = [p for p in terms.required_properties if p not in scrip.properties]
+        if missing:
+            raise ScripError(f"scrip lacks the required {', '.join(missing)}")
 
     def _accept_scrip(  # noqa: PLR0913 - the payment and what it made
         self,

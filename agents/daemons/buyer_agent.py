@@ -190,7 +190,7 @@ class BuyerAgent:
         finished = False
         try:
             await self._beside(runner, self._connected_or_refused(), timeout)
-            if self.core.scrip_pending:  # written before a crash, perhaps never sent
+            if self.core.scrip_pending or self.core.mints:  # written before a crash
                 await self.loop.act(self.core.resume_scrip)
             result = await self._beside(runner, job(), None)
             finished = True
@@ -506,9 +506,11 @@ class BuyerAgent:
 
 
 async def _restore_scrip(core: BuyerCore, store: WalletStore, now: float) -> None:
-    """Put the wallet's scrip, secrets and unanswered payments back into a fresh core."""
+    """Put the wallet's scrip, secrets, unanswered mints and payments back into a fresh core."""
     held, pending = await store.scrip()
     for scrip in held:
         core.restore_scrip(scrip.scrip, scrip.secret)
     for serial, item, price in pending:
         core.restore_scrip_payment(serial, item, price, now)
+    for request, vendor, value in await store.mint_orders(int(now * 1000)):
+        core.restore_mint(request, vendor, value, now)

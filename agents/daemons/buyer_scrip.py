@@ -38,7 +38,12 @@ class ScripPayResult:
 
 
 async def mint(agent: BuyerAgent, vendor: str, value: int, timeout: float) -> ScripReceived:  # noqa: ASYNC109
-    """Buy scrip worth ``value`` at ``vendor``; the wallet keeps it and its secret, sealed."""
+    """Buy scrip worth ``value`` at ``vendor``; the wallet keeps it and its secret, sealed.
+
+    The order is written to the wallet before it is sent: should this process die before
+    the answer is stored, the next command asks again with the same request id, and the
+    broker answers with the same scrip (it reserved the value once).
+    """
     core = agent.core
     if core.certified is None:
         raise BuyerError("not enrolled: run `micropay buyer enroll --token-file FILE` first")
@@ -56,20 +61,18 @@ async def mint(agent: BuyerAgent, vendor: str, value: int, timeout: float) -> Sc
             return f"the broker's scrip was refused: {event.error}"
         return None
 
-    minted = agent.waiters.expect(
-        ScripReceived,
-        lambda e: (e.vendor, e.value, e.generation) == (vendor, value, 0),
-        refused=refused,
-    )
+    minted = agent.waiters.expect(ScripReceived, lambda e: e.request in asked, refused=refused)
 
-    def ask(now: float) -> None:
+    def ask(now: float) -> BuyerEvent:
         try:
-            asked.append(core.mint(vendor, value, now))
+            ordered = core.mint(vendor, value, now)
         except LocalProtocolError as exc:
             agent.waiters.forget(minted)
             raise BuyerError(str(exc)) from exc
+        asked.append(ordered.request)
+        return ordered
 
-    await agent.loop.act(ask)
+    await agent.loop.record(ask)  # the order is in the wallet before the scrip? leaves
     silence = f"the broker did not answer the mint within {timeout:g} s: is it running?"
     return await agent.waiters.answer(minted, timeout, silence)
 

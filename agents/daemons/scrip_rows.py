@@ -15,6 +15,8 @@ from protocol.events import (
     ScripDepositConfirmed,
     ScripExpired,
     ScripForgotten,
+    ScripMintOrdered,
+    ScripMintRefused,
     ScripPaymentRefused,
     ScripPaymentSent,
     ScripReceived,
@@ -83,6 +85,7 @@ def wallet_statements(event: object, sealer: SeedSealer | None) -> list[Statemen
                     "INSERT OR IGNORE INTO scrip_secrets VALUES (?, ?, ?)",
                     [(event.vendor, event.ref, secret)],
                 ),
+                *_order_answered(event.request),
             ]
         case ScripPaymentSent():
             row2 = (event.serial, event.generation, event.vendor, event.item, event.price)
@@ -98,6 +101,24 @@ def wallet_statements(event: object, sealer: SeedSealer | None) -> list[Statemen
             ]
         case _:
             return []
+
+
+def order_statements(event: object) -> list[Statement]:
+    """A wallet's mint orders: written before the ``scrip?`` leaves, gone once answered."""
+    match event:
+        case ScripMintOrdered():
+            order = (event.request, event.vendor, event.value, event.at)
+            return [("INSERT OR IGNORE INTO scrip_orders VALUES (?, ?, ?, ?)", [order])]
+        case ScripMintRefused(request=request):
+            return _order_answered(request)
+        case _:
+            return []
+
+
+def _order_answered(request: bytes) -> list[Statement]:
+    if not request:
+        return []
+    return [("DELETE FROM scrip_orders WHERE request = ?", [(request,)])]
 
 
 def _forget(serial: int, generation: int, *, scrip: bool) -> list[Statement]:
@@ -116,4 +137,5 @@ def scrip_statements(events: Sequence[object], sealer: SeedSealer | None) -> lis
     for event in events:
         statements.extend(vendor_statements(event))
         statements.extend(wallet_statements(event, sealer))
+        statements.extend(order_statements(event))
     return statements

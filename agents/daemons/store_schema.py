@@ -72,6 +72,12 @@ CREATE TABLE IF NOT EXISTS scrip_pending (
     item TEXT NOT NULL,
     price INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS scrip_orders (
+    request BLOB PRIMARY KEY,
+    vendor TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    at INTEGER NOT NULL
+) STRICT;
 CREATE TABLE IF NOT EXISTS witnessed (
     seq INTEGER PRIMARY KEY,
     at INTEGER NOT NULL,
@@ -114,7 +120,11 @@ CREATE TABLE IF NOT EXISTS contradictions (
 # served and goes at the serial's deadline. A wallet keeps its scrip in ``scrip`` (the
 # ``TaggedScrip`` bytes sealed, per serial its live generation), the customer secrets in
 # ``scrip_secrets`` (sealed) and in ``scrip_pending`` the payment it sent and has had no
-# answer to, written before it leaves.
+# answer to, written before it leaves. ``scrip_orders`` holds each ``scrip?`` the broker has
+# not answered (request id, vendor, value, when first asked in ms), written before it
+# leaves: a restarted wallet asks again with the same id and gets the same scrip. A row
+# goes with the scrip that answers it, with the broker's refusal, or once it is older than
+# any scrip it could bring (``MINT_ORDER_KEPT``).
 # ``heads`` keeps the broker's signed heads, bounded: the latest per commitment (scope =
 # its id, from the receipts) and the latest overall (scope = x''). A receipt's head is
 # proven by ``signature``, a broadcast's by its ``envelope`` (with ``topic``).

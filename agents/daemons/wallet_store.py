@@ -18,9 +18,12 @@ from agents.daemons.agent_store import AgentStore
 from agents.runtime.sealing import SEED_SIZE, SeedSealer, scrip_label, secret_label
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.crypto import AgentKeys
-from protocol.scrip import key_ref
+from protocol.scrip import PERIOD_MS, key_ref
 
 log = logging.getLogger("micropay.buyer")
+
+MINT_ORDER_KEPT = 2 * PERIOD_MS
+"""How long an unanswered mint order is asked again (ms): longer than any scrip lives."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,25 @@ class WalletStore(AgentStore):
                 " JOIN scrip s ON s.serial = p.serial AND s.generation = p.generation"
             ).fetchall()
             return held, [(int(r[0]), str(r[1]), int(r[2])) for r in pending]
+
+        return await self._run(read)
+
+    async def mint_orders(self, now_ms: int) -> list[tuple[bytes, str, int]]:
+        """The ``scrip?`` orders the broker has not answered, as ``(request, vendor, value)``.
+
+        An order older than ``MINT_ORDER_KEPT`` is dropped first: whatever scrip answered
+        it has expired (the broker returned its value), so asking again gains nothing.
+        """
+
+        def read() -> list[tuple[bytes, str, int]]:
+            with self._db:
+                self._db.execute(
+                    "DELETE FROM scrip_orders WHERE at < ?", (now_ms - MINT_ORDER_KEPT,)
+                )
+            rows = self._db.execute(
+                "SELECT request, vendor, value FROM scrip_orders ORDER BY at"
+            ).fetchall()
+            return [(bytes(r[0]), str(r[1]), int(r[2])) for r in rows]
 
         return await self._run(read)
 

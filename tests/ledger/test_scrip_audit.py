@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -18,7 +20,7 @@ from broker_ledger.report import as_dict, as_text
 from broker_ledger.store import EventStore
 from protocol.broker_events import AnyBrokerEvent, ScripDeposited, ScripMinted, ScripReturned
 from protocol.messages import Minted
-from protocol.scrip import tag_scrip
+from protocol.scrip import PERIOD_MS, tag_scrip
 from tests.ledger.scenario import persist, project
 from tests.support.scrip_desk import ScripDesk, scrip_of
 from tests.support.world import make_world, seeded_identity
@@ -188,6 +190,50 @@ async def test_a_return_before_the_deadline_is_caught(clean: ScripLedger, tmp_pa
     assert any("returned before its deadline" in f.detail for f in report.findings)
 
 
+def forged_mint(clean: ScripLedger, deadline: int | None = None, **changes: Any) -> ScripMinted:
+    """Serial 5, minted at ``clean.now`` as the broker would, but for ``changes`` (a forgery).
+
+    The bytes carry the event's fields (so only the rule under test can fail); the tag is
+    made up, which the audit cannot see (SCHEMES.md 3.10).
+    """
+    at = int(clean.now * 1000)
+    minted = clean.desk.world.broker.scrip.records[3].scrip
+    fields: dict[str, Any] = {
+        "serial": 5,
+        "value": 10,
+        "period": at // PERIOD_MS,
+        "expires": at + PERIOD_MS // 2,
+        **changes,
+    }
+    scrip = msgspec.structs.replace(minted, **fields)
+    return ScripMinted(
+        at=at,
+        buyer=scrip.buyer,
+        buyer_serial=scrip.buyer_serial,
+        vendor=scrip.vendor,
+        vendor_serial=scrip.vendor_serial,
+        serial=scrip.serial,
+        period=scrip.period,
+        value=scrip.value,
+        currency=scrip.currency,
+        expires=scrip.expires,
+        properties=list(scrip.properties),
+        request=bytes(16),
+        scrip=tag_scrip(scrip, bytes(32)),
+        deadline=scrip.expires + 172_800_000 if deadline is None else deadline,
+        max_value=10_000,
+        nonce=scrip.nonce,
+    )
+
+
+@pytest.mark.asyncio
+async def test_a_mint_as_the_broker_makes_it_audits_clean(
+    clean: ScripLedger, tmp_path: Path
+) -> None:
+    report = await forge(clean, tmp_path, forged_mint(clean))
+    assert report.ok, report.findings
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("buyer", "value", "words"),
@@ -196,24 +242,49 @@ async def test_a_return_before_the_deadline_is_caught(clean: ScripLedger, tmp_pa
 async def test_a_mint_beyond_the_limit_is_caught(
     clean: ScripLedger, tmp_path: Path, buyer: str, value: int, words: str
 ) -> None:
-    minted = clean.desk.world.broker.scrip.records[3].scrip
-    scrip = msgspec.structs.replace(minted, serial=5, buyer=buyer, value=value)
-    forged = ScripMinted(
-        at=int(clean.now * 1000),
-        buyer=buyer,
-        vendor=scrip.vendor,
-        vendor_serial=scrip.vendor_serial,
-        serial=5,
-        period=scrip.period,
-        value=value,
-        currency=scrip.currency,
-        expires=scrip.expires,
-        properties=[],
-        request=bytes(16),
-        scrip=tag_scrip(scrip, bytes(32)),  # the audit cannot check tags (SCHEMES.md 3.10)
-        deadline=scrip.expires + 172_800_000,
-        max_value=10_000,
-    )
-    report = await forge(clean, tmp_path, forged)
+    report = await forge(clean, tmp_path, forged_mint(clean, buyer=buyer, value=value))
     assert failed(report) == {"scrip-limits"}
     assert any(words in f.detail for f in report.findings)
+
+
+def day_after(clean: ScripLedger) -> int:
+    return int(clean.now * 1000) // PERIOD_MS + 1
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        (lambda c: {"period": day_after(c)}, "is not the day it was minted"),
+        (lambda c: {"period": day_after(c) - 2}, "is not the day it was minted"),
+        (
+            lambda c: {"expires": (day_after(c) + 1) * PERIOD_MS + 1},
+            "after its period's keys end",
+        ),
+        (lambda c: {"expires": int(c.now * 1000)}, "not after it was minted"),
+        (lambda c: {"expires": int(c.now * 1000) - 1}, "not after it was minted"),
+    ],
+)
+async def test_a_mint_out_of_its_period_or_expiring_out_of_line_is_caught(
+    clean: ScripLedger,
+    tmp_path: Path,
+    changes: Callable[[ScripLedger], dict[str, int]],
+    words: str,
+) -> None:
+    forged = forged_mint(clean, **changes(clean))
+    report = await forge(clean, tmp_path, forged)
+    assert failed(report) == {"scrip-limits"}, report.findings
+    assert any(words in f.detail for f in report.findings), report.findings
+
+
+@pytest.mark.asyncio
+async def test_a_deadline_more_than_a_year_after_expiry_is_caught(
+    clean: ScripLedger, tmp_path: Path
+) -> None:
+    expires = int(clean.now * 1000) + PERIOD_MS // 2
+    year = 366 * PERIOD_MS
+    at_most = await forge(clean, tmp_path, forged_mint(clean, deadline=expires + year))
+    assert at_most.ok, at_most.findings
+    beyond = await forge(clean, tmp_path, forged_mint(clean, deadline=expires + year + 1))
+    assert failed(beyond) == {"scrip-limits"}
+    assert any("more than a year after it expires" in f.detail for f in beyond.findings)

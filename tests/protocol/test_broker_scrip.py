@@ -8,6 +8,7 @@ import msgspec
 import pytest
 
 from protocol.broker import BrokerCore, BrokerPolicy
+from protocol.broker_books import certificate_of
 from protocol.broker_events import (
     BROKER_EVENT_TYPES,
     AnyBrokerEvent,
@@ -127,6 +128,16 @@ def test_policy_refuses_properties_no_scrip_could_carry() -> None:
         BrokerPolicy(scrip_properties=("x" * 65,))
     with pytest.raises(LocalProtocolError):
         BrokerPolicy(scrip_lifetime=2 * DAY)
+    with pytest.raises(LocalProtocolError, match="366 days"):
+        BrokerPolicy(scrip_deposit_grace=366 * DAY + 1)  # the audit's bound on a deadline
+
+
+def test_no_scrip_is_minted_that_would_expire_as_it_is_made(desk: ScripDesk) -> None:
+    world = desk.world
+    ends = certificate_of(world.broker.accounts["buyer1"].certificate).not_after
+    world.now = ends / 1000  # the buyer's certificate is still valid, for this millisecond
+    refused(desk.mint("buyer1", "vendor1", 10), "mint", "would expire as it is minted")
+    assert world.broker.totals.reserved["buyer1"] == 0
 
 
 def test_every_mint_refusal_is_answered_and_reserves_nothing(desk: ScripDesk) -> None:
@@ -243,6 +254,7 @@ def test_forged_or_altered_scrip_is_refused(desk: ScripDesk) -> None:
     tagged = decode_tagged_scrip(gen0)
     forged = encode(TaggedScrip(tagged.body, bytes(32)))
     refused(desk.deposit("vendor1", forged, 10, b""), "deposit", "tag does not verify")
+    assert not recorded(desk, DepositRejected)  # proves nothing about money: not kept
     spent = scrip_of(gen0)
     richer = encode(spent.__class__(**{**msgspec.structs.asdict(spent), "value": 200}))
     altered = encode(TaggedScrip(richer, tagged.tag))
@@ -251,10 +263,11 @@ def test_forged_or_altered_scrip_is_refused(desk: ScripDesk) -> None:
     key = desk.vendor_key("vendor1", spent.period)
     own = tag_scrip(msgspec.structs.replace(spent, value=200), key)
     refused(desk.deposit("vendor1", own, 200, b""), "deposit", "100 outstanding")
+    assert len(recorded(desk, DepositRejected)) == 1  # a claim on the serial: evidence
     other_buyer = tag_scrip(msgspec.structs.replace(spent, buyer="buyer2"), key)
     refused(desk.deposit("vendor1", other_buyer, 100, b""), "deposit", "differs from serial 1")
     refused(desk.deposit("vendor1", b"\x92\x01", 1, b""), "deposit", "does not decode")
-    assert len(recorded(desk, DepositRejected)) == 1
+    assert not recorded(desk, DepositRejected)
     assert desk.world.broker.totals.credited["vendor1"] == 0
 
 
@@ -266,7 +279,7 @@ def test_another_vendors_scrip_or_a_serial_never_minted_is_refused(desk: ScripDe
     key = desk.vendor_key("vendor2", spent.period)
     never = tag_scrip(own, key)
     refused(desk.deposit("vendor2", never, 10, b""), "deposit", "serial 99 was not minted")
-    refused(desk.deposit("buyer1", gen0, 100, b""), "deposit", "not minted for buyer1")
+    refused(desk.deposit("buyer1", gen0, 100, b""), "deposit", "only vendors deposit")
     assert desk.world.broker.totals.credited["vendor2"] == 0
 
 

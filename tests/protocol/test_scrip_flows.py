@@ -22,6 +22,7 @@ from protocol.events import (
     ScripDepositConfirmed,
     ScripExpired,
     ScripForgotten,
+    ScripMintRefused,
     ScripPaymentRefused,
     ScripPaymentSent,
     ScripReceived,
@@ -384,7 +385,7 @@ def test_an_answer_to_no_pending_payment_changes_nothing(world: World) -> None:
 
 def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
     buyer = world.buyers["buyer1"]
-    asked = buyer.mint(SHOP, 100, world.now)
+    asked = buyer.mint(SHOP, 100, world.now).request
     take_off_the_wire(world, "buyer1", "scrip?")
     buyer.mint(SHOP, 99, world.now)  # the broker mints this one: it answers the first with it
     (other,) = take_off_the_wire(world, "buyer1", "scrip?")
@@ -395,6 +396,24 @@ def test_minted_scrip_must_be_what_was_asked_for(world: World) -> None:
     wrong = Minted(asked, minted.scrip, minted.secret)
     send_as_broker(world, "buyer1", buyer.identity, wrong, asked)
     assert [e.error.code for e in events_of(world, "buyer1", MessageRejected)] == ["scrip"]
+    assert not buyer.scrip
+
+
+def test_minted_scrip_must_name_the_buyers_current_certificate(world: World) -> None:
+    buyer = world.buyers["buyer1"]
+    asked = buyer.mint(SHOP, 100, world.now).request
+    deliver(world, take_off_the_wire(world, "buyer1", "scrip?")[0])
+    (answer,) = take_off_the_wire(world, "broker", "scrip")
+    minted = open_body(parse(answer.payload))
+    assert isinstance(minted, Minted)
+    scrip = decode_scrip(decode_tagged_scrip(minted.scrip).body)
+    assert buyer.certified is not None
+    assert scrip.buyer_serial == buyer.certified.serial
+    other = msgspec.structs.replace(scrip, buyer_serial=scrip.buyer_serial + 1)
+    wrong = Minted(asked, tag_scrip(other, bytes(32)), minted.secret)
+    send_as_broker(world, "buyer1", buyer.identity, wrong, asked)
+    (rejected,) = events_of(world, "buyer1", MessageRejected)
+    assert "names certificate" in str(rejected.error)
     assert not buyer.scrip
 
 
@@ -409,9 +428,11 @@ def test_minted_scrip_is_in_the_buyers_currency_and_for_what_was_asked(world: Wo
 
 def test_a_refused_mint_is_not_asked_again(world: World) -> None:
     buyer = world.buyers["buyer1"]
-    buyer.mint(SHOP, world.broker.policy.max_scrip_value + 1, world.now)
+    ordered = buyer.mint(SHOP, world.broker.policy.max_scrip_value + 1, world.now)
     world.pump()
     assert not buyer.mints
+    (closed,) = events_of(world, "buyer1", ScripMintRefused)  # the wallet drops the order
+    assert (closed.request, closed.code) == (ordered.request, "mint")
     refusal = events_of(world, "buyer1", PeerError)[-1]
     assert (refusal.peer, refusal.code) == ("broker", "mint")
     assert not buyer.scrip

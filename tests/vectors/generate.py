@@ -833,10 +833,12 @@ def scrip_vector(broker: Identity, buyer: Identity, vendor: Identity) -> dict[st
         serial=1,
         generation=0,
         buyer="alice",
+        buyer_serial=1,
         value=100,
         currency="EUR",
         expires=NOW_MS + DAY_MS,
         properties=["country=DE"],
+        nonce=seed("vector:scrip-nonce")[:16],
     )
     key = scrip_key(vendor_pair, "shop", period)
     master = customer_master(vendor_pair, "shop", period)
@@ -846,6 +848,7 @@ def scrip_vector(broker: Identity, buyer: Identity, vendor: Identity) -> dict[st
     assert made is not None
     change, change_tagged = made
     fields = {n: getattr(scrip, n) for n in scrip.__struct_fields__}
+    fields["nonce"] = scrip.nonce.hex()  # the broker's random draw: seed("vector:scrip-nonce")
     return {
         "description": (
             "shop's scrip key and alice's customer secret for one period, scrip worth 100"
@@ -887,7 +890,10 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
     vendor_pair = pair_key(vendor, "shop", broker.agree_key, "broker")
     buyer_pair = pair_key(buyer, "alice", broker.agree_key, "broker")
     period = period_of(NOW_MS)
-    scrip = Scrip("shop", 2, period, 1, 0, "alice", 100, "EUR", NOW_MS + DAY_MS, ["country=DE"])
+    nonce = seed("vector:scrip-nonce")[:16]
+    scrip = Scrip(
+        "shop", 2, period, 1, 0, "alice", 1, 100, "EUR", NOW_MS + DAY_MS, ["country=DE"], nonce
+    )
     key = scrip_key(vendor_pair, "shop", period)
     secret = customer_secret(customer_master(vendor_pair, "shop", period), "alice")
     wrapped = wrap_customer_secret(buyer_pair, "shop", 2, period, secret)
