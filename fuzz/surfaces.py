@@ -1117,7 +1117,12 @@ class Forge:
             case 2:
                 return self.data()
         fields = list(msgspec.structs.astuple(real.scrip))
-        properties = ([], ["k=v"] * 9, ["k=" + "v" * 63], [""])  # the tag is on the body's size
+        properties: tuple[list[str], ...] = (
+            [],
+            ["k=v"] * 9,
+            ["k=" + "v" * 63],
+            [""],
+        )  # the tag is on the body's size
         body = encode(
             self.tamper(
                 fields,
