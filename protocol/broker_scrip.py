@@ -284,7 +284,7 @@ class BrokerScrip(BrokerRekey):
         )
         if spent.generation == record.generation and not same:
             raise DepositError(f"generation {spent.generation} already deposited")
-        self._send_deposited(parsed, spent.serial, record, key, now)
+        self._send_deposited(parsed, spent.serial, record, key, now, repeat=True)
 
     def _deposit_credit(
         self, deposit: Deposit, spent: Scrip, record: ScripRecord, key: bytes
@@ -308,14 +308,22 @@ class BrokerScrip(BrokerRekey):
             raise DepositError(f"crediting {credit} would overflow the totals")
         return credit
 
-    def _send_deposited(
-        self, parsed: Parsed, serial: int, record: ScripRecord, key: MacKey, now: float
+    def _send_deposited(  # noqa: PLR0913 - the request, the record, and whether it repeats
+        self,
+        parsed: Parsed,
+        serial: int,
+        record: ScripRecord,
+        key: MacKey,
+        now: float,
+        *,
+        repeat: bool = False,
     ) -> None:
+        """The serial's state; ``repeat``: this deposit credited nothing new (3.9)."""
         generation, credited = record.generation or 0, record.credited
         outstanding, change = record.outstanding, record.change
         self._reply_with_head(
             parsed,
-            lambda head: Deposited(serial, generation, credited, outstanding, change, head),
+            lambda head: Deposited(serial, generation, credited, outstanding, change, head, repeat),
             key,
             now,
             corr=parsed.header.corr,

@@ -20,6 +20,7 @@ from protocol.messages import (
     Certificate,
     Commit,
     Commitment,
+    Deposited,
     KeyRotation,
     Offer,
     Scrip,
@@ -50,12 +51,19 @@ _decoders_by_class: Final[dict[type, tuple[str, msgspec.msgpack.Decoder[Any]]]] 
 }
 
 
-_TRIMMED: Final[dict[type, int]] = {Certificate: 10, BrokerIdentity: 3, Offer: 8, Commit: 1}
+_TRIMMED: Final[dict[type, int]] = {
+    Certificate: 10,
+    BrokerIdentity: 3,
+    Offer: 8,
+    Commit: 1,
+    Deposited: 6,
+}
 """Structs whose appended fields are left out while they hold their defaults (empty).
 
 A certificate from the broker's first key, the identity of a broker that never rotated
-its key, an offer without scrip or allowance and a commit without a grant are then byte
-for byte what they were before those fields existed.
+its key, an offer without scrip or allowance, a commit without a grant and a
+``deposited`` that is no repeat are then byte for byte what they were before those
+fields existed.
 """
 
 

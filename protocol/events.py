@@ -317,6 +317,10 @@ class RedemptionConfirmed:
 class ScripAccepted:
     """A scrip payment passed rules 1-9: persist the record before the service and the reply.
 
+    This event *is* the service: the shell delivers ``item`` (and counts the payment) on it,
+    and the core emits it exactly once per payment (docs/SCHEMES.md 3.9). A repeat of a
+    payment is answered again without it (``ScripRepeatAnswered`` on-line).
+
     The record replaces the serial's (docs/SCHEMES.md 3.8): ``spent`` and ``change`` are the
     exact bytes, so a repeat gets the same answer and a deposit the same change. ``confirmed``
     is the generation the broker already credited (an on-line vendor served after its
@@ -347,6 +351,35 @@ class ScripDepositConfirmed:
     generation: int
     credited: int
     change: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScripRepeatAnswered:
+    """On-line: the broker had credited this payment already (``deposited`` with ``repeat``).
+
+    The buyer got the recorded change again, and nothing was served: another process of
+    this vendor (a replica), or this one before a restart, was answered first and served it
+    (docs/SCHEMES.md 3.9). Nothing to persist; the shell may log it.
+    """
+
+    serial: int
+    generation: int
+    buyer: str
+    item: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScripDepositRefused:
+    """The broker refused the deposit of this record for good (an ``Error`` ``deposit``).
+
+    The record is no longer deposited; the shell keeps a copy for the operator (the
+    store's ``scrip_refused``) and warns. ``at`` is the vendor's clock, in ms.
+    """
+
+    serial: int
+    generation: int
+    detail: str
+    at: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +526,8 @@ VendorEvent = (
     | RedemptionConfirmed
     | ScripAccepted
     | ScripDepositConfirmed
+    | ScripDepositRefused
+    | ScripRepeatAnswered
     | ScripForgotten
     | RevocationsUpdated
     | LedgerHeadWitnessed

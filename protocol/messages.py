@@ -413,7 +413,9 @@ class Deposited(Wire, frozen=True):
     """Broker to vendor: what the serial has credited so far and what is still unspent.
 
     ``change`` is the change recorded with ``generation``, so an on-line vendor can answer
-    a repeated payment without storing change itself.
+    a repeated payment without storing change itself. ``repeat`` is true when this deposit
+    credited nothing because the broker had credited it (or a later generation) before: an
+    on-line vendor answers the buyer but does not serve again (docs/SCHEMES.md 3.9).
     """
 
     serial: Positive
@@ -422,6 +424,7 @@ class Deposited(Wire, frozen=True):
     outstanding: Count
     change: Blob
     ledger: SignedHead | None = None
+    repeat: bool = False
 
 
 # --- MiniPay's daily allowance (docs/SCHEMES.md §4) ------------------------------------------

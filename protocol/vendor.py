@@ -386,8 +386,9 @@ class VendorCore(VendorScrip):
             case Error():
                 self.rekey_refused(parsed.header.corr)
                 self._redemption_refused(parsed.header.corr, now)
-                self.scrip_refused(parsed.header.corr, body, now)
-                return [PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)]
+                refused = self.scrip_refused(parsed.header.corr, body, now)
+                error = PeerError(parsed.header.sender, body.code, body.detail, parsed.header.corr)
+                return [error, *refused]
             case _:
                 raise UnexpectedMessageError(f"vendor does not accept {parsed.header.type!r}")
 

@@ -3,9 +3,11 @@
 A scrip payment is checked with two MACs (the envelope's, under the customer secret the
 vendor derives from the buyer's id, and the scrip's tag), then recorded durably before it
 is served: one record per serial, its highest generation spent (docs/SCHEMES.md 3.8, 3.9).
-Records are deposited at the broker on a timer, retried with backoff until confirmed, and
-forgotten at the serial's deadline. An on-line vendor deposits first and serves on the
-broker's answer instead, so the broker's ledger is its spent set.
+Records are deposited at the broker on a timer, retried with backoff until confirmed (or
+refused for good), and forgotten at the serial's deadline. An on-line vendor deposits first
+and serves on the broker's answer instead, so the broker's ledger is its spent set: it
+serves only on a first credit, and keeps a payment whose answer is late pending until
+the broker answers (3.9).
 """
 
 from __future__ import annotations
@@ -26,26 +28,31 @@ from protocol.errors import (
 from protocol.events import (
     ScripAccepted,
     ScripDepositConfirmed,
+    ScripDepositRefused,
     ScripForgotten,
+    ScripRepeatAnswered,
     StateBehind,
     VendorEvent,
 )
 from protocol.messages import Body, Deposit, Deposited, Error, Scrip, ScripPaid, ScripPayment
 from protocol.scrip import (
     PERIOD_MS,
+    check_scrip,
     customer_master,
     customer_secret,
     make_change,
     scrip_key,
     split_key_ref,
-    verify_scrip,
 )
 from protocol.vendor_chains import VendorTerms
 from protocol.vendor_redemption import VendorRedemption
 
 SECRETS_KEPT = 4096
-"""Customer secrets cached per (buyer, ref); past that the cache starts again."""
+"""Key pairs cached per (buyer, ref); past that the cache starts again."""
 UNREACHABLE = "broker unreachable"
+"""The detail of the on-line vendor's retryable answer: the broker has not answered yet."""
+DEFINITIVE = "deposit"
+"""The ``Error`` code with which the broker refuses a deposit for good: never sent again."""
 
 
 def deposit_corr(serial: int, generation: int) -> bytes:
@@ -70,18 +77,25 @@ class ScripRecord:
     change: bytes
     expires: int
     confirmed: int = -1
+    refused: str = ""
+    """Why the broker refused this generation's deposit for good; empty: not refused."""
     deposit_due: float = 0.0
     backoff: float = 0.0
 
     @property
     def owes_deposit(self) -> bool:
-        """A generation the broker has not credited yet, whose bytes this vendor holds."""
-        return self.generation > self.confirmed and bool(self.spent)
+        """A generation the broker has not credited nor refused, whose bytes this vendor holds."""
+        return self.generation > self.confirmed and bool(self.spent) and not self.refused
 
 
 @dataclass(slots=True)
 class OnlinePayment:
-    """A payment that passed the rules and waits for the broker's ``deposited``."""
+    """A payment that passed the rules and waits for the broker's ``deposited``.
+
+    ``due`` is when the buyer is told to retry (``told`` false) or, once told, when the
+    deposit is sent again; it stays pending until the broker answers or the serial's
+    deadline passes, so a late ``deposited`` still gets the buyer its answer (3.9).
+    """
 
     buyer: str
     ref: bytes
@@ -91,6 +105,16 @@ class OnlinePayment:
     scrip: Scrip
     change: bytes
     due: float
+    told: bool = False
+    backoff: float = 0.0
+
+
+@dataclass(slots=True)
+class BuyerKeys:
+    """What the vendor derives for one (buyer, ref): the customer secret and the scrip key."""
+
+    customer: MacKey
+    scrip: MacKey
 
 
 class VendorScrip(VendorRedemption):
@@ -116,24 +140,20 @@ class VendorScrip(VendorRedemption):
         )
         self.spent_scrip: dict[int, ScripRecord] = {}
         self._online: dict[bytes, OnlinePayment] = {}  # by deposit corr
-        self._period_keys: dict[tuple[int, int], tuple[bytes, bytes]] = {}
-        self._secrets: dict[tuple[str, bytes], MacKey] = {}
-        self._keys_of: bytes = b""  # the agreement key the cached keys derive from
+        self._period_keys: dict[tuple[int, int], tuple[MacKey, bytes]] = {}
+        self._buyer_keys: dict[tuple[str, bytes], BuyerKeys] = {}
+        self._keys_of: object = None  # the identity the cached keys derive from
 
     # --- keys ------------------------------------------------------------------------------
 
-    def _keys(self, vendor_serial: int, period: int) -> tuple[bytes, bytes]:
+    def _keys(self, vendor_serial: int, period: int) -> tuple[MacKey, bytes]:
         """``(scrip_key, customer_master)`` of a period, derived once and kept in memory."""
-        if self._keys_of != self.identity.agree_key:  # a rekey: the old keys are gone
-            self._period_keys.clear()
-            self._secrets.clear()
-            self._keys_of = self.identity.agree_key
         found = self._period_keys.get((vendor_serial, period))
         if found is None:
             broker = self.broker
             shared = pair_key(self.identity, self.account, broker.agree_key, broker.id)
             found = (
-                scrip_key(shared, self.account, period),
+                MacKey(scrip_key(shared, self.account, period)),
                 customer_master(shared, self.account, period),
             )
             if len(self._period_keys) >= 8:  # yesterday, today, tomorrow: a few at most
@@ -158,14 +178,26 @@ class VendorScrip(VendorRedemption):
         vendor_serial, period = split_key_ref(header.ref)
         if vendor_serial != certified.serial or not self.accepts_period(period, header.timestamp):
             raise AuthenticationError
-        key = self._secrets.get((header.sender, header.ref))
-        if key is None or self._keys_of != self.identity.agree_key:
-            master = self._keys(vendor_serial, period)[1]
-            key = MacKey(customer_secret(master, header.sender))
-            if len(self._secrets) >= SECRETS_KEPT:
-                self._secrets.clear()
-            self._secrets[header.sender, header.ref] = key
-        return key
+        return self._keys_for(header.sender, header.ref, vendor_serial, period).customer
+
+    def _keys_for(self, buyer: str, ref: bytes, vendor_serial: int, period: int) -> BuyerKeys:
+        """The (buyer, ref)'s keys, derived on its first payment and kept (one dict lookup).
+
+        The identity object is replaced by a rekey, so comparing it by identity costs
+        nothing per payment and still drops every key derived from the old one.
+        """
+        if self._keys_of is not self.identity:  # a rekey: the old keys are gone
+            self._period_keys.clear()
+            self._buyer_keys.clear()
+            self._keys_of = self.identity
+        found = self._buyer_keys.get((buyer, ref))
+        if found is None:
+            scrip, master = self._keys(vendor_serial, period)
+            found = BuyerKeys(MacKey(customer_secret(master, buyer)), scrip)
+            if len(self._buyer_keys) >= SECRETS_KEPT:
+                self._buyer_keys.clear()
+            self._buyer_keys[buyer, ref] = found
+        return found
 
     # --- paying ------------------------------------------------------------------------------
 
@@ -184,17 +216,14 @@ class VendorScrip(VendorRedemption):
     ) -> list[VendorEvent]:
         """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing."""
         header, terms = parsed.header, self.terms
-        scrip = decode_scrip(decode_tagged_scrip(payment.scrip).body)  # 1
+        tagged = decode_tagged_scrip(payment.scrip)  # 1: decoded once, checked once
+        scrip = decode_scrip(tagged.body)
         vendor_serial, period = split_key_ref(header.ref)
         if (scrip.vendor_serial, scrip.period) != (vendor_serial, period):  # 2
             raise ScripError("the scrip's certificate and period are not its envelope's")
-        keys = self._keys(vendor_serial, period)[0]
-        verify_scrip(  # 3, 4, 5
-            payment.scrip,
-            lambda s, p: keys if (s, p) == (vendor_serial, period) else None,
-            vendor=self.account,
-            buyer=header.sender,
-            now_ms=int(now * 1000),
+        keys = self._keys_for(header.sender, header.ref, vendor_serial, period).scrip
+        check_scrip(  # 3, 4, 5
+            tagged, scrip, keys, vendor=self.account, buyer=header.sender, now_ms=int(now * 1000)
         )
         self._check_holder_and_terms(scrip)  # 4 (the buyer's certificate), 6
         record = self.spent_scrip.get(scrip.serial)  # 7
@@ -257,7 +286,7 @@ class VendorScrip(VendorRedemption):
             change,
             scrip.expires,
             confirmed,
-            now + self.terms.redeem_interval,
+            deposit_due=now + self.terms.redeem_interval,
         )
         self.spent_scrip[scrip.serial] = record
         return ScripAccepted(
@@ -292,23 +321,30 @@ class VendorScrip(VendorRedemption):
         header = parsed.header
         waiting = self._online.get(corr)
         if waiting is not None:
-            if (waiting.buyer, waiting.payment) == (header.sender, payment):
-                return []  # the same payment again: the broker's answer settles both
-            raise ScripError("spent")
+            if (waiting.buyer, waiting.payment) != (header.sender, payment):
+                raise ScripError("spent")
+            if waiting.told:  # told to retry, and it did: ask the broker again, now
+                waiting.told, waiting.due = False, now + self.terms.scrip_online_timeout
+                self._send_online_deposit(waiting, now)
+            return []  # the same payment again: the broker's answer settles both
         due = now + self.terms.scrip_online_timeout
         online = OnlinePayment(
             header.sender, header.ref, header.corr, key, payment, scrip, change, due
         )
         self._online[corr] = online
+        self._send_online_deposit(online, now)
+        return []
+
+    def _send_online_deposit(self, online: OnlinePayment, now: float) -> None:
+        payment = online.payment
         self.send(
             self.broker.id,
-            Deposit(payment.scrip, payment.item, payment.price, change),
+            Deposit(payment.scrip, payment.item, payment.price, online.change),
             now,
             auth=Auth.PAIR,
             key=self.broker_key,
-            corr=corr,
+            corr=deposit_corr(online.scrip.serial, online.scrip.generation),
         )
-        return []
 
     # --- the broker's answers ------------------------------------------------------------------
 
@@ -325,6 +361,8 @@ class VendorScrip(VendorRedemption):
         record = self.spent_scrip.get(deposited.serial)
         if record is None or deposited.generation < record.confirmed:
             return events
+        if deposited.generation >= record.generation:
+            record.refused = ""  # credited at or past it: nothing left refused
         if deposited.generation > record.generation:
             events.append(
                 StateBehind(
@@ -354,11 +392,29 @@ class VendorScrip(VendorRedemption):
     def _online_answer(
         self, online: OnlinePayment, deposited: Deposited, now: float
     ) -> list[VendorEvent]:
-        """Serve only on the payment's own generation with this vendor's own change."""
+        """Serve only on a first credit of the payment's generation with this vendor's change.
+
+        A ``repeat`` (the broker had credited this very payment before, for a replica of
+        this vendor or for this process before a restart) is answered with the change and
+        not served again: one payment, one service.
+        """
         scrip = online.scrip
         if deposited.generation != scrip.generation or deposited.change != online.change:
             self._refuse_online(online, "spent", now)
             return []
+        if deposited.repeat:
+            payment = online.payment
+            body = ScripPaid(scrip.serial, scrip.generation, payment.price, online.change)
+            self.send(
+                online.buyer,
+                body,
+                now,
+                auth=Auth.SCRIP,
+                key=online.key,
+                ref=online.ref,
+                corr=online.corr,
+            )
+            return [ScripRepeatAnswered(scrip.serial, scrip.generation, online.buyer, payment.item)]
         accepted = self._accept_scrip(
             online.buyer, online.payment, scrip, online.change, scrip.generation, now
         )
@@ -377,27 +433,46 @@ class VendorScrip(VendorRedemption):
             corr=online.corr,
         )
 
-    def scrip_refused(self, corr: bytes, error: Error, now: float) -> None:
-        """The broker refused a deposit: relay it (on-line), or try again much later."""
+    def scrip_refused(self, corr: bytes, error: Error, now: float) -> list[VendorEvent]:
+        """The broker refused a deposit: relay it (on-line), or stop or try again much later.
+
+        An ``Error`` ``deposit`` is definitive (the broker refuses the same bytes the same
+        way each time): the record is marked refused, never deposited again, and kept for
+        the operator. Any other code (a broker busy or restarting) is retried much later.
+        """
         online = self._online.pop(corr, None)
         if online is not None:
-            detail = "spent" if error.code == "deposit" else f"the broker refused: {error.detail}"
+            detail = "spent" if error.code == DEFINITIVE else f"the broker refused: {error.detail}"
             self._refuse_online(online, detail[:256], now)
-            return
-        for record in self.spent_scrip.values():
-            if deposit_corr(record.serial, record.generation) == corr:
-                record.deposit_due = now + self.terms.redeem_retry_max
+            return []
+        if len(corr) != len(deposit_corr(0, 0)):
+            return []
+        record = self.spent_scrip.get(int.from_bytes(corr[:8], "big"))
+        if record is None or deposit_corr(record.serial, record.generation) != corr:
+            return []
+        if error.code != DEFINITIVE:
+            record.deposit_due = now + self.terms.redeem_retry_max
+            return []
+        if not record.owes_deposit:
+            return []  # confirmed meanwhile, or refused already
+        record.refused = error.detail or "refused"
+        at = int(now * 1000)
+        return [ScripDepositRefused(record.serial, record.generation, record.refused, at)]
 
     # --- restore, timers -----------------------------------------------------------------------
 
     def restore_scrip(self, record: ScripRecord, now: float) -> ScripRecord:
-        """Reinstate a spent-set record from the store; an unconfirmed one is deposited soon."""
-        record.deposit_due = now + self.terms.redeem_retry
+        """Reinstate a spent-set record from the store; an unconfirmed one is deposited at once.
+
+        Its deposit may have been sent before the restart and never answered: the broker
+        takes the same deposit again (idempotent), so the first timer sends it right away.
+        """
+        record.deposit_due, record.backoff = now, 0.0
         self.spent_scrip[record.serial] = record
         return record
 
     def _deadline(self, record: ScripRecord) -> int:
-        return record.expires + int(self.terms.scrip_deposit_grace * 1000)
+        return self._deadline_of(record.expires)
 
     def scrip_timer(self) -> float | None:
         """The next deposit, on-line timeout, or deadline at which a record goes."""
@@ -417,17 +492,38 @@ class VendorScrip(VendorRedemption):
             elif record.owes_deposit and record.deposit_due <= now:
                 self._send_deposit(record, now)
         for corr, online in list(self._online.items()):
-            if online.due <= now:
-                del self._online[corr]
-                self._refuse_online(online, UNREACHABLE, now)
+            if now_ms > self._deadline_of(online.scrip.expires):
+                del self._online[corr]  # the broker takes no deposit now: nothing was charged
+            elif online.due <= now:
+                self._online_overdue(online, now)
         return events
 
+    def _deadline_of(self, expires: int) -> int:
+        return expires + int(self.terms.scrip_deposit_grace * 1000)
+
+    def _online_overdue(self, online: OnlinePayment, now: float) -> None:
+        """No answer yet: tell the buyer to retry (once), and keep asking the broker.
+
+        The payment stays pending, not refused: the broker may have credited it already,
+        and its late ``deposited``, or the buyer's retry of the same bytes, gets the buyer
+        the real answer with change (3.9).
+        """
+        terms = self.terms
+        if not online.told:
+            online.told = True
+            self._refuse_online(online, UNREACHABLE, now)
+        online.backoff = min(max(online.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
+        online.due = now + online.backoff
+        self._send_online_deposit(online, now)
+
     def deposit_all(self, now: float) -> int:
-        """Deposit every record the broker has not confirmed (e.g. at shutdown)."""
+        """Deposit what the broker has not confirmed: records, and on-line payments pending."""
         owing = [r for r in self.spent_scrip.values() if r.owes_deposit]
         for record in owing:
             self._send_deposit(record, now)
-        return len(owing)
+        for online in self._online.values():
+            self._send_online_deposit(online, now)
+        return len(owing) + len(self._online)
 
     def _send_deposit(self, record: ScripRecord, now: float) -> None:
         """Deposit the serial's latest record; unanswered, it is sent again with backoff."""
@@ -447,3 +543,13 @@ class VendorScrip(VendorRedemption):
     def scrip_awaiting_deposit(self) -> int:
         """Serials whose latest generation taken here the broker has not confirmed yet."""
         return sum(1 for r in self.spent_scrip.values() if r.owes_deposit)
+
+    @property
+    def scrip_online_pending(self) -> int:
+        """On-line payments deposited and not answered by the broker yet."""
+        return len(self._online)
+
+    @property
+    def scrip_deposits_refused(self) -> int:
+        """Records whose deposit the broker refused for good (kept for the operator)."""
+        return sum(1 for r in self.spent_scrip.values() if r.refused)

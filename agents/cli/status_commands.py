@@ -122,6 +122,19 @@ def vendor_table(status: VendorStatus) -> str:
         ("last receipt", receipt),
         ("latest head seen", f"seq {status.latest_head_seq:,}"),
     ]
+    if status.scrip_serials or status.scrip_refused:
+        rows.append(("scrip serials", status.scrip_serials))
+        rows.append(("scrip awaiting deposit", status.scrip_awaiting_deposit))
+    if status.scrip_refused:
+        refused = counted(len(status.scrip_refused), "scrip deposit", grouped=True)
+        rows.append(("REFUSED", f"{refused} refused by the broker for good (kept, not resent)"))
+        rows.extend(
+            (
+                f"  scrip {r.serial}/{r.generation}",
+                f"{r.buyer}, price {r.price:,}, at {when(r.at)}: {r.reason}",
+            )
+            for r in status.scrip_refused
+        )
     if status.contradictions:
         alarm = f"{status.contradictions:,} broker statements contradict a head it kept"
         rows.append(("ALARM", f"{alarm}: see `micropay witness`"))

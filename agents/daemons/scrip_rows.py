@@ -13,6 +13,7 @@ from agents.runtime.sealing import SeedSealer, scrip_label, secret_label
 from protocol.events import (
     ScripAccepted,
     ScripDepositConfirmed,
+    ScripDepositRefused,
     ScripExpired,
     ScripForgotten,
     ScripMintOrdered,
@@ -32,6 +33,11 @@ ON CONFLICT (serial) DO UPDATE SET
     price = excluded.price, spent = excluded.spent, change = excluded.change,
     expires = excluded.expires, confirmed = MAX(confirmed, excluded.confirmed)
 WHERE excluded.generation >= spent_scrip.generation
+"""
+KEEP_REFUSED = """
+INSERT OR REPLACE INTO scrip_refused
+SELECT serial, generation, buyer, item, price, spent, change, expires, ?, ?
+FROM spent_scrip WHERE serial = ? AND generation = ?
 """
 ADOPT_GENERATION = """
 UPDATE spent_scrip SET generation = ?, spent = x'', item = '', price = 0, change = ?
@@ -63,6 +69,8 @@ def vendor_statements(event: object) -> list[Statement]:
                     [(generation, serial)],
                 ),
             ]
+        case ScripDepositRefused(serial=serial, generation=generation):
+            return [(KEEP_REFUSED, [(event.detail, event.at, serial, generation)])]
         case ScripForgotten(serial=serial):
             return [("DELETE FROM spent_scrip WHERE serial = ?", [(serial,)])]
         case _:

@@ -51,6 +51,19 @@ CREATE TABLE IF NOT EXISTS spent_scrip (
     expires INTEGER NOT NULL,
     confirmed INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS scrip_refused (
+    serial INTEGER NOT NULL,
+    generation INTEGER NOT NULL,
+    buyer TEXT NOT NULL,
+    item TEXT NOT NULL,
+    price INTEGER NOT NULL,
+    spent BLOB NOT NULL,
+    change BLOB NOT NULL,
+    expires INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (serial, generation)
+) STRICT;
 CREATE TABLE IF NOT EXISTS scrip (
     serial INTEGER PRIMARY KEY,
     vendor TEXT NOT NULL,
@@ -117,7 +130,10 @@ CREATE TABLE IF NOT EXISTS contradictions (
 # ``spent_scrip`` is a vendor's spent set (docs/SCHEMES.md 3.9): per serial the highest
 # generation it accepted, that payment's exact bytes and change, and ``confirmed``, the
 # generation the broker credited (-1: none yet). A row is written before the payment is
-# served and goes at the serial's deadline. A wallet keeps its scrip in ``scrip`` (the
+# served and goes at the serial's deadline. ``scrip_refused`` keeps a copy of each record
+# whose deposit the broker refused for good (an ``Error`` ``deposit``), with the broker's
+# reason and when (ms): it is never deposited again, and never deleted by the vendor; it
+# is for the operator (``micropay vendor status``). A wallet keeps its scrip in ``scrip`` (the
 # ``TaggedScrip`` bytes sealed, per serial its live generation), the customer secrets in
 # ``scrip_secrets`` (sealed) and in ``scrip_pending`` the payment it sent and has had no
 # answer to, written before it leaves. ``scrip_orders`` holds each ``scrip?`` the broker has

@@ -24,6 +24,18 @@ class StoreReadError(Exception):
 
 
 @dataclass(slots=True)
+class ScripRefusal:
+    """A scrip deposit the broker refused for good: the record, kept, and the reason."""
+
+    serial: int
+    generation: int
+    buyer: str
+    price: int
+    reason: str
+    at: int
+
+
+@dataclass(slots=True)
 class BuyerLine:
     """One buyer's chains at the vendor, summed."""
 
@@ -43,6 +55,9 @@ class VendorStatus:
     broker confirmed, ``awaiting`` the difference, still to be redeemed. Amounts are in
     minor units. ``last_receipt_seq`` is the ledger head signed on the broker's latest
     redemption receipt the vendor keeps; ``latest_head_seq`` the latest head it saw at all.
+    Scrip: ``scrip_serials`` in the spent set, ``scrip_awaiting_deposit`` of them not
+    confirmed by the broker yet, and ``scrip_refused`` the deposits the broker refused for
+    good, each kept with the broker's reason (``ScripRefusal``) for the operator.
     """
 
     store: str
@@ -60,6 +75,9 @@ class VendorStatus:
     latest_head_seq: int = 0
     contradictions: int = 0
     buyers: list[BuyerLine] = field(default_factory=list)
+    scrip_serials: int = 0
+    scrip_awaiting_deposit: int = 0
+    scrip_refused: list[ScripRefusal] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -107,7 +125,30 @@ def read_vendor_status(path: Path) -> VendorStatus:
             status.last_receipt_seq, status.last_receipt_at = int(receipt[0]), int(receipt[1])
         status.latest_head_seq = _latest_head(db)
         status.contradictions = int(db.execute("SELECT COUNT(*) FROM contradictions").fetchone()[0])
+        _scrip(db, status)
     return status
+
+
+def _scrip(db: sqlite3.Connection, status: VendorStatus) -> None:
+    """The spent set, and the refusals (a store written before they were kept has none)."""
+    refused = db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scrip_refused'"
+    ).fetchone()
+    if refused is not None:
+        status.scrip_refused = [
+            ScripRefusal(int(r[0]), int(r[1]), str(r[2]), int(r[3]), str(r[4]), int(r[5]))
+            for r in db.execute(
+                "SELECT serial, generation, buyer, price, reason, at FROM scrip_refused"
+                " ORDER BY at, serial"
+            )
+        ]
+    kept = {(r.serial, r.generation) for r in status.scrip_refused}
+    for serial, generation, confirmed, spent in db.execute(
+        "SELECT serial, generation, confirmed, length(spent) FROM spent_scrip"
+    ):
+        status.scrip_serials += 1
+        if generation > confirmed and spent and (serial, generation) not in kept:
+            status.scrip_awaiting_deposit += 1
 
 
 def read_wallet_status(path: Path) -> WalletStatus:

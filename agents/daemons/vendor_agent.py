@@ -4,12 +4,15 @@ State lives in the vendor's SQLite store: its certificate, and per chain the com
 the highest payword accepted and what the broker has credited. Accepted paywords are
 stored (one transaction per batch of messages) before the receipts go out. Redemption
 runs on the core's timer, is retried with backoff while the broker is unreachable
-(store-and-forward), and runs once more at shutdown.
+(store-and-forward), and runs once more at shutdown. Scrip records the broker has not
+confirmed are deposited again as soon as a restarted vendor is connected; a deposit the
+broker refuses for good is kept for the operator and not sent again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -29,7 +32,14 @@ from agents.runtime.sd_notify import Notifier
 from agents.runtime.supervision import first_failure
 from protocol.allowance import day_of
 from protocol.endpoint import BrokerInfo
-from protocol.events import CertificateReceived, PaymentAccepted, ScripAccepted, VendorEvent
+from protocol.events import (
+    CertificateReceived,
+    PaymentAccepted,
+    ScripAccepted,
+    ScripDepositRefused,
+    ScripRepeatAnswered,
+    VendorEvent,
+)
 from protocol.vendor import VendorCore, VendorTerms
 
 log = logging.getLogger("micropay.vendor")
@@ -46,6 +56,8 @@ class VendorCounters:
     amount: int = 0
     scrip_payments: int = 0
     scrip_amount: int = 0
+    scrip_repeats: int = 0
+    scrip_deposits_refused: int = 0
 
 
 class VendorAgent:
@@ -105,6 +117,24 @@ class VendorAgent:
             case ScripAccepted():
                 self.counters.scrip_payments += 1
                 self.counters.scrip_amount += event.price
+            case ScripRepeatAnswered():
+                self.counters.scrip_repeats += 1
+                log.info(
+                    "scrip %s generation %s: the broker had credited it already; %s answered"
+                    " with its change, not served again",
+                    event.serial,
+                    event.generation,
+                    event.buyer,
+                )
+            case ScripDepositRefused():
+                self.counters.scrip_deposits_refused += 1
+                log.warning(
+                    "the broker refused the deposit of scrip %s generation %s for good (%s):"
+                    " not sent again, kept in the store for the operator (scrip_refused)",
+                    event.serial,
+                    event.generation,
+                    event.detail,
+                )
             case CertificateReceived():
                 log.info("enrolled: certificate %s", event.serial)
                 self.core.publish_offer(now)
@@ -123,12 +153,20 @@ class VendorAgent:
             )
 
     async def shutdown(self, within: float = 10.0) -> None:
-        """Redeem everything held, wait (bounded) for the broker's receipts, then stop."""
+        """Redeem everything held, wait (bounded) for the broker's receipts, then stop.
+
+        Owed deposits are waited for however the run went (a restarted vendor's included):
+        when the link is down, up to ``within`` for it to come back first.
+        """
+        deadline = time.monotonic() + within
+        if self._owed() and not self.loop.connected.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await self.loop.connected.wait()
         if self.loop.connected.is_set():
             await self.loop.act(self.core.redeem_all)
             await self.loop.act(self.core.deposit_all)
             # Both waited for (bounded), so the store keeps the broker's signed head over them.
-            deadline = time.monotonic() + within
             while self._owed() and time.monotonic() < deadline:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         if self.core.unredeemed_amount:
@@ -141,11 +179,20 @@ class VendorAgent:
                 "stopping with %s scrip serials not confirmed deposited (sent again at next start)",
                 self.core.scrip_awaiting_deposit,
             )
+        if self.core.scrip_online_pending:
+            log.warning(
+                "stopping with %s on-line scrip payments the broker has not answered"
+                " (their buyers resend them)",
+                self.core.scrip_online_pending,
+            )
         self.loop.stopping.set()
 
     def _owed(self) -> bool:
-        """Paywords not yet redeemed, or scrip not yet confirmed deposited."""
-        return bool(self.core.unredeemed_amount or self.core.scrip_awaiting_deposit)
+        """Paywords not yet redeemed, scrip not yet confirmed deposited or answered on-line."""
+        core = self.core
+        return bool(
+            core.unredeemed_amount or core.scrip_awaiting_deposit or core.scrip_online_pending
+        )
 
     async def run(self) -> None:
         """Serve until SIGTERM/SIGINT, then redeem and stop."""

@@ -24,6 +24,8 @@ from protocol.events import (
     RedemptionConfirmed,
     ScripAccepted,
     ScripDepositConfirmed,
+    ScripDepositRefused,
+    ScripRepeatAnswered,
     VendorEvent,
 )
 from protocol.vendor_chains import ChainState
@@ -43,6 +45,8 @@ class VendorTally:
     scrip_payments: int = 0
     scrip_amount: int = 0
     scrip_deposits_confirmed: int = 0
+    scrip_deposits_refused: int = 0
+    scrip_repeats: int = 0
     peer_errors: Counter[str] = field(default_factory=Counter)
 
     def count(self, event: VendorEvent) -> None:
@@ -61,6 +65,10 @@ class VendorTally:
                 self.scrip_amount += event.price
             case ScripDepositConfirmed():
                 self.scrip_deposits_confirmed += 1
+            case ScripDepositRefused():
+                self.scrip_deposits_refused += 1
+            case ScripRepeatAnswered():
+                self.scrip_repeats += 1
             case PeerError():
                 self.peer_errors[event.code] += 1
             case _:
@@ -97,6 +105,16 @@ class VendorCollector(Collector):
                 "scrip_deposits_confirmed",
                 "Scrip deposits the broker credited",
                 tally.scrip_deposits_confirmed,
+            ),
+            (
+                "scrip_deposits_refused",
+                "Scrip deposits the broker refused for good (kept, not sent again)",
+                tally.scrip_deposits_refused,
+            ),
+            (
+                "scrip_repeats",
+                "On-line scrip payments the broker had credited already: answered, not served",
+                tally.scrip_repeats,
             ),
         ):
             yield CounterMetricFamily(f"micropay_vendor_{name}", text, value=value)

@@ -55,11 +55,15 @@ class VendorStore(AgentStore):
         """The spent set: per serial the latest generation accepted, as the core restores it."""
         rows = await self._run(
             lambda: self._db.execute(
-                "SELECT serial, generation, buyer, item, price, spent, change, expires,"
-                " confirmed FROM spent_scrip"
+                "SELECT s.serial, s.generation, s.buyer, s.item, s.price, s.spent, s.change,"
+                " s.expires, s.confirmed, COALESCE(r.reason, '') FROM spent_scrip s"
+                " LEFT JOIN scrip_refused r"
+                " ON r.serial = s.serial AND r.generation = s.generation"
             ).fetchall()
         )
         return [
-            ScripRecord(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7], r[8])
+            ScripRecord(
+                r[0], r[1], r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), r[7], r[8], refused=r[9]
+            )
             for r in rows
         ]

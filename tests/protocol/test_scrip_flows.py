@@ -620,6 +620,7 @@ def test_online_an_unanswered_deposit_tells_the_buyer_to_retry(online: World) ->
     minted, _ = pay_online(online, 30)
     online.now += 5
     shop(online).handle_timer(online.now)
+    assert take_off_the_wire(online, SHOP, "deposit")  # asked again: still unreachable
     online.pump()
     assert refusals(online, "buyer1")[-1] == ("scrip", "broker unreachable")
     buyer = online.buyers["buyer1"]
