@@ -313,13 +313,18 @@ class VendorCore(VendorScrip):
             )
             if counted:
                 return [*self._accept(verified, key, now), self._counted(verified, now, counted)]
-        if terms.online or terms.allowance:
+        if terms.allowance or self.registers(value):
             if verified.id not in self._pending:
                 pending = PendingCommitment(verified, key, parsed.header.sender, parsed.header.corr)
                 self._pending[verified.id] = pending
                 self._send_register(pending, now)
             return []
         return self._accept(verified, key, now)
+
+    def registers(self, value: int) -> bool:
+        """Whether a chain worth ``value`` waits for the broker: all on-line, or above a value."""
+        terms = self.terms
+        return terms.online and value > terms.online_above
 
     def _accept(self, verified: VerifiedCommitment, key: MacKey, now: float) -> list[VendorEvent]:
         commitment = verified.commitment

@@ -11,7 +11,7 @@ from protocol.credentials import VerifiedCommitment
 from protocol.crypto import MacKey
 from protocol.errors import ItemError, LocalProtocolError
 from protocol.messages import OfferItem
-from protocol.money_rules import amount_for
+from protocol.money_rules import MAX_TOTAL, amount_for
 from protocol.wording import counted
 
 log = logging.getLogger("micropay.vendor")
@@ -26,6 +26,11 @@ class VendorTerms:
     max_length: int = 100_000
     max_jump: int = 1_000
     online: bool = False
+    online_above: int = 0
+    """With ``online``: register only chains worth more than this (minor units); 0: every chain.
+
+    The on-line check where the money is: a small chain is taken at once, a large one only
+    on the broker's word (docs/SCHEMES.md §1)."""
     items: tuple[OfferItem, ...] = ()
     allowance: bool = False
     """Accept chains off-line under buyers' daily grants, register above them (SCHEMES §4)."""
@@ -49,6 +54,8 @@ class VendorTerms:
     def __post_init__(self) -> None:
         """Every item must be one a single payment can buy (payments name one item)."""
         most = amount_for(self.max_jump, self.unit_value)
+        if not 0 <= self.online_above <= MAX_TOTAL:
+            raise LocalProtocolError(f"online_above is 0..{MAX_TOTAL} minor units")
         names = [offered.item for offered in self.items]
         if len(set(names)) != len(names):
             raise LocalProtocolError("each item may be offered once")

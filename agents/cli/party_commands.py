@@ -95,6 +95,7 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             "max_jump": 1000,
             "max_length": 1_000_000,
             "online": False,
+            "online_above": None,
             "allowance": False,
             "scrip": False,
             "scrip_online": False,
@@ -109,7 +110,8 @@ def cmd_vendor_run(args: argparse.Namespace) -> int:
             currency=args.currency,
             max_jump=args.max_jump,
             max_length=args.max_length,
-            online=bool(args.online),
+            online=bool(args.online) or args.online_above is not None,
+            online_above=int(args.online_above or 0),
             allowance=bool(args.allowance),
             items=tuple(args.item or ()),
             scrip=bool(args.scrip or args.scrip_online),
@@ -340,6 +342,13 @@ def register_vendor(commands: argparse._SubParsersAction[Any]) -> None:
         action="store_const",
         const=True,
         help="register each commitment with the broker first",
+    )
+    run.add_argument(
+        "--online-above",
+        type=bounded("online_above"),
+        metavar="AMOUNT",
+        help="register only chains worth more than AMOUNT minor units, take smaller ones at"
+        " once (implies --online)",
     )
     run.add_argument(
         "--allowance",

@@ -88,6 +88,7 @@ TABLES: Final[dict[str, dict[str, Option]]] = {
         "max_jump": Option(INTEGER, 1000),
         "max_length": Option(INTEGER, 1_000_000),
         "online": Option(SWITCH, default=False),
+        "online_above": Option(INTEGER),  # None: as `online` says
         "allowance": Option(SWITCH, default=False),
         "scrip": Option(SWITCH, default=False),
         "scrip_online": Option(SWITCH, default=False),
@@ -116,6 +117,7 @@ BOUNDS: Final[dict[str, tuple[float, float]]] = {
     "port": (1, 65_535),
     "tls_port": (1, 65_535),
     "credit_limit": (0, COUNT),
+    "online_above": (0, COUNT),
     "allowance": (0, COUNT),
     "allowance_vendors": (1, 1_000),
     "fee_bps": (0, 10_000),

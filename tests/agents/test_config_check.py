@@ -80,6 +80,7 @@ def _rows(lines: list[str]) -> list[tuple[str, re.Match[str]]]:
         ("[broker]\ndata_dir = 5\n", 2, "broker.data_dir must be a path (a string), not 5"),
         ("[vendor]\nonline = 'yes'\n", 2, "vendor.online must be true or false, not 'yes'"),
         ("[mqtt]\nport = 70000\n", 2, "mqtt.port must be between 1 and 65,535, not 70000"),
+        ("[vendor]\nonline_above = -5\n", 2, "vendor.online_above must be between 0 and"),
         ("[mqtt]\n# the secret\npassword = 'x'\n", 3, "mqtt.password does not belong"),
         ("[buyer\n", 1, "not valid TOML"),
     ],

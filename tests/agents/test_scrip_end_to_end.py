@@ -153,3 +153,25 @@ async def test_paywords_and_scrip_from_one_buyer_balance_in_one_audit(
     assert_balanced(report, {"serials": 1, "minted": 100, "credited": 60, "outstanding": 40})
     assert report["debited"] == report["credited"] == paid
     assert report["redemptions"] >= 2
+
+
+@pytest.mark.asyncio
+async def test_payword_on_line_above_a_value_registers_only_the_large_chain(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    harness = Harness(tmp_path, mosquitto)
+    terms = VendorTerms(unit_value=2, online=True, online_above=100)  # `--online-above 100`
+    await started(harness, {"vendor1": terms, "vendor2": terms})
+    buyer = await harness.buyer("buyer1")
+    await buyer.run(lambda: buyer.pay("vendor1", 2, 3, length=50))  # worth 100: off-line
+    wallet = await harness.buyer("buyer1")
+    assert (await wallet.run(wallet.balance)).reserved == 0  # the broker never saw it
+    buyer = await harness.buyer("buyer1")
+    await buyer.run(lambda: buyer.pay("vendor2", 2, 3, length=51))  # worth 102: registered
+    wallet = await harness.buyer("buyer1")
+    assert (await wallet.run(wallet.balance)).reserved == 102  # held until it is redeemed
+    await harness.stop()
+
+    report = audit(tmp_path)
+    assert report["ok"], report["findings"]
+    assert report["debited"] == report["credited"] == 2 * (2 * 3 * 2)
