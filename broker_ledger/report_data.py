@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from broker_ledger.projections import ReadModels
-from protocol.broker_events import AnyBrokerEvent, PaywordsRedeemed, PeriodClosed
+from protocol.broker_events import AnyBrokerEvent, PaywordsRedeemed, PeriodClosed, ScripDeposited
 
 MAX_BUCKETS: Final = 240
 MAX_PERIODS: Final = 120
@@ -21,11 +21,13 @@ FIRST_WIDTH_MS: Final = 1_000
 
 @dataclass(slots=True)
 class Traffic:
-    """Redemptions, units and amount for one party or one time bucket."""
+    """Redemptions, units, scrip deposits and amount for one party or one time bucket."""
 
     redemptions: int = 0
     units: int = 0
     amount: int = 0
+    deposits: int = 0
+    """Scrip deposits credited; their credit is in ``amount``, with no units."""
 
     def add(self, units: int, amount: int) -> None:
         """Count one redemption."""
@@ -38,6 +40,12 @@ class Traffic:
         self.redemptions += other.redemptions
         self.units += other.units
         self.amount += other.amount
+        self.deposits += other.deposits
+
+    def deposit(self, credit: int) -> None:
+        """Count one scrip deposit."""
+        self.deposits += 1
+        self.amount += credit
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +103,21 @@ class ReportData:
             if vendor is None:
                 vendor = self.vendors[event.vendor] = Traffic()
             vendor.add(units, amount)
+        elif isinstance(event, ScripDeposited) and event.credit:
+            self._deposit(event)
         elif isinstance(event, PeriodClosed):
             self.periods_total += 1
             self.periods.append(PeriodFees(event.period, event.at, event.debited, event.fees))
             if len(self.periods) > MAX_PERIODS:
                 del self.periods[0]
+
+    def _deposit(self, event: ScripDeposited) -> None:
+        """A scrip deposit's credit, for its buyer and its vendor (no units, no bucket)."""
+        for parties, name in ((self.buyers, event.buyer), (self.vendors, event.vendor)):
+            party = parties.get(name)
+            if party is None:
+                party = parties[name] = Traffic()
+            party.deposit(event.credit)
 
     def _widen(self) -> None:
         """Double the bucket width until the series fits again."""

@@ -125,7 +125,7 @@ def _table(title: str, parties: dict[str, Traffic]) -> str:
     ranked = sorted(parties.items(), key=lambda item: (-item[1].amount, item[0]))
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{t.redemptions:,}</td>"
-        f"<td>{t.units:,}</td><td>{t.amount:,}</td></tr>"
+        f"<td>{t.units:,}</td><td>{t.deposits:,}</td><td>{t.amount:,}</td></tr>"
         for name, t in ranked[:TOP]
     )
     extra = len(ranked) - TOP
@@ -135,11 +135,11 @@ def _table(title: str, parties: dict[str, Traffic]) -> str:
             rest.merge(traffic)
         rows += (
             f"<tr><td>and {extra:,} more</td><td>{rest.redemptions:,}</td>"
-            f"<td>{rest.units:,}</td><td>{rest.amount:,}</td></tr>"
+            f"<td>{rest.units:,}</td><td>{rest.deposits:,}</td><td>{rest.amount:,}</td></tr>"
         )
     return (
         f"<h2>{html.escape(title)}</h2><table><tr><th>name</th><th>redemptions</th>"
-        f"<th>units</th><th>amount</th></tr>{rows}</table>"
+        f"<th>units</th><th>scrip deposits</th><th>amount</th></tr>{rows}</table>"
     )
 
 
@@ -160,6 +160,15 @@ def _failures(report: AuditReport) -> str:
     )
 
 
+def _scrip_line(report: AuditReport) -> str:
+    """The four totals of scrip-conservation, as the check reads them."""
+    return (
+        f"{report.scrip_serials:,} serials, {report.scrip_deposits:,} deposits: minted"
+        f" {report.scrip_minted:,} = credited {report.scrip_credited:,} + returned"
+        f" {report.scrip_returned:,} + outstanding {report.scrip_outstanding:,}"
+    )
+
+
 def _summary(report: AuditReport) -> str:
     facts = (
         ("events", f"{report.events:,} in {report.seconds:.2f} s"),
@@ -172,6 +181,7 @@ def _summary(report: AuditReport) -> str:
         ("checkpoints verified", f"{report.checkpoints:,}"),
         ("closed periods", f"{report.periods:,}, fees {report.fees:,}"),
         ("money", f"debited {report.debited:,}, credited {report.credited:,}"),
+        ("scrip", _scrip_line(report)),
     )
     rows = "".join(f"<tr><td>{k}</td><td>{html.escape(v)}</td></tr>" for k, v in facts)
     return f"<table>{rows}</table>"

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from agents.cli.main import main
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import close_period
@@ -288,3 +289,21 @@ async def test_a_deadline_more_than_a_year_after_expiry_is_caught(
     beyond = await forge(clean, tmp_path, forged_mint(clean, deadline=expires + year + 1))
     assert failed(beyond) == {"scrip-limits"}
     assert any("more than a year after it expires" in f.detail for f in beyond.findings)
+
+
+def test_the_html_report_shows_the_scrip_totals_and_each_partys_deposits(
+    clean: ScripLedger, tmp_path: Path
+) -> None:
+    target = tmp_path / "report.html"
+    key = BROKER_KEY.hex()
+    argv = ["audit", str(clean.path), "--broker-key", key, "--no-progress", "--html", str(target)]
+    assert main(argv) == 0
+    page = target.read_text()
+    assert (
+        "<td>scrip</td><td>4 serials, 2 deposits: minted 230 = credited 90 + returned 90"
+        " + outstanding 50</td>" in page
+    )
+    # vendor1: one redemption of 7 units, one deposit of 50; vendor2: one deposit of 40.
+    assert "<td>vendor1</td><td>1</td><td>7</td><td>1</td><td>57</td>" in page
+    assert "<td>vendor2</td><td>0</td><td>0</td><td>1</td><td>40</td>" in page
+    assert "<td>buyer2</td><td>0</td><td>0</td><td>1</td><td>40</td>" in page
