@@ -261,9 +261,24 @@ class VendorCore(VendorScrip):
         self.replay_guard.check(parsed, now)
         return self._commit(parsed, verified, key, now, body.allowance)
 
-    def exposure(self, buyer: str, now: float) -> int:
-        """All this vendor could claim from ``buyer`` (``vendor_chains.exposure``)."""
-        return exposure(self._chains_of.get(buyer, {}).values(), now, self.revoked)
+    def exposure(self, buyer: str, now: float, *, besides: bytes = b"") -> int:
+        """All this vendor could claim from ``buyer`` (``vendor_chains.exposure``).
+
+        Chains waiting for the broker's registration count in full: taking small chains
+        off-line while a large one waits (``online_above``, MiniPay) must not let the two
+        together pass the buyer's limit once the large one is approved. ``besides`` is a
+        commitment not to count (the one being checked, when it is sent again).
+        """
+        held = exposure(self._chains_of.get(buyer, {}).values(), now, self.revoked)
+        now_ms = int(now * 1000)
+        waiting = (
+            pending.verified.commitment
+            for cid, pending in self._pending.items()
+            if cid != besides and pending.verified.certificate.subject == buyer
+        )
+        return held + sum(
+            amount_for(c.length, c.unit_value) for c in waiting if now_ms <= c.not_after
+        )
 
     def _verify_commit(self, commit: Commit, now: float) -> VerifiedCommitment:
         broker = self.broker
@@ -295,7 +310,7 @@ class VendorCore(VendorScrip):
                 raise CommitmentError("unit value or currency differs from the offer")
             if commitment.length > terms.max_length:
                 raise CommitmentError(f"chain longer than {terms.max_length}")
-            exposure = self.exposure(verified.certificate.subject, now)
+            exposure = self.exposure(verified.certificate.subject, now, besides=verified.id)
             value = amount_for(commitment.length, commitment.unit_value)
             limit = verified.certificate.credit_limit
             if exposure + value > limit:

@@ -6,7 +6,7 @@ import pytest
 
 from protocol.broker_events import CommitmentRegistered
 from protocol.errors import LocalProtocolError
-from protocol.events import ReceiptReceived
+from protocol.events import PeerError, ReceiptReceived
 from protocol.vendor import VendorTerms
 from tests.support.scrip_mint import deliver
 from tests.support.world import World, events_of, make_world
@@ -67,3 +67,24 @@ def test_zero_registers_every_chain_and_a_negative_threshold_is_refused() -> Non
     assert len(sent_to_broker(world)) == 1
     with pytest.raises(LocalProtocolError, match="online_above"):
         VendorTerms(online=True, online_above=-1)
+
+
+def test_chains_waiting_for_registration_count_against_the_credit_limit() -> None:
+    world = make_world(vendors=0, buyers=0)
+    terms = VendorTerms(unit_value=2, max_length=1000, max_jump=50, online=True, online_above=100)
+    world.enroll_vendor("kiosk", terms)
+    world.enroll_buyer("alice", credit_limit=2000)
+    vendor = world.vendors["kiosk"]
+    big = commit(world, 1000)  # worth the whole limit: waits for the broker
+    held = [out for out in vendor.data_to_send() if out.topic.endswith("/in/broker/kiosk")]
+    assert len(held) == 1
+    assert vendor.exposure("alice", world.now) == 2000
+    commit(world, 50)  # worth 100, small enough for off-line, but the limit is taken
+    world.pump()
+    refusals = events_of(world, "alice", PeerError)
+    assert [(e.code, "credit limit" in e.detail) for e in refusals] == [("commitment", True)]
+    for out in held:  # the registration goes through; the big chain alone is within L
+        deliver(world, out)
+    world.pump()
+    assert big in vendor.chains
+    assert vendor.exposure("alice", world.now) == 2000
