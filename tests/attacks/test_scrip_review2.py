@@ -1,0 +1,140 @@
+"""Review 2 of the newest scrip and on-line-above changes: failing-now PoCs.
+
+Each test asserts the SAFE behaviour, so it fails until the hole it describes is closed.
+"""
+
+from __future__ import annotations
+
+from protocol.broker_events import ScripDeposited
+from protocol.events import (
+    Outgoing,
+    ScripAccepted,
+    ScripReceived,
+    ScripRepeatAnswered,
+    ScripSettled,
+)
+from protocol.messages import OfferItem
+from protocol.vendor import VendorTerms
+from tests.support.scrip_mint import deliver, mint_scrip, take_off_the_wire
+from tests.support.world import World, events_of, make_world
+
+SHOP = "shop"
+
+
+def scrip_world(*, online: bool) -> World:
+    world = make_world(vendors=0, buyers=1)
+    terms = VendorTerms(
+        max_jump=100, items=(OfferItem("article", 5),), scrip=True, scrip_online=online
+    )
+    world.enroll_vendor(SHOP, terms)
+    return world
+
+
+def held_payment(world: World, price: int) -> tuple[ScripReceived, Outgoing]:
+    """Scrip minted, and the buyer's payment of ``price`` taken off the wire."""
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    world.buyers["buyer1"].pay_scrip(SHOP, price, world.now)
+    (payment,) = take_off_the_wire(world, "buyer1", "scrip-pay")
+    return minted, payment
+
+
+# --- 1. on-line scrip: a lost ``deposited`` turns the vendor's own retry into a "repeat" --------
+
+
+def test_online_a_lost_deposited_still_serves_the_payment_once() -> None:
+    """Charged, never served, with no crash anywhere.
+
+    Attack / fault: the on-line vendor deposits a payment; the broker credits it
+    (``scrip-deposited`` is durable) but its ``deposited`` never reaches the vendor (the
+    broker daemon dies between the commit and the publish, or the MQTT message is lost;
+    anyone able to drop one message on the path can cause it). After 5 s the vendor resends
+    the same deposit (or the buyer's retry triggers it). The broker has credited it, so it
+    answers with ``repeat`` set, and ``VendorScrip._online_answer`` treats every repeat as
+    "a replica or an earlier process served it": it answers the buyer with change and emits
+    ``ScripRepeatAnswered``, never ``ScripAccepted``. Nobody ever served the payment: the
+    buyer is debited 30 and gets nothing. docs/SCHEMES.md 3.9 claims that a late answer
+    "serves the buyer ... once"; only a vendor *crash* was accepted as "at most once".
+
+    Safe behaviour: the payment this process holds pending and has not served is served
+    exactly once, whether the broker's first answer arrives or a retry's repeat does.
+    """
+    world = scrip_world(online=True)
+    minted, payment = held_payment(world, 30)
+    deliver(world, payment)
+    (deposit,) = take_off_the_wire(world, SHOP, "deposit")
+    deliver(world, deposit)  # the broker credits the vendor ...
+    assert len(events_of(world, world.broker.account, ScripDeposited)) == 1
+    world.broker.data_to_send()  # ... and its ``deposited`` is lost on the way
+    world.now += 5  # the vendor's on-line timeout: it tells the buyer to retry, asks again
+    world.vendors[SHOP].handle_timer(world.now)
+    world.pump()
+    world.buyers["buyer1"].resume_scrip(world.now)  # and the buyer retries, as it should
+    world.pump()
+
+    assert world.broker.totals.debited["buyer1"] == 30  # the buyer paid
+    (paid,) = events_of(world, "buyer1", ScripSettled)
+    assert paid.serial == minted.serial
+    repeats = events_of(world, SHOP, ScripRepeatAnswered)
+    served = events_of(world, SHOP, ScripAccepted)
+    # Today: served == [] and one ScripRepeatAnswered: charged and never served.
+    assert len(served) == 1, f"paid 30, served {len(served)} times ({len(repeats)} 'repeats')"
+
+
+# --- 2. PayWord --online-above T: the vendor's credit check skips chains being registered ------
+
+
+def kiosk_world(online_above: int, credit_limit: int) -> World:
+    world = make_world(vendors=0, buyers=0)
+    terms = VendorTerms(
+        unit_value=2, max_length=1000, max_jump=50, online=True, online_above=online_above
+    )
+    world.enroll_vendor("kiosk", terms)
+    world.enroll_buyer("alice", credit_limit=credit_limit)
+    return world
+
+
+def commit(world: World, length: int) -> bytes:
+    """alice commits a chain of ``length`` (worth ``2 * length``); it reaches the vendor."""
+    opened = world.buyers["alice"].open_channel("kiosk", length, world.now)
+    for out in world.buyers["alice"].data_to_send():
+        world.net.inject("kiosk", out.topic, out.payload, world.now)
+    return opened.commitment_id
+
+
+def test_online_above_small_chains_during_a_registration_stay_within_the_credit_limit() -> None:
+    """Exposure twice the buyer's limit at one vendor, by racing the registration.
+
+    Attack: with ``--online-above 100`` and a credit limit L = 2000, alice commits one
+    chain worth L (above the threshold, so ``VendorCore._commit`` parks it in ``_pending``
+    and sends ``register``). While the broker's answer is on its way she commits 20 small
+    chains worth 100 each. The vendor's credit check (``self.exposure``) counts only
+    installed chains, not ``_pending`` ones, so each small chain passes and is taken at
+    once, off-line. Then the broker registers the big chain (it knows nothing of the
+    off-line chains, so ``debited + reserved + L <= L`` holds) and ``_registered`` installs
+    it with no second credit check. The vendor now holds chains worth 2L from a buyer whose
+    limit is L: it serves 2L, and the broker caps what it can collect at L (the buyer's
+    debits never exceed the limit), so the vendor serves L for nothing. Off-line PayWord
+    bounds a vendor's exposure to one buyer by L; SCHEMES.md §1 promises the small chains
+    are "as exposed as off-line PayWord", not more.
+
+    Safe behaviour: the vendor counts chains awaiting registration in the exposure (or
+    checks the credit again when the registration arrives), so it never holds more than L.
+    """
+    world = kiosk_world(online_above=100, credit_limit=2000)
+    vendor = world.vendors["kiosk"]
+    big = commit(world, 1000)  # worth 2000 = L: waits for the broker
+    (register,) = take_off_the_wire(world, "kiosk", "register")  # answer not back yet
+    taken = 0
+    for _ in range(20):  # worth 100 each: at the threshold, taken off-line at once
+        try:
+            commit(world, 50)
+        except Exception:  # noqa: BLE001 - the buyer core may stop her; count what got in
+            break
+        taken += 1
+    world.pump()
+    deliver(world, register)
+    world.pump()
+    assert big in vendor.chains  # the broker approved it: it is within her limit alone
+    exposure = vendor.exposure("alice", world.now)
+    # Today: 20 small chains were taken and exposure == 4000, twice the limit.
+    assert exposure <= 2000, f"{taken} small chains taken during registration: exposure {exposure}"
