@@ -9,6 +9,7 @@ from protocol.broker_events import ScripDeposited
 from protocol.events import (
     Outgoing,
     ScripAccepted,
+    ScripExpired,
     ScripReceived,
     ScripRepeatAnswered,
     ScripSettled,
@@ -112,10 +113,11 @@ def test_online_above_small_chains_during_a_registration_stay_within_the_credit_
     once, off-line. Then the broker registers the big chain (it knows nothing of the
     off-line chains, so ``debited + reserved + L <= L`` holds) and ``_registered`` installs
     it with no second credit check. The vendor now holds chains worth 2L from a buyer whose
-    limit is L: it serves 2L, and the broker caps what it can collect at L (the buyer's
-    debits never exceed the limit), so the vendor serves L for nothing. Off-line PayWord
-    bounds a vendor's exposure to one buyer by L; SCHEMES.md §1 promises the small chains
-    are "as exposed as off-line PayWord", not more.
+    limit is L and serves 2L. At redemption the broker credits the vendor anyway
+    (``_check_credit`` only records ``credit-limit-exceeded`` afterwards), so the buyer ends
+    owing 2L against a limit of L: the operator carries credit the limit was meant to
+    refuse. Off-line PayWord bounds one vendor's exposure to one buyer by L; SCHEMES.md §1
+    promises the small chains are "as exposed as off-line PayWord", not more.
 
     Safe behaviour: the vendor counts chains awaiting registration in the exposure (or
     checks the credit again when the registration arrives), so it never holds more than L.
@@ -138,3 +140,52 @@ def test_online_above_small_chains_during_a_registration_stay_within_the_credit_
     exposure = vendor.exposure("alice", world.now)
     # Today: 20 small chains were taken and exposure == 4000, twice the limit.
     assert exposure <= 2000, f"{taken} small chains taken during registration: exposure {exposure}"
+
+
+# --- 3. on-line scrip: the buyer drops a pending payment at expiry, the vendor keeps it ---------
+
+
+def test_online_a_payment_pending_at_expiry_is_not_forgotten_by_the_buyer() -> None:
+    """The buyer writes scrip off as expired (returned) while the broker debits it.
+
+    Fault / attack: the buyer pays an on-line vendor shortly before the scrip expires, and
+    the broker is slow or unreachable (or someone on the path delays the vendor's
+    ``deposit``). The vendor answers ``broker unreachable`` and, per 3.9, keeps the payment
+    pending and keeps depositing it until the serial's deadline (expires + 2 days). The
+    buyer, however, drops held scrip AND its pending payment at ``expires``
+    (``BuyerScrip.scrip_due``: ``ScripExpired``, wallet rows deleted), believing the value
+    returns to it. When the broker comes back it credits the vendor (deposits are taken
+    until the deadline), the vendor serves, and its ``scrip-paid`` reaches a buyer that no
+    longer knows the payment: the buyer is debited, never answered (no change, no
+    ``ScripSettled``), and its wallet reports the scrip as expired with its full value.
+
+    Safe behaviour: a payment the buyer still holds pending is kept (and resent) until the
+    serial's deadline, so the vendor's late answer settles it; or the vendor stops
+    depositing an on-line payment the buyer has been told to retry once the scrip expires.
+    """
+    world = scrip_world(online=True)
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer, vendor = world.buyers["buyer1"], world.vendors[SHOP]
+    world.now = minted.expires / 1000 - 2  # two seconds before it expires
+    buyer.pay_scrip(SHOP, 30, world.now)
+    (payment,) = take_off_the_wire(world, "buyer1", "scrip-pay")
+    deliver(world, payment)
+    take_off_the_wire(world, SHOP, "deposit")  # the broker is unreachable
+    world.now += 5  # the vendor's timeout: "broker unreachable", the payment stays pending
+    vendor.handle_timer(world.now)
+    take_off_the_wire(world, SHOP, "deposit")
+    world.pump()
+    buyer.handle_timer(world.now)  # past expiry: the buyer writes the scrip off
+    world.pump()
+    assert [e.serial for e in events_of(world, "buyer1", ScripExpired)] == [minted.serial]
+    world.now += 300  # the broker is back; the vendor's next retry reaches it
+    vendor.handle_timer(world.now)
+    world.pump()
+
+    debited = world.broker.totals.debited["buyer1"]
+    settled = events_of(world, "buyer1", ScripSettled)
+    # Today: debited == 30, the vendor served it, and the buyer has no ScripSettled.
+    assert debited == 0 or len(settled) == 1, (
+        f"buyer debited {debited}, served {len(events_of(world, SHOP, ScripAccepted))},"
+        f" settled at the buyer {len(settled)}"
+    )
