@@ -5,7 +5,11 @@ Each test asserts the SAFE behaviour, so it fails until the hole it describes is
 
 from __future__ import annotations
 
-from protocol.broker_events import ScripDeposited
+import copy
+
+from protocol.broker_events import DepositRejected, ScripDeposited
+from protocol.crypto import MacKey
+from protocol.envelope import Auth
 from protocol.events import (
     Outgoing,
     ScripAccepted,
@@ -14,10 +18,11 @@ from protocol.events import (
     ScripRepeatAnswered,
     ScripSettled,
 )
-from protocol.messages import OfferItem
-from protocol.vendor import VendorTerms
+from protocol.messages import OfferItem, ScripPayment
+from protocol.vendor import VendorCore, VendorTerms
+from protocol.vendor_scrip import deposit_corr
 from tests.support.scrip_mint import deliver, mint_scrip, take_off_the_wire
-from tests.support.world import World, events_of, make_world
+from tests.support.world import World, events_of, make_world, seeded_identity
 
 SHOP = "shop"
 
@@ -188,4 +193,79 @@ def test_online_a_payment_pending_at_expiry_is_not_forgotten_by_the_buyer() -> N
     assert debited == 0 or len(settled) == 1, (
         f"buyer debited {debited}, served {len(events_of(world, SHOP, ScripAccepted))},"
         f" settled at the buyer {len(settled)}"
+    )
+
+
+# --- 4. a vendor restored from a backup: confirmed records are never deposited again ----------
+
+
+def test_a_restored_vendor_learns_generations_credited_after_its_backup() -> None:
+    """A double spend served after a restore, of a generation the broker knows is spent.
+
+    docs/SCHEMES.md 3.9: "after a restart, before it accepts scrip, it deposits every
+    record it holds and takes the broker's credited generation per serial as spent". The
+    code deposits only records with ``generation > confirmed`` (``ScripRecord.owes_deposit``)
+    and does not wait for anything before taking payments.
+
+    Attack: the vendor's store is backed up while serial S's record is generation 0,
+    confirmed by the broker. The buyer then pays with generation 1 (its change); the vendor
+    records and deposits it, the broker credits it. The vendor is restored from the backup
+    (disk loss). Its record of S says generation 0, confirmed, so nothing is deposited and
+    it never learns that generation 1 is spent. The buyer spends generation 1 again, for
+    its whole value: the vendor serves it, and the broker refuses the deposit for good
+    ("generation already deposited"). The vendor served 70 for nothing, though the broker
+    held the answer all along (an identical replay is served twice instead).
+
+    Safe behaviour: a restarted vendor deposits (or asks about) every record it holds, not
+    only unconfirmed ones, and refuses payments on a serial until the broker answered.
+    """
+    world = scrip_world(online=False)
+    vendor, buyer = world.vendors[SHOP], world.buyers["buyer1"]
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer.pay_scrip(SHOP, 30, world.now)  # generation 0
+    world.pump()
+    world.now += vendor.terms.redeem_interval
+    vendor.handle_timer(world.now)
+    world.pump()
+    backup = copy.copy(vendor.spent_scrip[minted.serial])  # the store, backed up
+    assert (backup.generation, backup.confirmed) == (0, 0)
+
+    (gen1,) = [e for e in events_of(world, "buyer1", ScripReceived) if e.generation == 1]
+    buyer.pay_scrip(SHOP, 20, world.now)  # generation 1, credited after the backup
+    world.pump()
+    world.now += vendor.terms.redeem_interval
+    vendor.handle_timer(world.now)
+    world.pump()
+    assert world.broker.totals.credited[SHOP] == 50
+
+    world.now += 1  # the disk is lost; the vendor comes back from the backup
+    again = VendorCore(SHOP, seeded_identity(SHOP), world.broker.info, vendor.terms)
+    again.restore_certificate(vendor.certificate, world.now)
+    again.restore_scrip(copy.copy(backup), world.now)
+    world.net.attach(again, world.now)
+    world.vendors[SHOP] = again
+    again.handle_timer(world.now)  # whatever a restarted vendor sends first, it is answered
+    world.pump()
+
+    served_before = len(events_of(world, SHOP, ScripAccepted))
+    # The buyer spends generation 1 again, all of it (a hand-made payment on its own stream).
+    buyer.send(
+        SHOP,
+        ScripPayment(gen1.scrip, "", 70),
+        world.now,
+        auth=Auth.SCRIP,
+        key=MacKey(gen1.secret),
+        ref=gen1.ref,
+        corr=deposit_corr(minted.serial, 1),
+    )
+    world.pump()
+    world.now += again.terms.redeem_interval
+    again.handle_timer(world.now)
+    world.pump()
+    served_again = events_of(world, SHOP, ScripAccepted)[served_before:]
+    refused = events_of(world, world.broker.account, DepositRejected)
+    # Today: served_again has the 70 payment, and the broker refused its deposit for good.
+    assert not served_again, (
+        f"restored vendor served {[(e.generation, e.price) for e in served_again]};"
+        f" broker refusals: {[e.reason for e in refused]}"
     )
