@@ -1,6 +1,15 @@
 """Review 2 of the newest scrip and on-line-above changes: failing-now PoCs.
 
 Each test asserts the SAFE behaviour, so it fails until the hole it describes is closed.
+
+1. On-line scrip: a lost ``deposited`` makes the vendor's own retry a ``repeat``, and a
+   repeat is never served: the buyer is charged (and told it was paid), never served.
+2. ``--online-above``: chains waiting for registration are not in the vendor's exposure,
+   so small chains committed meanwhile take one buyer to twice its limit at one vendor.
+3. On-line scrip: the buyer drops a payment pending at the scrip's expiry while the
+   vendor keeps depositing it until the deadline: debited, never answered.
+4. A vendor restored from a backup never deposits its confirmed records again, so it
+   accepts a generation the broker had credited after the backup (a double spend served).
 """
 
 from __future__ import annotations
