@@ -222,6 +222,9 @@ class ScripDeposited(BrokerEvent, frozen=True, tag="scrip-deposited"):
 
     ``spent`` is the highest generation the vendor accepted, ``change`` what it returned
     (empty when used up), ``outstanding`` the value still unspent on the serial after it.
+    ``claim`` is the deposit's (an on-line vendor's per-payment random bytes; empty
+    off-line and in events from before it): the same claim again is that vendor process's
+    own retry, not a repeat (docs/SCHEMES.md 3.9).
     """
 
     vendor: str
@@ -234,6 +237,7 @@ class ScripDeposited(BrokerEvent, frozen=True, tag="scrip-deposited"):
     change: bytes
     credit: int
     outstanding: int
+    claim: bytes = b""
 
 
 class ScripReturned(BrokerEvent, frozen=True, tag="scrip-returned"):

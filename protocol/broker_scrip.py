@@ -230,6 +230,7 @@ class BrokerScrip(BrokerRekey):
                 change=deposit.change,
                 credit=credit,
                 outstanding=spent.value - deposit.price,
+                claim=deposit.claim,
             )
         )
         self._send_deposited(parsed, spent.serial, record, key, now)
@@ -276,15 +277,22 @@ class BrokerScrip(BrokerRekey):
         key: MacKey,
         now: float,
     ) -> None:
-        """Step 3: the same payment again, or an older one, gets the state; another, no."""
+        """Step 3: the same payment again, or an older one, gets the state; another, no.
+
+        It is a ``repeat`` unless it carries the claim of the deposit that credited it:
+        then it is the crediting vendor process's own retry (its ``deposited`` was lost),
+        which still has to serve the payment (3.9).
+        """
+        current = spent.generation == record.generation
         same = (deposit.item, deposit.price, deposit.change) == (
             record.item,
             record.price,
             record.change,
         )
-        if spent.generation == record.generation and not same:
+        if current and not same:
             raise DepositError(f"generation {spent.generation} already deposited")
-        self._send_deposited(parsed, spent.serial, record, key, now, repeat=True)
+        retry = current and bool(deposit.claim) and deposit.claim == record.claim
+        self._send_deposited(parsed, spent.serial, record, key, now, repeat=not retry)
 
     def _deposit_credit(
         self, deposit: Deposit, spent: Scrip, record: ScripRecord, key: bytes
@@ -318,7 +326,7 @@ class BrokerScrip(BrokerRekey):
         *,
         repeat: bool = False,
     ) -> None:
-        """The serial's state; ``repeat``: this deposit credited nothing new (3.9)."""
+        """The serial's state; ``repeat``: credited before, not by this deposit's claim (3.9)."""
         generation, credited = record.generation or 0, record.credited
         outstanding, change = record.outstanding, record.change
         self._reply_with_head(

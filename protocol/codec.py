@@ -20,6 +20,7 @@ from protocol.messages import (
     Certificate,
     Commit,
     Commitment,
+    Deposit,
     Deposited,
     KeyRotation,
     Offer,
@@ -56,14 +57,15 @@ _TRIMMED: Final[dict[type, int]] = {
     BrokerIdentity: 3,
     Offer: 8,
     Commit: 1,
+    Deposit: 4,
     Deposited: 6,
 }
 """Structs whose appended fields are left out while they hold their defaults (empty).
 
 A certificate from the broker's first key, the identity of a broker that never rotated
-its key, an offer without scrip or allowance, a commit without a grant and a
-``deposited`` that is no repeat are then byte for byte what they were before those
-fields existed.
+its key, an offer without scrip or allowance, a commit without a grant, an off-line
+``deposit`` (no claim) and a ``deposited`` that is no repeat are then byte for byte what
+they were before those fields existed.
 """
 
 

@@ -357,6 +357,9 @@ class LedgerHead(Wire, frozen=True):
 
 RequestId = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
 """A buyer's random id for one mint request: a repeat gets the same answer."""
+CLAIM_SIZE: Final = 16
+"""The random bytes an on-line vendor draws for each payment it deposits (``Deposit.claim``)."""
+Claim = Annotated[bytes, msgspec.Meta(max_length=CLAIM_SIZE)]
 
 
 class MintRequest(Wire, frozen=True):
@@ -401,12 +404,16 @@ class Deposit(Wire, frozen=True):
     """Vendor to broker: the highest generation of a serial it accepted, and its change.
 
     The broker recomputes the change and compares the bytes, so a vendor cannot inflate it.
+    ``claim`` is empty off-line; an on-line vendor draws it per payment and sends it with
+    every retry, so the broker tells its own retry (served) from another process's deposit
+    of the same payment (a ``repeat``, not served again; docs/SCHEMES.md 3.9).
     """
 
     spent: Blob
     item: Text
     price: Positive
     change: Blob
+    claim: Claim = b""
 
 
 class Deposited(Wire, frozen=True):
@@ -414,8 +421,9 @@ class Deposited(Wire, frozen=True):
 
     ``change`` is the change recorded with ``generation``, so an on-line vendor can answer
     a repeated payment without storing change itself. ``repeat`` is true when this deposit
-    credited nothing because the broker had credited it (or a later generation) before: an
-    on-line vendor answers the buyer but does not serve again (docs/SCHEMES.md 3.9).
+    credited nothing because the broker had credited it (or a later generation) before,
+    and not for a deposit with this deposit's (non-empty) ``claim``: an on-line vendor
+    answers the buyer but does not serve again (docs/SCHEMES.md 3.9).
     """
 
     serial: Positive

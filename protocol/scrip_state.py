@@ -54,6 +54,8 @@ class ScripRecord:
     item: str = ""
     price: int = 0
     change: bytes = b""
+    claim: bytes = b""
+    """The claim of the deposit that credited ``generation`` (empty: none, or off-line)."""
     rejections: int = 0
     """``deposit-rejected`` events recorded on the serial (at most ``MAX_DEPOSIT_REJECTIONS``)."""
 
@@ -106,6 +108,7 @@ class ScripState:
                 record.credited += event.credit
                 record.outstanding = event.outstanding
                 record.item, record.price, record.change = event.item, event.price, event.change
+                record.claim = event.claim
                 totals.reserved[event.buyer] -= event.credit
                 totals.debited[event.buyer] += event.credit
                 totals.credited[event.vendor] += event.credit

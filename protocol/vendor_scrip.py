@@ -6,12 +6,14 @@ is served: one record per serial, its highest generation spent (docs/SCHEMES.md 
 Records are deposited at the broker on a timer, retried with backoff until confirmed (or
 refused for good), and forgotten at the serial's deadline. An on-line vendor deposits first
 and serves on the broker's answer instead, so the broker's ledger is its spent set: it
-serves only on a first credit, and keeps a payment whose answer is late pending until
-the broker answers (3.9).
+serves only on a credit of its own deposit (its claim), and keeps a payment whose answer
+is late pending until the broker answers (3.9).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from protocol.codec import decode_scrip, decode_tagged_scrip
@@ -34,7 +36,16 @@ from protocol.events import (
     StateBehind,
     VendorEvent,
 )
-from protocol.messages import Body, Deposit, Deposited, Error, Scrip, ScripPaid, ScripPayment
+from protocol.messages import (
+    CLAIM_SIZE,
+    Body,
+    Deposit,
+    Deposited,
+    Error,
+    Scrip,
+    ScripPaid,
+    ScripPayment,
+)
 from protocol.scrip import (
     PERIOD_MS,
     check_scrip,
@@ -95,6 +106,8 @@ class OnlinePayment:
     ``due`` is when the buyer is told to retry (``told`` false) or, once told, when the
     deposit is sent again; it stays pending until the broker answers or the serial's
     deadline passes, so a late ``deposited`` still gets the buyer its answer (3.9).
+    ``claim`` is drawn once and sent with every deposit of the payment: the broker credits
+    it at most once, and answers a retry after a lost ``deposited`` as no repeat.
     """
 
     buyer: str
@@ -104,6 +117,7 @@ class OnlinePayment:
     payment: ScripPayment
     scrip: Scrip
     change: bytes
+    claim: bytes
     due: float
     told: bool = False
     backoff: float = 0.0
@@ -120,7 +134,7 @@ class BuyerKeys:
 class VendorScrip(VendorRedemption):
     """What a vendor does with scrip; ``VendorCore`` routes ``SCRIP`` envelopes here."""
 
-    def __init__(  # noqa: PLR0913 - identity, trust anchor, terms, limits
+    def __init__(  # noqa: PLR0913 - identity, trust anchor, terms, randomness, limits
         self,
         account: str,
         identity: AgentKeys,
@@ -129,6 +143,7 @@ class VendorScrip(VendorRedemption):
         *,
         max_message_size: int,
         max_skew: float,
+        random: Callable[[int], bytes] = os.urandom,
     ) -> None:
         super().__init__(
             account,
@@ -143,6 +158,7 @@ class VendorScrip(VendorRedemption):
         self._period_keys: dict[tuple[int, int], tuple[MacKey, bytes]] = {}
         self._buyer_keys: dict[tuple[str, bytes], BuyerKeys] = {}
         self._keys_of: object = None  # the identity the cached keys derive from
+        self._random = random  # an on-line payment's claim; unique per process (3.9)
 
     # --- keys ------------------------------------------------------------------------------
 
@@ -328,8 +344,9 @@ class VendorScrip(VendorRedemption):
                 self._send_online_deposit(waiting, now)
             return []  # the same payment again: the broker's answer settles both
         due = now + self.terms.scrip_online_timeout
+        claim = self._random(CLAIM_SIZE)
         online = OnlinePayment(
-            header.sender, header.ref, header.corr, key, payment, scrip, change, due
+            header.sender, header.ref, header.corr, key, payment, scrip, change, claim, due
         )
         self._online[corr] = online
         self._send_online_deposit(online, now)
@@ -339,7 +356,7 @@ class VendorScrip(VendorRedemption):
         payment = online.payment
         self.send(
             self.broker.id,
-            Deposit(payment.scrip, payment.item, payment.price, online.change),
+            Deposit(payment.scrip, payment.item, payment.price, online.change, online.claim),
             now,
             auth=Auth.PAIR,
             key=self.broker_key,
@@ -392,10 +409,12 @@ class VendorScrip(VendorRedemption):
     def _online_answer(
         self, online: OnlinePayment, deposited: Deposited, now: float
     ) -> list[VendorEvent]:
-        """Serve only on a first credit of the payment's generation with this vendor's change.
+        """Serve only on a credit of this payment's own deposit, with this vendor's change.
 
-        A ``repeat`` (the broker had credited this very payment before, for a replica of
-        this vendor or for this process before a restart) is answered with the change and
+        The broker answers a retry of the deposit that credited it (same claim: the first
+        ``deposited`` was lost) as no repeat, so that payment is still served, once. A
+        ``repeat`` (credited for another claim: a replica of this vendor, or this process
+        before a restart, which lost its pending payment) is answered with the change and
         not served again: one payment, one service.
         """
         scrip = online.scrip

@@ -17,6 +17,7 @@ from agents.cli.main import main
 from broker_ledger.audit import LedgerAudit
 from broker_ledger.audit_result import AuditReport
 from broker_ledger.billing import close_period
+from broker_ledger.codec import DEFAULT_CODEC
 from broker_ledger.report import as_dict, as_text
 from broker_ledger.store import EventStore
 from protocol.broker_events import AnyBrokerEvent, ScripDeposited, ScripMinted, ScripReturned
@@ -92,6 +93,19 @@ def clean(tmp_path_factory: pytest.TempPathFactory) -> ScripLedger:
 
 def audit(path: Path) -> AuditReport:
     return LedgerAudit(path, BROKER_KEY).run()
+
+
+def test_a_scrip_deposited_from_before_the_claim_still_reads() -> None:
+    event = ScripDeposited(
+        at=1, vendor="v", buyer="b", serial=1, generation=0, spent=b"s", item="", price=3,
+        change=b"c", credit=3, outstanding=7, claim=b"\x01" * 16,
+    )  # fmt: skip
+    name, schema, body = DEFAULT_CODEC.encode(event)
+    stored = msgspec.msgpack.decode(body)
+    del stored["claim"]  # the body an older broker wrote
+    old = DEFAULT_CODEC.decode(name, schema, msgspec.msgpack.encode(stored))
+    assert old == msgspec.structs.replace(event, claim=b"")
+    assert DEFAULT_CODEC.decode(name, schema, body) == event
 
 
 def test_a_scrip_history_audits_clean_with_its_four_totals(clean: ScripLedger) -> None:

@@ -227,6 +227,36 @@ def test_repeats_and_older_generations_get_the_state_and_record_nothing(desk: Sc
     assert desk.world.broker.totals.credited["vendor1"] == 30
 
 
+def test_a_retry_with_the_crediting_claim_is_no_repeat_and_records_nothing(
+    desk: ScripDesk,
+) -> None:
+    gen0 = minted(desk, 100).scrip
+    gen1 = desk.pay("vendor1", gen0, 30)
+    claim, other = b"\x01" * 16, b"\x02" * 16
+    state = Deposited(1, 0, 30, 70, gen1)
+    assert desk.deposit("vendor1", gen0, 30, gen1, claim=claim) == state
+    (credited,) = recorded(desk, ScripDeposited)
+    assert isinstance(credited, ScripDeposited)
+    assert credited.claim == claim
+    assert desk.world.broker.scrip.records[1].claim == claim
+    # The process whose deposit credited it, retrying after a lost answer: serve.
+    assert desk.deposit("vendor1", gen0, 30, gen1, claim=claim) == state
+    assert not recorded(desk, ScripDeposited)
+    # Another process (another claim) or an off-line deposit (none): a repeat.
+    repeated = msgspec.structs.replace(state, repeat=True)
+    assert desk.deposit("vendor1", gen0, 30, gen1, claim=other) == repeated
+    assert desk.deposit("vendor1", gen0, 30, gen1) == repeated
+    assert not recorded(desk, ScripDeposited)
+    # A later generation credited: the old claim's generation is a repeat, whatever it says.
+    gen2 = desk.pay("vendor1", gen1, 10)
+    later = Deposited(1, 1, 40, 60, gen2)
+    assert desk.deposit("vendor1", gen1, 10, gen2, claim=other) == later
+    assert desk.deposit("vendor1", gen0, 30, gen1, claim=claim) == msgspec.structs.replace(
+        later, repeat=True
+    )
+    assert desk.world.broker.totals.credited["vendor1"] == 40
+
+
 def test_the_same_generation_with_another_payment_is_refused(desk: ScripDesk) -> None:
     gen0 = minted(desk, 100).scrip
     desk.deposit("vendor1", gen0, 10, desk.pay("vendor1", gen0, 10))
@@ -355,7 +385,7 @@ def test_replaying_the_ledger_rebuilds_the_same_scrip_state(desk: ScripDesk) -> 
     gen0 = minted(desk, 100).scrip
     gen1 = desk.pay("vendor1", gen0, 10)
     desk.deposit("vendor1", gen0, 10, gen1)
-    desk.deposit("vendor1", gen1, 50, desk.pay("vendor1", gen1, 50))
+    desk.deposit("vendor1", gen1, 50, desk.pay("vendor1", gen1, 50), claim=b"\x07" * 16)
     desk.mint("buyer2", "vendor2", 30)
     request = desk.request_id()
     first = desk.mint("buyer1", "vendor2", 7, request)
@@ -368,6 +398,7 @@ def test_replaying_the_ledger_rebuilds_the_same_scrip_state(desk: ScripDesk) -> 
     rebuilt.rebuild(ledger(world))
     assert rebuilt.get_timer() == broker.get_timer()  # both drop closed serials' deadlines
     assert rebuilt.scrip == broker.scrip
+    assert rebuilt.scrip.records[1].claim == b"\x07" * 16  # a retry is still told apart
     for name in ("buyer1", "buyer2", "vendor1", "vendor2"):
         for figure in ("debited", "credited", "reserved"):
             assert getattr(rebuilt.totals, figure)[name] == getattr(broker.totals, figure)[name]

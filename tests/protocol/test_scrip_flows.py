@@ -11,9 +11,10 @@ import pytest
 
 from protocol.broker_events import DepositRejected, ScripDeposited
 from protocol.buyer import BuyerCore
-from protocol.codec import decode_scrip, decode_tagged_scrip, encode
+from protocol.codec import decode_as, decode_scrip, decode_tagged_scrip, encode
 from protocol.crypto import MacKey
 from protocol.envelope import Auth, open_body, parse
+from protocol.errors import MalformedMessageError
 from protocol.events import (
     MessageRejected,
     Outgoing,
@@ -626,6 +627,44 @@ def test_online_an_unanswered_deposit_tells_the_buyer_to_retry(online: World) ->
     buyer = online.buyers["buyer1"]
     assert minted.serial in buyer.scrip_pending  # kept, to be resent byte for byte
     assert not events_of(online, "buyer1", ScripPaymentRefused)
+
+
+def test_online_a_retry_after_a_lost_deposited_serves_once(online: World) -> None:
+    minted, sent = pay_online(online, 30)
+    deliver(online, sent)  # credited ...
+    online.broker.data_to_send()  # ... and the ``deposited`` is lost
+    online.now += 5
+    shop(online).handle_timer(online.now)  # the buyer is told to retry; the deposit goes again
+    (again,) = take_off_the_wire(online, SHOP, "deposit")
+    first, retry = (open_body(parse(out.payload)) for out in (sent, again))
+    assert isinstance(first, Deposit)
+    assert isinstance(retry, Deposit)
+    assert len(first.claim) == 16
+    assert retry == first  # the same claim: the broker tells its own retry from a replica's
+    online.buyers["buyer1"].resume_scrip(online.now)  # the buyer retries too: a third deposit
+    online.pump()
+    deliver(online, again)  # and the timer's retry is answered after that
+    online.pump()
+
+    (accepted,) = events_of(online, SHOP, ScripAccepted)  # served, exactly once
+    assert (accepted.serial, accepted.generation, accepted.confirmed) == (minted.serial, 0, 0)
+    (settled,) = events_of(online, "buyer1", ScripSettled)
+    assert settled.change_value == 70
+    (credited,) = broker_recorded(online, ScripDeposited)  # and credited once
+    assert credited.claim == first.claim
+    assert online.broker.totals.credited[SHOP] == 30
+    assert online.broker.totals.debited["buyer1"] == 30
+    assert shop(online).scrip_online_pending == 0
+
+
+def test_a_deposit_without_a_claim_encodes_as_before() -> None:
+    offline = Deposit(b"spent", "article", 30, b"change")
+    assert msgspec.msgpack.decode(encode(offline)) == [b"spent", "article", 30, b"change"]
+    claimed = Deposit(b"spent", "article", 30, b"change", b"\x05" * 16)
+    assert decode_as(Deposit, encode(claimed)) == claimed
+    assert decode_as(Deposit, encode(offline)) == offline
+    with pytest.raises(MalformedMessageError):
+        decode_as(Deposit, encode(Deposit(b"spent", "article", 30, b"change", b"\x05" * 17)))
 
 
 # --- the buyer's restart -------------------------------------------------------------------------

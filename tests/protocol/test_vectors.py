@@ -732,6 +732,8 @@ def test_scrip_messages_from_inputs() -> None:
     assert wrapped.hex() == scrip["wrapped_customer_secret"]
     request = sha256_of_label(inputs["request_label"])[:16]
     assert request.hex() == inputs["request"]
+    claim = sha256_of_label(inputs["claim_label"])[:16]
+    assert claim.hex() == inputs["claim"]
 
     tagged, change = unhex(scrip["tagged_bytes"]), unhex(scrip["change_tagged_bytes"])
     item, price = inputs["item"], inputs["price"]
@@ -753,6 +755,7 @@ def test_scrip_messages_from_inputs() -> None:
             "scrip?": pack([vendor, value, request]).hex(),
             "scrip": pack([request, tagged, wrapped, None]).hex(),
             "deposit": pack([tagged, item, price, change]).hex(),
+            "deposit-online": pack([tagged, item, price, change, claim]).hex(),
             "deposited": pack([serial, generation, price, value - price, change, None]).hex(),
         },
     } == outputs(vector)

@@ -60,13 +60,21 @@ class ScripDesk:
         request = request or self.request_id()
         return self.ask(buyer, MintRequest(vendor, value, request), corr=request)
 
-    def deposit(self, vendor: str, spent: bytes, price: int, change: bytes, item: str = "") -> Body:
+    def deposit(  # noqa: PLR0913 - the Deposit's fields
+        self,
+        vendor: str,
+        spent: bytes,
+        price: int,
+        change: bytes,
+        item: str = "",
+        claim: bytes = b"",
+    ) -> Body:
         try:
             scrip = scrip_of(spent)
             corr = scrip.serial.to_bytes(8, "big") + scrip.generation.to_bytes(4, "big")
         except MalformedMessageError:
             corr = b""
-        return self.ask(vendor, Deposit(spent, item, price, change), corr=corr)
+        return self.ask(vendor, Deposit(spent, item, price, change, claim), corr=corr)
 
     def pair_secret(self, name: str) -> bytes:
         """The pair key ``name`` shares with the broker, as ``name`` derives it."""

@@ -904,6 +904,7 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
     ref = key_ref(2, period)
     corr = (1).to_bytes(8, "big") + (0).to_bytes(4, "big")
     request = seed("vector:scrip-request")[:16]
+    claim = seed("vector:scrip-claim")[:16]
     pay_inputs, pay_outputs = sealed(
         topics.inbox("shop", "alice"),
         ScripPayment(tagged, "article-42", 30),
@@ -932,6 +933,7 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
         "scrip?": MintRequest("shop", 100, request),
         "scrip": Minted(request, tagged, wrapped),
         "deposit": Deposit(tagged, "article-42", 30, change),
+        "deposit-online": Deposit(tagged, "article-42", 30, change, claim),
         "deposited": Deposited(1, 0, 30, 70, change),
     }
     return {
@@ -940,7 +942,8 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
             " under her customer secret with ref key_ref(2, period) and corr"
             " u64be(serial) || u32be(generation); shop's scrip-paid with the change on the"
             " same stream; and the bytes of the scrip?, scrip, deposit and deposited bodies"
-            " that go with them (ledger nil) (docs/SCHEMES.md 3.4, 3.7)"
+            " that go with them (ledger nil), and of the deposit an on-line vendor sends, with"
+            " its claim (docs/SCHEMES.md 3.4, 3.7, 3.9)"
         ),
         "inputs": {
             "pair_keys": {
@@ -955,6 +958,8 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
             "price": 30,
             "request_label": "vector:scrip-request",
             "request": request.hex(),
+            "claim_label": "vector:scrip-claim",
+            "claim": claim.hex(),
             "payment": pay_inputs,
             "paid": paid_inputs,
             "taken_from": {
@@ -963,6 +968,7 @@ def scrip_messages_vector(broker: Identity, buyer: Identity, vendor: Identity) -
                 "change": "scrip.json change_tagged_bytes",
                 "secret": "scrip.json wrapped_customer_secret",
                 "request": "the first 16 bytes of SHA-256(request_label)",
+                "claim": "the first 16 bytes of SHA-256(claim_label)",
             },
         },
         "customer_secret": secret.hex(),
