@@ -7,6 +7,9 @@ chain so a burst of payments costs one receipt.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+
 from protocol import chain
 from protocol.allowance import day_of
 from protocol.codec import decode_as
@@ -77,6 +80,7 @@ class VendorCore(VendorScrip):
         broker: BrokerInfo,
         terms: VendorTerms | None = None,
         *,
+        random: Callable[[int], bytes] = os.urandom,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         max_skew: float = DEFAULT_MAX_SKEW,
     ) -> None:
@@ -85,6 +89,7 @@ class VendorCore(VendorScrip):
             identity,
             broker,
             terms or VendorTerms(),
+            random=random,
             max_message_size=max_message_size,
             max_skew=max_skew,
         )

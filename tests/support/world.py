@@ -71,8 +71,13 @@ class World:
 
     def enroll_vendor(self, name: str, terms: VendorTerms | None = None) -> VendorCore:
         token = self.net.open_account(self.broker, name, "vendor", 0, "EUR", self.now)
-        vendor = VendorCore(name, self.keys(name), self.broker.info, terms or default_terms())
-        vendor._random = SeededRandom(name)  # on-line scrip claims: the same bytes every run
+        vendor = VendorCore(
+            name,
+            self.keys(name),
+            self.broker.info,
+            terms or default_terms(),
+            random=SeededRandom(name),  # on-line scrip claims: the same bytes every run
+        )
         self.net.attach(vendor, self.now)
         vendor.enroll(token, self.now)
         self.pump()
