@@ -7,12 +7,16 @@ Records are deposited at the broker on a timer, retried with backoff until confi
 refused for good), and forgotten at the serial's deadline. An on-line vendor deposits first
 and serves on the broker's answer instead, so the broker's ledger is its spent set: it
 serves only on a first credit, and keeps a payment whose answer is late pending until
-the broker answers (3.9).
+the broker answers (3.9). A restored vendor asks the broker about every record it holds
+before it takes a further generation of that serial (3.9): its store may be older than
+the broker's ledger.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import msgspec
 
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.crypto import AgentKeys, MacKey, pair_key
@@ -43,6 +47,7 @@ from protocol.scrip import (
     make_change,
     scrip_key,
     split_key_ref,
+    tag_scrip,
 )
 from protocol.vendor_chains import VendorTerms
 from protocol.vendor_redemption import VendorRedemption
@@ -53,6 +58,10 @@ UNREACHABLE = "broker unreachable"
 """The detail of the on-line vendor's retryable answer: the broker has not answered yet."""
 DEFINITIVE = "deposit"
 """The ``Error`` code with which the broker refuses a deposit for good: never sent again."""
+RECONFIRM_BATCH = 256
+"""Restored records asked about at once; the next batch goes ``RECONFIRM_SPACING`` later."""
+RECONFIRM_SPACING = 0.1
+"""Seconds between batches of restored records asked about (about 2,500 a second)."""
 
 
 def deposit_corr(serial: int, generation: int) -> bytes:
@@ -81,11 +90,21 @@ class ScripRecord:
     """Why the broker refused this generation's deposit for good; empty: not refused."""
     deposit_due: float = 0.0
     backoff: float = 0.0
+    reconfirming: bool = False
+    """Restored from the store, and the broker has not answered for the serial since: a
+    later generation may have been credited after the store was written (a backup), so
+    none is accepted until the broker's answer tells (never stored)."""
 
     @property
     def owes_deposit(self) -> bool:
-        """A generation the broker has not credited nor refused, whose bytes this vendor holds."""
-        return self.generation > self.confirmed and bool(self.spent) and not self.refused
+        """Something to send the broker for this serial.
+
+        A generation it has not credited nor refused, whose bytes this vendor holds, or a
+        restored record it has not answered for yet.
+        """
+        return self.reconfirming or (
+            self.generation > self.confirmed and bool(self.spent) and not self.refused
+        )
 
 
 @dataclass(slots=True)
@@ -236,6 +255,8 @@ class VendorScrip(VendorRedemption):
                 self._send_paid(header.sender, record, key, header.ref, header.corr, now)
                 return []  # a repeat: the recorded answer again, nothing new to persist
             raise ScripError("spent")
+        if record is not None and record.reconfirming and not terms.scrip_online:
+            raise ScripError(UNREACHABLE)  # restored: the broker has not told what it holds
         if payment.item:  # 8
             price = {offered.item: offered.price for offered in terms.items}.get(payment.item)
             if price is None:
@@ -359,7 +380,10 @@ class VendorScrip(VendorRedemption):
             events.extend(self._online_answer(online, deposited, now))
             return events
         record = self.spent_scrip.get(deposited.serial)
-        if record is None or deposited.generation < record.confirmed:
+        if record is None:
+            return events
+        record.reconfirming = False  # the broker's state of the serial: adopted below
+        if deposited.generation < record.confirmed:
             return events
         if deposited.generation >= record.generation:
             record.refused = ""  # credited at or past it: nothing left refused
@@ -453,6 +477,9 @@ class VendorScrip(VendorRedemption):
         if error.code != DEFINITIVE:
             record.deposit_due = now + self.terms.redeem_retry_max
             return []
+        # Asked again after a restore, and refused for good (past the deadline): the broker
+        # tells nothing more, and a record it had confirmed is not refused by that.
+        record.reconfirming = False
         if not record.owes_deposit:
             return []  # confirmed meanwhile, or refused already
         record.refused = error.detail or "refused"
@@ -462,14 +489,35 @@ class VendorScrip(VendorRedemption):
     # --- restore, timers -----------------------------------------------------------------------
 
     def restore_scrip(self, record: ScripRecord, now: float) -> ScripRecord:
-        """Reinstate a spent-set record from the store; an unconfirmed one is deposited at once.
+        """Reinstate a spent-set record from the store and deposit it again, confirmed or not.
 
-        Its deposit may have been sent before the restart and never answered: the broker
-        takes the same deposit again (idempotent), so the first timer sends it right away.
+        An unconfirmed deposit may have been sent before the restart and never answered;
+        a confirmed one may be older than the broker's ledger (a store restored from a
+        backup, while later generations of the serial were credited). The broker takes the
+        same deposit again (idempotent: ``deposited`` with ``repeat``, no ledger event), and
+        its answer carries the serial's credited generation, which ``scrip_deposited``
+        adopts. Until it has answered for the serial, a further generation is answered
+        ``broker unreachable`` (the buyer resends it), as a restored chain is reconfirmed
+        (3.9). The first ``RECONFIRM_BATCH`` go at the first timer, the rest in batches.
         """
-        record.deposit_due, record.backoff = now, 0.0
+        record.reconfirming = self._may_have_moved(record)
+        restored = len(self.spent_scrip)
+        record.deposit_due = now + (restored // RECONFIRM_BATCH) * RECONFIRM_SPACING
+        record.backoff = 0.0
         self.spent_scrip[record.serial] = record
         return record
+
+    @staticmethod
+    def _may_have_moved(record: ScripRecord) -> bool:
+        """Whether the broker may hold a later generation than this record, and can be asked.
+
+        Not when the record left no change (its serial is spent out), nor when the broker
+        refused it for good (asked again, it would refuse again and tell nothing). A record
+        adopted from the broker (``spent`` empty) is asked about with its change (3.9).
+        """
+        if record.refused or not record.change:
+            return False
+        return bool(record.spent) or record.generation >= 1
 
     def _deadline(self, record: ScripRecord) -> int:
         return self._deadline_of(record.expires)
@@ -530,14 +578,35 @@ class VendorScrip(VendorRedemption):
         terms = self.terms
         record.backoff = min(max(record.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
         record.deposit_due = now + record.backoff
+        if record.spent:
+            body = Deposit(record.spent, record.item, record.price, record.change)
+        else:
+            body = self._state_query(record)
         self.send(
             self.broker.id,
-            Deposit(record.spent, record.item, record.price, record.change),
+            body,
             now,
             auth=Auth.PAIR,
             key=self.broker_key,
             corr=deposit_corr(record.serial, record.generation),
         )
+
+    def _state_query(self, record: ScripRecord) -> Deposit:
+        """A deposit that only asks the serial's state, for a record adopted from the broker.
+
+        Such a record holds no bytes it was paid with, only the broker's generation G >= 1
+        and its change. The serial's scrip at generation G - 1, made from that change under
+        this vendor's scrip key, is older than what the broker credited: the broker answers
+        it with the serial's state (3.8 step 3), crediting and recording nothing. Its price
+        leaves value over and it names no change, so a broker that had lost the serial's
+        deposits would refuse it (the change is wrong), never credit it.
+        """
+        change = decode_scrip(decode_tagged_scrip(record.change).body)
+        older = msgspec.structs.replace(
+            change, generation=record.generation - 1, value=change.value + 2
+        )
+        key = self._keys(older.vendor_serial, older.period)[0]
+        return Deposit(tag_scrip(older, key), "", 1, b"")
 
     @property
     def scrip_awaiting_deposit(self) -> int:
