@@ -233,7 +233,13 @@ class VendorScrip(VendorRedemption):
     def _scrip_pay(
         self, parsed: Parsed, payment: ScripPayment, key: MacKey, now: float
     ) -> list[VendorEvent]:
-        """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing."""
+        """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing.
+
+        Rule 5 (expiry) is judged after rule 7's repeat: the identical repeat of a payment
+        recorded here (or pending at the broker, on-line) gets its answer even after the
+        scrip expired, since the buyer resends it until answered (3.8); any other payment
+        of expired scrip is refused as before.
+        """
         header, terms = parsed.header, self.terms
         tagged = decode_tagged_scrip(payment.scrip)  # 1: decoded once, checked once
         scrip = decode_scrip(tagged.body)
@@ -241,19 +247,28 @@ class VendorScrip(VendorRedemption):
         if (scrip.vendor_serial, scrip.period) != (vendor_serial, period):  # 2
             raise ScripError("the scrip's certificate and period are not its envelope's")
         keys = self._keys_for(header.sender, header.ref, vendor_serial, period).scrip
-        check_scrip(  # 3, 4, 5
-            tagged, scrip, keys, vendor=self.account, buyer=header.sender, now_ms=int(now * 1000)
+        now_ms = int(now * 1000)
+        check_scrip(  # 3, 4 (5 below, after a repeat is answered)
+            tagged,
+            scrip,
+            keys,
+            vendor=self.account,
+            buyer=header.sender,
+            now_ms=min(now_ms, scrip.expires),
         )
         self._check_holder_and_terms(scrip)  # 4 (the buyer's certificate), 6
         record = self.spent_scrip.get(scrip.serial)  # 7
+        if (
+            record is not None
+            and record.generation == scrip.generation
+            and (record.spent, record.item, record.price)
+            == (payment.scrip, payment.item, payment.price)
+        ):
+            self._send_paid(header.sender, record, key, header.ref, header.corr, now)
+            return []  # a repeat: the recorded answer again, nothing new to persist
+        if now_ms > scrip.expires and not self._pending_repeat(header.sender, scrip, payment):
+            raise ScripError("scrip expired")  # 5
         if record is not None and record.generation >= scrip.generation:
-            if record.generation == scrip.generation and (
-                record.spent,
-                record.item,
-                record.price,
-            ) == (payment.scrip, payment.item, payment.price):
-                self._send_paid(header.sender, record, key, header.ref, header.corr, now)
-                return []  # a repeat: the recorded answer again, nothing new to persist
             raise ScripError("spent")
         if record is not None and record.reconfirming and not terms.scrip_online:
             raise ScripError(UNREACHABLE)  # restored: the broker has not told what it holds
@@ -271,6 +286,11 @@ class VendorScrip(VendorRedemption):
         record = self.spent_scrip[scrip.serial]  # sent after the record is durable (the shell)
         self._send_paid(header.sender, record, key, header.ref, header.corr, now)
         return [accepted]
+
+    def _pending_repeat(self, buyer: str, scrip: Scrip, payment: ScripPayment) -> bool:
+        """The same payment as one pending at the broker (on-line): its answer is still due."""
+        waiting = self._online.get(deposit_corr(scrip.serial, scrip.generation))
+        return waiting is not None and (waiting.buyer, waiting.payment) == (buyer, payment)
 
     def _check_holder_and_terms(self, scrip: Scrip) -> None:
         """Rule 4's revocation check and rule 6: a listed buyer, or scrip this vendor refuses.

@@ -40,6 +40,7 @@ from protocol.messages import (
     TaggedScrip,
 )
 from protocol.scrip import PERIOD_MS, key_ref, make_change, scrip_key, tag_scrip
+from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE
 from protocol.vendor import VendorCore, VendorTerms
 from protocol.vendor_scrip import (
     RECONFIRM_BATCH,
@@ -653,6 +654,50 @@ def test_restored_records_are_asked_about_in_batches(world: World) -> None:
     assert again.get_timer() == pytest.approx(world.now + RECONFIRM_SPACING)
 
 
+# --- a payment pending at the scrip's expiry -------------------------------------------------
+
+
+def test_a_payment_answered_just_before_expiry_and_lost_is_answered_after_it(
+    world: World,
+) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer = world.buyers["buyer1"]
+    world.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, world.now)
+    (payment,) = take_off_the_wire(world, "buyer1", "scrip-pay")
+    deliver(world, payment)  # recorded and served ...
+    assert take_off_the_wire(world, SHOP, "scrip-paid")  # ... and its answer is lost
+    world.now += 3  # past the expiry: the payment is kept, and resent
+    assert not [e for e in buyer.handle_timer(world.now) if isinstance(e, ScripExpired)]
+    world.pump()
+    (settled,) = events_of(world, "buyer1", ScripSettled)  # the recorded answer
+    assert settled.change_value == 70
+    change = events_of(world, "buyer1", ScripReceived)[-1]
+    raw_payment(world, "buyer1", minted.scrip, 40)  # not the recorded payment: expired
+    assert refusals(world, "buyer1")[-1] == ("scrip", "scrip expired")
+    raw_payment(world, "buyer1", change.scrip, 10)  # its change expires with it
+    assert refusals(world, "buyer1")[-1] == ("scrip", "scrip expired")
+    assert len(events_of(world, SHOP, ScripAccepted)) == 1
+
+
+def test_a_payment_never_answered_is_written_off_at_the_deadline(world: World) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer = world.buyers["buyer1"]
+    world.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, world.now)
+    take_off_the_wire(world, "buyer1", "scrip-pay")  # the vendor never sees it
+    deadline = minted.expires / 1000 + DEFAULT_DEPOSIT_GRACE
+    while (due := buyer.get_timer()) is not None and due <= deadline:
+        world.now = due
+        assert not [e for e in buyer.handle_timer(world.now) if isinstance(e, ScripExpired)]
+        take_off_the_wire(world, "buyer1", "scrip-pay")
+    assert minted.serial in buyer.scrip_pending
+    world.now = deadline + 1
+    assert ScripExpired(SHOP, minted.serial, 100) in buyer.handle_timer(world.now)
+    assert minted.serial not in buyer.scrip_pending
+    assert minted.serial not in buyer.scrip
+
+
 # --- on-line serial check ------------------------------------------------------------------------
 
 
@@ -738,6 +783,29 @@ def test_online_an_unanswered_deposit_tells_the_buyer_to_retry(online: World) ->
     buyer = online.buyers["buyer1"]
     assert minted.serial in buyer.scrip_pending  # kept, to be resent byte for byte
     assert not events_of(online, "buyer1", ScripPaymentRefused)
+
+
+def test_online_a_payment_pending_at_expiry_is_answered_after_it(online: World) -> None:
+    minted = mint_scrip(online, "buyer1", SHOP, 100)
+    buyer, vendor = online.buyers["buyer1"], shop(online)
+    online.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, online.now)
+    (payment,) = take_off_the_wire(online, "buyer1", "scrip-pay")
+    deliver(online, payment)
+    take_off_the_wire(online, SHOP, "deposit")  # the broker is unreachable
+    online.now += 5  # past the expiry
+    vendor.handle_timer(online.now)
+    take_off_the_wire(online, SHOP, "deposit")
+    online.pump()
+    assert refusals(online, "buyer1")[-1] == ("scrip", UNREACHABLE)
+    assert not [e for e in buyer.handle_timer(online.now) if isinstance(e, ScripExpired)]
+    online.pump()  # its resend reaches the vendor, which asks the broker again: credited
+    assert ("scrip", "scrip expired") not in refusals(online, "buyer1")
+    (settled,) = events_of(online, "buyer1", ScripSettled)
+    assert (settled.serial, settled.change_value) == (minted.serial, 70)
+    assert len(events_of(online, SHOP, ScripAccepted)) == 1
+    raw_payment(online, "buyer1", minted.scrip, 40)  # another payment of it: expired
+    assert refusals(online, "buyer1")[-1] == ("scrip", "scrip expired")
 
 
 # --- the buyer's restart -------------------------------------------------------------------------
