@@ -4,6 +4,9 @@ The wallet holds per serial the one live generation, and per vendor certificate 
 the customer secret the broker wrapped for it. A payment is written to the wallet before it
 leaves and resent, byte for byte, until the vendor answers: a repeat is answered again,
 while the same scrip with another request would be a double spend (docs/SCHEMES.md 3.8).
+Scrip past its expiry is dropped, except while a payment of it is pending: the vendor may
+still deposit it until the serial's deadline, so it is resent until answered or until the
+deadline the buyer assumes (``expires`` plus the broker's default deposit grace).
 """
 
 from __future__ import annotations
@@ -48,11 +51,16 @@ from protocol.messages import (
     ScripPayment,
 )
 from protocol.scrip import key_ref, wrap_customer_secret
+from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE
 from protocol.vendor_scrip import UNREACHABLE, deposit_corr
 
 MINT_RETRY = 2.0
 """First wait before an unanswered mint or scrip payment is sent again (s); it doubles."""
 MINT_RETRY_MAX = 60.0
+PENDING_GRACE_MS = int(DEFAULT_DEPOSIT_GRACE * 1000)
+"""How long past ``expires`` a pending payment is kept and resent (ms): the broker takes
+deposits until the serial's deadline, ``expires`` plus its deposit grace, and the buyer
+assumes the default (two days); the scrip is written off as expired after that."""
 
 
 @dataclass(slots=True)
@@ -367,18 +375,28 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
         """The next resend of a mint or payment, or the next expiry of held scrip."""
         due = [o.retry_due for o in self.mints.values()]
         due.extend(p.retry_due for p in self.scrip_pending.values())
-        due.extend((h.scrip.expires + 1) / 1000 for h in self.scrip.values())
+        due.extend((self._kept_until(s, h) + 1) / 1000 for s, h in self.scrip.items())
         return min(due) if due else None
 
+    def _kept_until(self, serial: int, held: HeldScrip) -> int:
+        """When held scrip is dropped (ms): at expiry, or at the deadline while it is pending."""
+        expires = held.scrip.expires
+        return expires + PENDING_GRACE_MS if serial in self.scrip_pending else expires
+
     def scrip_due(self, now: float) -> list[BuyerEvent]:
-        """Resend what is unanswered; drop scrip past its expiry (the broker returns its value)."""
+        """Resend what is unanswered; drop scrip past its expiry (the broker returns its value).
+
+        Scrip with a payment pending is kept past its expiry, and the payment resent, until
+        the deadline: the vendor may have recorded it (off-line) or may still deposit it
+        (on-line), and answers its identical repeat even after the expiry (3.8).
+        """
         for request, order in self.mints.items():
             if order.retry_due <= now:
                 self._send_mint(request, now)
         now_ms = int(now * 1000)
         events: list[BuyerEvent] = []
         for serial, held in list(self.scrip.items()):
-            if held.scrip.expires < now_ms:
+            if self._kept_until(serial, held) < now_ms:
                 del self.scrip[serial]
                 self.scrip_pending.pop(serial, None)
                 events.append(ScripExpired(held.scrip.vendor, serial, held.scrip.value))

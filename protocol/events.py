@@ -477,7 +477,7 @@ class ScripPaymentRefused:
 
 @dataclass(frozen=True, slots=True)
 class ScripExpired:
-    """Scrip past its ``expires``: dropped (the broker returns its value at the deadline)."""
+    """Scrip dropped past ``expires`` (with a payment pending: two days later); see 3.8."""
 
     vendor: str
     serial: int

@@ -7,7 +7,9 @@ Records are deposited at the broker on a timer, retried with backoff until confi
 refused for good), and forgotten at the serial's deadline. An on-line vendor deposits first
 and serves on the broker's answer instead, so the broker's ledger is its spent set: it
 serves only on a credit of its own deposit (its claim), and keeps a payment whose answer
-is late pending until the broker answers (3.9).
+is late pending until the broker answers (3.9). A restored vendor asks the broker about
+every record it holds before it takes a further generation of that serial (3.9): its
+store may be older than the broker's ledger.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import msgspec
 
 from protocol.codec import decode_scrip, decode_tagged_scrip
 from protocol.crypto import AgentKeys, MacKey, pair_key
@@ -54,6 +58,7 @@ from protocol.scrip import (
     make_change,
     scrip_key,
     split_key_ref,
+    tag_scrip,
 )
 from protocol.vendor_chains import VendorTerms
 from protocol.vendor_redemption import VendorRedemption
@@ -64,6 +69,10 @@ UNREACHABLE = "broker unreachable"
 """The detail of the on-line vendor's retryable answer: the broker has not answered yet."""
 DEFINITIVE = "deposit"
 """The ``Error`` code with which the broker refuses a deposit for good: never sent again."""
+RECONFIRM_BATCH = 256
+"""Restored records asked about at once; the next batch goes ``RECONFIRM_SPACING`` later."""
+RECONFIRM_SPACING = 0.1
+"""Seconds between batches of restored records asked about (about 2,500 a second)."""
 
 
 def deposit_corr(serial: int, generation: int) -> bytes:
@@ -92,11 +101,21 @@ class ScripRecord:
     """Why the broker refused this generation's deposit for good; empty: not refused."""
     deposit_due: float = 0.0
     backoff: float = 0.0
+    reconfirming: bool = False
+    """Restored from the store, and the broker has not answered for the serial since: a
+    later generation may have been credited after the store was written (a backup), so
+    none is accepted until the broker's answer tells (never stored)."""
 
     @property
     def owes_deposit(self) -> bool:
-        """A generation the broker has not credited nor refused, whose bytes this vendor holds."""
-        return self.generation > self.confirmed and bool(self.spent) and not self.refused
+        """Something to send the broker for this serial.
+
+        A generation it has not credited nor refused, whose bytes this vendor holds, or a
+        restored record it has not answered for yet.
+        """
+        return self.reconfirming or (
+            self.generation > self.confirmed and bool(self.spent) and not self.refused
+        )
 
 
 @dataclass(slots=True)
@@ -230,7 +249,13 @@ class VendorScrip(VendorRedemption):
     def _scrip_pay(
         self, parsed: Parsed, payment: ScripPayment, key: MacKey, now: float
     ) -> list[VendorEvent]:
-        """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing."""
+        """Rules 1-9 of docs/SCHEMES.md 3.8, in order; a refusal changes nothing.
+
+        Rule 5 (expiry) is judged after rule 7's repeat: the identical repeat of a payment
+        recorded here (or pending at the broker, on-line) gets its answer even after the
+        scrip expired, since the buyer resends it until answered (3.8); any other payment
+        of expired scrip is refused as before.
+        """
         header, terms = parsed.header, self.terms
         tagged = decode_tagged_scrip(payment.scrip)  # 1: decoded once, checked once
         scrip = decode_scrip(tagged.body)
@@ -238,20 +263,31 @@ class VendorScrip(VendorRedemption):
         if (scrip.vendor_serial, scrip.period) != (vendor_serial, period):  # 2
             raise ScripError("the scrip's certificate and period are not its envelope's")
         keys = self._keys_for(header.sender, header.ref, vendor_serial, period).scrip
-        check_scrip(  # 3, 4, 5
-            tagged, scrip, keys, vendor=self.account, buyer=header.sender, now_ms=int(now * 1000)
+        now_ms = int(now * 1000)
+        check_scrip(  # 3, 4 (5 below, after a repeat is answered)
+            tagged,
+            scrip,
+            keys,
+            vendor=self.account,
+            buyer=header.sender,
+            now_ms=min(now_ms, scrip.expires),
         )
         self._check_holder_and_terms(scrip)  # 4 (the buyer's certificate), 6
         record = self.spent_scrip.get(scrip.serial)  # 7
+        if (
+            record is not None
+            and record.generation == scrip.generation
+            and (record.spent, record.item, record.price)
+            == (payment.scrip, payment.item, payment.price)
+        ):
+            self._send_paid(header.sender, record, key, header.ref, header.corr, now)
+            return []  # a repeat: the recorded answer again, nothing new to persist
+        if now_ms > scrip.expires and not self._pending_repeat(header.sender, scrip, payment):
+            raise ScripError("scrip expired")  # 5
         if record is not None and record.generation >= scrip.generation:
-            if record.generation == scrip.generation and (
-                record.spent,
-                record.item,
-                record.price,
-            ) == (payment.scrip, payment.item, payment.price):
-                self._send_paid(header.sender, record, key, header.ref, header.corr, now)
-                return []  # a repeat: the recorded answer again, nothing new to persist
             raise ScripError("spent")
+        if record is not None and record.reconfirming and not terms.scrip_online:
+            raise ScripError(UNREACHABLE)  # restored: the broker has not told what it holds
         if payment.item:  # 8
             price = {offered.item: offered.price for offered in terms.items}.get(payment.item)
             if price is None:
@@ -266,6 +302,11 @@ class VendorScrip(VendorRedemption):
         record = self.spent_scrip[scrip.serial]  # sent after the record is durable (the shell)
         self._send_paid(header.sender, record, key, header.ref, header.corr, now)
         return [accepted]
+
+    def _pending_repeat(self, buyer: str, scrip: Scrip, payment: ScripPayment) -> bool:
+        """The same payment as one pending at the broker (on-line): its answer is still due."""
+        waiting = self._online.get(deposit_corr(scrip.serial, scrip.generation))
+        return waiting is not None and (waiting.buyer, waiting.payment) == (buyer, payment)
 
     def _check_holder_and_terms(self, scrip: Scrip) -> None:
         """Rule 4's revocation check and rule 6: a listed buyer, or scrip this vendor refuses.
@@ -376,7 +417,10 @@ class VendorScrip(VendorRedemption):
             events.extend(self._online_answer(online, deposited, now))
             return events
         record = self.spent_scrip.get(deposited.serial)
-        if record is None or deposited.generation < record.confirmed:
+        if record is None:
+            return events
+        record.reconfirming = False  # the broker's state of the serial: adopted below
+        if deposited.generation < record.confirmed:
             return events
         if deposited.generation >= record.generation:
             record.refused = ""  # credited at or past it: nothing left refused
@@ -472,6 +516,9 @@ class VendorScrip(VendorRedemption):
         if error.code != DEFINITIVE:
             record.deposit_due = now + self.terms.redeem_retry_max
             return []
+        # Asked again after a restore, and refused for good (past the deadline): the broker
+        # tells nothing more, and a record it had confirmed is not refused by that.
+        record.reconfirming = False
         if not record.owes_deposit:
             return []  # confirmed meanwhile, or refused already
         record.refused = error.detail or "refused"
@@ -481,14 +528,35 @@ class VendorScrip(VendorRedemption):
     # --- restore, timers -----------------------------------------------------------------------
 
     def restore_scrip(self, record: ScripRecord, now: float) -> ScripRecord:
-        """Reinstate a spent-set record from the store; an unconfirmed one is deposited at once.
+        """Reinstate a spent-set record from the store and deposit it again, confirmed or not.
 
-        Its deposit may have been sent before the restart and never answered: the broker
-        takes the same deposit again (idempotent), so the first timer sends it right away.
+        An unconfirmed deposit may have been sent before the restart and never answered;
+        a confirmed one may be older than the broker's ledger (a store restored from a
+        backup, while later generations of the serial were credited). The broker takes the
+        same deposit again (idempotent: ``deposited`` with ``repeat``, no ledger event), and
+        its answer carries the serial's credited generation, which ``scrip_deposited``
+        adopts. Until it has answered for the serial, a further generation is answered
+        ``broker unreachable`` (the buyer resends it), as a restored chain is reconfirmed
+        (3.9). The first ``RECONFIRM_BATCH`` go at the first timer, the rest in batches.
         """
-        record.deposit_due, record.backoff = now, 0.0
+        record.reconfirming = self._may_have_moved(record)
+        restored = len(self.spent_scrip)
+        record.deposit_due = now + (restored // RECONFIRM_BATCH) * RECONFIRM_SPACING
+        record.backoff = 0.0
         self.spent_scrip[record.serial] = record
         return record
+
+    @staticmethod
+    def _may_have_moved(record: ScripRecord) -> bool:
+        """Whether the broker may hold a later generation than this record, and can be asked.
+
+        Not when the record left no change (its serial is spent out), nor when the broker
+        refused it for good (asked again, it would refuse again and tell nothing). A record
+        adopted from the broker (``spent`` empty) is asked about with its change (3.9).
+        """
+        if record.refused or not record.change:
+            return False
+        return bool(record.spent) or record.generation >= 1
 
     def _deadline(self, record: ScripRecord) -> int:
         return self._deadline_of(record.expires)
@@ -549,14 +617,35 @@ class VendorScrip(VendorRedemption):
         terms = self.terms
         record.backoff = min(max(record.backoff * 2, terms.redeem_retry), terms.redeem_retry_max)
         record.deposit_due = now + record.backoff
+        if record.spent:
+            body = Deposit(record.spent, record.item, record.price, record.change)
+        else:
+            body = self._state_query(record)
         self.send(
             self.broker.id,
-            Deposit(record.spent, record.item, record.price, record.change),
+            body,
             now,
             auth=Auth.PAIR,
             key=self.broker_key,
             corr=deposit_corr(record.serial, record.generation),
         )
+
+    def _state_query(self, record: ScripRecord) -> Deposit:
+        """A deposit that only asks the serial's state, for a record adopted from the broker.
+
+        Such a record holds no bytes it was paid with, only the broker's generation G >= 1
+        and its change. The serial's scrip at generation G - 1, made from that change under
+        this vendor's scrip key, is older than what the broker credited: the broker answers
+        it with the serial's state (3.8 step 3), crediting and recording nothing. Its price
+        leaves value over and it names no change, so a broker that had lost the serial's
+        deposits would refuse it (the change is wrong), never credit it.
+        """
+        change = decode_scrip(decode_tagged_scrip(record.change).body)
+        older = msgspec.structs.replace(
+            change, generation=record.generation - 1, value=change.value + 2
+        )
+        key = self._keys(older.vendor_serial, older.period)[0]
+        return Deposit(tag_scrip(older, key), "", 1, b"")
 
     @property
     def scrip_awaiting_deposit(self) -> int:

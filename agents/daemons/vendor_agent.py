@@ -4,9 +4,11 @@ State lives in the vendor's SQLite store: its certificate, and per chain the com
 the highest payword accepted and what the broker has credited. Accepted paywords are
 stored (one transaction per batch of messages) before the receipts go out. Redemption
 runs on the core's timer, is retried with backoff while the broker is unreachable
-(store-and-forward), and runs once more at shutdown. Scrip records the broker has not
-confirmed are deposited again as soon as a restarted vendor is connected; a deposit the
-broker refuses for good is kept for the operator and not sent again.
+(store-and-forward), and runs once more at shutdown. Every scrip record a restarted vendor
+holds is deposited again as soon as it is connected, confirmed or not (the store may be
+older than the broker's ledger), and a further generation of those serials is answered
+``broker unreachable`` until the broker has answered; a deposit the broker refuses for
+good is kept for the operator and not sent again.
 """
 
 from __future__ import annotations

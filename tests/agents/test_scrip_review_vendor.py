@@ -3,7 +3,8 @@
 Over a real Mosquitto with the broker daemon: a vendor restarted after a crash deposits
 what it recorded and had not had confirmed, even when told to stop before it connected;
 and a deposit the broker refused for good is kept in the store, shown by `vendor status`,
-and not deposited again after a restart.
+and not deposited again after a restart; a restarted vendor asks about its confirmed
+records too, and the broker answers without recording anything.
 """
 
 from __future__ import annotations
@@ -133,3 +134,27 @@ async def test_a_refused_deposit_is_kept_shown_and_not_sent_again_after_a_restar
     assert rows(store, "SELECT serial, generation, reason FROM scrip_refused") == [
         (1, 0, refusal.detail)
     ]
+
+
+@pytest.mark.asyncio
+async def test_a_restarted_vendor_asks_about_confirmed_records_and_the_broker_records_nothing(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    harness = Harness(tmp_path, mosquitto)
+    store = await crashed_with_a_record(harness)
+    assert harness.daemon is not None
+    broker = harness.daemon.service.core
+    again = await reopened(harness)
+    await again.shutdown(within=10)  # deposited and confirmed: (1, 0, 0) in the store
+    await asyncio.wait_for(harness.tasks.pop(), 20)
+    harness.vendors.pop("vendor1")
+    assert rows(store, "SELECT serial, generation, confirmed FROM spent_scrip") == [(1, 0, 0)]
+
+    third = await reopened(harness)  # its store may be a backup: it asks all the same
+    assert third.core.spent_scrip[1].reconfirming
+    await wait_until(lambda: not third.core.spent_scrip[1].reconfirming, 10)
+    assert third.core.scrip_awaiting_deposit == 0
+    record = broker.scrip.records[1]
+    assert (record.generation, record.credited, record.rejections) == (0, 30, 0)  # a repeat
+    await harness.stop()
+    assert rows(store, "SELECT serial, generation, confirmed FROM spent_scrip") == [(1, 0, 0)]

@@ -6,6 +6,9 @@ look at it first, and seals as the broker only what a broker that misbehaves wou
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import msgspec
 import pytest
 
@@ -38,8 +41,15 @@ from protocol.messages import (
     TaggedScrip,
 )
 from protocol.scrip import PERIOD_MS, key_ref, make_change, scrip_key, tag_scrip
+from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE
 from protocol.vendor import VendorCore, VendorTerms
-from protocol.vendor_scrip import ScripRecord, deposit_corr
+from protocol.vendor_scrip import (
+    RECONFIRM_BATCH,
+    RECONFIRM_SPACING,
+    UNREACHABLE,
+    ScripRecord,
+    deposit_corr,
+)
 from tests.support.scrip_mint import (
     deliver,
     mint_scrip,
@@ -474,7 +484,15 @@ def test_a_restarted_vendor_rebuilds_its_spent_set_from_its_records(world: World
     raw_payment(world, "buyer1", minted.scrip, 50)  # the spent generation, another payment
     assert refusals(world, "buyer1")[-1] == ("scrip", "spent")
     raw_payment(world, "buyer1", minted.scrip, 30)  # a repeat is still answered the same
-    buyer.pay_scrip(SHOP, 20, world.now)  # and the change is good at the new process
+    buyer.pay_scrip(SHOP, 20, world.now)  # the change, before the broker answered the restart
+    world.pump()
+    assert refusals(world, "buyer1")[-1] == ("scrip", UNREACHABLE)  # retryable: kept pending
+    assert again.spent_scrip[minted.serial].reconfirming
+    again.handle_timer(world.now)  # the restored record is deposited; the broker answers
+    world.pump()
+    assert not again.spent_scrip[minted.serial].reconfirming
+    world.now += 2
+    buyer.handle_timer(world.now)  # the buyer resends, and the change is good here now
     world.pump()
     assert events_of(world, "buyer1", ScripSettled)[-1].change_value == 50
 
@@ -540,6 +558,145 @@ def test_a_broker_ahead_of_the_store_makes_the_vendor_adopt_its_generation(world
     assert again.spent_scrip[minted.serial].generation == 3  # the broker's word
     raw_payment(world, "buyer1", change, 10)  # generation 1: spent, by the broker's word
     assert refusals(world, "buyer1")[-1] == ("scrip", "spent")
+
+
+def restore_record(world: World, record: ScripRecord) -> VendorCore:
+    """A new shop core from a store holding one record (a backup, say)."""
+    again = restored_vendor(world, [])
+    again.restore_scrip(record, world.now)
+    return again
+
+
+def pay_and_confirm(world: World, price: int) -> ScripRecord:
+    """The buyer pays ``price``, the shop deposits it and the broker confirms it."""
+    vendor = shop(world)
+    world.buyers["buyer1"].pay_scrip(SHOP, price, world.now)
+    world.pump()
+    vendor.deposit_all(world.now)
+    world.pump()
+    (record,) = (r for r in vendor.spent_scrip.values() if r.price == price)
+    assert record.confirmed == record.generation
+    return copy.copy(record)
+
+
+def test_a_restored_confirmed_record_is_asked_about_and_nothing_is_recorded(
+    world: World,
+) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    backup = pay_and_confirm(world, 30)
+    credited = len(broker_recorded(world, ScripDeposited))
+    again = restore_record(world, backup)
+    assert again.scrip_awaiting_deposit == 1  # confirmed, and asked about all the same
+    world.buyers["buyer1"].pay_scrip(SHOP, 20, world.now)  # generation 1, before the answer
+    world.pump()
+    assert refusals(world, "buyer1")[-1] == ("scrip", UNREACHABLE)  # retryable: kept pending
+    assert minted.serial in world.buyers["buyer1"].scrip_pending
+
+    again.handle_timer(world.now)
+    world.pump()
+    record = again.spent_scrip[minted.serial]
+    assert (record.reconfirming, record.refused, record.confirmed) == (False, "", 0)
+    assert events_of(world, SHOP, ScripDepositConfirmed)[-1].generation == 0
+    assert len(broker_recorded(world, ScripDeposited)) == credited  # a repeat: no new event
+    assert not broker_recorded(world, DepositRejected)
+    assert again.scrip_awaiting_deposit == 0
+    world.now += 2
+    world.buyers["buyer1"].handle_timer(world.now)  # the buyer resends: served now
+    world.pump()
+    assert events_of(world, "buyer1", ScripSettled)[-1].change_value == 50
+
+
+def test_a_restored_record_adopted_from_the_broker_is_asked_with_an_older_generation(
+    world: World,
+) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    for price in (30, 10):
+        pay_and_confirm(world, price)
+    backup = copy.copy(shop(world).spent_scrip[minted.serial])
+    backup.spent, backup.item, backup.price = b"", "", 0  # what adopting leaves in a store
+    assert (backup.generation, backup.confirmed) == (1, 1)
+    later = pay_and_confirm(world, 20)  # generation 2, credited after the backup
+    gen2 = events_of(world, "buyer1", ScripReceived)[2].scrip
+    credited = len(broker_recorded(world, ScripDeposited))
+
+    again = restore_record(world, backup)
+    again.handle_timer(world.now)
+    (sent,) = take_off_the_wire(world, SHOP, "deposit")
+    query = open_body(parse(sent.payload))
+    assert isinstance(query, Deposit)
+    assert decode_scrip(decode_tagged_scrip(query.spent).body).generation == 0
+    deliver(world, sent)
+    world.pump()
+    record = again.spent_scrip[minted.serial]
+    assert (record.generation, record.change, record.reconfirming) == (2, later.change, False)
+    assert len(broker_recorded(world, ScripDeposited)) == credited
+    assert not broker_recorded(world, DepositRejected)
+    raw_payment(world, "buyer1", gen2, 40)  # generation 2 again: spent, by the broker's word
+    assert refusals(world, "buyer1")[-1] == ("scrip", "spent")
+
+
+def test_a_record_with_nothing_left_is_not_asked_about(world: World) -> None:
+    mint_scrip(world, "buyer1", SHOP, 30)
+    backup = pay_and_confirm(world, 30)  # the whole value: no change, no later generation
+    again = restore_record(world, backup)
+    assert again.scrip_awaiting_deposit == 0
+    again.handle_timer(world.now)
+    assert not take_off_the_wire(world, SHOP, "deposit")
+
+
+def test_restored_records_are_asked_about_in_batches(world: World) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    record = pay_and_confirm(world, 30)
+    again = restored_vendor(world, [])
+    for serial in range(RECONFIRM_BATCH + 1):
+        again.restore_scrip(dataclasses.replace(record, serial=minted.serial + serial), world.now)
+    again.handle_timer(world.now)
+    assert len(take_off_the_wire(world, SHOP, "deposit")) == RECONFIRM_BATCH
+    assert again.get_timer() == pytest.approx(world.now + RECONFIRM_SPACING)
+
+
+# --- a payment pending at the scrip's expiry -------------------------------------------------
+
+
+def test_a_payment_answered_just_before_expiry_and_lost_is_answered_after_it(
+    world: World,
+) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer = world.buyers["buyer1"]
+    world.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, world.now)
+    (payment,) = take_off_the_wire(world, "buyer1", "scrip-pay")
+    deliver(world, payment)  # recorded and served ...
+    assert take_off_the_wire(world, SHOP, "scrip-paid")  # ... and its answer is lost
+    world.now += 3  # past the expiry: the payment is kept, and resent
+    assert not [e for e in buyer.handle_timer(world.now) if isinstance(e, ScripExpired)]
+    world.pump()
+    (settled,) = events_of(world, "buyer1", ScripSettled)  # the recorded answer
+    assert settled.change_value == 70
+    change = events_of(world, "buyer1", ScripReceived)[-1]
+    raw_payment(world, "buyer1", minted.scrip, 40)  # not the recorded payment: expired
+    assert refusals(world, "buyer1")[-1] == ("scrip", "scrip expired")
+    raw_payment(world, "buyer1", change.scrip, 10)  # its change expires with it
+    assert refusals(world, "buyer1")[-1] == ("scrip", "scrip expired")
+    assert len(events_of(world, SHOP, ScripAccepted)) == 1
+
+
+def test_a_payment_never_answered_is_written_off_at_the_deadline(world: World) -> None:
+    minted = mint_scrip(world, "buyer1", SHOP, 100)
+    buyer = world.buyers["buyer1"]
+    world.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, world.now)
+    take_off_the_wire(world, "buyer1", "scrip-pay")  # the vendor never sees it
+    deadline = minted.expires / 1000 + DEFAULT_DEPOSIT_GRACE
+    while (due := buyer.get_timer()) is not None and due <= deadline:
+        world.now = due
+        assert not [e for e in buyer.handle_timer(world.now) if isinstance(e, ScripExpired)]
+        take_off_the_wire(world, "buyer1", "scrip-pay")
+    assert minted.serial in buyer.scrip_pending
+    world.now = deadline + 1
+    assert ScripExpired(SHOP, minted.serial, 100) in buyer.handle_timer(world.now)
+    assert minted.serial not in buyer.scrip_pending
+    assert minted.serial not in buyer.scrip
 
 
 # --- on-line serial check ------------------------------------------------------------------------
@@ -665,6 +822,29 @@ def test_a_deposit_without_a_claim_encodes_as_before() -> None:
     assert decode_as(Deposit, encode(offline)) == offline
     with pytest.raises(MalformedMessageError):
         decode_as(Deposit, encode(Deposit(b"spent", "article", 30, b"change", b"\x05" * 17)))
+
+
+def test_online_a_payment_pending_at_expiry_is_answered_after_it(online: World) -> None:
+    minted = mint_scrip(online, "buyer1", SHOP, 100)
+    buyer, vendor = online.buyers["buyer1"], shop(online)
+    online.now = minted.expires / 1000 - 1
+    buyer.pay_scrip(SHOP, 30, online.now)
+    (payment,) = take_off_the_wire(online, "buyer1", "scrip-pay")
+    deliver(online, payment)
+    take_off_the_wire(online, SHOP, "deposit")  # the broker is unreachable
+    online.now += 5  # past the expiry
+    vendor.handle_timer(online.now)
+    take_off_the_wire(online, SHOP, "deposit")
+    online.pump()
+    assert refusals(online, "buyer1")[-1] == ("scrip", UNREACHABLE)
+    assert not [e for e in buyer.handle_timer(online.now) if isinstance(e, ScripExpired)]
+    online.pump()  # its resend reaches the vendor, which asks the broker again: credited
+    assert ("scrip", "scrip expired") not in refusals(online, "buyer1")
+    (settled,) = events_of(online, "buyer1", ScripSettled)
+    assert (settled.serial, settled.change_value) == (minted.serial, 70)
+    assert len(events_of(online, SHOP, ScripAccepted)) == 1
+    raw_payment(online, "buyer1", minted.scrip, 40)  # another payment of it: expired
+    assert refusals(online, "buyer1")[-1] == ("scrip", "scrip expired")
 
 
 # --- the buyer's restart -------------------------------------------------------------------------
