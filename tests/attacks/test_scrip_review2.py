@@ -1,6 +1,7 @@
-"""Review 2 of the newest scrip and on-line-above changes: failing-now PoCs.
+"""Four holes a second review of scrip and ``--online-above`` found, each held shut.
 
-Each test asserts the SAFE behaviour, so it fails until the hole it describes is closed.
+Each test asserts the safe behaviour; the hole it describes is closed (SECURITY.md rows
+71, 76, 75 and 74):
 
 1. On-line scrip: a lost ``deposited`` makes the vendor's own retry a ``repeat``, and a
    repeat is never served: the buyer is charged (and told it was paid), never served.
@@ -91,7 +92,7 @@ def test_online_a_lost_deposited_still_serves_the_payment_once() -> None:
     assert paid.serial == minted.serial
     repeats = events_of(world, SHOP, ScripRepeatAnswered)
     served = events_of(world, SHOP, ScripAccepted)
-    # Today: served == [] and one ScripRepeatAnswered: charged and never served.
+    # Was: served == [] and one ScripRepeatAnswered: charged and never served.
     assert len(served) == 1, f"paid 30, served {len(served)} times ({len(repeats)} 'repeats')"
 
 
@@ -152,7 +153,7 @@ def test_online_above_small_chains_during_a_registration_stay_within_the_credit_
     world.pump()
     assert big in vendor.chains  # the broker approved it: it is within her limit alone
     exposure = vendor.exposure("alice", world.now)
-    # Today: 20 small chains were taken and exposure == 4000, twice the limit.
+    # Was: 20 small chains were taken and exposure == 4000, twice the limit.
     assert exposure <= 2000, f"{taken} small chains taken during registration: exposure {exposure}"
 
 
@@ -198,7 +199,7 @@ def test_online_a_payment_pending_at_expiry_is_not_forgotten_by_the_buyer() -> N
 
     debited = world.broker.totals.debited["buyer1"]
     settled = events_of(world, "buyer1", ScripSettled)
-    # Today: debited == 30, the vendor served it, and the buyer has no ScripSettled.
+    # Was: debited == 30, the vendor served it, and the buyer has no ScripSettled.
     assert debited == 0 or len(settled) == 1, (
         f"buyer debited {debited}, served {len(events_of(world, SHOP, ScripAccepted))},"
         f" settled at the buyer {len(settled)}"
@@ -273,7 +274,7 @@ def test_a_restored_vendor_learns_generations_credited_after_its_backup() -> Non
     world.pump()
     served_again = events_of(world, SHOP, ScripAccepted)[served_before:]
     refused = events_of(world, world.broker.account, DepositRejected)
-    # Today: served_again has the 70 payment, and the broker refused its deposit for good.
+    # Was: served_again has the 70 payment, and the broker refused its deposit for good.
     assert not served_again, (
         f"restored vendor served {[(e.generation, e.price) for e in served_again]};"
         f" broker refusals: {[e.reason for e in refused]}"
