@@ -52,7 +52,7 @@ from protocol.messages import (
 )
 from protocol.scrip import key_ref, wrap_customer_secret
 from protocol.scrip_state import DEFAULT_DEPOSIT_GRACE
-from protocol.vendor_scrip import UNREACHABLE, deposit_corr
+from protocol.vendor_scrip import UNREACHABLE, deposit_corr, split_deposit_corr
 
 MINT_RETRY = 2.0
 """First wait before an unanswered mint or scrip payment is sent again (s); it doubles."""
@@ -345,8 +345,7 @@ class BuyerScrip(AgentEndpoint[BuyerEvent]):
 
     def _refused(self, vendor: str, corr: bytes, error: Error) -> list[BuyerEvent]:
         events: list[BuyerEvent] = [PeerError(vendor, error.code, error.detail, corr)]
-        serial = int.from_bytes(corr[:8], "big") if len(corr) == 12 else 0
-        generation = int.from_bytes(corr[8:], "big")
+        serial, generation = split_deposit_corr(corr)
         pending = self._pending(vendor, serial, generation)
         if pending is None or error.detail == UNREACHABLE:
             return events  # the timer resends it: the broker may answer the vendor later

@@ -80,6 +80,13 @@ def deposit_corr(serial: int, generation: int) -> bytes:
     return serial.to_bytes(8, "big") + generation.to_bytes(4, "big")
 
 
+def split_deposit_corr(corr: bytes) -> tuple[int, int]:
+    """``(serial, generation)`` of a ``deposit_corr``; ``(0, 0)`` (no serial) for any other."""
+    if len(corr) != 12:
+        return 0, 0
+    return int.from_bytes(corr[:8], "big"), int.from_bytes(corr[8:], "big")
+
+
 @dataclass(slots=True)
 class ScripRecord:
     """The spent set's entry for one serial: its highest generation accepted here.
@@ -465,30 +472,26 @@ class VendorScrip(VendorRedemption):
         if deposited.generation != scrip.generation or deposited.change != online.change:
             self._refuse_online(online, "spent", now)
             return []
+        payment = online.payment
+        event: VendorEvent
         if deposited.repeat:
-            payment = online.payment
-            body = ScripPaid(scrip.serial, scrip.generation, payment.price, online.change)
-            self.send(
-                online.buyer,
-                body,
-                now,
-                auth=Auth.SCRIP,
-                key=online.key,
-                ref=online.ref,
-                corr=online.corr,
+            event = ScripRepeatAnswered(scrip.serial, scrip.generation, online.buyer, payment.item)
+        else:
+            event = self._accept_scrip(
+                online.buyer, payment, scrip, online.change, scrip.generation, now
             )
-            return [ScripRepeatAnswered(scrip.serial, scrip.generation, online.buyer, payment.item)]
-        accepted = self._accept_scrip(
-            online.buyer, online.payment, scrip, online.change, scrip.generation, now
-        )
-        record = self.spent_scrip[scrip.serial]
-        self._send_paid(online.buyer, record, online.key, online.ref, online.corr, now)
-        return [accepted]
+        paid = ScripPaid(scrip.serial, scrip.generation, payment.price, online.change)
+        self._answer_online(online, paid, now)
+        return [event]
 
     def _refuse_online(self, online: OnlinePayment, detail: str, now: float) -> None:
+        self._answer_online(online, Error("scrip", detail), now)
+
+    def _answer_online(self, online: OnlinePayment, body: Body, now: float) -> None:
+        """Answer an on-line payment on its own stream: its buyer's secret, ref and corr."""
         self.send(
             online.buyer,
-            Error("scrip", detail),
+            body,
             now,
             auth=Auth.SCRIP,
             key=online.key,
@@ -508,10 +511,9 @@ class VendorScrip(VendorRedemption):
             detail = "spent" if error.code == DEFINITIVE else f"the broker refused: {error.detail}"
             self._refuse_online(online, detail[:256], now)
             return []
-        if len(corr) != len(deposit_corr(0, 0)):
-            return []
-        record = self.spent_scrip.get(int.from_bytes(corr[:8], "big"))
-        if record is None or deposit_corr(record.serial, record.generation) != corr:
+        serial, generation = split_deposit_corr(corr)
+        record = self.spent_scrip.get(serial)
+        if record is None or record.generation != generation:
             return []
         if error.code != DEFINITIVE:
             record.deposit_due = now + self.terms.redeem_retry_max
